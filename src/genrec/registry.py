@@ -1,0 +1,42 @@
+"""Retrievers by name, so the CLI, the evaluation harness and the server build
+them the same way.
+
+Each entry points at a class with `from_run(run, dataset, split) -> Retriever`
+that fits the retriever on `split.train` (or loads what a stage saved in the
+run folder). Imports are lazy: naming one retriever never imports the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from genrec.data.dataset import Dataset
+from genrec.data.splits import Split
+from genrec.retrieval import Retriever
+
+RETRIEVERS: dict[str, str] = {
+    "popularity": "genrec.baselines.popularity:PopularityRetriever",
+    "category_popularity": "genrec.baselines.popularity:CategoryPopularityRetriever",
+    "bm25": "genrec.baselines.bm25:BM25Retriever",
+    "dense": "genrec.baselines.dense:DenseRetriever",
+    "dense_hnsw": "genrec.baselines.dense:HNSWDenseRetriever",
+    "itemcf": "genrec.baselines.itemcf:ItemCFRetriever",
+    "sasrec": "genrec.baselines.sasrec:SASRecRetriever",
+    "oracle": "genrec.data.oracle:OracleRetriever",
+    "generative": "genrec.model.retriever:GenerativeRetriever",
+    "cascade": "genrec.cascade.retriever:CascadeRetriever",
+}
+
+
+def retriever_names() -> list[str]:
+    return list(RETRIEVERS)
+
+
+def build_retriever(name: str, run: str | Path, dataset: Dataset, split: Split) -> Retriever:
+    """Build the retriever called `name` for the run folder `run`."""
+    if name not in RETRIEVERS:
+        raise ValueError(f"unknown retriever {name!r}; expected one of {retriever_names()}")
+    module_name, class_name = RETRIEVERS[name].split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls.from_run(Path(run), dataset, split)
