@@ -1,0 +1,100 @@
+"""The step protocol a generative model implements so constrained beam search can drive it.
+
+Beam search never looks inside the model: it only asks for the next-token
+scores of N = batch * beams partial codes, and tells the model which rows
+survived. Any encoder–decoder with a KV cache fits behind these three calls,
+and so does the deterministic `TableStepModel` the tests use.
+
+Shapes: `state` is whatever the model needs per row (encoder memory, KV caches);
+after `expand(state, beams)` it holds N = batch * beams rows, request-major
+(rows `b * beams : (b + 1) * beams` belong to request b).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import FloatTensor, LongTensor
+
+BOS_TOKEN: int = -1
+"""The token passed to `step` at level 0, where no code has been chosen yet."""
+
+
+@runtime_checkable
+class BeamSearchModel(Protocol):
+    """What `constrained_beam_search` needs from a model.
+
+    * `expand(state, beams)`: repeat each batch entry `beams` times, request-major
+      (`repeat_interleave`), so the state holds N = batch * beams rows.
+    * `step(state, tokens, level)`: `tokens` `[N]` is the code chosen at
+      `level - 1` (at level 0 it is `BOS_TOKEN`, -1); returns log-probs or logits
+      `[N, V]` over the codes of `level` (V ≥ the level's codebook size; extra
+      columns are masked by the trie) and the new state (KV cache grown by one).
+    * `reorder(state, index)`: gather rows of the state by `index` `[N]` (the
+      surviving beams' parent rows), e.g. `cache[index]` for every KV tensor.
+    """
+
+    def expand(self, state: Any, beams: int) -> Any: ...
+
+    def step(self, state: Any, tokens: LongTensor, level: int) -> tuple[FloatTensor, Any]: ...
+
+    def reorder(self, state: Any, index: LongTensor) -> Any: ...
+
+
+@dataclass(frozen=True)
+class TablePrefixState:
+    """State of `TableStepModel`: one running hash of the prefix per row, `[N]` int64."""
+
+    prefix_hash: torch.Tensor
+
+
+class TableStepModel:
+    """A deterministic toy model: the logits at a level are a fixed random function of the prefix.
+
+    Each request starts from its own seed (its row index, or `request_seeds`),
+    the chosen codes are folded into a 31-bit hash, and the hash selects a row of
+    a fixed random table `[levels, buckets, vocab_size]`. Two beams with the same
+    prefix therefore always see the same scores — which makes sequence scores a
+    pure function of (request, SID), exactly what an exhaustive reference needs.
+    """
+
+    _MODULUS = (1 << 31) - 1  # prime; hash * multiplier stays far below 2**63
+    _MULTIPLIER = 1_000_003
+
+    def __init__(self, levels: int, vocab_size: int, buckets: int = 4096, seed: int = 0, scale: float = 2.0) -> None:
+        if levels < 1:
+            raise ValueError(f"levels must be ≥ 1, got {levels}")
+        if vocab_size < 1:
+            raise ValueError(f"vocab_size must be ≥ 1, got {vocab_size}")
+        if buckets < 1:
+            raise ValueError(f"buckets must be ≥ 1, got {buckets}")
+        self.levels = levels
+        self.vocab_size = vocab_size
+        self.buckets = buckets
+        generator = torch.Generator().manual_seed(seed)
+        self.table = scale * torch.randn(levels, buckets, vocab_size, generator=generator)
+
+    def initial_state(self, batch: int, request_seeds: LongTensor | None = None) -> TablePrefixState:
+        """State for `batch` requests (before `expand`); `request_seeds` `[batch]` default to 0..batch-1."""
+        if request_seeds is None:
+            request_seeds = torch.arange(batch, dtype=torch.int64)
+        if request_seeds.shape != (batch,):
+            raise ValueError(f"request_seeds must have shape [{batch}], got {list(request_seeds.shape)}")
+        return TablePrefixState(prefix_hash=(request_seeds.to(torch.int64) * 7919 + 17) % self._MODULUS)
+
+    def expand(self, state: TablePrefixState, beams: int) -> TablePrefixState:
+        return TablePrefixState(prefix_hash=state.prefix_hash.repeat_interleave(beams))
+
+    def step(self, state: TablePrefixState, tokens: LongTensor, level: int) -> tuple[FloatTensor, TablePrefixState]:
+        if not 0 <= level < self.levels:
+            raise ValueError(f"level must be in [0, {self.levels}), got {level}")
+        if tokens.shape != state.prefix_hash.shape:
+            raise ValueError(f"tokens must have shape {list(state.prefix_hash.shape)}, got {list(tokens.shape)}")
+        new_hash = (state.prefix_hash * self._MULTIPLIER + tokens.to(torch.int64) + 2) % self._MODULUS
+        logits = self.table[level, new_hash % self.buckets]
+        return logits, TablePrefixState(prefix_hash=new_hash)
+
+    def reorder(self, state: TablePrefixState, index: LongTensor) -> TablePrefixState:
+        return TablePrefixState(prefix_hash=state.prefix_hash[index])
