@@ -1,0 +1,1 @@
+"""Evaluation: one harness for every `Retriever`, the same split, the same metrics."""
