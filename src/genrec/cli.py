@@ -12,6 +12,7 @@ import sys
 
 COMMAND_MODULES: tuple[str, ...] = (
     "genrec.data.commands",
+    "genrec.data.loaders.commands",
     "genrec.features.commands",
 )
 

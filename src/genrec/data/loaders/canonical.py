@@ -1,0 +1,94 @@
+"""Shared steps every loader takes to reach the canonical schema.
+
+Sources name users and items with strings or sparse numbers; the canonical
+tables use dense int64 ids from 1 (0 is padding). The source id is kept
+(`users.source_id`, `items.attributes["source_id"]`) so results can be mapped
+back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from genrec.data.dataset import Dataset
+from genrec.data.schema import UNKNOWN_POSITION
+
+
+def dense_ids(values: pd.Series) -> tuple[pd.Series, dict]:
+    """Map source ids to 1..n in order of first appearance; returns (ids, source→id)."""
+    codes, uniques = pd.factorize(values, sort=False)
+    mapping = {source: i + 1 for i, source in enumerate(uniques.tolist())}
+    return pd.Series(codes.astype(np.int64) + 1, index=values.index), mapping
+
+
+def make_events(
+    user_id: pd.Series,
+    item_id: pd.Series,
+    ts: pd.Series,
+    *,
+    action: str | pd.Series = "click",
+    scenario: str | pd.Series = "home_feed",
+    query: pd.Series | None = None,
+    session_id: pd.Series | None = None,
+    position: pd.Series | None = None,
+    extra: dict[str, pd.Series] | None = None,
+) -> pd.DataFrame:
+    """An events table in the canonical column order; one session per event by default."""
+    n = len(user_id)
+    events = pd.DataFrame({
+        "user_id": np.asarray(user_id, dtype=np.int64),
+        "ts": np.asarray(ts, dtype=np.int64),
+        "session_id": np.arange(1, n + 1, dtype=np.int64) if session_id is None else np.asarray(session_id, dtype=np.int64),
+        "scenario": scenario if isinstance(scenario, str) else np.asarray(scenario, dtype=object),
+        "query": pd.Series([None] * n, dtype=object) if query is None else np.asarray(query, dtype=object),
+        "item_id": np.asarray(item_id, dtype=np.int64),
+        "action": action if isinstance(action, str) else np.asarray(action, dtype=object),
+        "position": np.full(n, UNKNOWN_POSITION, dtype=np.int32) if position is None else np.asarray(position, dtype=np.int32),
+    })
+    for name, values in (extra or {}).items():
+        events[name] = np.asarray(values)
+    return events
+
+
+def make_items(
+    item_id: np.ndarray,
+    title: list[str],
+    category: list[list[str]],
+    attributes: list[dict[str, str]],
+    brand: list[str | None] | None = None,
+    price: list[float | None] | None = None,
+) -> pd.DataFrame:
+    """An items table; empty titles fall back to the source id so validation passes honestly."""
+    n = len(item_id)
+    titles = [
+        t.strip() if isinstance(t, str) and t.strip() else f"item {attrs.get('source_id', i)}"
+        for t, attrs, i in zip(title, attributes, item_id)
+    ]
+    return pd.DataFrame({
+        "item_id": np.asarray(item_id, dtype=np.int64),
+        "title": titles,
+        "category": [list(c) for c in category],
+        "attributes": [{str(k): str(v) for k, v in a.items()} for a in attributes],
+        "brand": [None] * n if brand is None else brand,
+        "price": np.full(n, np.nan) if price is None else np.asarray(price, dtype=np.float64),
+        "origin": "human",
+    })
+
+
+def make_users(user_ids: dict, profile: pd.DataFrame | None = None) -> pd.DataFrame:
+    """A users table from a source→id mapping, with optional profile columns indexed by source id."""
+    users = pd.DataFrame({"user_id": np.fromiter(user_ids.values(), dtype=np.int64), "source_id": [str(s) for s in user_ids]})
+    if profile is not None:
+        profile = profile.copy()
+        profile.index = profile.index.map(str)
+        users = users.join(profile, on="source_id")
+    return users
+
+
+def finish(items: pd.DataFrame, users: pd.DataFrame, events: pd.DataFrame) -> Dataset:
+    """Sort events by user and time (stable, so source order breaks ties) and validate."""
+    events = events.sort_values(["user_id", "ts"], kind="stable").reset_index(drop=True)
+    dataset = Dataset(items=items.reset_index(drop=True), users=users.reset_index(drop=True), events=events)
+    dataset.validate()
+    return dataset

@@ -1,0 +1,116 @@
+"""Every loader maps its source format into the canonical, validated dataset."""
+
+import gzip
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genrec.data.loaders import load_amazon2014, load_esci, load_kuaisar, load_p5_amazon, load_recbole
+from genrec.data.loaders.amazon2014 import k_core
+from genrec.data.loaders.download import DownloadError, download
+from genrec.data.splits import build_requests, leave_one_out
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+needs_shared = pytest.mark.skipif(not SHARED.exists(), reason=f"public data copies not found at {SHARED} (a user's clone has none)")
+
+
+@needs_shared
+def test_p5_amazon_beauty_matches_the_published_counts_and_tiger_split():
+    dataset = load_p5_amazon(SHARED / "amazon-beauty")
+    assert dataset.counts() == {"items": 12101, "users": 22363, "events": 198502}
+    split = leave_one_out(dataset.events)
+    first_line = (SHARED / "amazon-beauty" / "sequential.txt").read_text().splitlines()[0].split()
+    user, sequence = int(first_line[0]), [int(x) for x in first_line[1:]]
+    requests, targets = build_requests(split, "test")
+    by_user = {r.user_id: (r, t) for r, t in zip(requests, targets)}
+    request, target = by_user[user]
+    assert target == sequence[-1] and list(request.history) == sequence[:-1]
+    assert dict(zip(split.valid.user_id, split.valid.item_id))[user] == sequence[-2]
+    opi = dataset.items.set_index("item_id").loc[1]
+    assert opi.brand == "OPI" and opi.category == ["Makeup", "Nails", "Nail Polish"]
+    assert (dataset.items.title.str.len() > 0).all()  # the 7 empty titles got a fallback
+
+
+@needs_shared
+def test_recbole_ml100k_keeps_ratings_time_and_profiles():
+    dataset = load_recbole(SHARED / "ml-100k")
+    assert dataset.counts() == {"items": 1682, "users": 943, "events": 100000}
+    toy_story = dataset.items[dataset.items.attributes.map(lambda a: a["source_id"]) == "1"].iloc[0]
+    assert toy_story.title == "Toy Story" and toy_story.category[0] == "Animation"
+    assert set(dataset.events.rating.unique()) == {1.0, 2.0, 3.0, 4.0, 5.0}
+    assert {"age", "gender", "occupation"} <= set(dataset.users.columns)
+    assert (dataset.events.groupby("user_id").ts.apply(lambda t: t.is_monotonic_increasing)).all()
+
+
+def test_recbole_maps_string_tokens_to_dense_ids_in_time_order():
+    dataset = load_recbole(FIXTURES / "recbole" / "tiny")
+    assert dataset.counts() == {"items": 4, "users": 2, "events": 4}
+    source = dict(zip(dataset.items.item_id, dataset.items.attributes.map(lambda a: a["source_id"])))
+    u1 = dataset.events[dataset.events.user_id == 1]
+    assert [source[i] for i in u1.item_id] == ["b", "a"]  # sorted by timestamp, not file order
+    assert sorted(dataset.items.item_id) == [1, 2, 3, 4]
+
+
+def test_recbole_rejects_an_untyped_header(tmp_path):
+    (tmp_path / "bad.inter").write_text("user_id\titem_id\nu\ti\n")
+    with pytest.raises(ValueError, match="user_id.*expected one of"):
+        load_recbole(tmp_path, "bad")
+
+
+def test_amazon2014_applies_the_5_core_and_orders_by_time(tmp_path):
+    for name in ("reviews", "meta"):
+        with open(FIXTURES / "amazon2014" / f"{name}.json", "rb") as src, gzip.open(tmp_path / f"{name}.json.gz", "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    dataset = load_amazon2014(tmp_path / "reviews.json.gz", tmp_path / "meta.json.gz")
+    assert dataset.counts() == {"items": 6, "users": 6, "events": 30}
+    assert "B0RARE" not in set(dataset.items.attributes.map(lambda a: a["source_id"]))
+    assert (dataset.events.groupby("user_id").ts.apply(lambda t: t.is_monotonic_increasing)).all()
+    items = dataset.items.set_index(dataset.items.attributes.map(lambda a: a["source_id"]))
+    assert items.loc["B0000001"].brand == "OPI" and items.loc["B0000001"].price == 8.5
+    assert items.loc["B0000001"].category == ["Makeup", "Nails", "Nail Polish"]
+    assert items.loc["B0000000"].title == "item B0000000"  # empty title → source id
+
+
+def test_k_core_is_applied_until_stable():
+    import pandas as pd
+
+    frame = pd.DataFrame({"user": ["a", "a", "b", "b", "c"], "asin": ["x", "y", "x", "y", "x"]})
+    assert set(k_core(frame, 2).user) == {"a", "b"}
+    assert k_core(frame, 3).empty
+
+
+def test_esci_turns_judgements_into_graded_search_events():
+    dataset = load_esci(FIXTURES / "esci")
+    events = dataset.events
+    assert (events.scenario == "search").all() and events["query"].notna().all()
+    assert len(events) == 6  # the jp example is filtered out
+    by_title = dict(zip(dataset.items.item_id, dataset.items.title))
+    red = events[events["query"] == "red nail polish"]
+    assert {by_title[i]: a for i, a in zip(red.item_id, red.action)} == {
+        "OPI Red Nail Lacquer": "order", "Essie Crimson Polish": "cart", "Garden Hose 50ft": "impression"}
+    assert sorted(red.relevance) == [0, 2, 3]
+
+
+def test_kuaisar_interleaves_search_and_recommendation_per_user():
+    dataset = load_kuaisar(FIXTURES / "kuaisar")
+    events = dataset.events
+    assert set(events.scenario) == {"search", "home_feed"}
+    search = events[events.scenario == "search"]
+    assert set(search["query"]) == {"w20 w34", "w7"}
+    assert events[events.scenario == "home_feed"]["query"].isna().all()
+    first_user = events[events.user_id == events.user_id.iloc[0]]
+    assert first_user.ts.is_monotonic_increasing and set(first_user.scenario) == {"search", "home_feed"}
+    items = dataset.items.set_index(dataset.items.attributes.map(lambda a: a["source_id"]))
+    assert items.loc["104"].title == "w20 w34 w3" and items.loc["104"].category == ["Beauty", "Nails"]
+    assert items.loc["102"].category == ["Food"]
+    assert {"search_active_level", "rec_active_level"} <= set(dataset.users.columns)
+    assert set(events.action) == {"click", "impression"}
+
+
+def test_download_says_what_to_do_when_offline(tmp_path):
+    with pytest.raises(DownloadError, match="place it at"):
+        download("http://127.0.0.1:9/nothing.json.gz", tmp_path / "nothing.json.gz", timeout=2)
+    assert not (tmp_path / "nothing.json.gz").exists()
