@@ -1,0 +1,454 @@
+"""A compact encoder–decoder Transformer that generates an item's Semantic ID.
+
+Read top-down: `GenerativeConfig` (hyper-parameters), `EncoderBatch` (what the
+encoder sees), `GenerativeModel` (encode → decode level by level), then the
+blocks. The encoder reads one request — query words, user tokens, two views of
+the user's behaviour as item SIDs, scenario and time — as one sequence in which
+every part carries its own type embedding. The decoder emits the SID one level
+at a time (`levels` steps, the last one the disambiguation level), so beam
+search over it costs `levels` small steps, not a vocabulary-sized softmax over
+all items (TIGER; OneSearch; OneMall).
+
+Decoding follows `genrec.decode`'s `BeamSearchModel` protocol:
+
+    state = model.encode(batch)                # cross-attention K/V, once per request
+    state = model.expand(state, beams)         # N = batch * beams rows
+    logits, state = model.step(state, tokens, level)   # tokens [N]: code chosen at level-1
+    state = model.reorder(state, index)        # index [N]: which row each beam continues
+
+The self-attention cache grows by one position per level. Cross-attention keys
+and values stay at `[batch, heads, memory, head_dim]` and are never copied per
+beam: a request's beams are attended as `beams` queries against its one memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+PART_NAMES: tuple[str, ...] = ("query", "user", "short", "long", "context")
+"""Encoder input parts, in sequence order; the index is the part's type id."""
+
+
+@dataclass
+class GenerativeConfig:
+    """Hyper-parameters. The defaults give ~2M parameters and train in minutes
+    on two CPU cores; `codebook_sizes` must match the SID table it decodes."""
+
+    codebook_sizes: tuple[int, ...] = (64, 64, 64, 8)
+    query_vocab_size: int = 8192
+    user_vocab_size: int = 4096
+    context_vocab_size: int = 256
+    item_buckets: int = 0  # >0: behaviour positions also get a hashed item-id embedding
+    n_actions: int = 4
+    n_recency: int = 16
+    max_query_tokens: int = 24
+    max_user_tokens: int = 8
+    max_short: int = 20
+    max_long: int = 20
+    max_context: int = 8
+    d_model: int = 128
+    n_heads: int = 4
+    n_encoder_layers: int = 2
+    n_decoder_layers: int = 2
+    d_ff: int = 512
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        self.codebook_sizes = tuple(int(v) for v in self.codebook_sizes)
+        if not self.codebook_sizes or min(self.codebook_sizes) < 1:
+            raise ValueError(f"codebook_sizes must be a non-empty tuple of positive ints, got {self.codebook_sizes}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        for name in ("query_vocab_size", "user_vocab_size", "context_vocab_size", "d_model", "d_ff"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+
+    @property
+    def levels(self) -> int:
+        return len(self.codebook_sizes)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "codebook_sizes": list(self.codebook_sizes)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "GenerativeConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+@dataclass
+class EncoderBatch:
+    """Tensors for one batch of requests; 0 is padding everywhere except codes.
+
+    query   [B, Tq]      query token ids (0 = pad; a recommendation request has none)
+    user    [B, Tu]      user tokens: hashed user-id bucket + hashed profile fields
+    short_codes [B, Ts, L]  SIDs of recent interactions, oldest first
+    short_items [B, Ts]  hashed item ids (0 = pad); also the padding mask of the view
+    short_action, short_recency [B, Ts]
+    long_*               the same for the long-term view (orders and carts)
+    context [B, Tc]      scenario and time tokens
+    """
+
+    query: torch.Tensor
+    user: torch.Tensor
+    short_codes: torch.Tensor
+    short_items: torch.Tensor
+    short_action: torch.Tensor
+    short_recency: torch.Tensor
+    long_codes: torch.Tensor
+    long_items: torch.Tensor
+    long_action: torch.Tensor
+    long_recency: torch.Tensor
+    context: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.query.shape[0]
+
+    def to(self, device: torch.device | str) -> "EncoderBatch":
+        return EncoderBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    def index(self, rows: torch.Tensor | slice) -> "EncoderBatch":
+        return EncoderBatch(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
+    @classmethod
+    def random(cls, config: GenerativeConfig, batch_size: int, generator: torch.Generator | None = None) -> "EncoderBatch":
+        """A batch of random but well-formed inputs (tests, benchmarks)."""
+        def ints(high: int, *shape: int) -> torch.Tensor:
+            return torch.randint(0, high, shape, generator=generator)
+
+        codes = lambda t: torch.stack(  # noqa: E731
+            [ints(v, batch_size, t) for v in config.codebook_sizes], dim=-1)
+        b = batch_size
+        return cls(
+            query=ints(config.query_vocab_size, b, 8), user=ints(config.user_vocab_size, b, 3),
+            short_codes=codes(6), short_items=ints(50, b, 6), short_action=ints(config.n_actions, b, 6),
+            short_recency=ints(config.n_recency, b, 6),
+            long_codes=codes(4), long_items=ints(50, b, 4), long_action=ints(config.n_actions, b, 4),
+            long_recency=ints(config.n_recency, b, 4),
+            context=ints(config.context_vocab_size - 1, b, 3) + 1,
+        )
+
+
+@dataclass
+class DecoderState:
+    """What decoding carries between levels.
+
+    memory_k/v: per decoder layer `[B, H, S, head_dim]` — one copy per request.
+    memory_mask: `[B, 1, 1, S]` bool, True where the encoder position is real.
+    self_k/v: per decoder layer `[N, H, t, head_dim]`, N = B * beams, t = levels so far.
+    """
+
+    memory_k: list[torch.Tensor]
+    memory_v: list[torch.Tensor]
+    memory_mask: torch.Tensor
+    beams: int = 1
+    self_k: list[torch.Tensor] = field(default_factory=list)
+    self_v: list[torch.Tensor] = field(default_factory=list)
+
+    @property
+    def batch_size(self) -> int:
+        return self.memory_mask.shape[0]
+
+    @property
+    def length(self) -> int:
+        return self.self_k[0].shape[2] if self.self_k else 0
+
+
+class GenerativeModel(nn.Module):
+    """Encoder over the request, decoder over SID levels, one output head per level."""
+
+    def __init__(self, config: GenerativeConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        d = c.d_model
+        self.offsets = [0, *torch.tensor(c.codebook_sizes).cumsum(0).tolist()[:-1]]
+        self.register_buffer("code_offsets", torch.tensor(self.offsets, dtype=torch.long), persistent=False)
+
+        # encoder embeddings
+        self.query_embedding = nn.Embedding(c.query_vocab_size, d, padding_idx=0)
+        self.user_embedding = nn.Embedding(c.user_vocab_size, d, padding_idx=0)
+        self.context_embedding = nn.Embedding(c.context_vocab_size, d, padding_idx=0)
+        self.code_embedding = nn.Embedding(sum(c.codebook_sizes), d)  # shared by encoder and decoder
+        self.item_embedding = nn.Embedding(c.item_buckets, d, padding_idx=0) if c.item_buckets else None
+        self.action_embedding = nn.Embedding(c.n_actions, d)
+        self.recency_embedding = nn.Embedding(c.n_recency, d)
+        self.type_embedding = nn.Embedding(len(PART_NAMES), d)
+        max_part = max(c.max_query_tokens, c.max_user_tokens, c.max_short, c.max_long, c.max_context)
+        self.position_embedding = nn.Embedding(max_part, d)
+        self.encoder_blocks = nn.ModuleList(EncoderBlock(c) for _ in range(c.n_encoder_layers))
+        self.encoder_norm = nn.LayerNorm(d)
+
+        # decoder
+        self.bos = nn.Parameter(torch.zeros(d))
+        self.level_embedding = nn.Embedding(c.levels, d)
+        self.decoder_blocks = nn.ModuleList(DecoderBlock(c) for _ in range(c.n_decoder_layers))
+        self.decoder_norm = nn.LayerNorm(d)
+        self.heads = nn.ModuleList(nn.Linear(d, v) for v in c.codebook_sizes)
+        self.drop = nn.Dropout(c.dropout)
+        self.apply(_init_weights)
+
+    # ---- training ---------------------------------------------------------------------
+
+    def forward(self, batch: EncoderBatch, codes: torch.Tensor) -> list[torch.Tensor]:
+        """Teacher-forced logits for every level: a list of `[B, V_level]`.
+
+        `codes` `[B, L]` is the target SID; level l sees codes[:, :l].
+        """
+        self._check_codes(codes, "codes")
+        memory, mask = self.encode_memory(batch)
+        x = self._decoder_inputs(codes)  # [B, L, d]
+        for block in self.decoder_blocks:
+            x = block(x, memory, mask)
+        x = self.decoder_norm(x)
+        return [head(x[:, level]) for level, head in enumerate(self.heads)]
+
+    def loss(self, batch: EncoderBatch, codes: torch.Tensor) -> torch.Tensor:
+        """Mean over levels of the cross-entropy of each level's code."""
+        logits = self(batch, codes)
+        return torch.stack([F.cross_entropy(lg, codes[:, lv]) for lv, lg in enumerate(logits)]).mean()
+
+    # ---- encoder ----------------------------------------------------------------------
+
+    def encode_memory(self, batch: EncoderBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder output `[B, S, d]` and its key mask `[B, 1, 1, S]` (True = real)."""
+        parts = self._embed_parts(batch)
+        x = torch.cat([p for p, _ in parts], dim=1)
+        real = torch.cat([m for _, m in parts], dim=1)
+        mask = real[:, None, None, :]
+        x = self.drop(x)
+        for block in self.encoder_blocks:
+            x = block(x, mask)
+        return self.encoder_norm(x), mask
+
+    def _embed_parts(self, b: EncoderBatch) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        c = self.config
+        self._check_batch(b)
+        query = self.query_embedding(b.query[:, : c.max_query_tokens])
+        user = self.user_embedding(b.user[:, : c.max_user_tokens])
+        context = self.context_embedding(b.context[:, : c.max_context])
+        short = self._embed_behaviour(b.short_codes, b.short_items, b.short_action, b.short_recency, c.max_short)
+        long = self._embed_behaviour(b.long_codes, b.long_items, b.long_action, b.long_recency, c.max_long)
+        masks = [b.query[:, : c.max_query_tokens] > 0, b.user[:, : c.max_user_tokens] > 0,
+                 b.short_items[:, -c.max_short:] > 0, b.long_items[:, -c.max_long:] > 0,
+                 b.context[:, : c.max_context] > 0]
+        out = []
+        for type_id, (x, m) in enumerate(zip((query, user, short, long, context), masks)):
+            pos = torch.arange(x.shape[1], device=x.device)
+            out.append((x + self.type_embedding.weight[type_id] + self.position_embedding(pos), m))
+        return out
+
+    def _embed_behaviour(self, codes, items, action, recency, keep: int) -> torch.Tensor:
+        """An interacted item is the sum of its SID code embeddings (+ hashed id),
+        plus what was done with it and how long ago: `[B, T, d]`."""
+        codes, items, action, recency = codes[:, -keep:], items[:, -keep:], action[:, -keep:], recency[:, -keep:]
+        x = self.code_embedding(codes + self.code_offsets).sum(dim=2)
+        if self.item_embedding is not None:
+            x = x + self.item_embedding(items % self.config.item_buckets)
+        return x + self.action_embedding(action) + self.recency_embedding(recency)
+
+    # ---- decoder: the BeamSearchModel protocol -----------------------------------------
+
+    @torch.no_grad()
+    def encode(self, batch: EncoderBatch) -> DecoderState:
+        """Encode requests and project the cross-attention K/V once per layer."""
+        memory, mask = self.encode_memory(batch)
+        ks, vs = zip(*(block.cross.project_memory(memory) for block in self.decoder_blocks))
+        return DecoderState(list(ks), list(vs), mask)
+
+    def expand(self, state: DecoderState, beams: int) -> DecoderState:
+        """Give every request `beams` decoder rows (N = B * beams), beams of a request adjacent."""
+        if beams < 1:
+            raise ValueError(f"beams must be ≥ 1, got {beams}")
+        rep = lambda ts: [t.repeat_interleave(beams, dim=0) for t in ts]  # noqa: E731
+        return DecoderState(state.memory_k, state.memory_v, state.memory_mask, state.beams * beams,
+                            rep(state.self_k), rep(state.self_v))
+
+    @torch.no_grad()
+    def step(self, state: DecoderState, tokens: torch.Tensor, level: int) -> tuple[torch.Tensor, DecoderState]:
+        """Feed the code chosen at `level - 1` (ignored at level 0, where beam search
+        passes `BOS_TOKEN`) and return the logits of `level`'s code, `[N, V]` with
+        V = max(codebook_sizes); columns past this level's codebook are -inf."""
+        if not 0 <= level < self.config.levels:
+            raise ValueError(f"level must be in [0, {self.config.levels}), got {level}")
+        if level != state.length:
+            raise ValueError(f"state has decoded {state.length} levels, cannot step level {level}")
+        n = state.batch_size * state.beams
+        if tokens.shape != (n,):
+            raise ValueError(f"tokens must have shape [{n}] (batch * beams), got {tuple(tokens.shape)}")
+        if level == 0:
+            x = self.bos.expand(n, -1)
+        else:
+            x = self.code_embedding(tokens.long() + self.offsets[level - 1])
+        x = (x + self.level_embedding.weight[level])[:, None, :]  # [N, 1, d]
+        new_k, new_v = [], []
+        for i, block in enumerate(self.decoder_blocks):
+            cache = (state.self_k[i], state.self_v[i]) if state.self_k else None
+            x, (k, v) = block.step(x, cache, state.memory_k[i], state.memory_v[i], state.memory_mask, state.beams)
+            new_k.append(k)
+            new_v.append(v)
+        logits = self.heads[level](self.decoder_norm(x[:, 0]))
+        pad = max(self.config.codebook_sizes) - logits.shape[1]
+        if pad:  # one width V for every level; codes past this level's codebook can never win
+            logits = F.pad(logits, (0, pad), value=float("-inf"))
+        return logits, DecoderState(state.memory_k, state.memory_v, state.memory_mask, state.beams, new_k, new_v)
+
+    def reorder(self, state: DecoderState, index: torch.Tensor) -> DecoderState:
+        """Row i continues from row index[i]; a beam never moves to another request."""
+        n = state.batch_size * state.beams
+        index = index.long()
+        if index.shape != (n,):
+            raise ValueError(f"index must have shape [{n}], got {tuple(index.shape)}")
+        rows = torch.arange(n, device=index.device)
+        if not torch.equal(index // state.beams, rows // state.beams):
+            raise ValueError("reorder index moves a beam to another request's rows")
+        pick = lambda ts: [t.index_select(0, index) for t in ts]  # noqa: E731
+        return DecoderState(state.memory_k, state.memory_v, state.memory_mask, state.beams,
+                            pick(state.self_k), pick(state.self_v))
+
+    # ---- helpers ----------------------------------------------------------------------
+
+    def _decoder_inputs(self, codes: torch.Tensor) -> torch.Tensor:
+        b, levels = codes.shape
+        prev = self.code_embedding(codes[:, :-1] + self.code_offsets[:-1])  # [B, L-1, d]
+        x = torch.cat([self.bos.expand(b, 1, -1), prev], dim=1)
+        return self.drop(x + self.level_embedding.weight[:levels])
+
+    def _check_codes(self, codes: torch.Tensor, name: str) -> None:
+        if codes.ndim != 2 or codes.shape[1] != self.config.levels:
+            raise ValueError(f"{name} must have shape [batch, {self.config.levels}], got {tuple(codes.shape)}")
+        sizes = torch.tensor(self.config.codebook_sizes, device=codes.device)
+        if codes.numel() and (bool((codes < 0).any()) or bool((codes >= sizes).any())):
+            raise ValueError(f"{name} holds a code outside [0, codebook_sizes) = {self.config.codebook_sizes}")
+
+    def _check_batch(self, b: EncoderBatch) -> None:
+        c = self.config
+        checks = (("query", b.query, c.query_vocab_size), ("user", b.user, c.user_vocab_size),
+                  ("context", b.context, c.context_vocab_size), ("short_action", b.short_action, c.n_actions),
+                  ("long_action", b.long_action, c.n_actions), ("short_recency", b.short_recency, c.n_recency),
+                  ("long_recency", b.long_recency, c.n_recency))
+        for name, t, high in checks:
+            if t.numel() and (int(t.min()) < 0 or int(t.max()) >= high):
+                raise ValueError(f"EncoderBatch.{name} holds ids outside [0, {high})")
+        for name in ("short_codes", "long_codes"):
+            t = getattr(b, name)
+            if t.ndim != 3 or t.shape[2] != c.levels:
+                raise ValueError(f"EncoderBatch.{name} must be [batch, length, {c.levels}], got {tuple(t.shape)}")
+        if not bool((b.context > 0).any(dim=1).all()):
+            raise ValueError("EncoderBatch.context must hold at least one token per request")
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class Attention(nn.Module):
+    """Multi-head attention on `F.scaled_dot_product_attention`."""
+
+    def __init__(self, config: GenerativeConfig):
+        super().__init__()
+        self.n_heads, self.head_dim = config.n_heads, config.d_model // config.n_heads
+        self.q = nn.Linear(config.d_model, config.d_model)
+        self.kv = nn.Linear(config.d_model, 2 * config.d_model)
+        self.out = nn.Linear(config.d_model, config.d_model)
+        self.dropout = config.dropout
+
+    def heads(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, d] → [B, H, T, hd]
+        return x.view(x.shape[0], x.shape[1], self.n_heads, self.head_dim).transpose(1, 2)
+
+    def merge(self, x: torch.Tensor) -> torch.Tensor:  # [B, H, T, hd] → [B, T, d]
+        return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1)
+
+    def project_memory(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k, v = self.kv(memory).chunk(2, dim=-1)
+        return self.heads(k), self.heads(v)
+
+    def attend(self, q, k, v, mask=None, causal=False) -> torch.Tensor:
+        p = self.dropout if self.training else 0.0
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
+
+    def forward(self, x: torch.Tensor, source: torch.Tensor, mask=None, causal=False) -> torch.Tensor:
+        k, v = self.project_memory(source)
+        return self.out(self.merge(self.attend(self.heads(self.q(x)), k, v, mask, causal)))
+
+
+class CrossAttention(Attention):
+    def step(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, beams: int) -> torch.Tensor:
+        """x `[B*beams, 1, d]` against one memory per request `[B, H, S, hd]`:
+        the beams of a request become `beams` query positions."""
+        n = x.shape[0]
+        q = self.q(x).view(n // beams, beams, self.n_heads, self.head_dim).transpose(1, 2)  # [B, H, beams, hd]
+        y = self.attend(q, k, v, mask)  # [B, H, beams, hd]
+        return self.out(y.transpose(1, 2).reshape(n, 1, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GenerativeConfig):
+        super().__init__()
+        self.up = nn.Linear(config.d_model, config.d_ff)
+        self.down = nn.Linear(config.d_ff, config.d_model)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.down(F.gelu(self.up(x))))
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, config: GenerativeConfig):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(config.d_model), nn.LayerNorm(config.d_model)
+        self.attn, self.mlp = Attention(config), MLP(config)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.norm1(x)
+        x = x + self.drop(self.attn(h, h, mask))
+        return x + self.mlp(self.norm2(x))
+
+
+class DecoderBlock(nn.Module):
+    """Pre-norm causal self-attention, cross-attention to the encoder, MLP."""
+
+    def __init__(self, config: GenerativeConfig):
+        super().__init__()
+        d = config.d_model
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
+        self.self_attn, self.cross, self.mlp = Attention(config), CrossAttention(config), MLP(config)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.norm1(x)
+        x = x + self.drop(self.self_attn(h, h, causal=True))
+        x = x + self.drop(self.cross(self.norm2(x), memory, mask))
+        return x + self.mlp(self.norm3(x))
+
+    def step(self, x, cache, memory_k, memory_v, mask, beams):
+        """One new position `[N, 1, d]`; returns it and the grown self-attention cache."""
+        a = self.self_attn
+        h = self.norm1(x)
+        k, v = a.project_memory(h)
+        if cache is not None:
+            k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+        x = x + a.out(a.merge(a.attend(a.heads(a.q(h)), k, v)))
+        x = x + self.cross.step(self.norm2(x), memory_k, memory_v, mask, beams)
+        return x + self.mlp(self.norm3(x)), (k, v)
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=0.02)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)
+        if module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+
+
+__all__ = ["GenerativeConfig", "EncoderBatch", "DecoderState", "GenerativeModel", "PART_NAMES"]
