@@ -1,0 +1,469 @@
+"""The one training loop: same code on a CPU, a GPU, or many processes under torchrun.
+
+Distributed data parallel is switched on by the environment, not by a second
+code path: when `torchrun` sets `WORLD_SIZE > 1` (with `RANK`, `LOCAL_RANK`),
+`train` joins the process group (gloo on CPU, nccl on GPU), shards every batch
+across the ranks and averages gradients with `DistributedDataParallel`.
+
+Determinism is the design constraint. The examples a step sees are a pure
+function of (seed, step, rank, world size) — see `batch_indices` — and the
+learning rate is a pure function of the step (`lr_at`), so `last.pt` (weights,
+optimizer, step, every rank's RNG states) is all a resumed run needs to take
+exactly the steps the uninterrupted run would have taken.
+
+Usage::
+
+    result = train(model, loss_fn, examples, collate, TrainConfig(steps=500), out_dir,
+                   evaluate=lambda m: {"ndcg@10": ...})
+    load_best(model, out_dir)
+
+`loss_fn(model, batch) -> scalar tensor` receives the plain model (never the
+DDP wrapper), so it may call any of the model's methods; the loop runs it
+inside the DDP forward so gradients are still synchronised.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from genrec.artifacts import atomic_path
+
+BEST_CHECKPOINT = "best.pt"
+LAST_CHECKPOINT = "last.pt"
+# Fields that fix the trajectory of a run: resuming with different values would
+# silently produce a run that neither configuration describes.
+_TRAJECTORY_FIELDS = ("steps", "batch_size", "lr", "weight_decay", "warmup_steps", "min_lr_ratio", "grad_clip", "seed")
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one run. `batch_size` is the global batch (split across ranks)."""
+
+    steps: int = 2000
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    eval_every: int = 500
+    checkpoint_every: int = 250
+    seed: int = 0
+    device: str = "auto"
+    bf16: bool = True  # bf16 autocast, on CUDA only
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at the last step
+    progress: bool = True  # tqdm bar on rank 0
+    # DDP only: tolerate parameters a batch does not touch (e.g. a query encoder
+    # on a recommendation-only batch, idle experts); costs one graph walk a step.
+    find_unused_parameters: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "eval_every", "checkpoint_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"TrainConfig.{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"TrainConfig.warmup_steps must be ≥ 0, got {self.warmup_steps}")
+        if self.lr <= 0:
+            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"TrainConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.grad_clip < 0:
+            raise ValueError(f"TrainConfig.grad_clip must be ≥ 0 (0 disables clipping), got {self.grad_clip}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+@dataclass
+class TrainResult:
+    """What a run reached. `best_metric` is None when no `evaluate` callback was given."""
+
+    best_metric: float | None
+    best_step: int
+    last_step: int
+    history: list[dict[str, float]] = field(default_factory=list)  # one entry per evaluation
+    losses: list[float] = field(default_factory=list)  # rank 0's training loss, one per step
+    seconds: float = 0.0  # wall time of this call
+    examples_per_second: float = 0.0  # global examples per second in this call
+
+
+def train(
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, Any], Tensor],
+    examples: torch.utils.data.Dataset,
+    collate: Callable[[list[Any]], Any],
+    config: TrainConfig,
+    out_dir: Path,
+    evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+    metric: str = "ndcg@10",
+    resume: bool = False,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train `model` in place for `config.steps` optimizer steps; checkpoints go to `out_dir`.
+
+    `examples[i]` are fed to `collate(list_of_examples)`; tensors in the batch
+    (also inside dicts, lists, tuples) are moved to the device. `evaluate(model)`
+    runs on rank 0 every `eval_every` steps and at the end, in eval mode under
+    `torch.no_grad()`; `metric` (higher is better) picks `best.pt`. Without
+    `evaluate`, `best.pt` is the final model.
+
+    `resume=True` continues from `out_dir/last.pt` when it exists (else starts
+    fresh). `stop_after=n` returns after n steps of this call, with `last.pt`
+    written — a planned interruption (time budgets, tests).
+    """
+    if len(examples) == 0:  # type: ignore[arg-type]
+        raise ValueError("examples is empty; expected at least one training example")
+    if stop_after is not None and stop_after < 0:
+        raise ValueError(f"stop_after must be ≥ 0 or None, got {stop_after}")
+    out_dir = Path(out_dir)
+    started_group = _init_distributed(config.device)
+    try:
+        return _train(model, loss_fn, examples, collate, config, out_dir, evaluate, metric, resume, stop_after)
+    finally:
+        if started_group:
+            dist.destroy_process_group()
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Learning rate for optimizer step `step` (0-based).
+
+    Linear warm-up from lr/warmup_steps to lr over the first `warmup_steps`
+    steps, then a half cosine from lr down to lr·min_lr_ratio at the last step.
+    """
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    decay_steps = max(1, config.steps - 1 - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / decay_steps)
+    floor = config.lr * config.min_lr_ratio
+    return floor + (config.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def batch_indices(step: int, n_examples: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> np.ndarray:
+    """Indices of the examples rank `rank` trains on at optimizer step `step`.
+
+    Each epoch is a permutation of all examples seeded by (seed, epoch), padded
+    by wrapping around to a whole number of global batches; global batch b takes
+    `batch_size` consecutive entries and rank r every `world_size`-th of them,
+    starting at r (as DistributedSampler does). The union over ranks is the
+    global batch, whatever the world size.
+    """
+    if batch_size % world_size:
+        raise ValueError(f"batch_size ({batch_size}) must be divisible by the number of processes ({world_size})")
+    per_epoch = math.ceil(n_examples / batch_size)
+    epoch, position = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(n_examples)
+    order = np.resize(order, per_epoch * batch_size)  # wrap around to fill the last batch
+    return order[position * batch_size:(position + 1) * batch_size][rank::world_size]
+
+
+def load_best(model: nn.Module, out_dir: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load `out_dir/best.pt` weights into `model`; return the checkpoint's metadata (no weights)."""
+    path = Path(out_dir) / BEST_CHECKPOINT
+    if not path.exists():
+        raise FileNotFoundError(f"no best checkpoint at {path}; train first")
+    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    model.load_state_dict(checkpoint["model"])
+    return {k: v for k, v in checkpoint.items() if k != "model"}
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def _train(model, loss_fn, examples, collate, config, out_dir, evaluate, metric, resume, stop_after) -> TrainResult:
+    rank, world_size = _rank(), _world_size()
+    is_main = rank == 0
+    device = _device(config.device)
+    model.to(device)
+    optimizer = _optimizer(model, config, device)
+
+    start_step, best_metric, best_step, history, losses = 0, None, 0, [], []
+    last_path = out_dir / LAST_CHECKPOINT
+    if resume and last_path.exists():
+        state = torch.load(last_path, map_location=device, weights_only=True)
+        _check_same_trajectory(config, state["config"])
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_step = int(state["step"])
+        best_metric, best_step = state["best_metric"], int(state["best_step"])
+        history, losses = list(state["history"]), list(state["losses"])
+        _set_rng_states(state["rng"], rank, world_size, config.seed + start_step)
+    else:
+        _seed_everything(config.seed + rank)
+
+    loss_module = _LossModule(model, loss_fn)
+    runner: nn.Module = loss_module
+    if world_size > 1:
+        runner = nn.parallel.DistributedDataParallel(
+            loss_module, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=config.find_unused_parameters,
+        )
+    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=config.bf16 and device.type == "cuda")
+
+    end_step = config.steps if stop_after is None else min(config.steps, start_step + stop_after)
+    bar = tqdm(total=config.steps, initial=start_step, desc="train", unit="step",
+               disable=not (is_main and config.progress), dynamic_ncols=True)
+    model.train()
+    began, seen = time.perf_counter(), 0
+    for step in range(start_step, end_step):
+        indices = batch_indices(step, len(examples), config.batch_size, config.seed, rank, world_size)
+        batch = _to_device(collate([examples[int(i)] for i in indices]), device)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, config)
+        with autocast:
+            loss = runner(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower TrainConfig.lr or check the data")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+
+        done = step + 1
+        seen += len(indices) * world_size
+        losses.append(float(loss.detach()))
+        rate = seen / max(time.perf_counter() - began, 1e-9)
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}", ex_s=f"{rate:,.0f}", lr=f"{lr_at(step, config):.2e}", refresh=False)
+
+        if evaluate is not None and (done % config.eval_every == 0 or done == config.steps):
+            if is_main:
+                scores = _run_evaluation(model, evaluate, metric)
+                recent = losses[-config.eval_every:]
+                history.append({"step": done, "loss": float(np.mean(recent)), **scores})
+                bar.write(f"step {done}: " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+                if best_metric is None or scores[metric] > best_metric:
+                    best_metric, best_step = float(scores[metric]), done
+                    _save_best(model, config, out_dir, done, metric, best_metric)
+            _barrier()
+        if done % config.checkpoint_every == 0 or done == end_step:
+            _save_last(model, optimizer, config, out_dir, done, best_metric, best_step, history, losses, rank, world_size, len(examples))
+    bar.close()
+    seconds = time.perf_counter() - began
+
+    last_step = max(end_step, start_step)
+    if evaluate is None and last_step == config.steps and is_main:
+        best_step = last_step
+        _save_best(model, config, out_dir, last_step, None, None)
+    best_metric, best_step, history = _from_main((best_metric, best_step, history))
+    return TrainResult(best_metric, best_step, last_step, history, losses, seconds, seen / max(seconds, 1e-9))
+
+
+class _LossModule(nn.Module):
+    """The loss as a module, so DDP's forward (which arms gradient averaging)
+    wraps whatever methods of the model `loss_fn` calls."""
+
+    def __init__(self, model: nn.Module, loss_fn: Callable[[nn.Module, Any], Tensor]):
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, batch: Any) -> Tensor:
+        return self.loss_fn(self.model, batch)
+
+
+def _optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only: norms, biases and embeddings are not decayed."""
+    embedding_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if not parameter.requires_grad:
+            continue
+        if parameter.ndim < 2 or id(parameter) in embedding_weights:
+            no_decay.append(parameter)
+        else:
+            decay.append(parameter)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98), fused=device.type == "cuda")
+
+
+def _run_evaluation(model: nn.Module, evaluate: Callable, metric: str) -> dict[str, float]:
+    model.eval()
+    try:
+        with torch.no_grad():
+            scores = {k: float(v) for k, v in evaluate(model).items()}
+    finally:
+        model.train()
+    if metric not in scores:
+        raise ValueError(f"evaluate returned {sorted(scores)}; expected it to include metric {metric!r}")
+    return scores
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _save_best(model, config, out_dir, step, metric, value) -> None:
+    checkpoint = {
+        "model": model.state_dict(),
+        "config": asdict(config),
+        "model_config": _plain(getattr(model, "config", None)),
+        "step": step,
+        "metric": metric,
+        "value": value,
+    }
+    _save_atomic(checkpoint, out_dir / BEST_CHECKPOINT)
+
+
+def _save_last(model, optimizer, config, out_dir, step, best_metric, best_step, history, losses, rank, world_size, n_examples) -> None:
+    rng = _rng_state()
+    states = [None] * world_size
+    if world_size > 1:
+        dist.all_gather_object(states, rng)
+    else:
+        states = [rng]
+    if rank != 0:
+        return
+    per_epoch = math.ceil(n_examples / config.batch_size)
+    checkpoint = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "config": asdict(config),
+        "model_config": _plain(getattr(model, "config", None)),
+        "step": step,
+        "data_position": {"epoch": step // per_epoch, "batch": step % per_epoch, "world_size": world_size},
+        "best_metric": best_metric,
+        "best_step": best_step,
+        "history": history,
+        "losses": losses,
+        "rng": states,
+    }
+    _save_atomic(checkpoint, out_dir / LAST_CHECKPOINT)
+
+
+def _save_atomic(checkpoint: dict, path: Path) -> None:
+    """Write to a temporary sibling and rename: a crash mid-save never leaves a
+    file under the checkpoint's name that a later run would trust."""
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def _check_same_trajectory(config: TrainConfig, saved: dict[str, Any]) -> None:
+    changed = [f"{name}: saved {saved.get(name)!r}, now {getattr(config, name)!r}"
+               for name in _TRAJECTORY_FIELDS if saved.get(name) != getattr(config, name)]
+    if changed:
+        raise ValueError("cannot resume last.pt with a different TrainConfig (" + "; ".join(changed)
+                         + "); expected the configuration the run started with, or resume=False")
+
+
+# --------------------------------------------------------------------------- RNG
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    """Every RNG a loss may draw from, as tensors and plain values (loadable with weights_only)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_states(states: list[dict[str, Any]], rank: int, world_size: int, fallback_seed: int) -> None:
+    if len(states) != world_size:
+        warnings.warn(f"last.pt was written by {len(states)} processes, now {world_size}: "
+                      "data order is preserved but random draws (dropout) are reseeded", stacklevel=3)
+        _seed_everything(fallback_seed + rank)
+        return
+    state = states[rank]
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+                         numpy_state["has_gauss"], numpy_state["cached"]))
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"].cpu())
+
+
+# --------------------------------------------------------------------------- processes and devices
+
+
+def _init_distributed(device: str) -> bool:
+    """Join the torchrun process group if the environment asks for one; True if this call started it."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return False
+    use_cuda = device != "cpu" and torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return True
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def _from_main(value: Any) -> Any:
+    """Rank 0's value on every rank (evaluation and best-checkpoint choice happen there)."""
+    if not dist.is_initialized():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("TrainConfig.device is 'cuda' but no CUDA device is available; expected 'auto' or 'cpu'")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device(name)
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        moved = [_to_device(v, device) for v in batch]
+        return type(batch)(*moved) if hasattr(batch, "_fields") else type(batch)(moved)
+    if is_dataclass(batch) and not isinstance(batch, type):
+        return type(batch)(**{f.name: _to_device(getattr(batch, f.name), device) for f in fields(batch)})
+    return batch
+
+
+def _plain(config: Any) -> Any:
+    """A model config as a plain dict (checkpoints load with weights_only=True)."""
+    if config is None:
+        return None
+    if is_dataclass(config) and not isinstance(config, type):
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+    if isinstance(config, dict):
+        return config
+    return None
