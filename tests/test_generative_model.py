@@ -64,3 +64,29 @@ def test_bad_input_raises_value_errors_that_name_the_field():
         GenerativeConfig(d_model=30, n_heads=4)
     with pytest.raises(ValueError, match="level"):
         model.step(model.encode(EncoderBatch.random(CONFIG, 2)), torch.zeros(2, dtype=torch.long), 1)
+
+
+def test_trie_constrained_beam_search_drives_the_model_to_real_items_only():
+    from genrec.decode.beam_search import constrained_beam_search
+    from genrec.decode.trie import PrefixTrie
+
+    g = torch.Generator().manual_seed(2)
+    model = GenerativeModel(CONFIG).eval()
+    codes = torch.tensor([[0, 0, 0], [0, 1, 2], [3, 4, 1], [6, 0, 0], [6, 0, 1]])
+    items = torch.tensor([11, 12, 13, 14, 15])
+    trie = PrefixTrie.from_codes(codes, items, list(CONFIG.codebook_sizes))
+    batch = EncoderBatch.random(CONFIG, 3, g)
+    found, scores = constrained_beam_search(model, model.encode(batch), trie, beams=5, k=5)
+    # beams ≥ items: exact, so the ranking must equal scoring every SID with the full pass,
+    # each level's softmax restricted to the codes the trie allows after that prefix
+    for row in range(3):
+        one = batch.index(torch.tensor([row] * len(items)))
+        logits = model(one, codes)
+        logp = torch.zeros(len(items))
+        for level, lg in enumerate(logits):
+            for i in range(len(items)):
+                siblings = (codes[:, :level] == codes[i, :level]).all(1)
+                allowed = torch.unique(codes[siblings, level])
+                logp[i] += torch.log_softmax(lg[i, allowed], 0)[allowed == codes[i, level]][0]
+        assert found[row].tolist() == items[torch.argsort(logp, descending=True)].tolist()
+        torch.testing.assert_close(scores[row], torch.sort(logp, descending=True).values, atol=1e-4, rtol=1e-4)

@@ -298,6 +298,10 @@ class GenerativeModel(nn.Module):
             logits = F.pad(logits, (0, pad), value=float("-inf"))
         return logits, DecoderState(state.memory_k, state.memory_v, state.memory_mask, state.beams, new_k, new_v)
 
+    def num_rows(self, state: DecoderState) -> int:
+        """N = batch * beams (the memory tensors hold only `batch` rows)."""
+        return state.batch_size * state.beams
+
     def reorder(self, state: DecoderState, index: torch.Tensor) -> DecoderState:
         """Row i continues from row index[i]; a beam never moves to another request."""
         n = state.batch_size * state.beams
