@@ -258,31 +258,3 @@ def soft_grouped_auc(scores: torch.Tensor, labels: torch.Tensor, mask: torch.Ten
     diff = torch.sigmoid((scores[:, :, None] - scores[:, None, :]) / temperature)
     per_group = (diff * pair).sum((1, 2)) / count.clamp_min(1)
     return per_group[valid].mean()
-
-
-def grouped_auc(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> float:
-    """GAUC: per-request AUC (ties count ½) averaged over requests with both classes, weighted by size."""
-    scores, labels, groups = np.asarray(scores, np.float64), np.asarray(labels) > 0.5, np.asarray(groups)
-    order = np.lexsort((scores, groups))
-    s, y, g = scores[order], labels[order], groups[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(g)) + 1]
-    total, weight = 0.0, 0.0
-    for begin, end in zip(starts, np.r_[starts[1:], len(g)]):
-        yy = y[begin:end]
-        n_pos = int(yy.sum())
-        n_neg = len(yy) - n_pos
-        if n_pos == 0 or n_neg == 0:
-            continue
-        ranks = _average_ranks(s[begin:end])
-        auc = (ranks[yy].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-        total += auc * (end - begin)
-        weight += end - begin
-    return total / weight if weight else float("nan")
-
-
-def _average_ranks(sorted_scores: np.ndarray) -> np.ndarray:
-    """1-based ranks of an ascending array, ties sharing their average rank."""
-    n = len(sorted_scores)
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_scores)) + 1]
-    ends = np.r_[starts[1:], n]
-    return np.repeat((starts + ends + 1) / 2.0, ends - starts)
