@@ -43,6 +43,36 @@ class BeamSearchModel(Protocol):
     def reorder(self, state: Any, index: LongTensor) -> Any: ...
 
 
+def state_rows(model: BeamSearchModel, state: Any) -> int:
+    """N, the rows of an expanded state: `model.num_rows(state)` if the model defines it, else the
+    first dimension of the first tensor found in the state (a tensor, dataclass, dict, list or tuple)."""
+    if hasattr(model, "num_rows"):
+        return int(model.num_rows(state))
+    found = _first_tensor(state)
+    if found is None:
+        raise ValueError(f"cannot tell how many rows a model state of type {type(state).__name__} holds; "
+                         "give the model a `num_rows(state) -> int` method")
+    return int(found.shape[0])
+
+
+def _first_tensor(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value if value.dim() > 0 else None
+    if isinstance(value, dict):
+        children = list(value.values())
+    elif isinstance(value, (list, tuple)):
+        children = list(value)
+    elif hasattr(value, "__dict__"):
+        children = list(vars(value).values())
+    else:
+        return None
+    for child in children:
+        found = _first_tensor(child)
+        if found is not None:
+            return found
+    return None
+
+
 @dataclass(frozen=True)
 class TablePrefixState:
     """State of `TableStepModel`: one running hash of the prefix per row, `[N]` int64."""

@@ -1,0 +1,85 @@
+"""Trie-constrained beam search, vectorized over requests and beams.
+
+Per level: one model step for all N = batch * beams rows, one gather of each
+row's candidate codes from the trie, a masked log-softmax, one `topk` over
+beams × candidates per request, and one `reorder` of the model state (its KV
+caches) by the surviving rows. There is no Python loop over requests, beams or
+tokens, and no per-token callback, so the cost per level does not depend on
+how many items the catalog holds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from genrec.decode.protocol import BOS_TOKEN, BeamSearchModel, state_rows
+from genrec.decode.trie import PrefixTrie
+
+
+@torch.no_grad()
+def constrained_beam_search(
+    model: BeamSearchModel, state: Any, trie: PrefixTrie, beams: int, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top-k items per request by sequence log-probability, generating only valid SIDs.
+
+    `state` holds `batch` rows (before `model.expand`). Returns `item_ids`
+    `[batch, k]` int64 and `scores` `[batch, k]` float32 (sum over levels of the
+    trie-masked log-softmax), best first, without duplicates; where fewer than
+    k items can be reached the tail is padded with item -1 and score -inf.
+    The search is exact when `beams` ≥ the number of items: every valid prefix
+    then survives every level.
+    """
+    if beams < 1:
+        raise ValueError(f"beams must be ≥ 1, got {beams}")
+    if k < 1:
+        raise ValueError(f"k must be ≥ 1, got {k}")
+    state = model.expand(state, beams)
+    rows = state_rows(model, state)
+    if rows % beams:
+        raise ValueError(f"model.expand returned {rows} rows, not a multiple of beams={beams}")
+    batch = rows // beams
+    device = trie.leaf_item_ids.device
+    tokens = torch.full((rows,), BOS_TOKEN, dtype=torch.int64, device=device)
+    node_ids = torch.zeros(rows, dtype=torch.int64, device=device)
+    # One live beam per request at the root; the others start dead (-inf) so no prefix is ever duplicated.
+    scores = torch.full((batch, beams), float("-inf"), device=device)
+    scores[:, 0] = 0.0
+    scores = scores.reshape(-1)
+
+    for level in range(trie.levels):
+        logits, state = model.step(state, tokens, level)
+        codes, child_ids, valid = trie.children(level, node_ids)  # [N, C] each
+        width = codes.shape[1]
+        if logits.shape[1] < trie.level_sizes[level]:
+            raise ValueError(f"model.step returned {logits.shape[1]} columns at level {level}, "
+                             f"the trie needs ≥ {trie.level_sizes[level]}")
+        candidate_logits = logits.float().gather(1, codes).masked_fill(~valid, float("-inf"))
+        step_log_probs = torch.log_softmax(candidate_logits, dim=1)  # equals the trie-masked log-softmax over V
+        total = (scores[:, None] + step_log_probs).reshape(batch, beams * width)
+
+        if level == trie.levels - 1:
+            keep = min(k, beams * width)
+            best_scores, best = torch.topk(total, keep, dim=1)  # [batch, keep]
+            leaves = child_ids.reshape(batch, beams * width).gather(1, best)
+            item_ids = torch.where(best_scores > float("-inf"), trie.item_at(leaves), -1)
+            return _pad(item_ids, best_scores, k)
+        best_scores, best = torch.topk(total, beams, dim=1)  # beams * width ≥ beams since width ≥ 1
+        parent_rows = (best // width + (torch.arange(batch, device=device) * beams)[:, None]).reshape(-1)
+        chosen = best.reshape(-1) % width
+        scores = best_scores.reshape(-1)
+        # Dead rows (score -inf: fewer valid prefixes than beams) park at node 0, which always has children.
+        node_ids = torch.where(scores > float("-inf"), child_ids[parent_rows, chosen], 0)
+        tokens = codes[parent_rows, chosen]
+        state = model.reorder(state, parent_rows)
+    raise AssertionError("unreachable: the trie has at least one level")
+
+
+def _pad(item_ids: torch.Tensor, scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    scores = torch.where(item_ids >= 0, scores, float("-inf"))
+    missing = k - item_ids.shape[1]
+    if missing > 0:
+        item_ids = torch.cat([item_ids, item_ids.new_full((item_ids.shape[0], missing), -1)], 1)
+        scores = torch.cat([scores, scores.new_full((scores.shape[0], missing), float("-inf"))], 1)
+    return item_ids, scores
