@@ -1,0 +1,141 @@
+"""Micro-batching: concurrent requests for one retriever become one `retrieve` call.
+
+A beam search over 32 requests costs far less than 32 beam searches over one,
+so the server gathers what arrives within a short window (`max_wait_s`, at
+most `max_batch` requests) and answers them with one call. The call runs on
+the retriever's own worker thread — one at a time, since the `Retriever`
+protocol promises nothing about thread safety — so the event loop never
+blocks; while a batch runs, the next one fills up, which makes batches grow
+with load by themselves.
+
+Requests in one batch that ask for different `k` go to separate calls (one per
+`k`), so a request's answer never depends on what else was in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from genrec.retrieval import Ranked, Request, Retriever
+
+BatchObserver = Callable[[str, int, float], None]
+"""Called after each `retrieve` call with (retriever name, batch size, seconds)."""
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    """`max_batch=1` switches micro-batching off (one `retrieve` call per request)."""
+
+    max_batch: int = 64
+    max_wait_s: float = 0.005
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch must be ≥ 1, got {self.max_batch}")
+        if not 0 <= self.max_wait_s <= 1:
+            raise ValueError(f"max_wait_s must be in [0, 1] seconds, got {self.max_wait_s}")
+
+
+class MicroBatcher:
+    """Gathers `submit` calls into batched `retriever.retrieve` calls.
+
+    All state is touched only from the event loop thread; the retriever runs
+    on a single worker thread owned by this batcher.
+    """
+
+    def __init__(self, name: str, retriever: Retriever, config: BatchingConfig = BatchingConfig(),
+                 observer: BatchObserver | None = None):
+        self.name = name
+        self.retriever = retriever
+        self.config = config
+        self.observer = observer
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"retrieve-{name}")
+        self._pending: list[tuple[Request, int, asyncio.Future]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._busy = False
+        self._closing = False
+        self._shut_down = False
+        self._tasks: set[asyncio.Task] = set()
+
+    async def submit(self, request: Request, k: int) -> Ranked:
+        """Answer one request; waits at most `max_wait_s` for companions."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending.append((request, k, future))
+        self._schedule(loop)
+        return await future
+
+    def close(self) -> None:
+        """Stop the worker thread once every request already submitted is answered.
+
+        Called when a reload retires this batcher; requests still holding the
+        old model keep working (a late `submit` starts a fresh worker).
+        """
+        self._closing = True
+        self._shut_down_if_idle()
+
+    def _shut_down_if_idle(self) -> None:
+        if self._closing and not self._busy and not self._pending and not self._shut_down:
+            self._executor.shutdown(wait=False)
+            self._shut_down = True
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._busy or not self._pending:
+            return
+        if len(self._pending) >= self.config.max_batch or self.config.max_wait_s == 0:
+            self._start(loop)
+        elif self._timer is None:
+            self._timer = loop.call_later(self.config.max_wait_s, self._start, loop)
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._busy or not self._pending:
+            return
+        batch = self._pending[: self.config.max_batch]
+        del self._pending[: self.config.max_batch]
+        self._busy = True
+        if self._shut_down:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"retrieve-{self.name}")
+            self._shut_down = False
+        task = loop.create_task(self._run(loop, batch))
+        self._tasks.add(task)  # the loop holds tasks weakly
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Request, int, asyncio.Future]]) -> None:
+        try:
+            by_k: dict[int, list[int]] = {}
+            for index, (_, k, _) in enumerate(batch):
+                by_k.setdefault(k, []).append(index)
+            for k, indices in by_k.items():
+                requests = [batch[i][0] for i in indices]
+                try:
+                    results = await loop.run_in_executor(self._executor, self._retrieve, requests, k)
+                except Exception as error:  # hand the failure to every waiting request
+                    for i in indices:
+                        if not batch[i][2].done():
+                            batch[i][2].set_exception(error)
+                    continue
+                for i, ranked in zip(indices, results):
+                    if not batch[i][2].done():
+                        batch[i][2].set_result(ranked)
+        finally:
+            self._busy = False
+            # Requests that queued while this batch ran have waited long enough: go now.
+            if self._pending:
+                self._start(loop)
+            self._shut_down_if_idle()
+
+    def _retrieve(self, requests: Sequence[Request], k: int) -> list[Ranked]:
+        start = time.perf_counter()
+        results = self.retriever.retrieve(requests, k)
+        if len(results) != len(requests):
+            raise RuntimeError(f"retriever {self.name!r} returned {len(results)} answers for {len(requests)} requests")
+        if self.observer is not None:
+            self.observer(self.name, len(requests), time.perf_counter() - start)
+        return results

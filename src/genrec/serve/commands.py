@@ -1,0 +1,53 @@
+"""`genrec serve RUN_FOLDER`: the HTTP API and web page over a run's retrievers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_RETRIEVERS = "bm25"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    serve = subparsers.add_parser(
+        "serve", help="serve a run folder's retrievers over HTTP (API + web page)",
+        description="Serve RUN_FOLDER's retrievers: API at /search, /recommend, /retrieve, …; OpenAPI at /docs; "
+                    "the web page at /. Reload with POST /admin/reload and the token in $GENREC_ADMIN_TOKEN.",
+    )
+    serve.add_argument("run_folder", type=Path, help="a run folder with data/ (and the stages the retrievers need)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--retrievers", default=DEFAULT_RETRIEVERS,
+                       help=f"comma-separated registry names, first is the default (default: {DEFAULT_RETRIEVERS})")
+    serve.add_argument("--max-batch", type=int, default=64, help="micro-batch size bound; 1 turns batching off")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for companions")
+    serve.add_argument("--log-level", default="warning")
+    serve.set_defaults(run=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from genrec.registry import retriever_names
+    from genrec.serve.app import create_app
+    from genrec.serve.batching import BatchingConfig
+
+    names = [n.strip() for n in args.retrievers.split(",") if n.strip()]
+    unknown = [n for n in names if n not in retriever_names()]
+    if not names or unknown:
+        print(f"--retrievers: unknown {unknown or 'empty list'}; expected names from {retriever_names()}", file=sys.stderr)
+        return 2
+    if not (args.run_folder / "data").is_dir():
+        print(f"run folder {args.run_folder} has no data/ folder; expected RUN/data with the dataset", file=sys.stderr)
+        return 2
+    try:
+        batching = BatchingConfig(max_batch=args.max_batch, max_wait_s=args.max_wait_ms / 1000)
+    except ValueError as error:
+        print(f"invalid batching option: {error}", file=sys.stderr)
+        return 2
+    app = create_app(args.run_folder, names, batching=batching)
+    print(f"genrec serving {args.run_folder} ({', '.join(names)}) on http://{args.host}:{args.port}/ "
+          f"(API docs at /docs; 503 until the model is loaded)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0

@@ -1,0 +1,117 @@
+"""A tiny hand-made catalog and a fake retriever for the serving tests.
+
+The fake ranks by words shared with the title (search) or by how often an item
+was interacted with (recommendation), and records every `retrieve` call's batch
+size, so tests can see what the micro-batcher did.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from genrec.data.dataset import Dataset
+from genrec.retrieval import Ranked, Request, top_k
+
+SCRIPT_TITLE = "<script>alert(1)</script>"
+
+ITEMS = [
+    (1, "red running shoe", ["fashion", "shoes", "running"], 59.0, "human"),
+    (2, "blue running shoe", ["fashion", "shoes", "running"], 64.5, "ai"),
+    (3, "green wool hat", ["fashion", "hats"], 19.99, "human"),
+    (4, SCRIPT_TITLE, ["electronics", "<b>phones</b>"], 1.0, "ai"),
+    (5, "leather wallet", ["fashion", "accessories"], None, "human"),
+    (6, "trail running socks", ["fashion", "socks"], 9.0, "human"),
+    (7, "espresso machine", ["home", "kitchen"], 249.0, "human"),
+    (8, "script writing notebook", ["office", "paper"], 4.5, "ai"),
+]
+
+
+def tiny_dataset(title_suffix: str = "") -> Dataset:
+    items = pd.DataFrame({
+        "item_id": np.array([i[0] for i in ITEMS], dtype=np.int64),
+        "title": [i[1] + title_suffix if i[1] != SCRIPT_TITLE else i[1] for i in ITEMS],
+        "category": [i[2] for i in ITEMS],
+        "attributes": [{"colour": "red"} if i[0] == 1 else {} for i in ITEMS],
+        "brand": ["Acme" if i[0] % 2 else None for i in ITEMS],
+        "price": [i[3] for i in ITEMS],
+        "origin": [i[4] for i in ITEMS],
+    })
+    users = pd.DataFrame({"user_id": np.array([1, 2, 3], dtype=np.int64), "city": ["Oslo", "Lima", "Pune"]})
+    rows = [
+        (1, 100, 1, "search", "running shoe", 1, "impression"),
+        (1, 101, 1, "search", "running shoe", 1, "click"),
+        (1, 102, 1, "search", "running shoe", 1, "order"),
+        (1, 200, 2, "home_feed", None, 6, "click"),
+        (1, 300, 3, "home_feed", None, 3, "cart"),
+        (2, 150, 4, "home_feed", None, 7, "click"),
+        (2, 160, 4, "home_feed", None, 1, "click"),
+        (3, 170, 5, "search", "hat", 3, "click"),
+    ]
+    events = pd.DataFrame(rows, columns=["user_id", "ts", "session_id", "scenario", "query", "item_id", "action"])
+    events["position"] = np.int32(0)
+    dataset = Dataset(items, users, events)
+    dataset.validate()
+    return dataset
+
+
+def save_run(folder: Path, dataset: Dataset) -> Path:
+    dataset.save(folder / "data")
+    return folder
+
+
+class FakeRetriever:
+    """Word overlap for search, interaction counts for recommendation; records batch sizes."""
+
+    def __init__(self, dataset: Dataset, name: str = "fake", delay_s: float = 0.0, gate: threading.Event | None = None):
+        self.name = name
+        self.delay_s = delay_s
+        self.gate = gate
+        self.batch_sizes: list[int] = []
+        self.requests_seen: list[Request] = []
+        self._lock = threading.Lock()
+        n = int(dataset.items["item_id"].max()) + 1
+        self._words = {int(i): set(_words(t)) for i, t in zip(dataset.items["item_id"], dataset.items["title"])}
+        self._popularity = np.zeros(n, dtype=np.float32)
+        counts = dataset.events[dataset.events["action"] != "impression"]["item_id"].value_counts()
+        self._popularity[counts.index.to_numpy()] = counts.to_numpy()
+        self._popularity[1:] += 0.01  # every real item is retrievable, padding id 0 never is
+        self._n = n
+
+    @classmethod
+    def from_run(cls, run: Path, dataset: Dataset, split) -> "FakeRetriever":
+        return cls(dataset)
+
+    def retrieve(self, requests: Sequence[Request], k: int) -> list[Ranked]:
+        with self._lock:
+            self.batch_sizes.append(len(requests))
+            self.requests_seen.extend(requests)
+        if self.gate is not None:
+            self.gate.wait(timeout=10)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        answers = []
+        for request in requests:
+            if request.query is None:
+                scores = self._popularity.copy()
+                scores[list(request.history)] = -np.inf
+                scores[0] = -np.inf
+            else:
+                query = set(_words(request.query))
+                scores = np.full(self._n, -np.inf, dtype=np.float32)
+                for item, words in self._words.items():
+                    overlap = len(query & words)
+                    if overlap:
+                        scores[item] = overlap + 0.001 * self._popularity[item]
+            answers.append(top_k(scores, k))
+        return answers
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
