@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN ?= runs/demo
 
-.PHONY: demo test install clean bench
+.PHONY: demo test install clean bench chromium
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -19,8 +19,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/genrec demo --run $(RUN)
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
+
+# Headless Chromium for the web page's browser test (tests/test_serve_browser.py skips, saying why, without it).
+chromium:
+	@if { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; } && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium + chromium-driver for the browser test"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+			|| echo "could not install chromium: the browser test will be skipped"; \
+	fi
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
