@@ -1,0 +1,156 @@
+"""Item-to-item collaborative filtering from training histories.
+
+Similarity: two items are similar when the same users interact with them close
+together in time. Every pair of positive interactions at most `window` steps
+apart in a user's training sequence adds `1 / log2(2 + n_user)` (very active
+users say less about any one pair, the IUF weighting of ItemCF-IUF) times
+`position_decay ** (gap - 1)`; the sum is divided by `sqrt(n_i * n_j)` (item
+interaction counts), so popular items are not similar to everything. Each item
+keeps its `neighbours` most similar items.
+
+Recommendation: score = Σ over the last `max_history` history items of
+`recency_decay ** age × similarity(history item, candidate)`.
+Search (personalised re-scoring, as in PR²'s query-relevant CF): the BM25 top
+`search_candidates` items for the query are re-scored by
+`bm25 / max bm25 + history_weight × cf / max cf`; users without history keep
+the BM25 order. Items with no score follow by popularity.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from genrec.baselines.bm25 import BM25Retriever
+from genrec.baselines.popularity import item_popularity, n_item_slots, popularity_prior
+from genrec.data.dataset import Dataset
+from genrec.data.splits import Split, interactions
+from genrec.retrieval import Ranked, Request, top_k
+
+
+class ItemCFRetriever:
+    """Co-occurrence item-CF for recommendation; history re-scoring of BM25 candidates for search."""
+
+    name = "itemcf"
+
+    def __init__(
+        self,
+        window: int = 5,
+        position_decay: float = 0.7,
+        neighbours: int = 200,
+        max_history: int = 20,
+        recency_decay: float = 0.8,
+        search_candidates: int = 200,
+        history_weight: float = 1.0,
+    ):
+        if window < 1 or neighbours < 1 or max_history < 1 or search_candidates < 1:
+            raise ValueError("window, neighbours, max_history and search_candidates must all be ≥ 1")
+        for field, value in (("position_decay", position_decay), ("recency_decay", recency_decay)):
+            if not 0 < value <= 1:
+                raise ValueError(f"{field} must be in (0, 1], got {value}")
+        self.window, self.position_decay, self.neighbours = window, position_decay, neighbours
+        self.max_history, self.recency_decay = max_history, recency_decay
+        self.search_candidates, self.history_weight = search_candidates, history_weight
+
+    @classmethod
+    def from_run(cls, run: Path, dataset: Dataset, split: Split) -> "ItemCFRetriever":
+        n_slots = n_item_slots(dataset)
+        popularity = item_popularity(split.train, n_slots)
+        return cls().fit(split.train, n_slots, bm25=BM25Retriever().fit(dataset, popularity))
+
+    def fit(self, train_events: pd.DataFrame, n_slots: int, bm25: BM25Retriever | None = None) -> "ItemCFRetriever":
+        """Learn item–item similarity `[n_slots, n_slots]` (sparse) from training events.
+
+        `bm25` supplies search candidates; without it search requests are
+        answered like recommendation requests.
+        """
+        inter = interactions(train_events)
+        users = inter["user_id"].to_numpy(dtype=np.int64)
+        items = inter["item_id"].to_numpy(dtype=np.int64)
+        if len(items) and items.max() >= n_slots:
+            raise ValueError(f"train_events has item id {items.max()} but n_slots is {n_slots}")
+        self.n_slots_, self.bm25_ = n_slots, bm25
+        self.prior_ = popularity_prior(np.bincount(items, minlength=n_slots).astype(np.float64))
+        self.similarity_ = self._similarity(users, items, n_slots)
+        return self
+
+    def retrieve(self, requests: Sequence[Request], k: int) -> list[Ranked]:
+        history_scores = self.history_scores(requests)
+        answers = []
+        for request, cf in zip(requests, history_scores):
+            if request.query is not None and self.bm25_ is not None:
+                scores = self._search_scores(request.query, cf)
+            else:
+                scores = np.where(cf > 0, 1.0 + cf, self.prior_)
+            answers.append(top_k(scores, k, exclude=np.array([0])))
+        return answers
+
+    def history_scores(self, requests: Sequence[Request]) -> np.ndarray:
+        """Recency-weighted similarity of every item to each request's history, `[batch, n_slots]`."""
+        rows, cols, weights = [], [], []
+        for row, request in enumerate(requests):
+            recent = np.asarray(request.history[-self.max_history:], dtype=np.int64)
+            recent = recent[(recent > 0) & (recent < self.n_slots_)]
+            rows.append(np.full(len(recent), row))
+            cols.append(recent)
+            weights.append(self.recency_decay ** np.arange(len(recent))[::-1])
+        if not requests:
+            return np.zeros((0, self.n_slots_))
+        history = sp.csr_matrix(
+            (np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))), shape=(len(requests), self.n_slots_)
+        )
+        return np.asarray((history @ self.similarity_).todense())
+
+    def _search_scores(self, query: str, cf: np.ndarray) -> np.ndarray:
+        lexical = self.bm25_.score_query(query)
+        matched = np.flatnonzero(lexical > 0)
+        if len(matched) > self.search_candidates:
+            matched = matched[np.argsort(-lexical[matched], kind="stable")[: self.search_candidates]]
+        scores = self.prior_.copy()
+        if len(matched):
+            combined = lexical[matched] / lexical[matched].max()
+            if cf[matched].max() > 0:
+                combined = combined + self.history_weight * cf[matched] / cf[matched].max()
+            scores[matched] = 1.0 + combined
+        return scores
+
+    def _similarity(self, users: np.ndarray, items: np.ndarray, n_slots: int) -> sp.csr_matrix:
+        """Windowed, IUF-weighted, count-normalised co-occurrence, top `neighbours` per row."""
+        per_user = np.bincount(np.unique(users, return_inverse=True)[1]) if len(users) else np.zeros(0, dtype=np.int64)
+        user_size = np.repeat(per_user, per_user)
+        iuf = 1.0 / np.log2(2.0 + user_size)
+        heads, tails, values = [], [], []
+        for gap in range(1, self.window + 1):
+            same_user = users[gap:] == users[:-gap] if len(users) > gap else np.zeros(0, dtype=bool)
+            a, b = items[:-gap][same_user], items[gap:][same_user]
+            different = a != b
+            weight = iuf[gap:][same_user][different] * self.position_decay ** (gap - 1)
+            heads += [a[different], b[different]]
+            tails += [b[different], a[different]]
+            values += [weight, weight]
+        if not heads:
+            return sp.csr_matrix((n_slots, n_slots))
+        co = sp.coo_matrix((np.concatenate(values), (np.concatenate(heads), np.concatenate(tails))), shape=(n_slots, n_slots)).tocsr()
+        count = np.bincount(items, minlength=n_slots).astype(np.float64)
+        norm = np.sqrt(np.maximum(count, 1.0))
+        co = sp.diags(1.0 / norm) @ co @ sp.diags(1.0 / norm)
+        return _keep_top_per_row(co.tocsr(), self.neighbours)
+
+
+def _keep_top_per_row(matrix: sp.csr_matrix, n: int) -> sp.csr_matrix:
+    """Zero all but the `n` largest entries of each row."""
+    matrix.sum_duplicates()
+    counts = np.diff(matrix.indptr)
+    if counts.max(initial=0) <= n:
+        return matrix
+    row = np.repeat(np.arange(matrix.shape[0]), counts)
+    order = np.lexsort((-matrix.data, row))
+    rank = np.arange(len(order)) - matrix.indptr[row[order]]
+    keep = np.zeros(len(order), dtype=bool)
+    keep[order[rank < n]] = True
+    pruned = sp.csr_matrix((matrix.data[keep], matrix.indices[keep], np.r_[0, np.cumsum(np.bincount(row[keep], minlength=matrix.shape[0]))]), shape=matrix.shape)
+    return pruned
