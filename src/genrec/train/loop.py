@@ -245,7 +245,8 @@ def _train(model, loss_fn, examples, collate, config, out_dir, evaluate, metric,
                 scores = _run_evaluation(model, evaluate, metric)
                 recent = losses[-config.eval_every:]
                 history.append({"step": done, "loss": float(np.mean(recent)), **scores})
-                bar.write(f"step {done}: " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+                if config.progress:
+                    bar.write(f"step {done}: " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()))
                 if best_metric is None or scores[metric] > best_metric:
                     best_metric, best_step = float(scores[metric]), done
                     _save_best(model, config, out_dir, done, metric, best_metric)

@@ -1,0 +1,151 @@
+"""SASRec baseline: learns a sequential pattern, answers the Retriever contract,
+and a run folder's trained model is loaded, not retrained."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from genrec.baselines import sasrec
+from genrec.baselines.sasrec import (
+    SASRec, SASRecConfig, SASRecModelConfig, SASRecRetriever, collate_windows, score_histories, training_windows,
+)
+from genrec.data.dataset import Dataset
+from genrec.data.splits import build_requests, interactions, leave_one_out
+from genrec.retrieval import Request, Retriever
+from genrec.train.loop import TrainConfig
+
+N_ITEMS = 40
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def successor_world(n_users: int = 120, seed: int = 0) -> Dataset:
+    """Every user clicks a run of consecutive items: item i is always followed by i + 1 (wrapping)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(1, n_users + 1):
+        start, length = rng.integers(1, N_ITEMS + 1), rng.integers(6, 14)
+        for step in range(length):
+            item = (start - 1 + step) % N_ITEMS + 1
+            rows.append((user, 1000 * user + step, 10 * user + step, "home_feed", None, int(item), "click", 0))
+    events = pd.DataFrame(rows, columns=["user_id", "ts", "session_id", "scenario", "query", "item_id", "action", "position"])
+    events["position"] = events["position"].astype(np.int32)
+    items = pd.DataFrame({
+        "item_id": np.arange(1, N_ITEMS + 1, dtype=np.int64),
+        "title": [f"item {i}" for i in range(1, N_ITEMS + 1)],
+        "category": [["root", f"c{i % 4}"] for i in range(1, N_ITEMS + 1)],
+        "attributes": [{} for _ in range(N_ITEMS)],
+        "brand": [None] * N_ITEMS,
+        "price": [1.0] * N_ITEMS,
+        "origin": ["human"] * N_ITEMS,
+    })
+    users = pd.DataFrame({"user_id": np.arange(1, n_users + 1, dtype=np.int64)})
+    dataset = Dataset(items, users, events)
+    dataset.validate()
+    return dataset
+
+
+def small_config(**train) -> SASRecConfig:
+    settings = dict(steps=100, batch_size=32, lr=5e-3, warmup_steps=10, eval_every=50, checkpoint_every=50,
+                    device="cpu", progress=False)
+    return SASRecConfig(max_history=8, dim=32, heads=2, layers=1, dropout=0.1,
+                        train=TrainConfig(**{**settings, **train}))
+
+
+def test_training_windows_make_every_later_interaction_a_target_exactly_once():
+    inter = pd.DataFrame({"user_id": [1] * 12 + [2] * 2 + [3], "item_id": list(range(1, 13)) + [5, 6] + [9]})
+    windows = training_windows(inter, max_history=4)
+    assert all(2 <= len(w) <= 5 for w in windows)
+    targets = sorted(t for w in windows for t in w[1:].tolist())
+    assert targets == sorted(list(range(2, 13)) + [6])  # user 3 (one interaction) yields nothing
+    batch = collate_windows(windows)
+    real = batch["targets"] > 0
+    # every target's input at the same position is the item just before it
+    for window, inputs, targets_row in zip(windows, batch["inputs"], batch["targets"]):
+        n = len(window) - 1
+        assert inputs[:n].tolist() == window[:-1].tolist() and targets_row[:n].tolist() == window[1:].tolist()
+    assert int(real.sum()) == len(targets)
+
+
+def test_a_position_never_sees_later_items():
+    torch.manual_seed(0)
+    model = SASRec(SASRecModelConfig(n_items=20, max_history=6, dim=16, heads=2, layers=2, dropout=0.0)).eval()
+    items = torch.tensor([[3, 4, 5, 6, 7, 8]])
+    changed = items.clone()
+    changed[0, 4:] = torch.tensor([1, 2])
+    with torch.no_grad():
+        torch.testing.assert_close(model(items)[:, :4], model(changed)[:, :4])
+        assert not torch.allclose(model(items)[:, 4:], model(changed)[:, 4:])
+    padded = torch.tensor([[3, 4, 5, 0, 0, 0]])
+    with torch.no_grad():
+        scores = score_histories(model, [(3, 4, 5)], np.zeros(21))
+        torch.testing.assert_close(scores[0, 1:], model.item_logits(model(padded)[0, 2]))
+
+
+def test_sasrec_learns_that_item_i_is_followed_by_i_plus_one(tmp_path):
+    dataset = successor_world()
+    split = leave_one_out(dataset.events)
+    retriever = SASRecRetriever.from_run(tmp_path, dataset, split, small_config())
+    assert isinstance(retriever, Retriever) and retriever.name == "sasrec"
+    requests, targets = build_requests(split, "test", max_history=8)
+    answers = retriever.retrieve(requests, k=5)
+    first = np.array([a.item_ids[0] for a in answers])
+    assert np.mean(first == targets) > 0.8
+    assert all(len(a) == 5 and len(set(a.item_ids.tolist())) == 5 and 0 not in a.item_ids for a in answers)
+    assert all(np.all(np.diff(a.scores) <= 0) for a in answers)
+
+
+def test_from_run_loads_the_saved_model_instead_of_retraining(tmp_path, monkeypatch):
+    dataset = successor_world()
+    split = leave_one_out(dataset.events)
+    config = small_config(steps=20)
+    trained = SASRecRetriever.from_run(tmp_path, dataset, split, config)
+    folder = tmp_path / "train" / "sasrec"
+    assert {"best.pt", "manifest.json", "config.json"} <= {p.name for p in folder.iterdir()}
+    assert json.loads((folder / "manifest.json").read_text())["result"]["best_step"] > 0
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("retrained although a matching model was saved")
+
+    monkeypatch.setattr(sasrec, "train", no_training)
+    loaded = SASRecRetriever.from_run(tmp_path, dataset, split, config)
+    for name, tensor in trained.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[name], tensor)
+    # Other data or another config is not what was saved: it must train again.
+    with pytest.raises(AssertionError, match="retrained"):
+        SASRecRetriever.from_run(tmp_path, dataset, split, small_config(steps=21))
+    other = successor_world(seed=1)
+    with pytest.raises(AssertionError, match="retrained"):
+        SASRecRetriever.from_run(tmp_path, other, leave_one_out(other.events), config)
+
+
+def test_cold_start_requests_get_training_popularity_and_queries_are_ignored(tmp_path):
+    dataset = successor_world()
+    split = leave_one_out(dataset.events)
+    retriever = SASRecRetriever.from_run(tmp_path, dataset, split, small_config(steps=5))
+    popularity = np.bincount(interactions(split.train)["item_id"], minlength=N_ITEMS + 1)
+    cold = retriever.retrieve([Request(user_id=999)], k=3)[0]
+    assert set(cold.item_ids.tolist()) <= set(np.flatnonzero(popularity >= np.sort(popularity)[-3]).tolist())
+    with_query = retriever.retrieve([Request(user_id=1, query="anything", history=(3, 4))], k=4)[0]
+    without = retriever.retrieve([Request(user_id=1, history=(3, 4))], k=4)[0]
+    assert np.array_equal(with_query.item_ids, without.item_ids)
+    excluding = SASRecRetriever(retriever.model, retriever.popularity_, exclude_history=True)
+    assert not {3, 4} & set(excluding.retrieve([Request(user_id=1, history=(3, 4))], k=10)[0].item_ids.tolist())
+
+
+def test_unknown_history_items_are_rejected_with_the_field_named(tmp_path):
+    model = SASRec(SASRecModelConfig(n_items=5, max_history=4, dim=8, heads=2, layers=1))
+    retriever = SASRecRetriever(model, np.ones(6))
+    with pytest.raises(ValueError, match="history item ids"):
+        retriever.retrieve([Request(user_id=1, history=(2, 9))], k=3)
