@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "genrec.data.loaders.commands",
     "genrec.features.commands",
     "genrec.serve.commands",
+    "genrec.train.commands",
 )
 
 

@@ -1,0 +1,76 @@
+"""`genrec train --run RUN --model NAME`: train one model on a run folder's data.
+
+`TRAINERS` maps a model name to `"module:function"` (imported only when that
+model is trained). Each function has the signature
+
+    fn(run: Path, *, steps: int | None, resume: bool, force: bool, device: str) -> dict[str, Any]
+
+reads `RUN/data`, trains into `RUN/train/<name>` (skipping the work when a
+matching model is already there, unless `force`) and returns a summary to print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+TRAINERS: dict[str, str] = {
+    "sasrec": "genrec.train.commands:train_sasrec",
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="train a model on a run folder (writes RUN/train/<model>)")
+    parser.add_argument("--run", dest="run_folder", required=True, type=Path, help="run folder holding data/")
+    parser.add_argument("--model", required=True, choices=sorted(TRAINERS), help="which model to train")
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the model's config)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from last.pt")
+    parser.add_argument("--force", action="store_true", help="train even if a matching model is saved")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.set_defaults(run=_train)
+
+
+def train_model(name: str, run: Path, **options: Any) -> dict[str, Any]:
+    """Train the model called `name` (a key of `TRAINERS`) on `run`."""
+    if name not in TRAINERS:
+        raise ValueError(f"unknown model {name!r}; expected one of {sorted(TRAINERS)}")
+    module_name, function_name = TRAINERS[name].split(":")
+    return getattr(importlib.import_module(module_name), function_name)(Path(run), **options)
+
+
+def train_sasrec(run: Path, *, steps: int | None = None, resume: bool = False, force: bool = False,
+                 device: str = "auto") -> dict[str, Any]:
+    """Train SASRec on the leave-one-out split of `RUN/data` into `RUN/train/sasrec`."""
+    from genrec.baselines.sasrec import SASRecConfig, SASRecRetriever, artefact_dir
+    from genrec.data.dataset import Dataset
+    from genrec.data.splits import leave_one_out
+
+    dataset = Dataset.load(run / "data")
+    split = leave_one_out(dataset.events)
+    config = SASRecConfig()
+    config.train = replace(config.train, device=device, **({"steps": steps} if steps is not None else {}))
+    SASRecRetriever.from_run(run, dataset, split, config, resume=resume, force=force)
+    saved = json.loads((artefact_dir(run, split) / "manifest.json").read_text())["result"]
+    return {"model": "sasrec", "folder": str(artefact_dir(run, split)), **{k: v for k, v in saved.items() if k != "history"}}
+
+
+def _train(args: argparse.Namespace) -> int:
+    if not (args.run_folder / "data").is_dir():
+        print(f"run folder {args.run_folder} has no data/ folder; expected RUN/data with the dataset", file=sys.stderr)
+        return 1
+    began = time.perf_counter()
+    try:
+        summary = train_model(args.model, args.run_folder, steps=args.steps, resume=args.resume, force=args.force,
+                              device=args.device)
+    except ValueError as error:
+        print(f"cannot train {args.model}: {error}", file=sys.stderr)
+        return 1
+    summary["wall_seconds"] = round(time.perf_counter() - began, 1)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
