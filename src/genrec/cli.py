@@ -14,6 +14,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "genrec.data.commands",
     "genrec.data.loaders.commands",
     "genrec.features.commands",
+    "genrec.sid.commands",
     "genrec.serve.commands",
     "genrec.train.commands",
 )

@@ -1,0 +1,31 @@
+"""Semantic IDs: item vectors → short unique codes a generative model can emit.
+
+`RQKMeansTokenizer` and `RQVAETokenizer` share one scikit-learn shape
+(`fit`, `transform` → int64 `[n, levels + 1]`, `save`, `load`); `build_sids`
+runs the pipeline stage and writes a `SidTable` and a report (`sid_report`).
+The codebook-size rule and the disambiguation level are in `genrec.sid.codebook`.
+"""
+
+from genrec.sid.build import METHODS, SidConfig, build_sids, make_tokenizer
+from genrec.sid.codebook import adaptive_codebook_size, append_disambiguation_level
+from genrec.sid.report import sid_report, sid_report_markdown
+from genrec.sid.rqkmeans import RQKMeansTokenizer
+from genrec.sid.rqvae import RQVAETokenizer
+from genrec.sid.table import SIDS_FILE, SidTable
+from genrec.sid.tokenizer import SidTokenizer
+
+__all__ = [
+    "METHODS",
+    "SIDS_FILE",
+    "RQKMeansTokenizer",
+    "RQVAETokenizer",
+    "SidConfig",
+    "SidTable",
+    "SidTokenizer",
+    "adaptive_codebook_size",
+    "append_disambiguation_level",
+    "build_sids",
+    "make_tokenizer",
+    "sid_report",
+    "sid_report_markdown",
+]

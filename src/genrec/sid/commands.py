@@ -1,0 +1,39 @@
+"""`genrec sid --run RUN --method rqkmeans|rqvae`: Semantic IDs and their report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from genrec.features.item_vectors import VIEWS
+from genrec.sid.build import METHODS, build_sids
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    sid = subparsers.add_parser("sid", help="give every item a Semantic ID (writes RUN/sid)")
+    sid.add_argument("--run", required=True, dest="run_dir", help="run folder holding data/")
+    sid.add_argument("--method", choices=METHODS, default="rqkmeans")
+    sid.add_argument("--levels", type=int, default=3, help="semantic levels (a disambiguation level is added)")
+    sid.add_argument("--codebook-size", type=int, default=None, help="codes per level (default: adaptive to the catalog)")
+    sid.add_argument("--seed", type=int, default=0)
+    sid.add_argument("--views", nargs="+", default=["text"], choices=VIEWS)
+    sid.add_argument("--epochs", type=int, default=None, help="RQ-VAE training epochs")
+    sid.add_argument("--out", default=None, help="output folder (default RUN/sid)")
+    sid.set_defaults(run=_sid)
+
+
+def _sid(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else Path(args.run_dir) / "sid"
+    table = build_sids(
+        args.run_dir,
+        method=args.method,
+        levels=args.levels,
+        codebook_size=args.codebook_size,
+        seed=args.seed,
+        views=tuple(args.views),
+        epochs=args.epochs,
+        out=out,
+    )
+    print(f"{len(table)} items, codebook sizes {table.codebook_sizes} → {out}/sids.parquet")
+    print((out / "sid_report.md").read_text())
+    return 0
