@@ -149,3 +149,15 @@ def test_unknown_history_items_are_rejected_with_the_field_named(tmp_path):
     retriever = SASRecRetriever(model, np.ones(6))
     with pytest.raises(ValueError, match="history item ids"):
         retriever.retrieve([Request(user_id=1, history=(2, 9))], k=3)
+
+
+def test_genrec_train_cli_trains_sasrec_into_the_run_folder_then_reuses_it(tmp_path, capsys):
+    from genrec.cli import main
+
+    successor_world().save(tmp_path / "data")
+    assert main(["train", "--run", str(tmp_path), "--model", "sasrec", "--steps", "3", "--device", "cpu"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["last_step"] == 3 and (tmp_path / "train" / "sasrec" / "best.pt").exists()
+    assert main(["train", "--run", str(tmp_path), "--model", "sasrec", "--steps", "3", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["train_seconds"] == first["train_seconds"]  # loaded, not retrained
+    assert main(["train", "--run", str(tmp_path / "missing"), "--model", "sasrec"]) == 1

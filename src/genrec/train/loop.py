@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
@@ -246,7 +247,7 @@ def _train(model, loss_fn, examples, collate, config, out_dir, evaluate, metric,
                 recent = losses[-config.eval_every:]
                 history.append({"step": done, "loss": float(np.mean(recent)), **scores})
                 if config.progress:
-                    bar.write(f"step {done}: " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+                    bar.write(f"step {done}: " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()), file=sys.stderr)
                 if best_metric is None or scores[metric] > best_metric:
                     best_metric, best_step = float(scores[metric]), done
                     _save_best(model, config, out_dir, done, metric, best_metric)
