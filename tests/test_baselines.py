@@ -84,15 +84,28 @@ def test_dense_and_hnsw_return_the_nearest_item_vector():
         assert answer.item_ids.tolist() == expected.tolist()
 
 
-def test_dense_encodes_queries_with_the_shared_text_encoder():
-    from genrec.features import encode_texts, item_text
+def test_dense_encodes_each_distinct_query_once_and_searches_with_it(monkeypatch):
+    """The query path, with a bag-of-words stand-in for MiniLM (loading the real model costs ~10 s)."""
+    import genrec.baselines.dense as dense
 
-    dataset = _shop(CLICKS)
-    vectors = encode_texts(item_text(dataset.items), progress=False)
-    retriever = DenseRetriever().fit(dataset.items.item_id.to_numpy(), vectors, np.ones(7))
-    answers = retriever.retrieve([Request(user_id=1, query="a kettle for boiling water"), Request(user_id=1, query="running shoes")], k=2)
-    assert answers[0].item_ids[0] == 4
-    assert answers[1].item_ids[0] == 1
+    vocabulary = sorted({w for _, title, _ in ITEMS for w in title.split()})
+
+    def bag_of_words(texts, progress=True):
+        calls.append(list(texts))
+        vectors = np.array([[float(w in t.split()) for w in vocabulary] for t in texts]) + 1e-3
+        return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+    calls = []
+    items = bag_of_words([title for _, title, _ in ITEMS])
+    calls.clear()
+    monkeypatch.setattr(dense, "encode_texts", bag_of_words)
+    retriever = DenseRetriever().fit(np.arange(1, 7), items, np.ones(7))
+    queries = ["steel kettle", "hiking boot", "steel kettle"]
+    answers = retriever.retrieve([Request(user_id=1, query=q) for q in queries], k=2)
+    assert [a.item_ids[0] for a in answers] == [4, 5, 4]
+    assert calls == [["steel kettle", "hiking boot"]], "one batched encoder call, each distinct query once"
+    retriever.retrieve([Request(user_id=2, query="hiking boot")], k=2)
+    assert len(calls) == 1, "a repeated query is served from the cache"
 
 
 def test_itemcf_recommends_the_co_occurring_item():

@@ -13,6 +13,7 @@ import sys
 COMMAND_MODULES: tuple[str, ...] = (
     "genrec.data.commands",
     "genrec.data.loaders.commands",
+    "genrec.eval.commands",
     "genrec.features.commands",
     "genrec.sid.commands",
     "genrec.serve.commands",

@@ -1,0 +1,224 @@
+"""Turn an `EvalReport` into things people read: a Rich table, report.md, report.json, PNGs.
+
+Search and recommendation are always shown apart: a retriever that is strong
+on one and useless on the other (BM25 without a query, item-CF without a
+history) must not hide behind an average. Every mean carries its 95%
+interval, and the paired tests below each table say which gaps are real.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from genrec.artifacts import atomic_path, write_json_atomic, write_text_atomic
+from genrec.eval.bootstrap import PairedComparison
+from genrec.eval.harness import HEADLINE, EvalReport, paired_comparison
+
+REQUEST_TYPES: tuple[str, ...] = ("search", "recommendation")
+SLICE_METRIC = "recall@10"
+"""The metric of the per-slice table and bar chart (recall@1 when k < 10)."""
+
+
+def print_report(report: EvalReport, console=None) -> None:
+    """Print one table per request type (with intervals and timings), then the slice table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(width=max(Console().width, 180))
+    for request_type in _present(report, REQUEST_TYPES):
+        n = int(report.slices[request_type].sum())
+        table = Table(title=f"{request_type} — {n} requests, mean [95% CI]")
+        table.add_column("retriever", style="bold")
+        for metric in _headline(report):
+            table.add_column(metric, justify="right")
+        table.add_column(f"coverage@{report.config.k}", justify="right")
+        table.add_column("p50 / p99 ms", justify="right")
+        table.add_column("req/s", justify="right")
+        best = {m: max(report.value(r, m, request_type)[0] for r in report.retrievers) for m in _headline(report)}
+        for name in report.retrievers:
+            cells = []
+            for metric in _headline(report):
+                mean, low, high = report.value(name, metric, request_type)
+                text = f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+                cells.append(f"[green]{text}[/green]" if mean == best[metric] and mean > 0 else text)
+            result = report.results[name]
+            cells += [f"{report.value(name, f'coverage@{report.config.k}', request_type)[0]:.3f}",
+                      f"{result.latency_ms_p50:.1f} / {result.latency_ms_p99:.1f}", f"{result.throughput_rps:,.0f}"]
+            table.add_row(name, *cells)
+        console.print(table)
+        for line in _comparison_lines(report, request_type):
+            console.print("  " + line)
+    console.print(_slice_table(report))
+
+
+def write_report(report: EvalReport, out_dir: str | os.PathLike, command: str = "") -> list[Path]:
+    """Write report.md, report.json, recall_at_k.png and slices.png into `out_dir`; return the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    comparisons = [c for t in _present(report, REQUEST_TYPES) for c in _comparisons(report, t)]
+    record = report.to_dict()
+    record["comparisons"] = [vars(c) for c in comparisons]
+    record["command"] = command
+    write_json_atomic(out / "report.json", record)
+    write_text_atomic(out / "report.md", render_markdown(report, command))
+    paths = [out / "report.md", out / "report.json"]
+    paths.append(_save_figure(plot_recall_curves(report), out / "recall_at_k.png"))
+    paths.append(_save_figure(plot_slices(report), out / "slices.png"))
+    return paths
+
+
+def render_markdown(report: EvalReport, command: str = "") -> str:
+    """The report as Markdown: request-type tables with intervals, paired tests, slices, timings."""
+    meta = report.meta
+    lines = ["# Evaluation report", ""]
+    if command:
+        lines += ["```", command, "```", ""]
+    facts = [f"{len(report.targets)} requests", f"{report.n_items} items", f"k = {report.config.k}",
+             f"{report.config.bootstrap} bootstrap resamples", f"seed {report.config.seed}",
+             "seen items " + ("removed" if report.config.exclude_seen else "kept")]
+    facts = [f"{key}: {meta[key]}" for key in ("run", "split", "part", "created", "machine") if key in meta] + facts
+    lines += ["- " + fact for fact in facts] + [""]
+    lines += ["![Recall@K](recall_at_k.png)", "", f"![{_slice_metric(report)} by slice](slices.png)", ""]
+    for request_type in _present(report, REQUEST_TYPES):
+        n = int(report.slices[request_type].sum())
+        lines += [f"## {request_type.capitalize()} ({n} requests)", "", "mean [95% bootstrap CI]; best in bold.", ""]
+        headers = ["retriever", *_headline(report), f"coverage@{report.config.k}"]
+        lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        best = {m: max(report.value(r, m, request_type)[0] for r in report.retrievers) for m in _headline(report)}
+        for name in report.retrievers:
+            cells = [name]
+            for metric in _headline(report):
+                mean, low, high = report.value(name, metric, request_type)
+                text = f"{mean:.4f} [{low:.4f}, {high:.4f}]"
+                cells.append(f"**{text}**" if mean == best[metric] and mean > 0 else text)
+            cells.append(f"{report.value(name, f'coverage@{report.config.k}', request_type)[0]:.3f}")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += [""] + ["- " + line for line in _comparison_lines(report, request_type)] + [""]
+    lines += [f"## {_slice_metric(report)} by slice", "", "mean [95% CI] (n requests)", ""]
+    slice_names = [s for s in report.slices if report.slices[s].sum() > 0]
+    lines += ["| slice | n | " + " | ".join(report.retrievers) + " |", "|---|---|" + "---|" * len(report.retrievers)]
+    for name in slice_names:
+        cells = []
+        for retriever in report.retrievers:
+            mean, low, high = report.value(retriever, _slice_metric(report), name)
+            cells.append(f"{mean:.3f} [{low:.3f}, {high:.3f}]")
+        lines.append(f"| {name} | {int(report.slices[name].sum())} | " + " | ".join(cells) + " |")
+    lines += ["", "## Speed", "", "Latency: one request at a time; throughput: batches of "
+              f"{report.config.batch_size}.", "", "| retriever | p50 ms | p99 ms | requests/s | total s |", "|---|---|---|---|---|"]
+    for name, result in report.results.items():
+        lines.append(f"| {name} | {result.latency_ms_p50:.2f} | {result.latency_ms_p99:.2f} | {result.throughput_rps:,.0f} | {result.seconds:.1f} |")
+    lines += ["", "Slices are defined in `genrec/eval/slices.py`; metrics in `genrec/eval/metrics.py`.", ""]
+    return "\n".join(lines)
+
+
+def plot_recall_curves(report: EvalReport):
+    """Recall@K for K = 1..k, one line per retriever, one panel per request type."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = _present(report, REQUEST_TYPES) or ["all"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    ks = np.arange(1, report.config.k + 1)
+    for ax, panel in zip(axes[0], panels):
+        for name in report.retrievers:
+            ax.plot(ks, report.recall_curve(name, panel), label=name, linewidth=2)
+        ax.set_xscale("log")
+        ax.set_xlabel("K (log scale)")
+        ax.set_ylabel("Recall@K")
+        ax.set_title(f"{panel} ({int(report.slices[panel].sum())} requests)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_ylim(0, None)
+    axes[0][0].legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_slices(report: EvalReport):
+    """`SLICE_METRIC` per slice (rows) and retriever (bars), with 95% interval whiskers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [s for s in report.slices if report.slices[s].sum() > 0]
+    retrievers = report.retrievers
+    height = 0.8 / max(len(retrievers), 1)
+    fig, ax = plt.subplots(figsize=(9, 0.5 + 0.32 * len(names) * max(len(retrievers), 2) / 2))
+    y = np.arange(len(names))[::-1]
+    for j, retriever in enumerate(retrievers):
+        stats = np.array([report.value(retriever, _slice_metric(report), s) for s in names])
+        error = np.stack([stats[:, 0] - stats[:, 1], stats[:, 2] - stats[:, 0]])
+        ax.barh(y + (len(retrievers) / 2 - j - 0.5) * height, stats[:, 0], height, xerr=error, label=retriever, capsize=2)
+    ax.set_yticks(y, [f"{s} ({int(report.slices[s].sum())})" for s in names])
+    ax.set_xlabel(f"{_slice_metric(report)} (95% CI)")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _save_figure(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+    return path
+
+
+def _slice_metric(report: EvalReport) -> str:
+    return SLICE_METRIC if SLICE_METRIC in report.config.metric_names() else "recall@1"
+
+
+def _present(report: EvalReport, names: Sequence[str]) -> list[str]:
+    return [n for n in names if n in report.slices and report.slices[n].sum() > 0]
+
+
+def _headline(report: EvalReport) -> list[str]:
+    available = report.config.metric_names()
+    return [m for m in HEADLINE if m in available]
+
+
+def _comparisons(report: EvalReport, slice_name: str, metric: str | None = None) -> list[PairedComparison]:
+    """The best retriever on `slice_name` against each other one."""
+    metric = metric or _slice_metric(report)
+    if len(report.retrievers) < 2:
+        return []
+    ranked = sorted(report.retrievers, key=lambda r: -report.value(r, metric, slice_name)[0])
+    return [paired_comparison(report, ranked[0], other, metric, slice_name) for other in ranked[1:]]
+
+
+def _comparison_lines(report: EvalReport, slice_name: str) -> list[str]:
+    lines = []
+    for c in _comparisons(report, slice_name):
+        verdict = "real" if c.significant else "not significant"
+        lines.append(f"{c.a} − {c.b} on {c.metric}: {c.difference:+.4f} [{c.ci_low:+.4f}, {c.ci_high:+.4f}], p = {c.p_value:.3g} ({verdict})")
+    return lines
+
+
+def _slice_table(report: EvalReport):
+    from rich.table import Table
+
+    table = Table(title=f"{_slice_metric(report)} by slice — mean [95% CI]")
+    table.add_column("slice")
+    table.add_column("n", justify="right")
+    for name in report.retrievers:
+        table.add_column(name, justify="right")
+    for slice_name, mask in report.slices.items():
+        if mask.sum() == 0:
+            continue
+        cells = []
+        for name in report.retrievers:
+            mean, low, high = report.value(name, _slice_metric(report), slice_name)
+            cells.append(f"{mean:.3f} [{low:.3f}, {high:.3f}]")
+        table.add_row(slice_name, str(int(mask.sum())), *cells)
+    return table

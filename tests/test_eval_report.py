@@ -1,0 +1,46 @@
+"""`genrec eval` builds retrievers by name, evaluates a run and writes a readable report."""
+
+import json
+
+import numpy as np
+
+from genrec.cli import main
+from genrec.eval.commands import run_evaluation
+from genrec.eval.harness import EvalConfig
+
+
+def test_run_evaluation_writes_tables_json_and_plots(small_world, tmp_path):
+    run = tmp_path / "run"
+    small_world.save(run / "data")
+    names = ["popularity", "category_popularity", "bm25", "itemcf"]
+    report = run_evaluation(run, names, config=EvalConfig(bootstrap=50, latency_requests=5), progress=False)
+
+    assert report.retrievers == names
+    assert report.slices["search"].sum() + report.slices["recommendation"].sum() == len(report.targets)
+    markdown = (run / "eval" / "report.md").read_text()
+    assert "## Search" in markdown and "## Recommendation" in markdown
+    for name in names:
+        assert f"| {name} |" in markdown
+    record = json.loads((run / "eval" / "report.json").read_text())
+    assert record["n_requests"] == len(report.targets)
+    assert {row["retriever"] for row in record["summary"]} == set(names)
+    for png in ("recall_at_k.png", "slices.png"):
+        assert (run / "eval" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (run / "eval" / "manifest.json").exists() and (run / "eval" / "config.json").exists()
+
+    # the popularity list is the same for everyone, so its coverage is k items at most
+    assert report.value("popularity", "coverage@50")[0] <= 50 / report.n_items + 1e-12
+    curve = report.recall_curve("bm25", "search")
+    assert np.all(np.diff(curve) >= 0) and curve[-1] == report.value("bm25", "recall@50", "search")[0]
+
+
+def test_genrec_eval_command_prints_and_exits_zero(small_world, tmp_path, capsys):
+    run = tmp_path / "run"
+    small_world.save(run / "data")
+    code = main(["eval", "--run", str(run), "--retrievers", "popularity,bm25", "--bootstrap", "20",
+                 "--max-requests", "60", "--no-write"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "search" in out and "recommendation" in out and "bm25" in out
+    assert not (run / "eval").exists()
+    assert main(["eval", "--run", str(run), "--retrievers", "no_such_retriever", "--no-write"]) == 2
