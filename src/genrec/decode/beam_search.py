@@ -1,6 +1,7 @@
 """Trie-constrained beam search, vectorized over requests and beams.
 
-Per level: one model step for all N = batch * beams rows, one gather of each
+Per level: one model step for all N = batch * beams rows (batch rows at level 0,
+where all beams share the empty prefix), one gather of each
 row's candidate codes from the trie, a masked log-softmax, one `topk` over
 beams × candidates per request, and one `reorder` of the model state (its KV
 caches) by the surviving rows. There is no Python loop over requests, beams or
@@ -35,44 +36,48 @@ def constrained_beam_search(
         raise ValueError(f"beams must be ≥ 1, got {beams}")
     if k < 1:
         raise ValueError(f"k must be ≥ 1, got {k}")
-    state = model.expand(state, beams)
-    rows = state_rows(model, state)
-    if rows % beams:
-        raise ValueError(f"model.expand returned {rows} rows, not a multiple of beams={beams}")
-    batch = rows // beams
+    batch = state_rows(model, state)
     device = trie.leaf_item_ids.device
-    tokens = torch.full((rows,), BOS_TOKEN, dtype=torch.int64, device=device)
-    node_ids = torch.zeros(rows, dtype=torch.int64, device=device)
-    # One live beam per request at the root; the others start dead (-inf) so no prefix is ever duplicated.
-    scores = torch.full((batch, beams), float("-inf"), device=device)
-    scores[:, 0] = 0.0
-    scores = scores.reshape(-1)
+    # Level 0 runs once per request: every beam would start from the same empty prefix, so the
+    # state is expanded to `beams` rows only after the first topk (a quarter of a 4-level decode).
+    tokens = torch.full((batch,), BOS_TOKEN, dtype=torch.int64, device=device)
+    node_ids = torch.zeros(batch, dtype=torch.int64, device=device)
+    scores = torch.zeros(batch, device=device)
 
     for level in range(trie.levels):
         logits, state = model.step(state, tokens, level)
-        codes, child_ids, valid = trie.children(level, node_ids)  # [N, C] each
-        width = codes.shape[1]
         if logits.shape[1] < trie.level_sizes[level]:
             raise ValueError(f"model.step returned {logits.shape[1]} columns at level {level}, "
                              f"the trie needs ≥ {trie.level_sizes[level]}")
+        codes, child_ids, valid = trie.children(level, node_ids)  # [rows, C] each
+        width = codes.shape[1]
+        rows_per_request = scores.shape[0] // batch  # 1 at level 0, `beams` after
         candidate_logits = logits.float().gather(1, codes).masked_fill(~valid, float("-inf"))
         step_log_probs = torch.log_softmax(candidate_logits, dim=1)  # equals the trie-masked log-softmax over V
-        total = (scores[:, None] + step_log_probs).reshape(batch, beams * width)
+        total = (scores[:, None] + step_log_probs).reshape(batch, rows_per_request * width)
 
         if level == trie.levels - 1:
-            keep = min(k, beams * width)
+            keep = min(k, total.shape[1])
             best_scores, best = torch.topk(total, keep, dim=1)  # [batch, keep]
-            leaves = child_ids.reshape(batch, beams * width).gather(1, best)
+            leaves = child_ids.reshape(batch, -1).gather(1, best)
             item_ids = torch.where(best_scores > float("-inf"), trie.item_at(leaves), -1)
             return _pad(item_ids, best_scores, k)
-        best_scores, best = torch.topk(total, beams, dim=1)  # beams * width ≥ beams since width ≥ 1
-        parent_rows = (best // width + (torch.arange(batch, device=device) * beams)[:, None]).reshape(-1)
+
+        best_scores, best = torch.topk(total, min(beams, total.shape[1]), dim=1)
+        if best.shape[1] < beams:  # fewer valid prefixes than beams (only possible at level 0)
+            missing = beams - best.shape[1]
+            best_scores = torch.cat([best_scores, best_scores.new_full((batch, missing), float("-inf"))], 1)
+            best = torch.cat([best, best[:, :1].expand(batch, missing)], 1)
+        parent_rows = (best // width + (torch.arange(batch, device=device) * rows_per_request)[:, None]).reshape(-1)
         chosen = best.reshape(-1) % width
         scores = best_scores.reshape(-1)
-        # Dead rows (score -inf: fewer valid prefixes than beams) park at node 0, which always has children.
+        # Dead rows (score -inf) park at node 0 of the next depth, which always has children.
         node_ids = torch.where(scores > float("-inf"), child_ids[parent_rows, chosen], 0)
         tokens = codes[parent_rows, chosen]
-        state = model.reorder(state, parent_rows)
+        if rows_per_request == 1:
+            state = model.expand(state, beams)  # row b * beams + j copies request b, its only parent
+        else:
+            state = model.reorder(state, parent_rows)
     raise AssertionError("unreachable: the trie has at least one level")
 
 

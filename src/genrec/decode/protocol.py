@@ -27,7 +27,9 @@ class BeamSearchModel(Protocol):
     """What `constrained_beam_search` needs from a model.
 
     * `expand(state, beams)`: repeat each batch entry `beams` times, request-major
-      (`repeat_interleave`), so the state holds N = batch * beams rows.
+      (`repeat_interleave`), so the state holds N = batch * beams rows. Beam
+      search calls it after the level-0 step (all beams share the empty prefix,
+      so level 0 runs once per request): it must repeat the KV caches too.
     * `step(state, tokens, level)`: `tokens` `[N]` is the code chosen at
       `level - 1` (at level 0 it is `BOS_TOKEN`, -1); returns log-probs or logits
       `[N, V]` over the codes of `level` (V ≥ the level's codebook size; extra
