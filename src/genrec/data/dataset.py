@@ -59,7 +59,10 @@ class Dataset:
             file = root / f"{table}.parquet"
             if not file.exists():
                 raise DatasetError(str(file), None, "file is missing", f"{table}.parquet in {root}")
-            arrow = pq.read_table(file)
+            try:
+                arrow = pq.read_table(file)
+            except (pa.ArrowException, OSError) as error:
+                raise DatasetError(str(file), None, f"not a readable Parquet file ({error})", f"a Parquet table of {table}") from error
             _check_arrow_columns(str(file), table, arrow.schema)
             frames[table] = _to_pandas(table, arrow)
         dataset = cls(**frames)
@@ -204,9 +207,8 @@ def _to_pandas(table: str, arrow: pa.Table) -> pd.DataFrame:
     if table == "items":
         frame["category"] = frame["category"].map(lambda v: [str(x) for x in v] if v is not None else None)
         frame["attributes"] = frame["attributes"].map(lambda v: dict(v) if v is not None else None)
-    if table == "events":
-        frame["position"] = frame["position"].astype(np.int32)
     for column in TABLES[table]:
-        if pa.types.is_integer(column.type) and column.name != "position":
-            frame[column.name] = frame[column.name].astype(np.int64)
+        # A column with nulls stays as read, so `validate` names it instead of a cast failing here.
+        if pa.types.is_integer(column.type) and not frame[column.name].isna().any():
+            frame[column.name] = frame[column.name].astype(np.int32 if column.name == "position" else np.int64)
     return frame

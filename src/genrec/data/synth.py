@@ -447,8 +447,8 @@ def _build_sessions(config: WorldConfig, catalogue: _Catalogue, users: _Users, r
                     n_sessions: int) -> _Sessions:
     u = config.n_users
     n_sessions = max(n_sessions, u)
-    counts = np.where(users.is_cold, 1 + (rng.random(u) < 0.4), 1)
-    activity = np.where(users.is_cold, 0.0, rng.lognormal(0, 1.0, u))
+    counts = np.where(users.is_cold, 1 + (rng.random(u) < 0.4), 2)
+    activity = np.where(users.is_cold, 0.0, rng.lognormal(0, 0.8, u))
     counts += rng.multinomial(max(n_sessions - int(counts.sum()), 0), activity / activity.sum())
     user = np.repeat(np.arange(u), counts)
     s = len(user)
@@ -533,7 +533,7 @@ def _build_events(config: WorldConfig, catalogue: _Catalogue, users: _Users, ses
     intended = item == sessions.target[session]
     taste = _taste(users, catalogue, user, item)
     leaf_affinity = np.log(users.leaf_pref[user, catalogue.leaf[item]] * len(catalogue.leaf_department) + 1e-9)
-    logit = -2.6 + 0.6 * np.clip(leaf_affinity, -5, 2.5) + 0.5 * taste + 0.3 * (catalogue.log_pop[item] + 3) \
+    logit = -1.5 + 0.6 * np.clip(leaf_affinity, -5, 2.5) + 0.5 * taste + 0.3 * (catalogue.log_pop[item] + 3) \
         + 2.5 * intended
     bias = (1.0 + position) ** -0.7
     click = rng.random(len(item)) < bias * _sigmoid(logit)
