@@ -13,11 +13,13 @@ complement:
 * `long_tail_items` / `head_items`: the target item is outside / inside the
   top `1 - long_tail_share` of the catalogue by training popularity (positive
   interactions; ties broken by item id, never-seen items are tail).
-* `dormant_users` / `active_users`: users who browse a lot but never order.
-  From training events: the user's click events are at least the median over
-  users with any training event, and the user has no `order` event. This
-  follows RoleGen's "browsing without converting" population; it is a
-  behavioural definition, so it works on any dataset with the action funnel.
+* `dormant_users` / `active_users`: users who browse but do not buy. From
+  training events: at least `dormant_min_clicks` click events and no `cart`
+  and no `order` event (RoleGen's "browsing without converting" population).
+  It is behavioural, so it works on any dataset with the action funnel. On the
+  default generated world it agrees with the world's hidden `is_dormant` flag
+  at precision 0.64 and recall 0.19 (base rate 0.12); a median-click rule
+  reached recall 0.6 but precision 0.24 — mostly users too new to have bought.
 * `target_origin=human` / `target_origin=ai`: who made the target item's
   content (the AIGC study's question: do AI-generated items get found?).
 """
@@ -40,12 +42,15 @@ class SliceConfig:
 
     cold_start_max: int = 2
     long_tail_share: float = 0.8
+    dormant_min_clicks: int = 3
 
     def __post_init__(self) -> None:
         if self.cold_start_max < 0:
             raise ValueError(f"cold_start_max must be ≥ 0, got {self.cold_start_max}")
         if not 0 < self.long_tail_share < 1:
             raise ValueError(f"long_tail_share must be in (0, 1), got {self.long_tail_share}")
+        if self.dormant_min_clicks < 1:
+            raise ValueError(f"dormant_min_clicks must be ≥ 1, got {self.dormant_min_clicks}")
 
 
 SLICE_FAMILIES: dict[str, tuple[str, ...]] = {
@@ -83,7 +88,7 @@ def request_slices(
     tail = ~np.isin(targets, head_items(inter["item_id"].to_numpy(dtype=np.int64), items["item_id"].to_numpy(dtype=np.int64), config.long_tail_share))
     slices["long_tail_items"], slices["head_items"] = tail, ~tail
 
-    dormant = np.isin(users, dormant_users(train_events))
+    dormant = np.isin(users, dormant_users(train_events, config.dormant_min_clicks))
     slices["dormant_users"], slices["active_users"] = dormant, ~dormant
 
     origin = pd.Series(targets).map(dict(zip(items["item_id"].to_numpy(), items["origin"].to_numpy()))).fillna("unknown").to_numpy()
@@ -116,12 +121,11 @@ def head_items(interacted_items: np.ndarray, catalogue: np.ndarray, long_tail_sh
     return catalogue[head[counts[head] > 0]]
 
 
-def dormant_users(train_events: pd.DataFrame) -> np.ndarray:
-    """Users with ≥ the median number of click events and no order event in training."""
+def dormant_users(train_events: pd.DataFrame, min_clicks: int = 3) -> np.ndarray:
+    """Users with ≥ `min_clicks` click events and no cart or order event in training."""
     if not len(train_events):
         return np.empty(0, dtype=np.int64)
     actions = train_events.groupby(["user_id", "action"]).size().unstack(fill_value=0)
-    clicks = actions["click"] if "click" in actions else pd.Series(0, index=actions.index)
-    orders = actions["order"] if "order" in actions else pd.Series(0, index=actions.index)
-    dormant = (clicks >= clicks.median()) & (clicks > 0) & (orders == 0)
+    count = {a: actions[a] if a in actions else pd.Series(0, index=actions.index) for a in ("click", "cart", "order")}
+    dormant = (count["click"] >= min_clicks) & (count["cart"] == 0) & (count["order"] == 0)
     return actions.index[dormant.to_numpy()].to_numpy(dtype=np.int64)
