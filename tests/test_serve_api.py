@@ -235,6 +235,31 @@ def test_micro_batcher_respects_the_batch_bound_and_splits_by_k():
     assert [len(a) for a in answers] == [1 + u % 2 for u in range(10)]
 
 
+def test_a_lone_request_on_a_quiet_server_does_not_wait_for_companions():
+    fake = FakeRetriever(tiny_dataset())
+    batcher = MicroBatcher("fake", fake, BatchingConfig(max_batch=64, max_wait_s=30.0))
+
+    async def main():
+        return await asyncio.wait_for(batcher.submit(Request(user_id=1, query="hat"), 1), timeout=10)
+
+    assert list(asyncio.run(main()).item_ids) == [3]
+
+
+def test_under_load_a_request_waits_for_companions_up_to_the_bound():
+    fake = FakeRetriever(tiny_dataset())
+    batcher = MicroBatcher("fake", fake, BatchingConfig(max_batch=64, max_wait_s=2.0))
+
+    async def main():
+        await asyncio.gather(*(batcher.submit(Request(user_id=u, query="hat"), 1) for u in range(3)))  # busy now
+        first = asyncio.ensure_future(batcher.submit(Request(user_id=7, query="hat"), 1))
+        await asyncio.sleep(0.2)  # well inside the 2 s bound: the first request is still waiting
+        second = batcher.submit(Request(user_id=8, query="hat"), 1)
+        await asyncio.gather(first, second)
+
+    asyncio.run(main())
+    assert fake.batch_sizes == [3, 2]
+
+
 def test_micro_batcher_hands_a_retriever_failure_to_every_waiter():
     class Broken:
         name = "broken"

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Callable, Sequence
 
-from fastapi import Body, FastAPI, Header, HTTPException, Path as PathParam, Query, Request as HttpRequest
+from fastapi import Body, FastAPI, Header, HTTPException, Path as PathParam, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
@@ -152,15 +152,7 @@ def create_app(
     )
     app.state.genrec = state
 
-    @app.middleware("http")
-    async def count_requests(request: HttpRequest, call_next):
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        state.metrics.observe_request(
-            request.method, getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - start,
-        )
-        return response
+    app.add_middleware(RequestMetrics, metrics=state.metrics)
 
     @app.get("/search", response_model=RetrieveAnswer, tags=["retrieve"])
     async def search(
@@ -278,6 +270,37 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+class RequestMetrics:
+    """ASGI middleware counting every response by route template and status, with its latency.
+
+    Plain ASGI rather than `@app.middleware("http")`: it adds no task or
+    stream per request, which matters at thousands of requests a second.
+    """
+
+    def __init__(self, app, metrics: ServerMetrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_and_record(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.observe_request(scope["method"], route, status, time.perf_counter() - start)
 
 
 async def _answer(live: Serving, name: str, query: str | None, user_id: int | None, k: int) -> RetrieveAnswer:

@@ -1,12 +1,18 @@
 """Micro-batching: concurrent requests for one retriever become one `retrieve` call.
 
 A beam search over 32 requests costs far less than 32 beam searches over one,
-so the server gathers what arrives within a short window (`max_wait_s`, at
-most `max_batch` requests) and answers them with one call. The call runs on
-the retriever's own worker thread — one at a time, since the `Retriever`
-protocol promises nothing about thread safety — so the event loop never
-blocks; while a batch runs, the next one fills up, which makes batches grow
-with load by themselves.
+so the server gathers concurrent requests (at most `max_batch`) and answers
+them with one call. The call runs on the retriever's own worker thread — one
+at a time, since the `Retriever` protocol promises nothing about thread
+safety — so the event loop never blocks; while a batch runs, the next one
+fills up, which makes batches grow with load by themselves.
+
+Waiting for companions only pays under load, so the wait adapts: after a
+batch of one (a quiet server), a request goes as soon as the event loop has
+taken in what arrived with it; after a larger batch (a busy server), the
+first request waits up to `max_wait_s` for others. A lone request at low load
+therefore pays no batching delay, and no request ever waits more than
+`max_wait_s` plus the batch already running.
 
 Requests in one batch that ask for different `k` go to separate calls (one per
 `k`), so a request's answer never depends on what else was in flight.
@@ -36,8 +42,8 @@ class BatchingConfig:
     def __post_init__(self) -> None:
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be ≥ 1, got {self.max_batch}")
-        if not 0 <= self.max_wait_s <= 1:
-            raise ValueError(f"max_wait_s must be in [0, 1] seconds, got {self.max_wait_s}")
+        if not 0 <= self.max_wait_s <= 60:
+            raise ValueError(f"max_wait_s must be in [0, 60] seconds, got {self.max_wait_s}")
 
 
 class MicroBatcher:
@@ -55,7 +61,8 @@ class MicroBatcher:
         self.observer = observer
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"retrieve-{name}")
         self._pending: list[tuple[Request, int, asyncio.Future]] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        self._last_batch_size = 1
         self._busy = False
         self._closing = False
         self._shut_down = False
@@ -86,10 +93,12 @@ class MicroBatcher:
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._busy or not self._pending:
             return
-        if len(self._pending) >= self.config.max_batch or self.config.max_wait_s == 0:
+        if len(self._pending) >= self.config.max_batch:
             self._start(loop)
         elif self._timer is None:
-            self._timer = loop.call_later(self.config.max_wait_s, self._start, loop)
+            under_load = self._last_batch_size > 1 and self.config.max_wait_s > 0
+            self._timer = (loop.call_later(self.config.max_wait_s, self._start, loop) if under_load
+                           else loop.call_soon(self._start, loop))
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._timer is not None:
@@ -99,6 +108,7 @@ class MicroBatcher:
             return
         batch = self._pending[: self.config.max_batch]
         del self._pending[: self.config.max_batch]
+        self._last_batch_size = len(batch)
         self._busy = True
         if self._shut_down:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"retrieve-{self.name}")

@@ -1,0 +1,326 @@
+"""Load test of `genrec serve` over loopback: throughput, p50/p99, batching on vs off, memory.
+
+Starts the real server (`python -m genrec.cli serve RUN`) as a subprocess on
+127.0.0.1, once with micro-batching on (max batch 64, 5 ms) and once off (max
+batch 1), and drives `GET /search` from an asyncio client at concurrency 1, 8
+and 32 for each retriever. Every level is bounded in count and in time. Then,
+with batching on, it sends 10,000 requests and reads the server's resident
+memory (VmRSS) before and after. Queries and users come from the run's own
+event log (seeded). Writes `benchmarks/results/serve.md`.
+
+    .venv/bin/python benchmarks/serve_load.py --run runs/demo --retrievers bm25,generative
+
+Client and server share the machine, so absolute numbers include the
+client's own cost; the ratios (batching on/off) are measured in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "serve.md"
+CONCURRENCY = (1, 8, 32)
+MODES = {"on": ("64", "5"), "off": ("1", "0")}
+
+
+@dataclass
+class Level:
+    """One (retriever, batching, concurrency) cell, accumulated over rounds."""
+
+    retriever: str
+    batching: str
+    concurrency: int
+    n: int = 0
+    errors: int = 0
+    throughputs: list[float] = field(default_factory=list)
+    latencies: list[np.ndarray] = field(default_factory=list)
+    batched_requests: float = 0.0
+    retrieve_calls: float = 0.0
+
+    def add(self, n: int, errors: int, seconds: float, latencies_ms: np.ndarray, batched: float, calls: float) -> None:
+        self.n += n
+        self.errors += errors
+        self.throughputs.append(n / seconds if seconds else 0.0)
+        self.latencies.append(latencies_ms)
+        self.batched_requests += batched
+        self.retrieve_calls += calls
+
+    @property
+    def throughput(self) -> float:
+        """Median over rounds, requests per second."""
+        return float(np.median(self.throughputs))
+
+    @property
+    def mean_batch(self) -> float:
+        return self.batched_requests / self.retrieve_calls if self.retrieve_calls else float("nan")
+
+    def percentile(self, q: float) -> float:
+        """Over every request of every round, milliseconds."""
+        return float(np.percentile(np.concatenate(self.latencies), q))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, required=True, help="run folder to serve (RUN/data and the stages retrievers need)")
+    parser.add_argument("--retrievers", default="generative,bm25")
+    parser.add_argument("--requests", type=int, default=300, help="requests per (retriever, batching, concurrency) level and round")
+    parser.add_argument("--max-seconds", type=float, default=10.0, help="time bound per level and round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; throughput is their median")
+    parser.add_argument("--memory-requests", type=int, default=10_000)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    wanted = [n.strip() for n in args.retrievers.split(",") if n.strip()]
+    served, notes = usable_retrievers(args.run, wanted)
+    if not served:
+        print("no retriever could be served: " + "; ".join(notes), file=sys.stderr)
+        return 1
+    queries, users = workload(args.run, args.seed, n=max(args.requests, args.memory_requests) + 200)
+
+    levels: dict[tuple[str, str, int], Level] = {}
+    with contextlib.ExitStack() as stack:
+        servers = {mode: stack.enter_context(Server(args.run, served, *options)) for mode, options in MODES.items()}
+        for server in servers.values():
+            for name in served:  # warm-up: first calls, caches, worker threads
+                drive(server.url, name, queries[:100], users[:100], args.k, 8, 100, args.max_seconds)
+        for round_ in range(args.rounds):
+            # Modes alternate within each round (and swap order between rounds), so drift in the
+            # machine's load hits both alike.
+            modes = list(MODES) if round_ % 2 == 0 else list(MODES)[::-1]
+            for name in served:
+                for concurrency in CONCURRENCY:
+                    for mode in modes:
+                        url = servers[mode].url
+                        before = batch_totals(url, name)
+                        n, errors, seconds, latencies = drive(url, name, queries, users, args.k, concurrency,
+                                                              args.requests, args.max_seconds)
+                        after = batch_totals(url, name)
+                        level = levels.setdefault((name, mode, concurrency), Level(name, mode, concurrency))
+                        level.add(n, errors, seconds, latencies, after[0] - before[0], after[1] - before[1])
+                        print(f"round {round_ + 1} {name:>12} batching {mode:>3} c={concurrency:>2}: "
+                              f"{n / seconds:7.1f} req/s p50 {np.percentile(latencies, 50):7.2f} ms "
+                              f"p99 {np.percentile(latencies, 99):7.2f} ms errors {errors}", flush=True)
+        memory = memory_run(servers["on"], served, queries, users, args.k, args.memory_requests)
+        print(f"RSS before {memory['before_mib']:.1f} MiB, after {memory['after_mib']:.1f} MiB "
+              f"({memory['n']} requests, {memory['errors']} errors)", flush=True)
+
+    levels = [levels[(name, mode, c)] for name in served for mode in MODES for c in CONCURRENCY]
+    write_report(args, served, notes, levels, memory)
+    total_errors = sum(level.errors for level in levels) + int(memory.get("errors", 0))
+    print(f"wrote {args.out}; errors: {total_errors}")
+    return 0 if total_errors == 0 else 1
+
+
+def usable_retrievers(run: Path, wanted: list[str]) -> tuple[list[str], list[str]]:
+    """The wanted retrievers that build from `run`; notes say why the others were left out."""
+    from genrec.data.dataset import Dataset
+    from genrec.registry import build_retriever
+    from genrec.serve.model import served_split
+
+    dataset = Dataset.load(run / "data")
+    split = served_split(dataset)
+    served, notes = [], []
+    for name in wanted:
+        try:
+            build_retriever(name, run, dataset, split)
+            served.append(name)
+        except Exception as error:  # report, and measure the rest
+            notes.append(f"`{name}` not measured: {type(error).__name__}: {str(error)[:200]}")
+    return served, notes
+
+
+def workload(run: Path, seed: int, n: int) -> tuple[list[str], list[int]]:
+    """`n` (query, user) pairs drawn from the run's logged searches, seeded."""
+    from genrec.data.dataset import Dataset
+
+    events = Dataset.load(run / "data").events
+    searched = events[events["query"].notna()]
+    rng = np.random.default_rng(seed)
+    if len(searched):
+        rows = rng.integers(0, len(searched), size=n)
+        return searched["query"].to_numpy()[rows].tolist(), searched["user_id"].to_numpy()[rows].tolist()
+    titles = Dataset.load(run / "data").items["title"].to_numpy()
+    users = events["user_id"].to_numpy()
+    return titles[rng.integers(0, len(titles), n)].tolist(), users[rng.integers(0, len(users), n)].tolist()
+
+
+class Server:
+    """`genrec serve` in a subprocess on a free loopback port; waits for /healthz."""
+
+    def __init__(self, run: Path, retrievers: list[str], max_batch: str, max_wait_ms: str):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.command = [sys.executable, "-m", "genrec.cli", "serve", str(run), "--host", "127.0.0.1",
+                        "--port", str(self.port), "--retrievers", ",".join(retrievers),
+                        "--max-batch", max_batch, "--max-wait-ms", max_wait_ms]
+
+    def __enter__(self) -> "Server":
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        self.process = subprocess.Popen(self.command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        raise RuntimeError("server did not become healthy in 600 s")
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+    def rss_mib(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def drive(url: str, retriever: str, queries: list[str], users: list[int], k: int, concurrency: int,
+          n: int, max_seconds: float) -> tuple[int, int, float, np.ndarray]:
+    """Send up to `n` searches with `concurrency` in flight, for at most `max_seconds`."""
+    return asyncio.run(_drive(url, retriever, queries, users, k, concurrency, n, max_seconds))
+
+
+async def _drive(url, retriever, queries, users, k, concurrency, n, max_seconds):
+    host, port = url.removeprefix("http://").split(":")
+    latencies: list[float] = []
+    errors = 0
+    next_index = 0
+    start = time.perf_counter()
+
+    async def worker() -> None:
+        nonlocal next_index, errors
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while next_index < n and time.perf_counter() - start < max_seconds:
+                i = next_index
+                next_index += 1
+                target = "/search?" + urlencode({"q": queries[i % len(queries)], "user_id": users[i % len(users)],
+                                                  "k": k, "retriever": retriever})
+                sent = time.perf_counter()
+                try:
+                    status = await _get(reader, writer, host, target)
+                except (OSError, ValueError, asyncio.IncompleteReadError):
+                    status = 0
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, int(port))
+                latencies.append((time.perf_counter() - sent) * 1000)
+                errors += status != 200
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return len(latencies), errors, time.perf_counter() - start, np.asarray(latencies)
+
+
+async def _get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, target: str) -> int:
+    """One keep-alive HTTP/1.1 GET; returns the status after reading the whole body.
+
+    A few lines of asyncio instead of an HTTP client library, so that the
+    client's own cost stays small next to the server's on a shared machine.
+    """
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    length = next((int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:")), None)
+    if length is None:
+        raise ValueError("response without content-length")
+    await reader.readexactly(length)
+    return status
+
+
+def batch_totals(url: str, retriever: str) -> tuple[float, float]:
+    """(requests answered, retrieve calls) so far for `retriever`, from /metrics."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    total = re.search(rf'genrec_retrieve_batch_size_sum{{retriever="{retriever}"}} ([\d.]+)', text)
+    calls = re.search(rf'genrec_retrieve_batch_size_count{{retriever="{retriever}"}} (\d+)', text)
+    return (float(total.group(1)) if total else 0.0, float(calls.group(1)) if calls else 0.0)
+
+
+def memory_run(server: Server, served: list[str], queries, users, k: int, n: int) -> dict[str, float]:
+    before = server.rss_mib()
+    sent, errors = 0, 0
+    per_retriever = n // len(served)
+    for index, name in enumerate(served):
+        count = per_retriever + (n - per_retriever * len(served) if index == 0 else 0)
+        done, failed, _, _ = drive(server.url, name, queries, users, k, 32, count, 600)
+        sent, errors = sent + done, errors + failed
+    return {"before_mib": before, "after_mib": server.rss_mib(), "n": sent, "errors": errors}
+
+
+def write_report(args, served: list[str], notes: list[str], levels: list[Level], memory: dict[str, float]) -> None:
+    from genrec.data.dataset import Dataset
+
+    counts = Dataset.load(args.run / "data").counts()
+    off = {(lv.retriever, lv.concurrency): lv for lv in levels if lv.batching == "off"}
+    lines = [
+        "# Serving under load (`genrec serve`, loopback)",
+        "",
+        f"Command: `.venv/bin/python benchmarks/serve_load.py --run {args.run} --retrievers {args.retrievers} "
+        f"--requests {args.requests} --max-seconds {args.max_seconds:g} --rounds {args.rounds} --memory-requests {args.memory_requests} --seed {args.seed}`",
+        "",
+        f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: {platform.platform()}, "
+        f"{os.cpu_count()} CPU cores (client and server share them), Python {platform.python_version()}; "
+        f"1-minute load average at the end {os.getloadavg()[0]:.1f} (other work on the machine shows up as noise)",
+        f"- Data: `{args.run}/data` — {counts['items']} items, {counts['users']} users, {counts['events']} events; "
+        f"queries and users drawn from the logged searches with seed {args.seed}; `GET /search`, k={args.k}",
+        f"- Each level: up to {args.requests} requests or {args.max_seconds:g} s, repeated in {args.rounds} rounds "
+        "that interleave batching on/off (two servers side by side, each warmed up with 100 requests per retriever); "
+        "throughput = median over rounds. Batching on = max batch 64, max wait 5 ms (adaptive: waits only after a "
+        "batch larger than one); off = max batch 1 (one `retrieve` call per request, on the retriever's single "
+        "worker thread either way)",
+        "- Latency is measured by the client (request sent → response read, keep-alive connections, one per concurrent client); p50/p99 over the level's requests",
+    ]
+    lines += [f"- {note}" for note in notes]
+    lines += [
+        "",
+        "| retriever | batching | concurrency | requests | errors | throughput (req/s, median) | p50 (ms) | p99 (ms) | mean batch | throughput on/off |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for lv in levels:
+        base = off.get((lv.retriever, lv.concurrency))
+        ratio = f"{lv.throughput / base.throughput:.2f}×" if lv.batching == "on" and base and base.throughput else ""
+        lines.append(f"| {lv.retriever} | {lv.batching} | {lv.concurrency} | {lv.n} | {lv.errors} | {lv.throughput:.1f} | "
+                     f"{lv.percentile(50):.2f} | {lv.percentile(99):.2f} | {lv.mean_batch:.1f} | {ratio} |")
+    if memory:
+        growth = memory["after_mib"] - memory["before_mib"]
+        lines += [
+            "",
+            f"Server memory (VmRSS, batching on, all retrievers, concurrency 32): "
+            f"**{memory['before_mib']:.1f} MiB** after warm-up → **{memory['after_mib']:.1f} MiB** after "
+            f"{memory['n']:,} more requests ({growth:+.1f} MiB), {memory['errors']} errors.",
+        ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
