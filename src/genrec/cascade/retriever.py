@@ -1,0 +1,338 @@
+"""The whole cascade as one `Retriever`: recall → rank → fuse → calibrate → post-rank.
+
+`train_cascade(run, config)` learns everything the cascade needs from `split.train`
+and writes it to `RUN/cascade/model/` (atomically, with `config.json` and
+`manifest.json`); `CascadeRetriever.from_run(run, dataset, split)` loads that folder,
+or trains it first when it is missing or was trained on other data.
+
+Training uses the visits of `split.train` only. The most recent `holdout_share` of
+them are kept away from the ranker: fusion weights and calibrators are fitted on the
+ranker's predictions there, as they would be on the day after a ranker ships.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from genrec.artifacts import atomic_path, folder_sha256, manifest, write_json_atomic
+from genrec.cascade.calibrate import UMCCalibrator, UMCConfig
+from genrec.cascade.features import FeatureSpace, RequestArrays
+from genrec.cascade.fuse import AUCEnsembleFusion, FixedWeightFusion, FusionConfig, PersonalizedWeightFusion
+from genrec.cascade.rank import MultiTaskRanker, RankerConfig
+from genrec.cascade.recall import PersonalizedDenseRecall, PersonalizedRecallConfig, RecallUnion
+from genrec.cascade.rerank import PostRankConfig, PostRanker
+from genrec.cascade.samples import ImpressionSamples, impression_samples
+from genrec.data.dataset import Dataset
+from genrec.data.splits import Split, leave_one_out
+from genrec.retrieval import Ranked, Request, Retriever
+
+MODEL_FOLDER = "model"
+FUSIONS = ("fixed", "grade", "harmonrank")
+TextEncoder = Callable[[list[str]], np.ndarray]
+GAINS = np.array([1.0, 2.0, 3.0], dtype=np.float32)
+"""Graded relevance of a click, a cart, an order (the strongest action counts)."""
+
+
+@dataclass
+class CascadeConfig:
+    """Everything `train_cascade` and the cascade's inference read; saved as `config.json`."""
+
+    seed: int = 0
+    history_length: int = 20
+    max_train_visits: int = 40_000
+    """Visits of split.train the ranker sees (a seeded random subset): bounds training time."""
+    holdout_share: float = 0.15
+    fusion: str = "grade"
+    fixed_weights: tuple[float, float, float] = (1.0, 0.3, 0.3)
+    search_quotas: dict[str, int] = field(default_factory=lambda: {"pr2": 100, "bm25": 100, "dense": 60, "itemcf": 40})
+    recommendation_quotas: dict[str, int] = field(default_factory=lambda: {"pr2": 150, "itemcf": 100, "popularity": 20})
+    ranker: RankerConfig = field(default_factory=RankerConfig)
+    recall: PersonalizedRecallConfig = field(default_factory=PersonalizedRecallConfig)
+    fusion_config: FusionConfig = field(default_factory=FusionConfig)
+    umc: UMCConfig = field(default_factory=UMCConfig)
+    postrank: PostRankConfig = field(default_factory=PostRankConfig)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if not 0 < self.holdout_share < 1:
+            raise ValueError(f"holdout_share must be in (0, 1), got {self.holdout_share}")
+        for name in ("ranker", "recall", "fusion_config", "umc", "postrank"):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                setattr(self, name, _SUB_CONFIGS[name](**value))
+        self.fixed_weights = tuple(self.fixed_weights)
+
+    @classmethod
+    def from_json(cls, text: str) -> "CascadeConfig":
+        values = json.loads(text)
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+_SUB_CONFIGS = {"ranker": RankerConfig, "recall": PersonalizedRecallConfig, "fusion_config": FusionConfig,
+                "umc": UMCConfig, "postrank": PostRankConfig}
+
+
+@dataclass
+class CascadeModel:
+    """The trained parts, in memory."""
+
+    config: CascadeConfig
+    space: FeatureSpace
+    ranker: MultiTaskRanker
+    recall: PersonalizedDenseRecall
+    fusions: dict[str, object]
+    calibrator: UMCCalibrator
+    """Maps the chosen fusion's score (read as a logit) to P(click)."""
+
+
+def encode_queries(texts: list[str]) -> np.ndarray:
+    from genrec.features import encode_texts
+
+    return encode_texts(texts, progress=False)
+
+
+def fusion_context(req: RequestArrays) -> np.ndarray:
+    """Request features the GRADE weight network reads, `[r, 7]`: search or not, scenario,
+    history length, and how often this user carts and orders (buyers vs browsers)."""
+    n_hist = (req.history > 0).sum(1)
+    denominator = np.maximum(n_hist, 1)
+    return np.stack([
+        req.is_search, req.scenario == 1, req.scenario == 2, req.scenario == 3, np.log1p(n_hist),
+        (req.history_action == 2).sum(1) / denominator, (req.history_action == 3).sum(1) / denominator,
+    ], 1).astype(np.float32)
+
+
+def train_cascade(run: str | Path, config: CascadeConfig | None = None, dataset: Dataset | None = None,
+                  split: Split | None = None, encoder: TextEncoder | None = None) -> CascadeModel:
+    """Fit every learned stage on `split.train` (default: leave-one-out of RUN/data) and save RUN/cascade/model.
+
+    `encoder` (texts → unit vectors `[n, d]`) replaces MiniLM for items and queries (tests use a toy one).
+    """
+    config = config or CascadeConfig()
+    run = Path(run)
+    dataset = dataset if dataset is not None else Dataset.load(run / "data")
+    split = split if split is not None else leave_one_out(dataset.events)
+    torch.manual_seed(config.seed)
+    began = time.perf_counter()
+    say = (lambda message: print(f"[cascade {time.perf_counter() - began:5.1f}s] {message}", file=sys.stderr, flush=True)) \
+        if config.progress else (lambda message: None)
+
+    from genrec.features.text import item_text
+
+    say("item vectors (cached in RUN/features)")
+    texts = item_text(dataset.items)
+    if encoder is None:
+        item_ids, vectors = item_vectors(run, dataset)
+    else:
+        item_ids, vectors = dataset.items["item_id"].to_numpy(np.int64), encoder(texts)
+    say("feature space: item tables, co-occurrence, vocabulary")
+    space = FeatureSpace(history_length=config.history_length).fit(
+        dataset.items, split.train, item_ids, vectors, texts, encoder or encode_queries)
+    say("ranker examples from split.train visits")
+    samples = impression_samples(split.train, split.interactions, config.history_length, config.max_train_visits, config.seed)
+    fit_part, holdout = split_by_time(samples, config.holdout_share)
+    work = run / "cascade"
+    work.mkdir(parents=True, exist_ok=True)
+    say(f"{len(fit_part):,} ranker rows, {len(holdout):,} held-out rows; training PR² recall")
+    recall = PersonalizedDenseRecall(space, _with_progress(config.recall, config.progress)).fit(samples, work)
+    say("training the MMoE ranker")
+    ranker = MultiTaskRanker(space, _with_progress(config.ranker, config.progress)).fit(fit_part, work)
+    say("fitting fusion and calibration on the held-out visits")
+    fusions, calibrator = fit_fusions_and_calibrator(config, ranker, holdout)
+    model = CascadeModel(config, space, ranker, recall, fusions, calibrator)
+    save_cascade(run, model, dataset)
+    say(f"saved {run / 'cascade' / MODEL_FOLDER}")
+    return model
+
+
+def fit_fusions_and_calibrator(config: CascadeConfig, ranker: MultiTaskRanker, holdout: ImpressionSamples):
+    space = ranker.space
+    req = space.requests(holdout.requests)
+    probs = ranker.predict_proba(req, holdout.request_index, holdout.item_ids)
+    context = fusion_context(req)[holdout.request_index]
+    gains = (holdout.labels * (GAINS - np.r_[0, GAINS[:-1]])).sum(1)
+    fusions = {
+        "fixed": FixedWeightFusion(config.fixed_weights),
+        "grade": PersonalizedWeightFusion(config.fusion_config, config.fixed_weights).fit(
+            probs, holdout.request_index, context, gains),
+        "harmonrank": AUCEnsembleFusion(config.fusion_config, config.fixed_weights).fit(
+            probs, holdout.request_index, holdout.labels),
+    }
+    score = fusions[config.fusion].score(probs, context)
+    calibrator = UMCCalibrator(config.umc).fit(_as_probability(score), holdout.labels[:, 0])
+    return fusions, calibrator
+
+
+def split_by_time(samples: ImpressionSamples, holdout_share: float) -> tuple[ImpressionSamples, ImpressionSamples]:
+    """The most recent `holdout_share` of visits apart from the rest."""
+    ts = np.asarray([r.ts for r in samples.requests])
+    cut = np.quantile(ts, 1 - holdout_share)
+    late = ts >= cut
+    if late.all() or not late.any():
+        late = np.arange(len(ts)) >= int(len(ts) * (1 - holdout_share))
+    return samples.subset_requests(~late), samples.subset_requests(late)
+
+
+def item_vectors(run: Path, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """MiniLM item vectors `[n, 384]` and their ids, from the features stage's cache."""
+    from genrec.features import encode_items
+
+    vectors = encode_items(dataset, Path(run) / "features", views=("text",))
+    return vectors.item_ids, vectors.vectors
+
+
+def save_cascade(run: Path, model: CascadeModel, dataset: Dataset) -> None:
+    target = Path(run) / "cascade" / MODEL_FOLDER
+    with atomic_path(target) as tmp:
+        tmp.mkdir(parents=True)
+        model.space.save(tmp)
+        torch.save({
+            "ranker": model.ranker.state_dict(),
+            "recall": model.recall.state_dict(),
+            "grade": model.fusions["grade"].state_dict(),
+            "harmonrank": model.fusions["harmonrank"].state_dict(),
+            "calibrator": model.calibrator.state_dict(),
+        }, tmp / "weights.pt")
+        write_json_atomic(tmp / "config.json", model.config)
+        data_hash = _dataset_fingerprint(dataset)
+        write_json_atomic(tmp / "manifest.json", manifest(model.config, inputs={"dataset": data_hash}))
+
+
+def load_cascade(run: Path, encoder: TextEncoder | None = None) -> CascadeModel:
+    """The model `train_cascade` saved; `encoder` must be the one it was trained with (default MiniLM)."""
+    folder = Path(run) / "cascade" / MODEL_FOLDER
+    config = CascadeConfig.from_json((folder / "config.json").read_text())
+    space = FeatureSpace.load(folder, encoder or encode_queries)
+    state = torch.load(folder / "weights.pt", weights_only=False)
+    ranker = MultiTaskRanker(space, config.ranker).load_state_dict(state["ranker"])
+    recall = PersonalizedDenseRecall(space, config.recall).load_state_dict(state["recall"])
+    harmonrank = AUCEnsembleFusion(config.fusion_config, config.fixed_weights)
+    harmonrank.weights_ = np.asarray(state["harmonrank"]["weights"], dtype=np.float32)
+    fusions = {
+        "fixed": FixedWeightFusion(config.fixed_weights),
+        "grade": PersonalizedWeightFusion.from_state_dict(state["grade"], config.fusion_config),
+        "harmonrank": harmonrank,
+    }
+    calibrator = UMCCalibrator.from_state_dict(state["calibrator"], config.umc)
+    return CascadeModel(config, space, ranker, recall, fusions, calibrator)
+
+
+class CascadeRetriever:
+    """recall (PR² ∪ baselines) → MMoE rank → fuse → UMC calibrate → post-rank.
+
+    `Ranked.scores` are calibrated P(click) of the fused score (kept non-increasing
+    when a post-rank policy reorders the list).
+    """
+
+    name = "cascade"
+
+    def __init__(self, model: CascadeModel, sources: dict[str, Retriever] | None = None, fusion: str | None = None):
+        self.model = model
+        self.fusion = fusion or model.config.fusion
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        sources = {"pr2": model.recall, **(sources or {})}
+        cfg = model.config
+        self.recall = RecallUnion(
+            sources,
+            {n: q for n, q in cfg.search_quotas.items() if n in sources},
+            {n: q for n, q in cfg.recommendation_quotas.items() if n in sources},
+        )
+        space = model.space
+        self.postrank = PostRanker(cfg.postrank, space.leaf_, space.parent_, space.is_ai_)
+
+    @classmethod
+    def from_run(cls, run: Path, dataset: Dataset, split: Split) -> "CascadeRetriever":
+        run = Path(run)
+        folder = run / "cascade" / MODEL_FOLDER
+        model = None
+        if (folder / "manifest.json").exists():
+            saved = json.loads((folder / "manifest.json").read_text())
+            if saved.get("inputs", {}).get("dataset") == _dataset_fingerprint(dataset):
+                model = load_cascade(run)
+            else:
+                warnings.warn(f"{folder} was trained on other data; retraining", stacklevel=2)
+        if model is None:
+            config = CascadeConfig.from_json((folder / "config.json").read_text()) if (folder / "config.json").exists() else None
+            model = train_cascade(run, config, dataset, split)
+        return cls(model, recall_sources(run, dataset, split, model.config))
+
+    def retrieve(self, requests: Sequence[Request], k: int) -> list[Ranked]:
+        if k < 1:
+            raise ValueError(f"k must be ≥ 1, got {k}")
+        scored = self.score_candidates(requests)
+        answers = []
+        for item_ids, score, calibrated in scored:
+            order = np.lexsort((-score, -calibrated))
+            item_ids, calibrated = item_ids[order], calibrated[order]
+            ids, _ = self.postrank(item_ids, calibrated, k)
+            probability = dict(zip(item_ids.tolist(), calibrated.tolist()))
+            values = np.minimum.accumulate(np.asarray([probability[i] for i in ids.tolist()], dtype=np.float32)) \
+                if len(ids) else np.zeros(0, np.float32)
+            answers.append(Ranked(ids, values))
+        return answers
+
+    def score_candidates(self, requests: Sequence[Request]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per request: candidate ids `[m]`, fused score `[m]`, calibrated P(click) `[m]` (unsorted)."""
+        model = self.model
+        candidates = self.recall.candidates(requests)
+        sizes = np.asarray([len(c.item_ids) for c in candidates])
+        request_index = np.repeat(np.arange(len(requests)), sizes)
+        item_ids = np.concatenate([c.item_ids for c in candidates]) if len(candidates) else np.zeros(0, np.int64)
+        if len(item_ids) == 0:
+            return [(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32)) for _ in requests]
+        req = model.space.requests(requests)
+        probs = model.ranker.predict_proba(req, request_index, item_ids)
+        score = model.fusions[self.fusion].score(probs, fusion_context(req)[request_index])
+        calibrated = model.calibrator.predict(_as_probability(score)) if self.fusion == model.config.fusion \
+            else _as_probability(score)
+        bounds = np.r_[0, np.cumsum(sizes)]
+        return [(item_ids[b:e], score[b:e], calibrated[b:e].astype(np.float32)) for b, e in zip(bounds[:-1], bounds[1:])]
+
+
+def recall_sources(run: Path, dataset: Dataset, split: Split, config: CascadeConfig) -> dict[str, Retriever]:
+    """The baseline retrievers the quotas name, built through the registry; a missing one is skipped."""
+    from genrec.registry import build_retriever
+
+    names = sorted((set(config.search_quotas) | set(config.recommendation_quotas)) - {"pr2"})
+    sources = {}
+    for name in names:
+        try:
+            sources[name] = build_retriever(name, run, dataset, split)
+        except (ImportError, AttributeError) as error:
+            warnings.warn(f"recall source {name!r} unavailable ({error}); the cascade recalls without it", stacklevel=2)
+    return sources
+
+
+def _as_probability(score: np.ndarray) -> np.ndarray:
+    """Read a fused score as a logit: σ(score), so the calibrator's logit input is the score itself."""
+    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(score, dtype=np.float64), -30, 30)))
+
+
+def _with_progress(config, progress: bool):
+    values = asdict(config)
+    values["progress"] = progress and values.get("progress", True)
+    return type(config)(**values)
+
+
+def _dataset_fingerprint(dataset: Dataset) -> str:
+    """A cheap content hash of the tables (ids, sizes, a sample of events) — enough to tell two datasets apart."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for frame in (dataset.items[["item_id"]], dataset.users[["user_id"]], dataset.events[["user_id", "ts", "item_id"]]):
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,133 @@
+"""The cascade's learned stages and the whole cascade as a Retriever.
+
+Text vectors come from `cascade_toy.toy_encode` (seeded word vectors), so nothing
+here loads MiniLM.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from cascade_toy import toy_dataset, toy_encode
+from genrec.cascade.features import PAIR_FEATURES, FeatureSpace
+from genrec.cascade.rank import MultiTaskRanker, RankerConfig
+from genrec.cascade.recall import NOT_RETRIEVED, PersonalizedRecallConfig, RecallUnion
+from genrec.cascade.rerank import PostRankConfig
+from genrec.cascade.retriever import CascadeConfig, CascadeRetriever, load_cascade, train_cascade
+from genrec.cascade.samples import impression_samples
+from genrec.data.splits import build_requests, leave_one_out
+from genrec.eval.metrics import auc
+from genrec.features.text import item_text
+from genrec.retrieval import Ranked, Request
+
+torch.set_num_threads(1)
+
+
+class ListRetriever:
+    """Returns the same fixed list for every request, cut to k."""
+
+    def __init__(self, name, ids):
+        self.name, self.ids = name, np.asarray(ids)
+
+    def retrieve(self, requests, k):
+        return [Ranked(self.ids[:k], -np.arange(len(self.ids[:k]), dtype=np.float32)) for _ in requests]
+
+
+def test_recall_union_respects_quotas_dedupes_and_keeps_provenance():
+    sources = {"a": ListRetriever("a", [1, 2, 3, 4, 5]), "b": ListRetriever("b", [3, 9, 1, 8, 7]), "c": ListRetriever("c", [6])}
+    union = RecallUnion(sources, search_quotas={"a": 2, "b": 4}, recommendation_quotas={"c": 5})
+    search, recommend = union.candidates([Request(1, query="x"), Request(2)])
+    assert sorted(search.item_ids) == [1, 2, 3, 8, 9]  # a's top 2 ∪ b's top 4
+    assert len(set(search.item_ids)) == len(search.item_ids)
+    assert set(search.from_source("a")) == {1, 2} and set(search.from_source("b")) == {3, 9, 1, 8}
+    row = list(search.item_ids).index(1)
+    assert search.source_rank[row].tolist() == [0, 2, NOT_RETRIEVED]
+    assert list(recommend.item_ids) == [6]
+
+
+def test_recall_union_rejects_a_quota_for_an_unknown_source():
+    with pytest.raises(ValueError, match="unknown source 'z'"):
+        RecallUnion({"a": ListRetriever("a", [1])}, {"z": 3}, {})
+
+
+@pytest.fixture(scope="module")
+def toy():
+    dataset = toy_dataset()
+    split = leave_one_out(dataset.events)
+    texts = item_text(dataset.items)
+    space = FeatureSpace(history_length=10).fit(
+        dataset.items, split.train, dataset.items["item_id"].to_numpy(), toy_encode(texts), texts, toy_encode)
+    return dataset, split, space
+
+
+def test_pair_features_see_the_query_match(toy):
+    dataset, _, space = toy
+    req = space.requests([Request(1, query="red lamp")])
+    lamp = int(dataset.items.loc[dataset.items["title"].str.endswith("lamp")].item_id.iloc[0])
+    bike = int(dataset.items.loc[dataset.items["title"].str.endswith("bike")].item_id.iloc[0])
+    pairs = space.pairs(req, np.array([0, 0]), np.array([lamp, bike]))
+    share = PAIR_FEATURES.index("query_word_share")
+    cosine = PAIR_FEATURES.index("query_cos")
+    assert pairs[0, share] > pairs[1, share] and pairs[0, cosine] > pairs[1, cosine]
+
+
+def test_mmoe_ranker_learns_the_click_signal(toy):
+    _, split, space = toy
+    samples = impression_samples(split.train, split.interactions, max_history=10)
+    rng = np.random.default_rng(0)
+    held = rng.random(len(samples.requests)) < 0.25
+    fit, test = samples.subset_requests(~held), samples.subset_requests(held)
+    ranker = MultiTaskRanker(space, RankerConfig(epochs=4, progress=False)).fit(fit)
+    probs = ranker.predict_proba(space.requests(test.requests), test.request_index, test.item_ids)
+    assert probs.shape == (len(test), 3)
+    assert auc(probs[:, 0], test.labels[:, 0]) > 0.7
+    assert np.all(probs[:, 0] >= probs[:, 1]) and np.all(probs[:, 1] >= probs[:, 2])  # click ⊇ cart ⊇ order
+
+
+def test_impression_history_never_includes_the_visit_itself(toy):
+    _, split, _ = toy
+    samples = impression_samples(split.train, split.interactions, max_history=50)
+    for request in samples.requests[:200]:
+        assert all(t < request.ts for t in request.history_ts)
+
+
+@pytest.fixture(scope="module")
+def trained_cascade(small_world, tmp_path_factory):
+    run = tmp_path_factory.mktemp("cascade_run")
+    dataset = small_world.dataset
+    split = leave_one_out(dataset.events)
+    config = CascadeConfig(
+        progress=False, max_train_visits=3000, ranker=RankerConfig(epochs=2, progress=False),
+        recall=PersonalizedRecallConfig(epochs=2, progress=False),
+        postrank=PostRankConfig(mmr_trade_off=0.9, ai_max_share=0.5),
+    )
+    train_cascade(run, config, dataset, split, encoder=toy_encode)
+    return run, dataset, split
+
+
+def test_cascade_returns_only_valid_unique_items_best_first(trained_cascade):
+    run, dataset, split = trained_cascade
+    retriever = CascadeRetriever(load_cascade(run, toy_encode))
+    requests, _ = build_requests(split, "test")
+    answers = retriever.retrieve(requests[:60], k=10)
+    known = set(dataset.items["item_id"].tolist())
+    ai = set(dataset.items.loc[dataset.items["origin"] == "ai", "item_id"].tolist())
+    assert len(answers) == 60
+    for answer in answers:
+        assert 0 < len(answer) <= 10
+        assert set(answer.item_ids.tolist()) <= known
+        assert len(set(answer.item_ids.tolist())) == len(answer)
+        assert np.all(np.diff(answer.scores) <= 0) and np.all((answer.scores >= 0) & (answer.scores <= 1))
+        assert sum(i in ai for i in answer.item_ids.tolist()) <= 5
+
+
+def test_cascade_beats_popularity_on_the_small_world(trained_cascade):
+    from genrec.eval.metrics import ranked_matrix, recall_at_k
+
+    run, dataset, split = trained_cascade
+    retriever = CascadeRetriever(load_cascade(run, toy_encode))
+    requests, targets = build_requests(split, "test")
+    cascade = recall_at_k(ranked_matrix(retriever.retrieve(requests, 10), 10), targets, 10).mean
+    popular = np.bincount(split.train.loc[split.train.action != "impression", "item_id"]).argsort()[::-1][:10]
+    baseline = float(np.isin(targets, popular).mean())
+    assert cascade > baseline + 0.05
