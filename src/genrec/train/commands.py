@@ -22,6 +22,7 @@ from typing import Any
 
 TRAINERS: dict[str, str] = {
     "sasrec": "genrec.train.commands:train_sasrec",
+    "generative": "genrec.train.generative:train_generative_command",
 }
 
 

@@ -1,0 +1,100 @@
+"""`GenerativeRetriever`: requests in, items out, by generating Semantic IDs.
+
+Per batch of requests: build the encoder tensors (`RequestEncoder`), encode once,
+then `constrained_beam_search` decodes `levels` steps for all requests and beams
+at once under the catalog's prefix trie, so every answer is a real item and no
+item appears twice. Search (a query) and recommendation (no query) go through
+the same weights in the same batch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from genrec.data.dataset import Dataset
+from genrec.data.splits import Split
+from genrec.decode.beam_search import constrained_beam_search
+from genrec.decode.trie import PrefixTrie
+from genrec.model.inputs import RequestEncoder
+from genrec.model.transformer import GenerativeConfig, GenerativeModel
+from genrec.retrieval import Ranked, Request
+
+MODEL_DIR = ("train", "generative")
+
+
+class GenerativeRetriever:
+    """Trie-constrained beam search over a trained `GenerativeModel`.
+
+    `beams` is the beam width (raised to k when k is larger: a beam search
+    cannot return more items than beams); `batch_size` requests are decoded
+    together.
+    """
+
+    name = "generative"
+
+    def __init__(self, model: GenerativeModel, encoder: RequestEncoder, trie: PrefixTrie,
+                 beams: int = 20, batch_size: int = 256):
+        if beams < 1:
+            raise ValueError(f"beams must be ≥ 1, got {beams}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+        if trie.levels != model.config.levels:
+            raise ValueError(f"trie has {trie.levels} levels but the model decodes {model.config.levels}")
+        self.model = model.eval()
+        self.encoder = encoder
+        self.trie = trie
+        self.beams = beams
+        self.batch_size = batch_size
+
+    def retrieve(self, requests: Sequence[Request], k: int) -> list[Ranked]:
+        if k < 1:
+            raise ValueError(f"k must be ≥ 1, got {k}")
+        for i, r in enumerate(requests):
+            if not isinstance(r, Request):
+                raise ValueError(f"requests[{i}] must be a genrec.retrieval.Request, got {type(r).__name__}")
+        beams = max(self.beams, k)
+        device = next(self.model.parameters()).device
+        out: list[Ranked] = []
+        with torch.no_grad():
+            for start in range(0, len(requests), self.batch_size):
+                chunk = requests[start:start + self.batch_size]
+                state = self.model.encode(self.encoder.transform(chunk).to(device))
+                items, scores = constrained_beam_search(self.model, state, self.trie, beams, k)
+                items, scores = items.cpu().numpy(), scores.cpu().numpy()
+                for row in range(len(chunk)):
+                    real = items[row] >= 0
+                    out.append(Ranked(items[row][real], scores[row][real]))
+        return out
+
+    # ---- loading ----------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, folder: str | Path, sids, beams: int | None = None) -> "GenerativeRetriever":
+        """Load `folder` (what `train_generative` wrote) for the SID table it was trained on."""
+        folder = Path(folder)
+        meta = json.loads((folder / "config.json").read_text())
+        config = GenerativeConfig.from_dict(meta["model"])
+        if list(config.codebook_sizes) != [int(v) for v in sids.codebook_sizes]:
+            raise ValueError(f"{folder} was trained for codebook sizes {list(config.codebook_sizes)}, "
+                             f"the SID table has {list(sids.codebook_sizes)}; retrain the generative model")
+        model = GenerativeModel(config)
+        checkpoint = torch.load(folder / "best.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(checkpoint["model"])
+        encoder = RequestEncoder(config, sids.item_ids, sids.codes)
+        encoder.load_state(json.loads((folder / "encoder.json").read_text()))
+        trie = PrefixTrie.from_codes(sids.codes, sids.item_ids, list(sids.codebook_sizes))
+        return cls(model, encoder, trie, beams=beams or int(meta.get("beams", 20)))
+
+    @classmethod
+    def from_run(cls, run: Path, dataset: Dataset, split: Split) -> "GenerativeRetriever":
+        """Load `run/train/generative`, training it first when absent."""
+        from genrec.train.generative import load_sid_table, train_generative
+
+        folder = Path(run).joinpath(*MODEL_DIR)
+        if not (folder / "manifest.json").exists():
+            train_generative(run, dataset=dataset, split=split)
+        return cls.load(folder, load_sid_table(run))

@@ -1,0 +1,260 @@
+"""Training the generative retriever: every positive interaction teaches the
+model to generate the SID of the item from what the user knew before it.
+
+Examples (one per positive interaction of `split.train`, built like
+`build_requests` builds evaluation requests: the user's earlier interactions as
+history, the interaction's own query/scenario/time), plus an indexing task —
+each item's own text as a query with no user, whose target is the item's SID
+(DSI; OneSearch) — which teaches the model every item, including the ones no
+one interacted with in training (cold items), by the words that describe it.
+
+The loss is teacher-forced cross-entropy over the SID levels. The loop is
+`genrec.train.loop.train` (CPU, GPU, torchrun alike); every `eval_every` steps it
+measures Recall@10 / NDCG@10 of trie-constrained beam search on the validation
+requests and keeps the best checkpoint.
+
+    path = train_generative(run)            # RUN/train/generative/{best.pt, config.json, encoder.json, manifest.json}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from genrec.artifacts import folder_sha256, manifest, write_json_atomic
+from genrec.data.dataset import Dataset
+from genrec.data.splits import Split, build_requests, interactions, leave_one_out
+from genrec.eval.metrics import ndcg_at_k, ranked_matrix, recall_at_k
+from genrec.model.inputs import RequestEncoder, item_query_text
+from genrec.model.transformer import EncoderBatch, GenerativeConfig, GenerativeModel
+from genrec.retrieval import Request
+from genrec.train.loop import TrainConfig, train
+
+MODEL_DIR = ("train", "generative")
+NO_USER = 0
+"""user_id of indexing-task requests: the item's text, asked by nobody in particular."""
+
+
+def _default_train_config() -> TrainConfig:
+    return TrainConfig(steps=1500, batch_size=256, lr=2e-3, warmup_steps=100, eval_every=500,
+                       checkpoint_every=500, weight_decay=0.01)
+
+
+@dataclass
+class GenerativeTrainConfig:
+    """What `train_generative` does; saved as `config.json` next to the model.
+
+    `model.codebook_sizes` is overwritten by the SID table's. `index_copies`:
+    how many times each item's text → SID example appears per epoch (0 turns
+    the indexing task off). `valid_requests`: how many validation requests the
+    inline evaluation decodes (a seeded sample; all when 0).
+    """
+
+    model: GenerativeConfig = field(default_factory=GenerativeConfig)
+    train: TrainConfig = field(default_factory=_default_train_config)
+    max_history: int = 50
+    index_copies: int = 1
+    valid_requests: int = 1000
+    beams: int = 20
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model.to_dict(), "train": asdict(self.train), "max_history": self.max_history,
+                "index_copies": self.index_copies, "valid_requests": self.valid_requests, "beams": self.beams}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "GenerativeTrainConfig":
+        return cls(model=GenerativeConfig.from_dict(values.get("model", {})),
+                   train=TrainConfig.from_dict(values.get("train", {})),
+                   **{k: values[k] for k in ("max_history", "index_copies", "valid_requests", "beams") if k in values})
+
+
+def train_generative(run: str | os.PathLike, config: GenerativeTrainConfig | None = None, *,
+                     dataset: Dataset | None = None, split: Split | None = None, sids: Any = None,
+                     resume: bool = False, progress: bool = True) -> Path:
+    """Train on `run`'s data and SIDs; write `run/train/generative/`; return that folder.
+
+    `dataset`, `split` and `sids` default to `RUN/data`, its leave-one-out split
+    and `RUN/sid`. `sids` is anything with `item_ids [n]`, `codes [n, L]` and
+    `codebook_sizes`.
+    """
+    run = Path(run)
+    config = config or GenerativeTrainConfig()
+    dataset = dataset if dataset is not None else Dataset.load(run / "data")
+    split = split if split is not None else leave_one_out(dataset.events)
+    sids = sids if sids is not None else load_sid_table(run)
+    config = replace(config, model=replace(config.model, codebook_sizes=tuple(int(v) for v in sids.codebook_sizes)))
+    torch.manual_seed(config.train.seed)
+    out = run.joinpath(*MODEL_DIR)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "manifest.json").unlink(missing_ok=True)  # the folder is incomplete until training ends
+
+    requests, targets = training_requests(split, config.max_history)
+    index_requests, index_targets = indexing_requests(dataset.items, config.index_copies)
+    encoder = RequestEncoder(config.model, sids.item_ids, sids.codes)
+    queries = [r.query for r in requests if r.query]
+    encoder.fit(item_query_text(dataset.items) + queries, dataset.users)
+    examples = ExampleTable.build(encoder, sids, requests + index_requests,
+                                  np.concatenate([targets, index_targets]), progress=progress)
+
+    model = GenerativeModel(config.model)
+    valid, valid_targets = validation_requests(split, config.valid_requests, config.train.seed)
+    evaluate = _validation(encoder, sids, valid, valid_targets, config.beams) if len(valid) else None
+    began = time.perf_counter()
+    result = train(model, _loss, range(len(examples)), examples.collate, config.train, out,
+                   evaluate=evaluate, metric="ndcg@10", resume=resume)
+    seconds = time.perf_counter() - began
+
+    write_json_atomic(out / "config.json", config.to_dict())
+    write_json_atomic(out / "encoder.json", encoder.state())
+    write_json_atomic(out / "manifest.json", manifest(
+        config.to_dict(), inputs={"data": _hash_or_none(run / "data"), "sid": _hash_or_none(run / "sid")},
+        result={"best_metric": result.best_metric, "best_step": result.best_step, "history": result.history,
+                "train_seconds": round(seconds, 1), "examples_per_second": round(result.examples_per_second, 1),
+                "n_examples": len(examples), "n_interaction_examples": len(requests),
+                "n_index_examples": len(index_requests), "parameters": model.num_parameters()}))
+    return out
+
+
+def training_requests(split: Split, max_history: int = 50) -> tuple[list[Request], np.ndarray]:
+    """One request per positive interaction of `split.train`, with the user's
+    earlier interactions as history (as `build_requests` does), and its item `[n]`."""
+    inter = interactions(split.train)
+    users = inter["user_id"].to_numpy()
+    items = inter["item_id"].to_numpy()
+    actions = inter["action"].to_numpy()
+    times = inter["ts"].to_numpy()
+    queries = inter["query"].to_numpy()
+    scenarios = inter["scenario"].to_numpy()
+    starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1] if len(users) else np.zeros(0, np.int64)
+    first = np.repeat(starts, np.diff(np.r_[starts, len(users)]))
+    requests = []
+    for row in range(len(users)):
+        begin = max(int(first[row]), row - max_history)
+        query = queries[row]
+        requests.append(Request(
+            user_id=int(users[row]), query=None if _missing(query) else str(query), scenario=str(scenarios[row]),
+            ts=int(times[row]), history=tuple(items[begin:row].tolist()),
+            history_actions=tuple(actions[begin:row].tolist()), history_ts=tuple(times[begin:row].tolist())))
+    return requests, items.astype(np.int64)
+
+
+def indexing_requests(items: pd.DataFrame, copies: int = 1) -> tuple[list[Request], np.ndarray]:
+    """Each item's own text as a search request by no one, `copies` times; targets `[n]`."""
+    if copies < 0:
+        raise ValueError(f"index_copies must be ≥ 0, got {copies}")
+    texts = item_query_text(items)
+    ids = items["item_id"].to_numpy(dtype=np.int64)
+    requests = [Request(user_id=NO_USER, query=text, scenario="search") for text in texts] * copies
+    return requests, np.tile(ids, copies)
+
+
+def validation_requests(split: Split, limit: int, seed: int) -> tuple[list[Request], np.ndarray]:
+    """`build_requests(split, "valid")`, a seeded sample of `limit` of them (all when 0)."""
+    requests, targets = build_requests(split, "valid")
+    if limit and len(requests) > limit:
+        pick = np.sort(np.random.default_rng(seed).choice(len(requests), limit, replace=False))
+        requests, targets = [requests[i] for i in pick], targets[pick]
+    return requests, targets
+
+
+def load_sid_table(run: str | os.PathLike):
+    """The SID table the `sid` stage wrote to `RUN/sid`."""
+    from genrec.sid import SidTable
+
+    return SidTable.load(Path(run) / "sid")
+
+
+@dataclass
+class ExampleTable:
+    """All training examples as one pre-built `EncoderBatch` (int32) and target
+    codes `[n, L]`, so a training step only indexes tensors."""
+
+    batch: EncoderBatch
+    codes: torch.Tensor
+
+    @classmethod
+    def build(cls, encoder: RequestEncoder, sids: Any, requests: Sequence[Request], targets: np.ndarray,
+              chunk: int = 4096, progress: bool = True) -> "ExampleTable":
+        code_of = dict(zip(np.asarray(sids.item_ids).tolist(), range(len(sids.item_ids))))
+        keep = np.asarray([int(t) in code_of for t in targets], dtype=bool)
+        if not keep.all():  # an interaction with an item the SID table lacks cannot be a target
+            requests = [r for r, k in zip(requests, keep) if k]
+            targets = targets[keep]
+        if not len(requests):
+            raise ValueError("no training examples: split.train has no positive interaction with a SID")
+        width = encoder.config.max_query_tokens
+        parts = []
+        for start in tqdm(range(0, len(requests), chunk), desc="examples", unit="chunk", disable=not progress):
+            b = encoder.transform(requests[start:start + chunk])
+            b.query = F.pad(b.query, (0, width - b.query.shape[1]))
+            parts.append(b)
+        fields = vars(parts[0]).keys()
+        batch = EncoderBatch(**{f: torch.cat([getattr(p, f) for p in parts]).to(torch.int32) for f in fields})
+        rows = np.asarray([code_of[int(t)] for t in targets])
+        return cls(batch, torch.from_numpy(np.asarray(sids.codes)[rows].astype(np.int64)))
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def collate(self, indices: list[int]) -> tuple[EncoderBatch, torch.Tensor]:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        b = self.batch.index(idx)
+        b = EncoderBatch(**{k: v.long() for k, v in vars(b).items()})
+        used = int((b.query > 0).sum(0).nonzero().max()) + 1 if bool((b.query > 0).any()) else 1
+        b.query = b.query[:, :used]
+        return b, self.codes[idx]
+
+
+def _loss(model: GenerativeModel, batch: tuple[EncoderBatch, torch.Tensor]) -> torch.Tensor:
+    return model.loss(*batch)
+
+
+def _validation(encoder, sids, requests, targets, beams):
+    """`evaluate(model)` for the loop: Recall@10 / NDCG@10 overall, for search and for recommendation."""
+    from genrec.decode.trie import PrefixTrie
+    from genrec.model.retriever import GenerativeRetriever
+
+    trie = PrefixTrie.from_codes(sids.codes, sids.item_ids, list(sids.codebook_sizes))
+    is_search = np.asarray([r.is_search for r in requests])
+
+    def evaluate(model: GenerativeModel) -> dict[str, float]:
+        ranked = ranked_matrix(GenerativeRetriever(model, encoder, trie, beams=beams).retrieve(requests, 10), 10)
+        scores = {"recall@10": recall_at_k(ranked, targets, 10).mean, "ndcg@10": ndcg_at_k(ranked, targets, 10).mean}
+        for name, rows in (("search", is_search), ("rec", ~is_search)):
+            if rows.any():
+                scores[f"{name}_ndcg@10"] = ndcg_at_k(ranked[rows], targets[rows], 10).mean
+                scores[f"{name}_recall@10"] = recall_at_k(ranked[rows], targets[rows], 10).mean
+        return scores
+
+    return evaluate
+
+
+def train_generative_command(run: Path, *, steps: int | None = None, resume: bool = False, force: bool = False,
+                             device: str = "auto") -> dict[str, Any]:
+    """`genrec train --model generative`: train unless a finished model is there (or `force`)."""
+    out = run.joinpath(*MODEL_DIR)
+    if force or resume or not (out / "manifest.json").exists():
+        config = GenerativeTrainConfig()
+        config.train = replace(config.train, device=device, **({"steps": steps} if steps is not None else {}))
+        train_generative(run, config, resume=resume)
+    result = json.loads((out / "manifest.json").read_text())["result"]
+    return {"model": "generative", "folder": str(out), **{k: v for k, v in result.items() if k != "history"},
+            "history": result["history"]}
+
+
+def _hash_or_none(path: Path) -> str | None:
+    return folder_sha256(path) if path.is_dir() else None
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))

@@ -1,0 +1,140 @@
+"""The generative retriever: learns, answers only with real items, one model for search and recommendation."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from genrec.decode.trie import PrefixTrie
+from genrec.model.inputs import RequestEncoder
+from genrec.model.retriever import GenerativeRetriever
+from genrec.model.transformer import GenerativeConfig, GenerativeModel
+from genrec.retrieval import Request
+from genrec.sid.table import SidTable
+from genrec.train.generative import GenerativeTrainConfig, train_generative
+from genrec.train.loop import TrainConfig
+
+torch.set_num_threads(1)
+WORDS = ["apple", "banana", "cherry", "grape", "lemon", "mango", "olive", "peach",
+         "pear", "plum", "kiwi", "melon", "lime", "fig", "date", "guava"]
+TINY = dict(d_model=32, n_heads=2, d_ff=64, dropout=0.0, n_encoder_layers=1, n_decoder_layers=1,
+            query_vocab_size=64, user_vocab_size=64, max_short=4, max_long=4)
+
+
+def _base8_sids(item_ids: np.ndarray, levels: int = 3) -> SidTable:
+    index = np.arange(len(item_ids))
+    codes = np.stack([(index // 8 ** (levels - 1 - lv)) % 8 for lv in range(levels)], axis=1)
+    return SidTable(item_ids, codes, [8] * levels)
+
+
+def _fitted_retriever(config: GenerativeConfig, sids: SidTable, texts, beams: int = 8) -> GenerativeRetriever:
+    encoder = RequestEncoder(config, sids.item_ids, sids.codes).fit(texts)
+    trie = PrefixTrie.from_codes(sids.codes, sids.item_ids, sids.codebook_sizes)
+    return GenerativeRetriever(GenerativeModel(config), encoder, trie, beams=beams)
+
+
+def test_the_model_learns_a_query_word_to_item_mapping():
+    torch.manual_seed(0)
+    item_ids = np.arange(101, 101 + len(WORDS))
+    sids = _base8_sids(item_ids, levels=2)
+    config = GenerativeConfig(codebook_sizes=(8, 8), **TINY)
+    retriever = _fitted_retriever(config, sids, WORDS)
+    requests = [Request(user_id=1, query=w, scenario="search") for w in WORDS]
+    batch = retriever.encoder.transform(requests)
+    codes = torch.from_numpy(sids.codes)
+    model = retriever.model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        loss = model.loss(batch, codes)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    top1 = np.array([r.item_ids[0] for r in retriever.retrieve(requests, k=1)])
+    assert (top1 == item_ids).mean() == 1.0
+
+
+@pytest.fixture(scope="module")
+def world_sids(small_world):
+    items = small_world.dataset.items.sort_values("item_id")
+    return _base8_sids(items["item_id"].to_numpy(), levels=4)
+
+
+@pytest.fixture(scope="module")
+def world_requests(small_world):
+    from genrec.data.splits import build_requests, leave_one_out
+
+    split = leave_one_out(small_world.dataset.events)
+    requests, _ = build_requests(split, "test")
+    search = [r for r in requests if r.is_search][:6]
+    rec = [r for r in requests if not r.is_search and r.history][:6]
+    return search + rec
+
+
+def test_retriever_only_returns_real_items_without_duplicates(small_world, world_sids, world_requests):
+    torch.manual_seed(1)
+    config = GenerativeConfig(codebook_sizes=tuple(world_sids.codebook_sizes), **TINY)
+    retriever = _fitted_retriever(config, world_sids, list(small_world.dataset.items["title"]), beams=12)
+    catalog = set(world_sids.item_ids.tolist())
+    for ranked in retriever.retrieve(world_requests, k=12):
+        assert len(ranked) == 12
+        assert set(ranked.item_ids.tolist()) <= catalog
+        assert len(set(ranked.item_ids.tolist())) == 12
+        assert np.all(np.diff(ranked.scores) <= 1e-6)
+
+
+def test_search_and_recommendation_go_through_the_same_weights_in_one_batch(small_world, world_sids, world_requests):
+    torch.manual_seed(2)
+    config = GenerativeConfig(codebook_sizes=tuple(world_sids.codebook_sizes), **TINY)
+    retriever = _fitted_retriever(config, world_sids, list(small_world.dataset.items["title"]))
+    mixed = retriever.retrieve(world_requests, k=5)
+    for request, together in zip(world_requests, mixed):
+        alone = retriever.retrieve([request], k=5)[0]  # padding to other requests' lengths must not matter
+        np.testing.assert_array_equal(alone.item_ids, together.item_ids)
+        np.testing.assert_allclose(alone.scores, together.scores, rtol=1e-4, atol=1e-4)
+    # the query is read: dropping it turns a search into a different (recommendation) request
+    search = [r for r in world_requests if r.is_search]
+    as_rec = [Request(r.user_id, None, r.scenario, r.ts, r.history, r.history_actions, r.history_ts) for r in search]
+    before = [r.scores for r in retriever.retrieve(search, k=5)]
+    after = [r.scores for r in retriever.retrieve(as_rec, k=5)]
+    assert any(not np.allclose(a, b) for a, b in zip(before, after))
+
+
+def test_bad_input_is_refused_with_a_message_naming_it(small_world, world_sids, world_requests):
+    config = GenerativeConfig(codebook_sizes=tuple(world_sids.codebook_sizes), **TINY)
+    retriever = _fitted_retriever(config, world_sids, ["x"])
+    with pytest.raises(ValueError, match="k must be"):
+        retriever.retrieve(world_requests, k=0)
+    with pytest.raises(ValueError, match=r"requests\[0\]"):
+        retriever.retrieve(["red shoes"], k=3)
+    with pytest.raises(ValueError, match="codes must have shape"):
+        RequestEncoder(config, world_sids.item_ids, world_sids.codes[:, :2])
+    with pytest.raises(ValueError, match="not fitted"):
+        RequestEncoder(config, world_sids.item_ids, world_sids.codes).transform(world_requests)
+    three = _base8_sids(world_sids.item_ids[:500], levels=3)
+    wrong_levels = PrefixTrie.from_codes(three.codes, three.item_ids)
+    with pytest.raises(ValueError, match="levels"):
+        GenerativeRetriever(retriever.model, retriever.encoder, wrong_levels)
+
+
+def test_train_generative_writes_a_model_folder_that_from_run_serves(small_world, world_sids, world_requests, tmp_path):
+    from genrec.data.splits import leave_one_out
+
+    run = tmp_path / "run"
+    small_world.save(run / "data")
+    world_sids.save(run / "sid")
+    config = GenerativeTrainConfig(
+        model=GenerativeConfig(**TINY),
+        train=TrainConfig(steps=6, batch_size=32, eval_every=3, checkpoint_every=3, warmup_steps=1, progress=False),
+        valid_requests=40, beams=10)
+    split = leave_one_out(small_world.dataset.events)
+    folder = train_generative(run, config, progress=False)
+    assert {"best.pt", "config.json", "encoder.json", "manifest.json"} <= {p.name for p in folder.iterdir()}
+    result = json.loads((folder / "manifest.json").read_text())["result"]
+    assert [h["step"] for h in result["history"]] == [3, 6]
+    assert result["n_index_examples"] == len(small_world.dataset.items)
+    retriever = GenerativeRetriever.from_run(run, small_world.dataset, split)
+    assert retriever.model.config.codebook_sizes == tuple(world_sids.codebook_sizes)
+    answers = retriever.retrieve(world_requests, k=10)
+    assert all(len(a) == 10 for a in answers)
