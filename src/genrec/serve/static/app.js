@@ -43,6 +43,7 @@ function itemCard(hit) {
   const head = el("div", "hit-head");
   if (hit.rank !== undefined) head.append(el("span", "rank", hit.rank));
   head.append(el("span", "title", hit.title));
+  if (hit.score !== undefined && hit.score !== null) head.append(el("span", "score", Number(hit.score).toFixed(3)));
   card.append(head);
   const meta = el("div", "meta");
   meta.append(el("span", "category", (hit.category || []).join(" › ")));
@@ -51,7 +52,6 @@ function itemCard(hit) {
   meta.append(origin);
   if (hit.brand) meta.append(el("span", "brand", hit.brand));
   if (hit.action) meta.append(el("span", `action action-${hit.action}`, hit.action));
-  if (hit.score !== undefined && hit.score !== null) meta.append(el("span", "score", `score ${Number(hit.score).toFixed(3)}`));
   card.append(meta);
   return card;
 }
@@ -154,7 +154,16 @@ async function init() {
   }
   const params = new URLSearchParams(window.location.search);
   if (params.get("q")) $("q").value = params.get("q");
-  if (params.get("user_id")) $("user").value = params.get("user_id");
+  const wantedUser = params.get("user_id");
+  if (wantedUser && /^\d+$/.test(wantedUser)) {
+    if (![...$("user").options].some((option) => option.value === wantedUser)) {
+      const option = el("option", null, `user ${wantedUser}`);
+      option.value = wantedUser;
+      $("user").append(option);
+    }
+    $("user").value = wantedUser;
+  }
+  if (["10", "20", "50"].includes(params.get("k"))) $("k").value = params.get("k");
   if (params.get("compare") && names.length > 1) {
     $("compare").checked = true;
     $("retriever-b").disabled = false;
