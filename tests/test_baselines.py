@@ -116,6 +116,8 @@ def test_itemcf_recommends_the_co_occurring_item():
     assert answer.item_ids[1] == 6
     assert 4 not in answer.item_ids[:2]
     assert retriever.retrieve([Request(user_id=9, history=(1,))], k=1)[0].item_ids[0] == 5
+    cold = retriever.retrieve([Request(user_id=9)], k=3)[0]
+    assert cold.item_ids[0] == 4 and set(cold.item_ids[1:]) == {2, 3}, "no history: the popularity list"
 
 
 def test_itemcf_personalises_search_among_query_matches():

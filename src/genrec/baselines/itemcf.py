@@ -8,12 +8,17 @@ users say less about any one pair, the IUF weighting of ItemCF-IUF) times
 interaction counts), so popular items are not similar to everything. Each item
 keeps its `neighbours` most similar items.
 
-Recommendation: score = Σ over the last `max_history` history items of
-`recency_decay ** age × similarity(history item, candidate)`.
+Recommendation: cf = Σ over the last `max_history` history items of
+`recency_decay ** age × similarity(history item, candidate)`, and
+score = `cf / max cf + popularity_weight × sqrt(popularity prior)`: in a sparse
+world most neighbour lists are short and noisy, and on the default world's
+validation split this blend lifts Recall@10 from 0.068 (cf first, popularity
+as filler) to 0.127 (popularity alone: 0.101). Users without history get the
+popularity list.
 Search (personalised re-scoring, as in PR²'s query-relevant CF): the BM25 top
 `search_candidates` items for the query are re-scored by
-`bm25 / max bm25 + history_weight × cf / max cf`; users without history keep
-the BM25 order. Items with no score follow by popularity.
+`bm25 / max bm25 + history_weight × cf / max cf + popularity_weight × sqrt(prior)`;
+items BM25 does not match follow by popularity.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class ItemCFRetriever:
         recency_decay: float = 0.8,
         search_candidates: int = 200,
         history_weight: float = 1.0,
+        popularity_weight: float = 1.0,
     ):
         if window < 1 or neighbours < 1 or max_history < 1 or search_candidates < 1:
             raise ValueError("window, neighbours, max_history and search_candidates must all be ≥ 1")
@@ -55,6 +61,9 @@ class ItemCFRetriever:
         self.window, self.position_decay, self.neighbours = window, position_decay, neighbours
         self.max_history, self.recency_decay = max_history, recency_decay
         self.search_candidates, self.history_weight = search_candidates, history_weight
+        if popularity_weight < 0 or history_weight < 0:
+            raise ValueError(f"popularity_weight and history_weight must be ≥ 0, got {popularity_weight}, {history_weight}")
+        self.popularity_weight = popularity_weight
 
     @classmethod
     def from_run(cls, run: Path, dataset: Dataset, split: Split) -> "ItemCFRetriever":
@@ -85,7 +94,7 @@ class ItemCFRetriever:
             if request.query is not None and self.bm25_ is not None:
                 scores = self._search_scores(request.query, cf)
             else:
-                scores = np.where(cf > 0, 1.0 + cf, self.prior_)
+                scores = cf / max(float(cf.max()), 1e-12) + self.popularity_weight * np.sqrt(self.prior_)
             answers.append(top_k(scores, k, exclude=np.array([0])))
         return answers
 
@@ -115,7 +124,8 @@ class ItemCFRetriever:
             combined = lexical[matched] / lexical[matched].max()
             if cf[matched].max() > 0:
                 combined = combined + self.history_weight * cf[matched] / cf[matched].max()
-            scores[matched] = 1.0 + combined
+            # offset past every unmatched item's prior (< 1) so matches always come first
+            scores[matched] = 1.0 + combined + self.popularity_weight * np.sqrt(self.prior_[matched])
         return scores
 
     def _similarity(self, users: np.ndarray, items: np.ndarray, n_slots: int) -> sp.csr_matrix:
