@@ -61,7 +61,7 @@ def test_items_of_one_leaf_share_attribute_kinds_and_titles_use_their_words(worl
     assert (kinds.groupby(items["category"].map(tuple)).nunique() == 1).all()
     assert items["attributes"].map(len).min() >= 3
     words_in_title = [
-        sum(v.split()[0] in title.lower() for v in attrs.values()) / len(attrs)
+        sum(v.split()[0].lower() in title.lower() for v in attrs.values()) / len(attrs)
         for title, attrs in zip(items["title"], items["attributes"])
     ]
     assert 0.4 < np.mean(words_in_title) < 0.95  # most attributes named, some left out: real title noise
@@ -74,6 +74,13 @@ def test_title_word_order_varies(world):
     assert titles.str.contains(" by ").mean() > 0.05
     starts_with_brand = [t.startswith(b) for t, b in zip(titles, world.dataset.items["brand"]) if isinstance(b, str)]
     assert 0.2 < np.mean(starts_with_brand) < 0.9
+
+
+def test_titles_have_no_stray_spaces_or_empty_parts(world):
+    titles = world.dataset.items["title"]
+    assert (titles == titles.str.strip()).all()
+    assert not titles.str.contains("  ").any()
+    assert not titles.str.contains(r"(^[-,(])|( - ,)|(\(\))").any()
 
 
 def test_prices_follow_department_and_are_positive(world):

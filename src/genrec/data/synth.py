@@ -25,6 +25,7 @@ The generative story, in order (docs/data.md tells it in prose):
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -33,6 +34,8 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from genrec.artifacts import atomic_path
 from genrec.data import vocabulary as V
@@ -116,8 +119,6 @@ class World:
         root = Path(path)
         if not (root / TRUTH_FILE).exists():
             raise ValueError(f"{root}: no {TRUTH_FILE}; expected a folder written by World.save (genrec data synth)")
-        import json
-
         config = json.loads((root / "manifest.json").read_text())["config"]
         config["scenario_mix"] = tuple(config["scenario_mix"])
         return cls(WorldConfig(**config), Dataset.load(root), WorldTruth.load(root / TRUTH_FILE))
@@ -640,64 +641,84 @@ def _typed(vocab: _Vocabulary, config: WorldConfig, slots: np.ndarray, rng: np.r
 
 
 def _items_frame(vocab: _Vocabulary, catalogue: _Catalogue, rng: np.random.Generator) -> pd.DataFrame:
-    n = len(catalogue.leaf)
+    """The items table. Titles are assembled column-wise with Arrow string kernels (1M titles in ~1 s)."""
+    n, n_leaves, kinds = len(catalogue.leaf), len(vocab.leaves), len(vocab.kinds)
     department_names = list(V.CATEGORY_TREE)
     group_names = [g for tree in V.CATEGORY_TREE.values() for g in tree]
-    leaf_title = np.array([_title_case(name) for name in vocab.leaves], dtype=object)
-    leaf_synonym = np.array([_title_case((vocab.concept_forms[vocab.concept_of[name]][1:] or [name])[0])
-                             for name in vocab.leaves], dtype=object)
-    group = vocab.leaf_group[catalogue.leaf]
-    category = [[department_names[d], group_names[g], leaf_title[l]] for d, g, l in
-                zip(catalogue.leaf_department[catalogue.leaf].tolist(), group.tolist(), catalogue.leaf.tolist())]
+    paths = [[department_names[vocab.group_department[vocab.leaf_group[l]]], group_names[vocab.leaf_group[l]],
+              _title_case(vocab.leaves[l])] for l in range(n_leaves)]
+    category = [paths[l][:] for l in catalogue.leaf.tolist()]
 
-    concept_title = np.array([_title_case(name) for name in vocab.concept_names] + [""], dtype=object)
-    concept_value = np.array(vocab.concept_names + [""], dtype=object)
-    attr = np.where(catalogue.attr >= 0, catalogue.attr, len(concept_value) - 1)
-    attributes = [{k: v for k, v in zip(vocab.kinds, row) if v} for row in concept_value[attr].tolist()]
+    concept_value = np.array(vocab.concept_names, dtype=object)
+    concept_size = np.array([_title_case(name) for name in vocab.concept_names], dtype=object)  # "M", "EU 42"
+    attributes = np.empty(n, dtype=object)
+    department = catalogue.leaf_department[catalogue.leaf]
+    for d in range(len(department_names)):
+        rows = np.flatnonzero(department == d)
+        own = [k for k in range(kinds) if (d, k) in vocab.department_kind_values]
+        names = [vocab.kinds[k] for k in own]
+        values = np.column_stack([(concept_size if vocab.kinds[k] == "size" else concept_value)[catalogue.attr[rows, k]]
+                                  for k in own])
+        attributes[rows] = [dict(zip(names, row)) for row in values.tolist()]
 
-    brand_names = np.array(vocab.brands + [""], dtype=object)
-    brand = brand_names[catalogue.brand]
+    titles = pa.array([_title_case(name) for name in vocab.concept_names])
+    sizes = pa.array([("Size " + t) if len(t) <= 3 else t for t in titles.to_pylist()])
     size_kind = vocab.kinds.index("size")
-    size = concept_title[attr[:, size_kind]]
-    size = np.where((size != "") & (np.char.str_len(size.astype(str)) <= 3), "Size " + size, size)
-    shown = (rng.random(attr.shape) < 0.75) & (catalogue.attr >= 0)
-    shown[:, size_kind] = False
-    described = np.full(n, "", dtype=object)
-    for k in range(attr.shape[1]):
-        word = np.where(shown[:, k], concept_title[attr[:, k]], "")
-        described = np.where((described != "") & (word != ""), described + " " + word, described + word)
-    noun = np.where(rng.random(n) < 0.2, leaf_synonym[catalogue.leaf], leaf_title[catalogue.leaf])
-    lead = np.where(rng.random(n) < 0.25, np.array(V.TITLE_LEADS, dtype=object)[rng.integers(0, len(V.TITLE_LEADS), n)], "")
-    tail = np.where(rng.random(n) < 0.25, np.array(V.TITLE_TAILS, dtype=object)[rng.integers(0, len(V.TITLE_TAILS), n)], "")
-    ai_words = np.where(catalogue.is_ai & (rng.random(n) < 0.6),
-                        np.array(V.AI_TITLE_WORDS, dtype=object)[rng.integers(0, len(V.AI_TITLE_WORDS), n)], "")
+    shown = (rng.random((n, kinds)) < 0.75) & (catalogue.attr >= 0)
+    described = _nonempty(_joined(*[_take(titles, np.where(shown[:, k], catalogue.attr[:, k], -1))
+                                    for k in range(kinds) if k != size_kind]))
+    size = _take(sizes, catalogue.attr[:, size_kind])
+    synonyms = [(vocab.concept_forms[vocab.concept_of[name]][1:] or [name])[0] for name in vocab.leaves]
+    nouns = pa.array([_title_case(name) for name in vocab.leaves + synonyms])
+    noun = _take(nouns, catalogue.leaf + n_leaves * (rng.random(n) < 0.2))
+    brand = _take(pa.array(vocab.brands), catalogue.brand)
+
+    def sometimes(words: list[str], p: float | np.ndarray) -> pa.Array:
+        return _take(pa.array(words), np.where(rng.random(n) < p, rng.integers(0, len(words), n), -1))
+
+    lead, tail = sometimes(V.TITLE_LEADS, 0.25), sometimes(V.TITLE_TAILS, 0.25)
+    ai_words = sometimes(V.AI_TITLE_WORDS, np.where(catalogue.is_ai, 0.6, 0.0))
     template = rng.choice(4, n, p=[0.45, 0.25, 0.15, 0.15])
-    by_brand = np.where(brand != "", " by " + brand, "")
     layouts = [
-        _join(lead, ai_words, brand, described, noun, tail, size),
-        _join(brand, noun, ai_words) + np.where(described != "", " - " + described, "") + np.where(size != "", ", " + size, ""),
-        _join(ai_words, described, noun) + by_brand + np.where(size != "", ", " + size, ""),
-        _join(noun, brand, described, tail) + np.where(size != "", " (" + size + ")", ""),
+        _joined(lead, ai_words, brand, described, noun, tail, size),                                  # New Velax Red Boots Size M
+        _joined(_joined(brand, noun, ai_words), _wrap(" - ", described), _wrap(", ", size), sep=""),  # Velax Boots - Red, Size M
+        _joined(_joined(ai_words, described, noun, _wrap("by ", brand)), _wrap(", ", size), sep=""),  # Red Boots by Velax, Size M
+        _joined(_joined(noun, brand, described, tail), _wrap(" (", size, ")"), sep=""),               # Boots Velax Red (Size M)
     ]
-    title = np.select([template == t for t in range(4)], layouts)
+    title = pc.choose(pa.array(template, type=pa.int8()), *layouts)
     return pd.DataFrame({
         "item_id": np.arange(1, n + 1, dtype=np.int64),
-        "title": title.astype(str),
+        "title": title.to_numpy(zero_copy_only=False),
         "category": category,
         "attributes": attributes,
-        "brand": np.where(catalogue.brand >= 0, brand, None),
+        "brand": brand.to_numpy(zero_copy_only=False),
         "price": catalogue.price.astype(np.float64),
         "origin": np.where(catalogue.is_ai, "ai", "human").astype(object),
         "creator_id": catalogue.creator,
     })
 
 
-def _join(*parts: np.ndarray) -> np.ndarray:
-    text = np.asarray(parts[0], dtype=object)
-    for part in parts[1:]:
-        part = np.asarray(part, dtype=object)
-        text = np.where((text != "") & (part != ""), text + " " + part, text + part)
-    return text
+def _take(words: pa.Array, index: np.ndarray) -> pa.Array:
+    """`words[index]` as an Arrow string array, null where `index` is -1."""
+    return pc.take(words, pa.array(index, mask=index < 0))
+
+
+def _joined(*parts: pa.Array, sep: str = " ") -> pa.Array:
+    """Row-wise join of the non-null parts; a row with none gives "".
+
+    A leading "" part keeps rows whose parts are all null (Arrow's skip mode
+    drops them otherwise); its separator is cut off afterwards."""
+    text = pc.binary_join_element_wise("", *parts, sep, null_handling="skip")
+    return pc.utf8_slice_codeunits(text, len(sep)) if sep else text
+
+
+def _nonempty(text: pa.Array) -> pa.Array:
+    return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+
+
+def _wrap(prefix: str, part: pa.Array, suffix: str = "") -> pa.Array:
+    """prefix + part + suffix, or null where `part` is null."""
+    return pc.binary_join_element_wise(prefix, part, suffix, "", null_handling="emit_null")
 
 
 _UPPER = {"usb", "usb-c", "spf", "eu", "anc", "xs", "xl", "xxl", "s", "m", "l", "stem", "wifi", "wi-fi"}
