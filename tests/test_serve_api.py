@@ -275,6 +275,40 @@ def test_micro_batcher_hands_a_retriever_failure_to_every_waiter():
     assert all(isinstance(e, RuntimeError) for e in asyncio.run(main()))
 
 
+def test_one_failing_request_does_not_fail_the_others_in_its_batch():
+    class FailsOnBoom(FakeRetriever):
+        def retrieve(self, requests, k):
+            if any(r.query == "boom" for r in requests):
+                self.batch_sizes.append(len(requests))
+                raise RuntimeError("boom")
+            return super().retrieve(requests, k)
+
+    fake = FailsOnBoom(tiny_dataset())
+    batcher = MicroBatcher("fake", fake, BatchingConfig(max_batch=64, max_wait_s=0.05))
+    queries = ["shoe", "boom", "hat", "wallet"]
+
+    async def main():
+        return await asyncio.gather(*(batcher.submit(Request(user_id=1, query=q), 1) for q in queries),
+                                    return_exceptions=True)
+
+    answers = asyncio.run(main())
+    assert isinstance(answers[1], RuntimeError)
+    assert [list(answers[i].item_ids) for i in (0, 2, 3)] == [[1], [3], [5]]
+    assert fake.batch_sizes[0] == 4  # tried together first
+
+
+def test_a_crashing_retriever_answers_json_500(run_folder):
+    class Crashes(FakeRetriever):
+        def retrieve(self, requests, k):
+            raise RuntimeError("model exploded")
+
+    loader = lambda run: load_served_model(run, ["fake"], build=lambda n, r, d, s: Crashes(d))  # noqa: E731
+    app = create_app(run_folder, loader=loader, background_load=False)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/search", params={"q": "shoe"})
+    assert response.status_code == 500 and "model exploded" in response.json()["detail"]
+
+
 @pytest.mark.parametrize("config, batched", [(BatchingConfig(max_batch=64, max_wait_s=0.02), True),
                                               (BatchingConfig(max_batch=1, max_wait_s=0.0), False)])
 def test_concurrent_http_requests_share_retrieve_calls_only_when_batching_is_on(run_folder, config, batched):

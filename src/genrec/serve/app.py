@@ -152,6 +152,11 @@ def create_app(
     )
     app.state.genrec = state
 
+    @app.exception_handler(Exception)
+    async def server_error(request, error: Exception) -> JSONResponse:
+        # A bug (e.g. a retriever that crashes) still answers JSON; bad input never gets here.
+        return JSONResponse({"detail": f"internal error: {type(error).__name__}: {str(error)[:300]}"}, status_code=500)
+
     app.add_middleware(RequestMetrics, metrics=state.metrics)
 
     @app.get("/search", response_model=RetrieveAnswer, tags=["retrieve"])

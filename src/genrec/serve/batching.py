@@ -126,14 +126,20 @@ class MicroBatcher:
                 requests = [batch[i][0] for i in indices]
                 try:
                     results = await loop.run_in_executor(self._executor, self._retrieve, requests, k)
-                except Exception as error:  # hand the failure to every waiting request
+                except Exception as error:
+                    if len(indices) == 1:
+                        _settle(batch[indices[0]][2], error=error)
+                        continue
+                    # One bad request must not fail its companions: answer each alone.
                     for i in indices:
-                        if not batch[i][2].done():
-                            batch[i][2].set_exception(error)
+                        try:
+                            alone = await loop.run_in_executor(self._executor, self._retrieve, [batch[i][0]], k)
+                            _settle(batch[i][2], result=alone[0])
+                        except Exception as single_error:
+                            _settle(batch[i][2], error=single_error)
                     continue
                 for i, ranked in zip(indices, results):
-                    if not batch[i][2].done():
-                        batch[i][2].set_result(ranked)
+                    _settle(batch[i][2], result=ranked)
         finally:
             self._busy = False
             # Requests that queued while this batch ran have waited long enough: go now.
@@ -149,3 +155,13 @@ class MicroBatcher:
         if self.observer is not None:
             self.observer(self.name, len(requests), time.perf_counter() - start)
         return results
+
+
+def _settle(future: asyncio.Future, result: Ranked | None = None, error: BaseException | None = None) -> None:
+    """Answer a waiting request unless its client already gave up (cancelled)."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
