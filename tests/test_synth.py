@@ -80,7 +80,7 @@ def test_titles_have_no_stray_spaces_or_empty_parts(world):
     titles = world.dataset.items["title"]
     assert (titles == titles.str.strip()).all()
     assert not titles.str.contains("  ").any()
-    assert not titles.str.contains(r"(^[-,(])|( - ,)|(\(\))").any()
+    assert not titles.str.contains(r"^[-,(]|\s-\s,|\(\)").any()
 
 
 def test_prices_follow_department_and_are_positive(world):
