@@ -46,8 +46,10 @@ class BeamSearchModel(Protocol):
 
 
 def state_rows(model: BeamSearchModel, state: Any) -> int:
-    """N, the rows of an expanded state: `model.num_rows(state)` if the model defines it, else the
-    first dimension of the first tensor found in the state (a tensor, dataclass, dict, list or tuple)."""
+    """How many rows a state holds (batch before `expand`, batch * beams after).
+
+    `model.num_rows(state)` if the model defines it, else the first dimension of
+    the first tensor found in the state (a tensor, dataclass, dict, list or tuple)."""
     if hasattr(model, "num_rows"):
         return int(model.num_rows(state))
     found = _first_tensor(state)
