@@ -242,9 +242,9 @@ class FeatureSpace:
         n_hist = valid.sum(1)
         has_hist = n_hist > 0
         denominator = np.maximum(n_hist, 1)
-        hist_cos = np.einsum("pld,pd->pl", self.text_[hist], text)
+        hist_cos, cf = self._history_similarity(req, r, c)
         hist_cos_masked = np.where(valid, hist_cos, -1.0)
-        cf = np.asarray(self.cooc_[hist.reshape(-1), np.repeat(c, hist.shape[1])]).reshape(hist.shape) * valid
+        cf = cf * valid
         query_words = [req.query_words[i] for i in r]
         hits = np.zeros(len(c), dtype=np.float32)
         lengths = np.asarray([len(w) for w in query_words], dtype=np.float32)
@@ -271,6 +271,30 @@ class FeatureSpace:
             req.is_search[r],
         ], 1)
         return features.astype(np.float32)
+
+    def _history_similarity(self, req: RequestArrays, r: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Text cosine and co-occurrence of each candidate with each history slot, both `[p, L]`.
+
+        Computed one request at a time (`[L, d] @ [d, m]`, a BLAS call) rather than by
+        gathering a `[p, L, d]` tensor: candidates of one request share its history."""
+        length = req.history.shape[1]
+        cosine = np.zeros((len(c), length), dtype=np.float32)
+        cooc = np.zeros((len(c), length), dtype=np.float32)
+        order = np.argsort(r, kind="stable")
+        sorted_r = r[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(sorted_r)) + 1]
+        for begin, end in zip(starts, np.r_[starts[1:], len(order)]):
+            rows = order[begin:end]
+            hist = req.history[sorted_r[begin]]
+            slots = np.flatnonzero(hist > 0)
+            if not len(slots):
+                continue
+            cands = c[rows]
+            cosine[np.ix_(rows, slots)] = (self.text_[cands] @ self.text_[hist[slots]].T)
+            block = self.cooc_[hist[slots]][:, cands]
+            if block.nnz:
+                cooc[np.ix_(rows, slots)] = block.toarray().T
+        return cosine, cooc
 
     # ------------------------------------------------------------------ persistence
 

@@ -82,6 +82,14 @@ class MMoERanker(nn.Module):
         self.position_bias = nn.Embedding(POSITION_BUCKETS, len(TASKS))
         nn.init.zeros_(self.position_bias.weight)
 
+    def use_space(self, space: FeatureSpace) -> None:
+        for name, array in (("small", space.small_), ("leaf", space.leaf_), ("parent", space.parent_),
+                            ("brand", space.brand_), ("item_dense", space.item_dense_)):
+            buffer = getattr(self, name)
+            if buffer.shape != array.shape:
+                raise ValueError(f"space.{name} has shape {array.shape}, the ranker was built for {tuple(buffer.shape)}")
+            buffer.copy_(torch.from_numpy(np.ascontiguousarray(array)))
+
     def items(self, ids: torch.Tensor) -> torch.Tensor:
         """Item tower: ids `[...]` → `[..., d]`."""
         parts = [self.small[ids], self.leaf_emb(self.leaf[ids]), self.parent_emb(self.parent[ids]),
@@ -202,6 +210,14 @@ class MultiTaskRanker:
                 rows = np.arange(begin, min(begin + chunk, len(data)))
                 out[rows] = self.model_.log_probs(data.collate(rows)).exp().numpy()
         return out
+
+    def use_space(self, space: FeatureSpace) -> "MultiTaskRanker":
+        """Read item statistics (and pair features) from `space` from now on — e.g. statistics over
+        all training events at inference, after training on statistics from an earlier window."""
+        self.space = space
+        if hasattr(self, "model_"):
+            self.model_.use_space(space)
+        return self
 
     def state_dict(self) -> dict:
         return self.model_.state_dict()

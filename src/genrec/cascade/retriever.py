@@ -51,6 +51,9 @@ class CascadeConfig:
     history_length: int = 20
     max_train_visits: int = 40_000
     """Visits of split.train the ranker sees (a seeded random subset): bounds training time."""
+    feature_share: float = 0.4
+    """Item statistics and co-occurrence the ranker trains with come from the first `feature_share`
+    of split.train's visits; the ranker learns from the visits after (labels never feed their own features)."""
     holdout_share: float = 0.15
     fusion: str = "grade"
     fixed_weights: tuple[float, float, float] = (1.0, 0.3, 0.3)
@@ -66,8 +69,9 @@ class CascadeConfig:
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
-        if not 0 < self.holdout_share < 1:
-            raise ValueError(f"holdout_share must be in (0, 1), got {self.holdout_share}")
+        if not 0 < self.holdout_share < 1 or not 0 <= self.feature_share < 1 - self.holdout_share:
+            raise ValueError(f"need 0 < holdout_share < 1 and 0 ≤ feature_share < 1 − holdout_share, "
+                             f"got {self.holdout_share}, {self.feature_share}")
         for name in ("ranker", "recall", "fusion_config", "umc", "postrank"):
             value = getattr(self, name)
             if isinstance(value, dict):
@@ -96,6 +100,8 @@ class CascadeModel:
     fusions: dict[str, object]
     calibrator: UMCCalibrator
     """Maps the chosen fusion's score (read as a logit) to P(click)."""
+    holdout_space: FeatureSpace | None = None
+    """Item statistics as of the hold-out's start: how the report scores the hold-out without leaking its labels."""
 
 
 def encode_queries(texts: list[str]) -> np.ndarray:
@@ -138,21 +144,26 @@ def train_cascade(run: str | Path, config: CascadeConfig | None = None, dataset:
         item_ids, vectors = item_vectors(run, dataset)
     else:
         item_ids, vectors = dataset.items["item_id"].to_numpy(np.int64), encoder(texts)
-    say("feature space: item tables, co-occurrence, vocabulary")
-    space = FeatureSpace(history_length=config.history_length).fit(
-        dataset.items, split.train, item_ids, vectors, texts, encoder or encode_queries)
     say("ranker examples from split.train visits")
-    samples = impression_samples(split.train, split.interactions, config.history_length, config.max_train_visits, config.seed)
-    fit_part, holdout = split_by_time(samples, config.holdout_share)
+    samples = impression_samples(split.train, split.interactions, config.history_length)
+    fit_part, holdout, (feature_cut, holdout_cut) = training_windows(samples, config)
+
+    def space_before(cut: float | None) -> FeatureSpace:
+        events = split.train if cut is None else split.train[split.train["ts"].to_numpy() < cut]
+        return FeatureSpace(history_length=config.history_length).fit(
+            dataset.items, events, item_ids, vectors, texts, encoder or encode_queries)
+
+    say("feature spaces: item statistics and co-occurrence as of each window's start, and of all of split.train")
+    early, before_holdout, space = space_before(feature_cut), space_before(holdout_cut), space_before(None)
     work = run / "cascade"
     work.mkdir(parents=True, exist_ok=True)
     say(f"{len(fit_part):,} ranker rows, {len(holdout):,} held-out rows; training PR² recall")
     recall = PersonalizedDenseRecall(space, _with_progress(config.recall, config.progress)).fit(samples, work)
     say("training the MMoE ranker")
-    ranker = MultiTaskRanker(space, _with_progress(config.ranker, config.progress)).fit(fit_part, work)
+    ranker = MultiTaskRanker(early, _with_progress(config.ranker, config.progress)).fit(fit_part, work)
     say("fitting fusion and calibration on the held-out visits")
-    fusions, calibrator = fit_fusions_and_calibrator(config, ranker, holdout)
-    model = CascadeModel(config, space, ranker, recall, fusions, calibrator)
+    fusions, calibrator = fit_fusions_and_calibrator(config, ranker.use_space(before_holdout), holdout)
+    model = CascadeModel(config, ranker.use_space(space).space, ranker, recall, fusions, calibrator, before_holdout)
     save_cascade(run, model, dataset)
     say(f"saved {run / 'cascade' / MODEL_FOLDER}")
     return model
@@ -176,13 +187,27 @@ def fit_fusions_and_calibrator(config: CascadeConfig, ranker: MultiTaskRanker, h
     return fusions, calibrator
 
 
-def split_by_time(samples: ImpressionSamples, holdout_share: float) -> tuple[ImpressionSamples, ImpressionSamples]:
-    """The most recent `holdout_share` of visits apart from the rest."""
+def training_windows(samples: ImpressionSamples, config: CascadeConfig):
+    """Split split.train's visits by time: `[feature_cut, holdout_cut)` trains the ranker (at most
+    `max_train_visits`, seeded), `[holdout_cut, end]` fits fusion and calibration.
+    Returns (fit part, hold-out, (feature_cut, holdout_cut))."""
+    visit_ts = np.asarray([r.ts for r in samples.requests])
+    feature_cut, holdout_cut = np.quantile(visit_ts, [config.feature_share, 1 - config.holdout_share])
+    fit_visits = (visit_ts >= feature_cut) & (visit_ts < holdout_cut)
+    if fit_visits.sum() > config.max_train_visits:
+        chosen = np.random.default_rng(config.seed).choice(np.flatnonzero(fit_visits), config.max_train_visits, replace=False)
+        fit_visits = np.zeros_like(fit_visits)
+        fit_visits[chosen] = True
+    holdout = samples.subset_requests(visit_ts >= holdout_cut)
+    return samples.subset_requests(fit_visits), holdout, (float(feature_cut), float(holdout_cut))
+
+
+def split_by_time(samples: ImpressionSamples, late_share: float) -> tuple[ImpressionSamples, ImpressionSamples]:
+    """The most recent `late_share` of visits apart from the rest: (early, late)."""
     ts = np.asarray([r.ts for r in samples.requests])
-    cut = np.quantile(ts, 1 - holdout_share)
-    late = ts >= cut
+    late = ts >= np.quantile(ts, 1 - late_share)
     if late.all() or not late.any():
-        late = np.arange(len(ts)) >= int(len(ts) * (1 - holdout_share))
+        late = np.arange(len(ts)) >= int(len(ts) * (1 - late_share))
     return samples.subset_requests(~late), samples.subset_requests(late)
 
 
@@ -199,6 +224,8 @@ def save_cascade(run: Path, model: CascadeModel, dataset: Dataset) -> None:
     with atomic_path(target) as tmp:
         tmp.mkdir(parents=True)
         model.space.save(tmp)
+        if model.holdout_space is not None:
+            model.holdout_space.save(tmp / "holdout_space")
         torch.save({
             "ranker": model.ranker.state_dict(),
             "recall": model.recall.state_dict(),
@@ -227,7 +254,9 @@ def load_cascade(run: Path, encoder: TextEncoder | None = None) -> CascadeModel:
         "harmonrank": harmonrank,
     }
     calibrator = UMCCalibrator.from_state_dict(state["calibrator"], config.umc)
-    return CascadeModel(config, space, ranker, recall, fusions, calibrator)
+    holdout_space = FeatureSpace.load(folder / "holdout_space", encoder or encode_queries) \
+        if (folder / "holdout_space").is_dir() else None
+    return CascadeModel(config, space, ranker, recall, fusions, calibrator, holdout_space)
 
 
 class CascadeRetriever:
