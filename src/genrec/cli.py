@@ -12,6 +12,7 @@ import sys
 
 COMMAND_MODULES: tuple[str, ...] = (
     "genrec.data.commands",
+    "genrec.cascade.commands",
     "genrec.demo",
     "genrec.data.loaders.commands",
     "genrec.eval.commands",
