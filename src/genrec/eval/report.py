@@ -130,6 +130,8 @@ def plot_recall_curves(report: EvalReport):
         for name in report.retrievers:
             ax.plot(ks, report.recall_curve(name, panel), label=name, linewidth=2)
         ax.set_xscale("log")
+        ticks = [t for t in (1, 5, 10, 20, 50, 100, 200, 500) if t <= report.config.k]
+        ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.set_xlabel("K (log scale)")
         ax.set_ylabel("Recall@K")
         ax.set_title(f"{panel} ({int(report.slices[panel].sum())} requests)")
