@@ -52,9 +52,12 @@ class Level:
     latencies: list[np.ndarray] = field(default_factory=list)
     batched_requests: float = 0.0
     retrieve_calls: float = 0.0
+    server_cpu_s: float = 0.0
 
-    def add(self, n: int, errors: int, seconds: float, latencies_ms: np.ndarray, batched: float, calls: float) -> None:
+    def add(self, n: int, errors: int, seconds: float, latencies_ms: np.ndarray, batched: float, calls: float,
+            cpu_s: float) -> None:
         self.n += n
+        self.server_cpu_s += cpu_s
         self.errors += errors
         self.throughputs.append(n / seconds if seconds else 0.0)
         self.latencies.append(latencies_ms)
@@ -65,6 +68,11 @@ class Level:
     def throughput(self) -> float:
         """Median over rounds, requests per second."""
         return float(np.median(self.throughputs))
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        """Server CPU time (all threads) per request: robust to other load on the machine."""
+        return 1000 * self.server_cpu_s / self.n if self.n else float("nan")
 
     @property
     def mean_batch(self) -> float:
@@ -79,9 +87,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="run folder to serve (RUN/data and the stages retrievers need)")
     parser.add_argument("--retrievers", default="generative,bm25")
-    parser.add_argument("--requests", type=int, default=300, help="requests per (retriever, batching, concurrency) level and round")
-    parser.add_argument("--max-seconds", type=float, default=10.0, help="time bound per level and round")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; throughput is their median")
+    parser.add_argument("--requests", type=int, default=200, help="requests per (retriever, batching, concurrency) level and round")
+    parser.add_argument("--max-seconds", type=float, default=6.0, help="time bound per level and round")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved repetitions; throughput is their median")
     parser.add_argument("--memory-requests", type=int, default=10_000)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
@@ -109,12 +117,13 @@ def main() -> int:
                 for concurrency in CONCURRENCY:
                     for mode in modes:
                         url = servers[mode].url
-                        before = batch_totals(url, name)
+                        before, cpu_before = batch_totals(url, name), servers[mode].cpu_seconds()
                         n, errors, seconds, latencies = drive(url, name, queries, users, args.k, concurrency,
                                                               args.requests, args.max_seconds)
-                        after = batch_totals(url, name)
+                        after, cpu_after = batch_totals(url, name), servers[mode].cpu_seconds()
                         level = levels.setdefault((name, mode, concurrency), Level(name, mode, concurrency))
-                        level.add(n, errors, seconds, latencies, after[0] - before[0], after[1] - before[1])
+                        level.add(n, errors, seconds, latencies, after[0] - before[0], after[1] - before[1],
+                                  cpu_after - cpu_before)
                         print(f"round {round_ + 1} {name:>12} batching {mode:>3} c={concurrency:>2}: "
                               f"{n / seconds:7.1f} req/s p50 {np.percentile(latencies, 50):7.2f} ms "
                               f"p99 {np.percentile(latencies, 99):7.2f} ms errors {errors}", flush=True)
@@ -195,6 +204,11 @@ class Server:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far (all its threads)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_mib(self) -> float:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
@@ -297,19 +311,25 @@ def write_report(args, served: list[str], notes: list[str], levels: list[Level],
         "throughput = median over rounds. Batching on = max batch 64, max wait 5 ms (adaptive: waits only after a "
         "batch larger than one); off = max batch 1 (one `retrieve` call per request, on the retriever's single "
         "worker thread either way)",
+        "- Server CPU ms/request = the server process's user+system CPU time (all threads, from /proc) over the "
+        "level's requests: unlike wall-clock numbers it barely moves with other load on the machine, so it is the "
+        "fairer on/off comparison here; CPU off/on > 1 means batching saves work",
         "- Latency is measured by the client (request sent → response read, keep-alive connections, one per concurrent client); p50/p99 over the level's requests",
     ]
     lines += [f"- {note}" for note in notes]
     lines += [
         "",
-        "| retriever | batching | concurrency | requests | errors | throughput (req/s, median) | p50 (ms) | p99 (ms) | mean batch | throughput on/off |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| retriever | batching | concurrency | requests | errors | throughput (req/s, median) | p50 (ms) | p99 (ms) | mean batch | server CPU ms/request | CPU off/on | throughput on/off |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for lv in levels:
         base = off.get((lv.retriever, lv.concurrency))
-        ratio = f"{lv.throughput / base.throughput:.2f}×" if lv.batching == "on" and base and base.throughput else ""
+        on = lv.batching == "on" and base is not None
+        ratio = f"{lv.throughput / base.throughput:.2f}×" if on and base.throughput else ""
+        cpu_ratio = f"{base.cpu_ms_per_request / lv.cpu_ms_per_request:.2f}×" if on and lv.cpu_ms_per_request else ""
         lines.append(f"| {lv.retriever} | {lv.batching} | {lv.concurrency} | {lv.n} | {lv.errors} | {lv.throughput:.1f} | "
-                     f"{lv.percentile(50):.2f} | {lv.percentile(99):.2f} | {lv.mean_batch:.1f} | {ratio} |")
+                     f"{lv.percentile(50):.2f} | {lv.percentile(99):.2f} | {lv.mean_batch:.1f} | "
+                     f"{lv.cpu_ms_per_request:.2f} | {cpu_ratio} | {ratio} |")
     if memory:
         growth = memory["after_mib"] - memory["before_mib"]
         lines += [
