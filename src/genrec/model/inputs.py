@@ -167,7 +167,7 @@ class RequestEncoder:
             long_codes=t(views["long"][0]), long_items=t(views["long"][1]),
             long_action=t(views["long"][2]), long_recency=t(views["long"][3]),
             context=t(context),
-        )
+        ).trim()
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Compact query token ids `[n, T]` (0-padded, T ≤ max_query_tokens; T ≥ 1)."""

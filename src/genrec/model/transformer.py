@@ -86,8 +86,9 @@ class EncoderBatch:
 
     query   [B, Tq]      query token ids (0 = pad; a recommendation request has none)
     user    [B, Tu]      user tokens: hashed user-id bucket + hashed profile fields
-    short_codes [B, Ts, L]  SIDs of recent interactions, oldest first
-    short_items [B, Ts]  hashed item ids (0 = pad); also the padding mask of the view
+    short_codes [B, Ts, L]  SIDs of recent interactions, oldest first, right-aligned
+                         (left-padded: the most recent is always the last column)
+    short_items [B, Ts]  item ids (0 = pad); also the padding mask of the view
     short_action, short_recency [B, Ts]
     long_*               the same for the long-term view (orders and carts)
     context [B, Tc]      scenario and time tokens
@@ -114,6 +115,28 @@ class EncoderBatch:
 
     def index(self, rows: torch.Tensor | slice) -> "EncoderBatch":
         return EncoderBatch(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
+    def trim(self) -> "EncoderBatch":
+        """Drop the padding columns no request in the batch uses: trailing ones of
+        query/user/context (left-aligned), leading ones of the behaviour views
+        (right-aligned). Positions are counted so that this changes no output."""
+        def used_right(t: torch.Tensor) -> int:  # width needed by left-aligned rows
+            cols = (t != 0).any(dim=0).nonzero()
+            return int(cols.max()) + 1 if len(cols) else 0
+
+        def used_left(t: torch.Tensor) -> int:  # width needed by right-aligned rows
+            cols = (t != 0).any(dim=0).nonzero()
+            return t.shape[1] - int(cols.min()) if len(cols) else 0
+
+        q, u, c = used_right(self.query), used_right(self.user), used_right(self.context)
+        s, lg = used_left(self.short_items), used_left(self.long_items)
+        tail = lambda t, n: t[:, t.shape[1] - n:]  # noqa: E731
+        return EncoderBatch(
+            query=self.query[:, :max(q, 1)], user=self.user[:, :max(u, 1)], context=self.context[:, :max(c, 1)],
+            short_codes=tail(self.short_codes, s), short_items=tail(self.short_items, s),
+            short_action=tail(self.short_action, s), short_recency=tail(self.short_recency, s),
+            long_codes=tail(self.long_codes, lg), long_items=tail(self.long_items, lg),
+            long_action=tail(self.long_action, lg), long_recency=tail(self.long_recency, lg))
 
     @classmethod
     def random(cls, config: GenerativeConfig, batch_size: int, generator: torch.Generator | None = None) -> "EncoderBatch":
@@ -240,6 +263,8 @@ class GenerativeModel(nn.Module):
         out = []
         for type_id, (x, m) in enumerate(zip((query, user, short, long, context), masks)):
             pos = torch.arange(x.shape[1], device=x.device)
+            if PART_NAMES[type_id] in ("short", "long"):  # right-aligned: position 0 is the most recent
+                pos = pos.flip(0)
             out.append((x + self.type_embedding.weight[type_id] + self.position_embedding(pos), m))
         return out
 

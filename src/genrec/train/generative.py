@@ -192,12 +192,9 @@ class ExampleTable:
             targets = targets[keep]
         if not len(requests):
             raise ValueError("no training examples: split.train has no positive interaction with a SID")
-        width = encoder.config.max_query_tokens
         parts = []
         for start in tqdm(range(0, len(requests), chunk), desc="examples", unit="chunk", disable=not progress):
-            b = encoder.transform(requests[start:start + chunk])
-            b.query = F.pad(b.query, (0, width - b.query.shape[1]))
-            parts.append(b)
+            parts.append(_pad_to_config(encoder.transform(requests[start:start + chunk]), encoder.config))
         fields = vars(parts[0]).keys()
         batch = EncoderBatch(**{f: torch.cat([getattr(p, f) for p in parts]).to(torch.int32) for f in fields})
         rows = np.asarray([code_of[int(t)] for t in targets])
@@ -209,10 +206,18 @@ class ExampleTable:
     def collate(self, indices: list[int]) -> tuple[EncoderBatch, torch.Tensor]:
         idx = torch.as_tensor(indices, dtype=torch.long)
         b = self.batch.index(idx)
-        b = EncoderBatch(**{k: v.long() for k, v in vars(b).items()})
-        used = int((b.query > 0).sum(0).nonzero().max()) + 1 if bool((b.query > 0).any()) else 1
-        b.query = b.query[:, :used]
-        return b, self.codes[idx]
+        return EncoderBatch(**{k: v.long() for k, v in vars(b).items()}).trim(), self.codes[idx]
+
+
+def _pad_to_config(b: EncoderBatch, c: GenerativeConfig) -> EncoderBatch:
+    """Full fixed widths (left-aligned parts padded right, behaviour views padded left), so chunks concatenate."""
+    right = lambda t, n: F.pad(t, (0, n - t.shape[1]))  # noqa: E731
+    left = lambda t, n: F.pad(t, (0, 0, n - t.shape[1], 0)) if t.ndim == 3 else F.pad(t, (n - t.shape[1], 0))  # noqa: E731
+    return EncoderBatch(
+        query=right(b.query, c.max_query_tokens), user=right(b.user, c.max_user_tokens), context=right(b.context, 3),
+        **{f"{view}_{part}": left(getattr(b, f"{view}_{part}"), size)
+           for view, size in (("short", c.max_short), ("long", c.max_long))
+           for part in ("codes", "items", "action", "recency")})
 
 
 def _loss(model: GenerativeModel, batch: tuple[EncoderBatch, torch.Tensor]) -> torch.Tensor:
