@@ -1,0 +1,164 @@
+"""Shared protocol for the real-data sequential benchmarks (Amazon Beauty, MovieLens-100k).
+
+Leave-one-out per user (last item → test, second last → validation, the rest
+→ training; every prefix of a training sequence is a training example), full
+ranking over the whole catalog (no sampled negatives), the history cut to the
+last `max_history` items. Every row is measured in the same run on the same
+requests; published rows are printed beside them and labelled as published.
+Hyper-parameters are chosen with `--part valid`; the test split is reported
+once with the chosen ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from genrec.data.dataset import Dataset
+from genrec.data.splits import build_requests, leave_one_out
+from genrec.eval.harness import EvalConfig, evaluate
+
+RESULTS = Path(__file__).parent / "results"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class Published:
+    """A row copied from a paper — never measured here."""
+
+    name: str
+    source: str
+    metrics: dict[str, float]
+
+
+def parse_args(description: str, default_run: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--run", default=default_run, help="run folder (data, features, sid, train/*)")
+    parser.add_argument("--part", default="test", choices=("valid", "test"))
+    parser.add_argument("--retrievers", default="popularity,itemcf,sasrec,generative")
+    parser.add_argument("--steps", type=int, default=None, help="generative training steps (default: the config's)")
+    parser.add_argument("--max-requests", type=int, default=None, help="evaluate a seeded subset (for quick looks only)")
+    parser.add_argument("--device", default="auto", help="training device for the generative model (cpu, cuda, auto)")
+    parser.add_argument("--out", default=None, help="results file (default: benchmarks/results/NAME.md)")
+    parser.add_argument("--threads", type=int, default=2)
+    return parser.parse_args()
+
+
+def run_benchmark(
+    name: str,
+    args: argparse.Namespace,
+    load: Callable[[], Dataset],
+    max_history: int,
+    metrics: tuple[str, ...],
+    published: tuple[Published, ...],
+    generative_config,
+    protocol: str,
+) -> str:
+    """Prepare the run, train what is missing, evaluate every row, write the results table."""
+    from genrec.registry import build_retriever
+
+    torch.set_num_threads(args.threads)
+    run = Path(args.run)
+    began = time.perf_counter()
+    stage_seconds: dict[str, float] = {}
+
+    def stage(label: str, action: Callable[[], object]) -> object:
+        start = time.perf_counter()
+        print(f"== {label}", file=sys.stderr, flush=True)
+        result = action()
+        stage_seconds[label] = time.perf_counter() - start
+        print(f"== {label}: {stage_seconds[label]:.0f}s", file=sys.stderr, flush=True)
+        return result
+
+    if not (run / "data" / "manifest.json").exists():
+        stage("load data", lambda: load().save(run / "data", source=name))
+    dataset = Dataset.load(run / "data")
+    split = leave_one_out(dataset.events)
+    names = [n.strip() for n in args.retrievers.split(",") if n.strip()]
+
+    if "generative" in names:
+        from genrec.sid.build import build_sids
+        from genrec.train.generative import MODEL_DIR, train_generative
+
+        if not (run / "sid" / "manifest.json").exists():
+            stage("Semantic IDs from item text (MiniLM + RQ-KMeans)", lambda: build_sids(run))
+        if not (run.joinpath(*MODEL_DIR) / "manifest.json").exists():
+            config = generative_config
+            train = replace(config.train, device=args.device, **({"steps": args.steps} if args.steps else {}))
+            config = replace(config, train=train)
+            stage("train the generative retriever", lambda: train_generative(run, config, dataset=dataset, split=split))
+
+    def build(retriever_name: str):
+        if retriever_name == "sasrec":  # the protocol's history length, not SASRec's default
+            from genrec.baselines.sasrec import SASRecConfig, SASRecRetriever
+
+            return SASRecRetriever.from_run(run, dataset, split, SASRecConfig(max_history=max_history))
+        return build_retriever(retriever_name, run, dataset, split)
+
+    retrievers = [stage(f"build {n}", lambda n=n: build(n)) for n in names]
+
+    requests, targets = build_requests(split, args.part, max_history=max_history)
+    if args.max_requests and args.max_requests < len(requests):
+        chosen = np.sort(np.random.default_rng(0).choice(len(requests), args.max_requests, replace=False))
+        requests, targets = [requests[i] for i in chosen], targets[chosen]
+    report = stage("evaluate", lambda: evaluate(retrievers, requests, targets, dataset=dataset, split=split,
+                                                 config=EvalConfig(k=10, bootstrap=1000)))
+    table = _table(name, args, report, metrics, published, protocol, stage_seconds, time.perf_counter() - began, len(requests))
+    out = Path(args.out) if args.out else RESULTS / f"{name}{'' if args.part == 'test' else '_valid'}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table)
+    (run / f"{name}_{args.part}.json").write_text(json.dumps(report.to_dict(), default=float, indent=1))
+    print(table)
+    print(f"wrote {out}", file=sys.stderr)
+    return table
+
+
+def _table(name, args, report, metrics, published, protocol, stage_seconds, total, n_requests) -> str:
+    lines = [
+        f"# {name}: measured beside the published table",
+        "",
+        f"Protocol: {protocol}",
+        "",
+        f"Command: `{' '.join(['.venv/bin/python'] + sys.argv)}`  ",
+        f"Split part: **{args.part}** ({n_requests} requests)  ",
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, {_device(args)}  ",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; commit {_commit()}; seed 0  ",
+        f"Wall time: {total / 60:.1f} min ({', '.join(f'{k} {v:.0f}s' for k, v in stage_seconds.items())})",
+        "",
+        "| row | " + " | ".join(metrics) + " |",
+        "|---|" + "---|" * len(metrics),
+    ]
+    for retriever in report.retrievers:
+        cells = []
+        for metric in metrics:
+            mean, low, high = report.value(retriever, metric)
+            cells.append(f"{mean:.4f} [{low:.4f}, {high:.4f}]")
+        lines.append(f"| {retriever} (measured) | " + " | ".join(cells) + " |")
+    for row in published:
+        lines.append(f"| {row.name} (published, {row.source}) | " + " | ".join(
+            f"{row.metrics[m]:.4f}" if m in row.metrics else "—" for m in metrics) + " |")
+    lines += ["", "Measured cells: mean [95% bootstrap interval]. Published rows are copied from the paper, not measured here.", ""]
+    return "\n".join(lines)
+
+
+def _device(args) -> str:
+    if args.device in ("cuda", "auto") and torch.cuda.is_available():
+        return f"generative trained on {torch.cuda.get_device_name(0)}"
+    return "CPU only"
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
