@@ -232,6 +232,18 @@ def test_oracle_beats_popularity_on_recall_at_10(world):
     assert oracle_recall > 0.3
 
 
+def test_oracle_scores_are_the_preference_formula(world, search_sessions):
+    truth = world.truth
+    items = np.arange(truth.n_items)
+    for user_id in (1, 77, 300):
+        scores = truth.score_items(user_id)
+        assert scores[0] == -np.inf
+        np.testing.assert_allclose(scores[1:], truth.utility(np.full(truth.n_items, user_id - 1), items), rtol=1e-5, atol=1e-4)
+    for query in search_sessions["query"].head(30):
+        slow = sum(np.isin(truth.item_concepts, group).any(1) for group in truth.parse_query(query))
+        np.testing.assert_array_equal(truth.query_matches(query), slow)
+
+
 def test_oracle_loads_from_a_run_and_refuses_a_dataset_that_is_not_a_world(world, tmp_path):
     world.save(tmp_path / "run" / "data")
     split = leave_one_out(world.dataset.events)

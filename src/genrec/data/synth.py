@@ -512,14 +512,21 @@ def _build_events(config: WorldConfig, catalogue: _Catalogue, users: _Users, ses
     geometric_p = np.array([TARGET_POSITION_P[name] for name in SCENARIOS])[sessions.scenario]
     target_pos = np.minimum(rng.geometric(geometric_p) - 1, sizes - 1)
 
+    # Search and item detail show the session's leaf; the feed mixes preferred leaves and bestsellers.
     proposal = np.exp(POPULARITY_WEIGHT * catalogue.log_pop)
-    same_leaf = _pick_in_leaf(rng, catalogue, np.repeat(sessions.leaf, width), proposal).reshape(s, width)
-    slot_user = np.repeat(sessions.user, width)
-    liked_leaf = _pick_in_leaf(rng, catalogue, users.leaf_cum.draw(rng, slot_user), proposal).reshape(s, width)
+    slate = np.empty((s, width), dtype=np.int64)
+    is_feed = sessions.scenario == SCENARIOS.index("home_feed")
+    rows = np.flatnonzero(~is_feed)
+    slate[rows] = _pick_in_leaf(rng, catalogue, np.repeat(sessions.leaf[rows], width), proposal).reshape(-1, width)
+    rows = np.flatnonzero(is_feed)
+    liked = rng.random((len(rows), width)) < 0.5
+    feed = np.empty((len(rows), width), dtype=np.int64)
+    feed[liked] = _pick_in_leaf(rng, catalogue, users.leaf_cum.draw(rng, np.repeat(sessions.user[rows], width)[liked.ravel()]),
+                                proposal)
     global_cum = np.cumsum(np.exp(catalogue.log_pop))
-    bestseller = np.searchsorted(global_cum, rng.random((s, width)) * global_cum[-1], side="right")
-    feed = np.where(rng.random((s, width)) < 0.5, liked_leaf, bestseller)
-    slate = np.where((sessions.scenario == SCENARIOS.index("home_feed"))[:, None], feed, same_leaf)
+    feed[~liked] = np.minimum(np.searchsorted(global_cum, rng.random(int((~liked).sum())) * global_cum[-1], side="right"),
+                              len(global_cum) - 1)
+    slate[rows] = feed
     slate[np.arange(s), target_pos] = sessions.target
 
     # Impressions, one per (session, item): the first slot an item took.
