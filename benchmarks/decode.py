@@ -253,6 +253,29 @@ def write_report(args, config, hf_rows, size_rows, hf_catalog, batches, elapsed)
         callback_cpu = max(r["hf"]["cpu_ms"] - r["hf_free"]["cpu_ms"], 0.0)
         lines.append(f"| {r['batch']} | {search_cpu:.1f} | {r['genrec']['cpu_ms']:.1f} | {callback_cpu:.1f} | "
                      f"{r['hf_free']['cpu_ms']:.1f} | {callback_cpu / search_cpu:.0f}× |")
+    big = hf_rows[-1]
+    met = lambda ratio: "met" if ratio >= 10 else "not met"  # noqa: E731
+    model_share = 1 - big["search_only"]["cpu_ms"] / big["genrec"]["cpu_ms"]
+    lines += [
+        "",
+        f"**Target ≥10× HF throughput at batch {big['batch']}: {met(big['ratio'])} by wall clock "
+        f"({big['ratio']:.1f}×), {met(big['cpu_ratio'])} by CPU time ({big['cpu_ratio']:.1f}×).** "
+        f"genrec's search machinery (trie gathers, masked log-softmax, one topk per level) costs "
+        f"{big['search_only']['cpu_ms']:.1f} ms of CPU where HF's prefix callback costs "
+        f"{max(big['hf']['cpu_ms'] - big['hf_free']['cpu_ms'], 0):.1f} ms; {100 * model_share:.0f}% of genrec's time "
+        f"is the Transformer's own arithmetic (encoder, then {config.levels - 1} levels × batch × beams decoder rows, "
+        "and the KV-cache reorder), which a "
+        "same-size model cannot avoid. genrec's model path is still cheaper than HF's unconstrained one: level 0 "
+        "runs once per request instead of once per beam, cross-attention K/V are computed once per request "
+        "instead of once per beam, and each level's head has that level's codebook size instead of the flat "
+        "vocabulary.",
+    ]
+    noisy = [r for r in hf_rows if max(r["ratio"], r["cpu_ratio"]) > 2 * min(r["ratio"], r["cpu_ratio"])]
+    if noisy:
+        lines.append("")
+        lines.append(f"At batch {', '.join(str(r['batch']) for r in noisy)} the wall-clock and CPU-time ratios "
+                     "disagree by more than 2×: on the loaded shared machine, wall time there measures scheduling "
+                     "(a 2-thread parallel region waits until both threads are scheduled), so read the CPU-time ratio.")
     lines += [
         "",
         "q/s = batch / p50 wall-clock latency; CPU ms = median CPU time of the process per call, which other "

@@ -106,6 +106,17 @@ def test_children_lists_each_allowed_code_once_with_its_child_node() -> None:
         assert torch.equal(trie.advance(1, nodes[row].repeat(len(picked)), picked), child_ids[row][valid[row]])
 
 
+def test_trie_from_sid_table_walks_to_the_table_items() -> None:
+    from genrec.sid.table import SidTable
+
+    codes, item_ids = random_catalog(seed=6, n_items=200, levels=3, codebook=6)
+    table = SidTable(item_ids=item_ids, codes=codes, codebook_sizes=[6, 6, 8])
+    trie = PrefixTrie.from_sid_table(table)
+    assert trie.level_sizes == [6, 6, 8]
+    leaves = walk(trie, [tuple(row) for row in codes.tolist()])
+    assert torch.equal(trie.item_at(leaves), torch.as_tensor(item_ids))
+
+
 def test_trie_rejects_bad_input_with_a_named_field() -> None:
     with pytest.raises(ValueError, match="distinct SID"):
         PrefixTrie.from_codes(np.array([[1, 2], [1, 2]]), np.array([1, 2]))

@@ -46,6 +46,9 @@ def constrained_beam_search(
 
     for level in range(trie.levels):
         logits, state = model.step(state, tokens, level)
+        if logits.device != device:
+            raise ValueError(f"model.step returned logits on {logits.device} but the trie is on {device}; "
+                             f"move it with trie.to({str(logits.device)!r})")
         if logits.shape[1] < trie.level_sizes[level]:
             raise ValueError(f"model.step returned {logits.shape[1]} columns at level {level}, "
                              f"the trie needs ≥ {trie.level_sizes[level]}")
