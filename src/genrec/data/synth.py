@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -136,15 +136,17 @@ def generate_world(config: WorldConfig = WorldConfig(), progress: Progress | Non
     catalogue = _build_catalogue(config, vocab, rng)
     step("users")
     users = _build_users(config, vocab, catalogue, rng)
+    truth = _truth(config, vocab, catalogue, users)
     step("sessions")
-    n_sessions = int(config.n_events / _events_per_session(config, catalogue, users))
-    sessions = _build_sessions(config, catalogue, users, rng, n_sessions)
+    n_sessions = int(config.n_events / _events_per_session(config, catalogue, users, truth))
+    sessions = _build_sessions(config, catalogue, users, truth, rng, n_sessions)
     step("funnel")
-    events = _build_events(config, catalogue, users, sessions, rng)
+    events = _build_events(config, catalogue, users, truth, sessions, rng)
     step("queries")
     queries = _build_queries(config, vocab, catalogue, sessions, rng)
     step("tables")
-    truth = _truth(config, vocab, catalogue, users, sessions)
+    truth = replace(truth, session_id=np.arange(1, len(sessions.user) + 1, dtype=np.int64),
+                    session_leaf=sessions.leaf, session_target=sessions.target.astype(np.int64) + 1)
     dataset = Dataset(
         items=_items_frame(vocab, catalogue, rng),
         users=_users_frame(users),
@@ -432,7 +434,7 @@ class _Sessions:
     start_ts: np.ndarray    # [s]
 
 
-def _events_per_session(config: WorldConfig, catalogue: _Catalogue, users: _Users) -> float:
+def _events_per_session(config: WorldConfig, catalogue: _Catalogue, users: _Users, truth: WorldTruth) -> float:
     """Measure events per session on a small pilot, so the world hits its event budget.
 
     Repeated items in a slate collapse into one impression, and small leaves
@@ -440,12 +442,12 @@ def _events_per_session(config: WorldConfig, catalogue: _Catalogue, users: _User
     thousand sessions (own seeded stream) measures it."""
     rng = np.random.default_rng([config.seed, 1])
     n = min(config.n_users * 4, 4_000)
-    sessions = _build_sessions(config, catalogue, users, rng, n)
-    return len(_build_events(config, catalogue, users, sessions, rng).item) / len(sessions.user)
+    sessions = _build_sessions(config, catalogue, users, truth, rng, n)
+    return len(_build_events(config, catalogue, users, truth, sessions, rng).item) / len(sessions.user)
 
 
-def _build_sessions(config: WorldConfig, catalogue: _Catalogue, users: _Users, rng: np.random.Generator,
-                    n_sessions: int) -> _Sessions:
+def _build_sessions(config: WorldConfig, catalogue: _Catalogue, users: _Users, truth: WorldTruth,
+                    rng: np.random.Generator, n_sessions: int) -> _Sessions:
     u = config.n_users
     n_sessions = max(n_sessions, u)
     counts = np.where(users.is_cold, 1 + (rng.random(u) < 0.4), 2)
@@ -466,7 +468,7 @@ def _build_sessions(config: WorldConfig, catalogue: _Catalogue, users: _Users, r
     # The intended item ∝ exp(U) within the leaf: propose ∝ popularity^w, reweight by taste.
     proposal = np.exp(POPULARITY_WEIGHT * catalogue.log_pop)
     candidates = _pick_in_leaf(rng, catalogue, np.repeat(leaf, IMPORTANCE_SAMPLES), proposal).reshape(s, -1)
-    taste = _taste(users, catalogue, np.repeat(user, IMPORTANCE_SAMPLES).reshape(s, -1), candidates)
+    taste = truth.taste(np.repeat(user, IMPORTANCE_SAMPLES).reshape(s, -1), candidates)
     target = candidates[np.arange(s), np.argmax(taste + rng.gumbel(size=taste.shape), 1)]
 
     # Times: each user starts somewhere in the first half of the window and spreads sessions over the rest.
@@ -477,20 +479,6 @@ def _build_sessions(config: WorldConfig, catalogue: _Catalogue, users: _Users, r
     cum_gap = np.cumsum(gap)
     start_ts = user_start[user] + (cum_gap - cum_gap[first][np.searchsorted(first, np.arange(s), side="right") - 1])
     return _Sessions(user, scenario, leaf, target, start_ts.astype(np.int64))
-
-
-def _taste(users: _Users, catalogue: _Catalogue, user: np.ndarray, item: np.ndarray) -> np.ndarray:
-    """taste(u, i) of `genrec.data.truth` on the generator's arrays (same formula, no truth object yet)."""
-    from genrec.data.truth import QUALITY_WEIGHT
-
-    brand = catalogue.brand[item]
-    loyal = ((users.favourite_brands[user] == brand[..., None]) & (brand[..., None] >= 0)).any(-1)
-    attr = catalogue.attr[item]
-    matches = ((users.attr_pref[user] == attr) & (attr >= 0)).sum(-1)
-    return (users.loyalty[user] * loyal + users.attribute_weight[user] * matches
-            + QUALITY_WEIGHT * catalogue.quality[item]
-            - users.price_sensitivity[user] * catalogue.log_price_ratio[item]
-            - users.ai_aversion[user] * catalogue.is_ai[item])
 
 
 # --- slates and the funnel ----------------------------------------------------------------------
@@ -505,7 +493,7 @@ class _Events:
     ts: np.ndarray        # [e]
 
 
-def _build_events(config: WorldConfig, catalogue: _Catalogue, users: _Users, sessions: _Sessions,
+def _build_events(config: WorldConfig, catalogue: _Catalogue, users: _Users, truth: WorldTruth, sessions: _Sessions,
                   rng: np.random.Generator) -> _Events:
     s, width = len(sessions.user), max(SLATE_SIZES.values())
     sizes = np.array([SLATE_SIZES[name] for name in SCENARIOS])[sessions.scenario]
@@ -539,7 +527,7 @@ def _build_events(config: WorldConfig, catalogue: _Catalogue, users: _Users, ses
 
     user = sessions.user[session]
     intended = item == sessions.target[session]
-    taste = _taste(users, catalogue, user, item)
+    taste = truth.taste(user, item)
     leaf_affinity = np.log(users.leaf_pref[user, catalogue.leaf[item]] * len(catalogue.leaf_department) + 1e-9)
     logit = -1.5 + 0.6 * np.clip(leaf_affinity, -5, 2.5) + 0.5 * taste + 0.3 * (catalogue.log_pop[item] + 3) \
         + 2.5 * intended
@@ -757,8 +745,8 @@ def _events_frame(events: _Events, sessions: _Sessions, queries: np.ndarray) -> 
     })
 
 
-def _truth(config: WorldConfig, vocab: _Vocabulary, catalogue: _Catalogue, users: _Users,
-           sessions: _Sessions) -> WorldTruth:
+def _truth(config: WorldConfig, vocab: _Vocabulary, catalogue: _Catalogue, users: _Users) -> WorldTruth:
+    """The hidden model; its session arrays stay empty until the sessions are drawn."""
     surface_text, surface_concept = vocab.surfaces()
     department_concept = np.array([vocab.concept_of[x] for x in vocab.departments])
     group_concept = np.array([vocab.concept_of[x] for x in vocab.groups])
@@ -777,8 +765,8 @@ def _truth(config: WorldConfig, vocab: _Vocabulary, catalogue: _Catalogue, users
         attr_pref=users.attr_pref, attribute_weight=users.attribute_weight,
         price_sensitivity=users.price_sensitivity, ai_aversion=users.ai_aversion,
         is_dormant=users.is_dormant, is_cold=users.is_cold,
-        session_id=np.arange(1, len(sessions.user) + 1, dtype=np.int64), session_leaf=sessions.leaf,
-        session_target=sessions.target.astype(np.int64) + 1,
+        session_id=np.empty(0, dtype=np.int64), session_leaf=np.empty(0, dtype=np.int64),
+        session_target=np.empty(0, dtype=np.int64),
         attribute_kinds=np.array(vocab.kinds), concept_names=np.array(vocab.concept_names),
         surface_text=surface_text, surface_concept=surface_concept,
         continue_prob=np.array(config.continue_prob),
