@@ -148,6 +148,11 @@ def usable_retrievers(run: Path, wanted: list[str]) -> tuple[list[str], list[str
     split = served_split(dataset)
     served, notes = [], []
     for name in wanted:
+        if name == "generative" and not (run / "train" / "generative" / "manifest.json").exists():
+            # GenerativeRetriever.from_run would train one first: a load test must not.
+            notes.append(f"`generative` not measured: {run}/train/generative holds no trained model "
+                         f"(run `genrec demo --run {run}` or the train stage first)")
+            continue
         try:
             build_retriever(name, run, dataset, split)
             served.append(name)

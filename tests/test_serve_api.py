@@ -424,6 +424,16 @@ def test_served_model_needs_at_least_one_retriever():
         ServedModel.build("run", tiny_dataset(), {})
 
 
+def test_serve_command_refuses_unknown_retrievers_and_missing_data(tmp_path, run_folder, capsys):
+    from genrec.cli import main
+
+    assert main(["serve", str(run_folder), "--retrievers", "bm25,nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(["serve", str(tmp_path), "--retrievers", "bm25"]) == 2
+    assert "no data/ folder" in capsys.readouterr().err
+    assert main(["serve", str(run_folder), "--max-batch", "0"]) == 2
+
+
 def _wait_until(condition, timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
