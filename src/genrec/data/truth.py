@@ -24,7 +24,9 @@ search query is written from that item's concepts (category, brand, attributes).
 from __future__ import annotations
 
 import bisect
+import io
 import os
+import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -37,6 +39,7 @@ QUERY_MATCH_WEIGHT = 4.0
 for an item lacking a concept the query names."""
 
 TRUTH_FILE = "truth.npz"
+FIXED_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 MIN_PREFIX = 3
 
 
@@ -189,8 +192,15 @@ class WorldTruth:
     # --- files ----------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write every array into one `.npz` (uncompressed: fast, and the same bytes per seed)."""
-        np.savez(Path(path), **{f.name: getattr(self, f.name) for f in fields(self)})
+        """Write every array into one `.npz` that `np.load` reads.
+
+        Written by hand rather than `np.savez` so the zip entries carry a fixed
+        date: the same world gives the same bytes, and folder hashes stay stable."""
+        with zipfile.ZipFile(Path(path), "w", compression=zipfile.ZIP_STORED) as archive:
+            for f in fields(self):
+                buffer = io.BytesIO()
+                np.lib.format.write_array(buffer, np.asarray(getattr(self, f.name)), allow_pickle=False)
+                archive.writestr(zipfile.ZipInfo(f"{f.name}.npy", date_time=FIXED_ZIP_DATE), buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "WorldTruth":
