@@ -3,8 +3,8 @@
 For each size: `generate_world` wall time (median of the repeats), then
 `World.save` (Parquet + truth), events/second, and the cost ratio against the
 default world measured in the same run (time per event, so 1.0 means it
-scales linearly). The machine's load average is recorded because the dev box
-is shared: read times next to it.
+scales linearly). The machine's load average and the CPU time are recorded
+because the dev box is shared: wall time there includes waiting for a core.
 
     .venv/bin/python benchmarks/synth.py            # writes benchmarks/results/synth.md
     .venv/bin/python benchmarks/synth.py --quick    # default world only, one repeat
@@ -44,11 +44,12 @@ def main() -> None:
     load_before = os.getloadavg()
     for name, config, repeats in sizes:
         config = WorldConfig(**{**config.__dict__, "seed": args.seed})
-        times, world = [], None
+        times, cpu, world = [], [], None
         for _ in range(1 if args.quick else repeats):
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             world = generate_world(config)
             times.append(time.perf_counter() - started)
+            cpu.append(time.process_time() - started_cpu)
         folder = Path(tempfile.mkdtemp())
         started = time.perf_counter()
         world.save(folder / "data")
@@ -57,8 +58,8 @@ def main() -> None:
         events = len(world.dataset.events)
         per_event = statistics.median(times) / events
         baseline = baseline or per_event
-        rows.append((name, config, events, statistics.median(times), save_s, events / statistics.median(times),
-                     per_event / baseline))
+        rows.append((name, config, events, statistics.median(times), statistics.median(cpu), save_s,
+                     events / statistics.median(times), per_event / baseline))
         print(f"{name}: generate {statistics.median(times):.1f} s, save {save_s:.1f} s, {events:,} events", flush=True)
         del world
     load_after = os.getloadavg()
@@ -70,11 +71,11 @@ def main() -> None:
         f"seed {args.seed}, {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after (shared machine); peak RSS {peak_gb:.1f} GB.",
         "",
-        "| world | items | users | events | generate s (median) | save s | events/s | time per event vs default |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| world | items | users | events | generate s (median) | generate CPU s | save s | events/s | time per event vs default |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, config, events, gen_s, save_s, rate, ratio in rows:
-        lines.append(f"| {name} | {config.n_items:,} | {config.n_users:,} | {events:,} | {gen_s:.1f} | {save_s:.1f} | "
+    for name, config, events, gen_s, cpu_s, save_s, rate, ratio in rows:
+        lines.append(f"| {name} | {config.n_items:,} | {config.n_users:,} | {events:,} | {gen_s:.1f} | {cpu_s:.1f} | {save_s:.1f} | "
                      f"{rate:,.0f} | {ratio:.2f} |")
     lines.append("")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
