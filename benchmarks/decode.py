@@ -182,24 +182,31 @@ def compare_with_hf(config, codes, item_ids, beams, k, batches, repeats, hf_repe
 
 
 def latency_vs_catalog(config, sizes, beams, k, batches, repeats, seed) -> list[dict]:
+    """All catalogs are built first, then timed in rotation, so load drift on the machine hits every size alike."""
     torch.manual_seed(seed)
     model = GenerativeModel(config).eval()
-    rows = []
+    rows, tries = [], []
     for n in sizes:
         codes = synthetic_sids(n, config.levels - 1, config.codebook_sizes[0], config.codebook_sizes[-1], seed)
-        item_ids = np.arange(1, n + 1)
         start = time.perf_counter()
-        trie = PrefixTrie.from_codes(codes, item_ids, codebook_sizes=list(config.codebook_sizes))
-        build_s = time.perf_counter() - start
-        row = {"items": n, "build_s": build_s, "memory_mb": trie.memory_bytes() / 2**20,
-               "storage": "/".join(trie.level_storage())}
-        for batch_size in batches:
-            batch = EncoderBatch.random(config, batch_size, torch.Generator().manual_seed(seed + batch_size))
-            search = lambda: constrained_beam_search(model, model.encode(batch), trie, beams=beams, k=k)  # noqa: E731
+        trie = PrefixTrie.from_codes(codes, np.arange(1, n + 1), codebook_sizes=list(config.codebook_sizes))
+        rows.append({"items": n, "build_s": time.perf_counter() - start, "memory_mb": trie.memory_bytes() / 2**20,
+                     "storage": "/".join(trie.level_storage())})
+        tries.append(trie)
+    for batch_size in batches:
+        batch = EncoderBatch.random(config, batch_size, torch.Generator().manual_seed(seed + batch_size))
+        searches = [lambda trie=trie: constrained_beam_search(model, model.encode(batch), trie, beams, k)
+                    for trie in tries]
+        times: list[list[tuple[float, float]]] = [[] for _ in tries]
+        for search in searches:
             search()
-            row[batch_size] = summarize([timed(search) for _ in range(repeats[batch_size])], batch_size)
-        rows.append(row)
-        print(f"{n:>8} items: build {build_s:.2f} s, {row['memory_mb']:.1f} MiB, " +
+        for _ in range(repeats[batch_size]):
+            for i, search in enumerate(searches):
+                times[i].append(timed(search))
+        for row, t in zip(rows, times):
+            row[batch_size] = summarize(t, batch_size)
+    for row in rows:
+        print(f"{row['items']:>8} items: build {row['build_s']:.2f} s, {row['memory_mb']:.1f} MiB, " +
               ", ".join(f"batch {b} p50 {row[b]['p50_ms']:.1f} ms cpu {row[b]['cpu_ms']:.1f} ms" for b in batches),
               flush=True)
     return rows
@@ -215,7 +222,7 @@ def write_report(args, config, hf_rows, size_rows, hf_catalog, batches, elapsed)
         f"Command: {cmd}  ",
         f"Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}  ",
         f"Machine: {platform.machine()} {_cpu_name()}, torch.set_num_threads({args.threads}) "
-        f"(shared machine: medians over repeats, genrec/HF runs interleaved)  ",
+        f"(shared machine: medians over repeats; genrec/HF runs interleaved, catalog sizes interleaved)  ",
         f"Versions: torch {torch.__version__}, transformers {transformers.__version__}, Python {platform.python_version()}  ",
         f"Seed: {args.seed}; total benchmark time {elapsed:.0f} s; load average (1 min) at start / end "
         f"{args.load_start:.1f} / {os.getloadavg()[0]:.1f}; OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}",

@@ -117,11 +117,21 @@ def test_trie_from_sid_table_walks_to_the_table_items() -> None:
     assert torch.equal(trie.item_at(leaves), torch.as_tensor(item_ids))
 
 
+def test_trie_orders_codes_whose_mixed_radix_key_would_overflow() -> None:
+    codes, item_ids = random_catalog(seed=7, n_items=300, levels=3, codebook=4)
+    codes = codes * np.array([2**20, 2**20, 1])  # codebook sizes 2**22 per level: a 66-bit key
+    trie = PrefixTrie.from_codes(codes, item_ids, codebook_sizes=[2**22, 2**22, 4])
+    leaves = walk(trie, [tuple(row) for row in codes.tolist()])
+    assert torch.equal(trie.item_at(leaves), torch.as_tensor(item_ids))
+
+
 def test_trie_rejects_bad_input_with_a_named_field() -> None:
     with pytest.raises(ValueError, match="distinct SID"):
         PrefixTrie.from_codes(np.array([[1, 2], [1, 2]]), np.array([1, 2]))
     with pytest.raises(ValueError, match="item_ids"):
         PrefixTrie.from_codes(np.array([[1, 2], [1, 3]]), np.array([1]))
+    with pytest.raises(ValueError, match="item_ids must be unique"):
+        PrefixTrie.from_codes(np.array([[1, 2], [1, 3], [0, 0]]), np.array([4, 9, 4]))
     with pytest.raises(ValueError, match="codebook_sizes"):
         PrefixTrie.from_codes(np.array([[1, 2], [1, 3]]), np.array([1, 2]), codebook_sizes=[2, 3])
     with pytest.raises(ValueError, match="codes must be ≥ 0"):

@@ -87,7 +87,8 @@ class PrefixTrie:
             raise ValueError(f"item_ids must have shape [{n}] to match codes, got {list(items_np.shape)}")
         if codes_np.min() < 0:
             raise ValueError(f"codes must be ≥ 0, found {codes_np.min()}")
-        if len(np.unique(items_np)) != n:
+        sorted_items = np.sort(items_np)
+        if n > 1 and (sorted_items[1:] == sorted_items[:-1]).any():
             raise ValueError("item_ids must be unique")
         observed_sizes = (codes_np.max(axis=0) + 1).tolist()
         if codebook_sizes is None:
@@ -99,7 +100,7 @@ class PrefixTrie:
             if size < seen:
                 raise ValueError(f"codebook_sizes[{level}] = {size} but codes use code {seen - 1} at that level")
 
-        order = np.lexsort(codes_np.T[::-1])  # lexicographic: level 0 is the primary key
+        order = _lexicographic_order(codes_np, codebook_sizes)
         sorted_codes = codes_np[order]
         if n > 1 and not np.any(sorted_codes[1:] != sorted_codes[:-1], axis=1).all():
             raise ValueError("codes must give every item a distinct SID; found two identical rows")
@@ -240,6 +241,17 @@ def _build_level(
     keys = parents.astype(np.int64) * vocab_size + child_codes.astype(np.int64)
     return TrieLevel(num_parents, num_children, vocab_size, max_fanout,
                      offsets=torch.from_numpy(offsets), keys=torch.from_numpy(keys))
+
+
+def _lexicographic_order(codes: np.ndarray, codebook_sizes: list[int]) -> np.ndarray:
+    """Row order sorting SIDs lexicographically (level 0 first); one mixed-radix key when it fits in int64,
+    which sorts 1M rows several times faster than `np.lexsort` over the columns."""
+    if float(np.prod([float(s) for s in codebook_sizes])) < 2.0**62:
+        key = np.zeros(len(codes), dtype=np.int64)
+        for level, size in enumerate(codebook_sizes):
+            key = key * size + codes[:, level]
+        return np.argsort(key, kind="stable")
+    return np.lexsort(codes.T[::-1])
 
 
 def _as_numpy(values: Any, name: str) -> np.ndarray:
