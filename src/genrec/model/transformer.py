@@ -47,8 +47,8 @@ class GenerativeConfig:
     n_recency: int = 16
     max_query_tokens: int = 24
     max_user_tokens: int = 8
-    max_short: int = 20
-    max_long: int = 20
+    max_short: int = 10
+    max_long: int = 10
     max_context: int = 8
     d_model: int = 128
     n_heads: int = 4

@@ -46,8 +46,8 @@ NO_USER = 0
 
 
 def _default_train_config() -> TrainConfig:
-    return TrainConfig(steps=1500, batch_size=256, lr=2e-3, warmup_steps=100, eval_every=500,
-                       checkpoint_every=500, weight_decay=0.01)
+    return TrainConfig(steps=800, batch_size=256, lr=2e-3, warmup_steps=80, eval_every=400,
+                       checkpoint_every=200, weight_decay=0.01)
 
 
 @dataclass
