@@ -46,6 +46,7 @@ class DenseRetriever:
     @classmethod
     def from_run(cls, run: Path, dataset: Dataset, split: Split) -> "DenseRetriever":
         vectors = encode_items(dataset, Path(run) / "features", views=("text",))
+        encode_texts(["warm up"], progress=False)  # load the encoder now, not inside the first request
         return cls().fit(vectors.item_ids, vectors.vectors, item_popularity(split.train, n_item_slots(dataset)))
 
     def fit(self, item_ids: np.ndarray, vectors: np.ndarray, popularity: np.ndarray) -> "DenseRetriever":
@@ -127,6 +128,7 @@ class HNSWDenseRetriever(DenseRetriever):
     @classmethod
     def from_run(cls, run: Path, dataset: Dataset, split: Split) -> "HNSWDenseRetriever":
         vectors = encode_items(dataset, Path(run) / "features", views=("text",))
+        encode_texts(["warm up"], progress=False)
         return cls().fit(vectors.item_ids, vectors.vectors, item_popularity(split.train, n_item_slots(dataset)))
 
     def _build_index(self, vectors: np.ndarray) -> faiss.Index:
