@@ -30,7 +30,8 @@ def constrained_beam_search(
     trie-masked log-softmax), best first, without duplicates; where fewer than
     k items can be reached the tail is padded with item -1 and score -inf.
     The search is exact when `beams` ≥ the number of items: every valid prefix
-    then survives every level.
+    then survives every level. With k > beams at most beams × (the last level's
+    fan-out) items can come back. The trie must sit on the model's device.
     """
     if beams < 1:
         raise ValueError(f"beams must be ≥ 1, got {beams}")
