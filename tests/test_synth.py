@@ -113,6 +113,16 @@ def test_profile_fields_correlate_with_what_users_buy(world, events):
     assert beauty["female"] > 2 * beauty["male"]
 
 
+def test_users_in_price_sensitive_city_tiers_pick_cheaper_items(world, events):
+    items = world.dataset.items
+    leaf = items["category"].map(tuple)
+    relative_price = np.log(items["price"] / items["price"].groupby(leaf).transform("median"))
+    positive = events[events["action"] != "impression"]
+    price = positive["item_id"].map(pd.Series(relative_price.to_numpy(), index=items["item_id"]))
+    sensitive = positive["user_id"].map(world.dataset.users.set_index("user_id")["city_tier"]) >= 3
+    assert price[sensitive].mean() < price[~sensitive].mean() - 0.03
+
+
 def test_cold_start_and_dormant_users_exist(world, events):
     truth = world.truth
     positive = events[events["action"] != "impression"]

@@ -163,4 +163,4 @@ DEPARTMENT_TASTE_BY_AGE: dict[str, dict[str, float]] = {
     "45-54": {"Home": 1.7, "Grocery": 1.5, "Electronics": 0.8},
     "55+": {"Home": 2.0, "Grocery": 1.8, "Toys": 1.2, "Shoes": 0.7, "Electronics": 0.6},
 }
-CITY_TIER_PRICE_SENSITIVITY: tuple[float, ...] = (0.3, 0.6, 0.9, 1.2)
+CITY_TIER_PRICE_SENSITIVITY: tuple[float, ...] = (0.2, 0.6, 1.2, 1.8)
