@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import shlex
 import sys
 import time
@@ -62,7 +63,8 @@ def run_evaluation(
             print(f"built {name} in {time.perf_counter() - tick:.1f}s", file=sys.stderr)
     report = evaluate(retrievers, requests, targets, dataset=dataset, split=split, config=config, progress=progress)
     report.meta.update({"run": str(run), "split": split.name, "part": part, "retriever_names": names,
-                        "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "max_requests": max_requests})
+                        "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "max_requests": max_requests,
+                        "machine": f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end"})
     if write:
         from genrec.eval.report import write_report
 

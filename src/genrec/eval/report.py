@@ -191,12 +191,10 @@ def _headline(report: EvalReport) -> list[str]:
 
 
 def _comparisons(report: EvalReport, slice_name: str, metric: str | None = None) -> list[PairedComparison]:
-    """The best retriever on `slice_name` against each other one."""
+    """Each retriever against the next best on `slice_name`: is every step of the ranking real?"""
     metric = metric or _slice_metric(report)
-    if len(report.retrievers) < 2:
-        return []
     ranked = sorted(report.retrievers, key=lambda r: -report.value(r, metric, slice_name)[0])
-    return [paired_comparison(report, ranked[0], other, metric, slice_name) for other in ranked[1:]]
+    return [paired_comparison(report, better, worse, metric, slice_name) for better, worse in zip(ranked, ranked[1:])]
 
 
 def _comparison_lines(report: EvalReport, slice_name: str) -> list[str]:
