@@ -317,14 +317,14 @@ def fit(model: SASRec, train_inter: pd.DataFrame, split: Split, config: SASRecCo
 
     evaluate = validation_ndcg(split, config, popularity=np.bincount(
         train_inter["item_id"].to_numpy(dtype=np.int64), minlength=model.config.n_items + 1)[: model.config.n_items + 1])
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.process_time()
     result = train(model, next_item_loss, windows, collate_windows, config.train, folder,
                    evaluate=evaluate, metric="ndcg@10", resume=resume)
-    seconds = time.perf_counter() - began
+    seconds, cpu_seconds = time.perf_counter() - began, time.process_time() - began_cpu
     if evaluate is not None:
         load_best(model, folder)
     summary = {"best_metric": result.best_metric, "best_step": result.best_step, "last_step": result.last_step,
-               "train_seconds": seconds, "examples_per_second": result.examples_per_second,
+               "train_seconds": seconds, "train_cpu_seconds": cpu_seconds, "examples_per_second": result.examples_per_second,
                "training_windows": len(windows), "history": result.history}
     write_json_atomic(folder / "manifest.json", manifest(config, inputs={"train_interactions": fingerprint},
                                                          fingerprint=fingerprint, result=summary))
