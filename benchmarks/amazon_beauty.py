@@ -11,7 +11,9 @@ from __future__ import annotations
 from sequential import SHARED, Published, parse_args, run_benchmark
 
 from genrec.data.loaders import load_p5_amazon
+from genrec.model.transformer import GenerativeConfig
 from genrec.train.generative import GenerativeTrainConfig
+from genrec.train.loop import TrainConfig
 
 PUBLISHED = (
     Published("TIGER", "Rajput et al., NeurIPS 2023, Amazon Beauty",
@@ -24,12 +26,22 @@ PROTOCOL = ("P5/TIGER Amazon Beauty 5-core (22,363 users, 12,101 items), leave-o
             "full ranking over all 12,101 items, history = last 20 items, Semantic IDs from item text "
             "(title + brand/category) with MiniLM + RQ-KMeans.")
 
+# Chosen on the validation split (benchmarks/results/amazon_beauty_tuning.md). Every Beauty event is an
+# order, so the long-term (cart/order) view would repeat the short one: all 20 history items go to `short`.
+# item_buckets ≥ the largest item id: every behaviour item gets its own id embedding beside its SID.
+GENERATIVE = GenerativeTrainConfig(
+    model=GenerativeConfig(max_short=20, max_long=1, item_buckets=12_288),
+    train=TrainConfig(steps=1200, batch_size=256, lr=2e-3, warmup_steps=80, eval_every=400,
+                      checkpoint_every=400, weight_decay=0.01),
+    max_history=20, index_copies=0, valid_requests=1000, beams=20)
+SID_LEVELS = 3
+
 
 def main() -> None:
     args = parse_args(__doc__, "runs/beauty")
     run_benchmark("amazon_beauty", args, lambda: load_p5_amazon(SHARED / "amazon-beauty"), max_history=20,
                   metrics=("recall@5", "ndcg@5", "recall@10", "ndcg@10"), published=PUBLISHED,
-                  generative_config=GenerativeTrainConfig(max_history=20, index_copies=0), protocol=PROTOCOL)
+                  generative_config=GENERATIVE, protocol=PROTOCOL, sid_levels=SID_LEVELS)
 
 
 if __name__ == "__main__":

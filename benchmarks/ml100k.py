@@ -11,18 +11,30 @@ from __future__ import annotations
 from sequential import SHARED, parse_args, run_benchmark
 
 from genrec.data.loaders import load_recbole
+from genrec.model.transformer import GenerativeConfig
 from genrec.train.generative import GenerativeTrainConfig
+from genrec.train.loop import TrainConfig
 
 PROTOCOL = ("MovieLens-100k (943 users, 1,682 items, RecBole atomic files), every rating an interaction, "
             "chronological leave-one-out per user, full ranking over all items, history = last 50 items, "
             "Semantic IDs from title + genres with MiniLM + RQ-KMeans.")
+
+# A small, fast configuration (the CPU here was shared by many jobs; see the results file). The model
+# reads the last 20 history items as SIDs plus their own item-id embeddings (item_buckets ≥ the
+# largest item id, so no two movies share one).
+GENERATIVE = GenerativeTrainConfig(
+    model=GenerativeConfig(d_model=64, n_heads=4, n_encoder_layers=2, n_decoder_layers=2, d_ff=256,
+                           max_short=20, max_long=1, item_buckets=2048),
+    train=TrainConfig(steps=400, batch_size=128, lr=3e-3, warmup_steps=40, eval_every=200,
+                      checkpoint_every=200, weight_decay=0.01),
+    max_history=50, index_copies=0, valid_requests=943, beams=20)
 
 
 def main() -> None:
     args = parse_args(__doc__, "runs/ml100k")
     run_benchmark("ml100k", args, lambda: load_recbole(SHARED / "ml-100k"), max_history=50,
                   metrics=("recall@5", "recall@10", "ndcg@5", "ndcg@10", "mrr"), published=(),
-                  generative_config=GenerativeTrainConfig(max_history=50, index_copies=0), protocol=PROTOCOL)
+                  generative_config=GENERATIVE, protocol=PROTOCOL)
 
 
 if __name__ == "__main__":
