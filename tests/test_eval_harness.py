@@ -55,6 +55,10 @@ def test_harness_scores_any_retriever_object():
     assert report.recall_curve("third").tolist() == [0, 0] + [1.0] * 8
     assert report.results["first"].latency_ms_p99 >= report.results["first"].latency_ms_p50 > 0
     assert report.results["first"].throughput_rps > 0
+    first = report.results["first"]
+    assert len(first.latency_ms) == len(first.timed) == min(report.config.latency_requests, 40)
+    search_p50, _ = first.latency_percentiles(report.slices["search"])
+    assert search_p50 > 0 and np.isnan(first.latency_percentiles(np.zeros(40, dtype=bool))[0])
 
 
 def test_harness_rejects_a_retriever_that_drops_requests():

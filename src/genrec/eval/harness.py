@@ -75,6 +75,16 @@ class RetrieverResult:
     latency_ms_p99: float
     throughput_rps: float
     seconds: float
+    latency_ms: np.ndarray = field(default_factory=lambda: np.empty(0))
+    """Each timed request's latency `[n_timed]`, for the requests `timed` `[n_timed]` (indices)."""
+    timed: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+
+    def latency_percentiles(self, mask: np.ndarray) -> tuple[float, float]:
+        """(p50, p99) in ms over the timed requests inside `mask` `[n_requests]`; NaN when none."""
+        inside = self.latency_ms[np.asarray(mask, dtype=bool)[self.timed]] if len(self.timed) else np.empty(0)
+        if not len(inside):
+            return float("nan"), float("nan")
+        return float(np.percentile(inside, 50)), float(np.percentile(inside, 99))
 
 
 @dataclass
@@ -122,6 +132,9 @@ class EvalReport:
                 name: {
                     "latency_ms_p50": r.latency_ms_p50,
                     "latency_ms_p99": r.latency_ms_p99,
+                    "latency_ms_p50_p99_by_slice": {
+                        name: list(r.latency_percentiles(self.slices[name])) for name in ("search", "recommendation") if name in self.slices
+                    },
                     "throughput_rps": r.throughput_rps,
                     "seconds": r.seconds,
                 }
@@ -239,7 +252,7 @@ def _run_one(retriever, name, requests, targets, config: EvalConfig, progress: b
         tick = time.perf_counter()
         _call(retriever, name, [requests[i]], config)
         latencies.append((time.perf_counter() - tick) * 1000)
-    latencies = np.asarray(latencies) if latencies else np.full(1, np.nan)
+    latencies = np.asarray(latencies, dtype=np.float64)
 
     answers: list[Ranked] = []
     start = time.perf_counter()
@@ -254,7 +267,9 @@ def _run_one(retriever, name, requests, targets, config: EvalConfig, progress: b
     metrics["mrr"] = mrr(ranked, targets).values
     return RetrieverResult(
         name, ranked, hit_rank(ranked, targets), metrics,
-        float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)), len(requests) / max(seconds, 1e-9), seconds,
+        float(np.percentile(latencies, 50)) if len(latencies) else float("nan"),
+        float(np.percentile(latencies, 99)) if len(latencies) else float("nan"),
+        len(requests) / max(seconds, 1e-9), seconds, latencies, timed.astype(np.int64),
     )
 
 

@@ -47,8 +47,9 @@ def print_report(report: EvalReport, console=None) -> None:
                 text = f"{mean:.3f} [{low:.3f}, {high:.3f}]"
                 cells.append(f"[green]{text}[/green]" if mean == best[metric] and mean > 0 else text)
             result = report.results[name]
+            p50, p99 = result.latency_percentiles(report.slices[request_type])
             cells += [f"{report.value(name, f'coverage@{report.config.k}', request_type)[0]:.3f}",
-                      f"{result.latency_ms_p50:.1f} / {result.latency_ms_p99:.1f}", f"{result.throughput_rps:,.0f}"]
+                      f"{p50:.1f} / {p99:.1f}", f"{result.throughput_rps:,.0f}"]
             table.add_row(name, *cells)
         console.print(table)
         for line in _comparison_lines(report, request_type):
@@ -108,10 +109,17 @@ def render_markdown(report: EvalReport, command: str = "") -> str:
             mean, low, high = report.value(retriever, _slice_metric(report), name)
             cells.append(f"{mean:.3f} [{low:.3f}, {high:.3f}]")
         lines.append(f"| {name} | {int(report.slices[name].sum())} | " + " | ".join(cells) + " |")
-    lines += ["", "## Speed", "", "Latency: one request at a time; throughput: batches of "
-              f"{report.config.batch_size}.", "", "| retriever | p50 ms | p99 ms | requests/s | total s |", "|---|---|---|---|---|"]
+    lines += ["", "## Speed", "", f"Latency: {report.config.latency_requests} seeded requests sent one at a time "
+              f"(before the batched pass, so no warm caches); throughput: all requests in batches of {report.config.batch_size}.", "",
+              "| retriever | p50 ms | p99 ms | search p50 / p99 ms | recommendation p50 / p99 ms | requests/s | total s |",
+              "|---|---|---|---|---|---|---|"]
     for name, result in report.results.items():
-        lines.append(f"| {name} | {result.latency_ms_p50:.2f} | {result.latency_ms_p99:.2f} | {result.throughput_rps:,.0f} | {result.seconds:.1f} |")
+        by_type = []
+        for request_type in REQUEST_TYPES:
+            p50, p99 = result.latency_percentiles(report.slices[request_type]) if request_type in report.slices else (np.nan, np.nan)
+            by_type.append(f"{p50:.2f} / {p99:.2f}")
+        lines.append(f"| {name} | {result.latency_ms_p50:.2f} | {result.latency_ms_p99:.2f} | {' | '.join(by_type)} | "
+                     f"{result.throughput_rps:,.0f} | {result.seconds:.1f} |")
     lines += ["", "Slices are defined in `genrec/eval/slices.py`; metrics in `genrec/eval/metrics.py`.", ""]
     return "\n".join(lines)
 
