@@ -45,6 +45,13 @@ def test_recall_union_respects_quotas_dedupes_and_keeps_provenance():
     assert list(recommend.item_ids) == [6]
 
 
+def test_recall_union_cut_keeps_the_best_of_every_source_first():
+    sources = {"a": ListRetriever("a", [1, 2, 3, 4, 5]), "b": ListRetriever("b", [3, 9, 1, 8, 7])}
+    union = RecallUnion(sources, search_quotas={"a": 5, "b": 5}, recommendation_quotas={}, max_candidates=4)
+    (search,) = union.candidates([Request(1, query="x")])
+    assert list(search.item_ids) == [1, 3, 2, 9]  # round-robin by rank, duplicates dropped
+
+
 def test_recall_union_rejects_a_quota_for_an_unknown_source():
     with pytest.raises(ValueError, match="unknown source 'z'"):
         RecallUnion({"a": ListRetriever("a", [1])}, {"z": 3}, {})
@@ -77,7 +84,7 @@ def test_mmoe_ranker_learns_the_click_signal(toy):
     rng = np.random.default_rng(0)
     held = rng.random(len(samples.requests)) < 0.25
     fit, test = samples.subset_requests(~held), samples.subset_requests(held)
-    ranker = MultiTaskRanker(space, RankerConfig(epochs=4, progress=False)).fit(fit)
+    ranker = MultiTaskRanker(space, RankerConfig(epochs=4, batch_size=256, progress=False)).fit(fit)
     probs = ranker.predict_proba(space.requests(test.requests), test.request_index, test.item_ids)
     assert probs.shape == (len(test), 3)
     assert auc(probs[:, 0], test.labels[:, 0]) > 0.7
@@ -97,8 +104,8 @@ def trained_cascade(small_world, tmp_path_factory):
     dataset = small_world.dataset
     split = leave_one_out(dataset.events)
     config = CascadeConfig(
-        progress=False, max_train_visits=3000, ranker=RankerConfig(epochs=2, progress=False),
-        recall=PersonalizedRecallConfig(epochs=2, progress=False),
+        progress=False, max_train_visits=3000, ranker=RankerConfig(epochs=3, batch_size=256, progress=False),
+        recall=PersonalizedRecallConfig(epochs=4, batch_size=256, progress=False),
         postrank=PostRankConfig(mmr_trade_off=0.9, ai_max_share=0.5),
     )
     train_cascade(run, config, dataset, split, encoder=toy_encode)

@@ -95,6 +95,16 @@ class FeatureSpace:
         self.query_cache_: dict[str, np.ndarray] = {}
         return self
 
+    def refit_events(self, items: pd.DataFrame, train_events: pd.DataFrame) -> "FeatureSpace":
+        """A copy with the event statistics (popularity, CTR, co-occurrence) of `train_events`
+        and everything text-derived (vectors, PCA, vocabulary, query cache) shared with this one."""
+        import copy
+
+        other = copy.copy(self)
+        other._fit_item_tables(items, train_events)
+        other._fit_cooccurrence(train_events)
+        return other
+
     def _pca(self, text: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
         rows = text[item_ids]
         self.text_mean_ = rows.mean(0)

@@ -42,9 +42,9 @@ class RankerConfig:
     tower: int = 32
     user_dim: int = 16
     dropout: float = 0.1
-    epochs: float = 3.0
-    batch_size: int = 512
-    lr: float = 2e-3
+    epochs: float = 2.0
+    batch_size: int = 1024
+    lr: float = 3e-3
     weight_decay: float = 1e-4
     seed: int = 0
     progress: bool = True
@@ -96,9 +96,18 @@ class MMoERanker(nn.Module):
                  self.brand_emb(self.brand[ids]), self.item_dense[ids]]
         return self.item_tower(torch.cat(parts, -1))
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        candidate = self.items(batch["item"])  # [B, d]
-        history = self.items(batch["history"]) + self.action_emb(batch["history_action"])  # [B, L, d]
+    def forward(self, batch: dict[str, torch.Tensor], item_table: torch.Tensor | None = None) -> torch.Tensor:
+        """`item_table` `[n_items, d]`: the item tower over every item, precomputed once for inference
+        (a request's history is shared by all its candidates, so per-pair towers would repeat it L times)."""
+        if item_table is None:
+            # One tower pass over the catalogue is cheaper than one per (pair, history slot) once
+            # batch × (history + 1) exceeds the number of items.
+            n_items = self.small.shape[0]
+            if batch["history"].numel() + batch["item"].numel() > n_items:
+                item_table = self.items(torch.arange(n_items, device=batch["item"].device))
+        tower = item_table.__getitem__ if item_table is not None else self.items
+        candidate = tower(batch["item"])  # [B, d]
+        history = tower(batch["history"]) + self.action_emb(batch["history_action"])  # [B, L, d]
         mask = batch["history"] > 0  # [B, L]
         query = self.query_proj(batch["query"])  # [B, d]
         key = self.attention_key(torch.cat([query, candidate], -1))  # [B, d]
@@ -114,9 +123,9 @@ class MMoERanker(nn.Module):
         logits = [tower((gate(shared).softmax(-1)[:, :, None] * experts).sum(1)) for gate, tower in zip(self.gates, self.towers)]
         return torch.cat(logits, -1) + self.position_bias(batch["position"])
 
-    def log_probs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def log_probs(self, batch: dict[str, torch.Tensor], item_table: torch.Tensor | None = None) -> torch.Tensor:
         """`[B, 3]`: log P(click), log P(cart), log P(order), nested (ESMM)."""
-        return torch.cumsum(nn.functional.logsigmoid(self(batch)), -1)
+        return torch.cumsum(nn.functional.logsigmoid(self(batch, item_table)), -1)
 
 
 def funnel_loss(model: MMoERanker, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -206,9 +215,10 @@ class MultiTaskRanker:
         out = np.zeros((len(data), len(TASKS)), dtype=np.float32)
         self.model_.eval()
         with torch.no_grad():
+            table = self.model_.items(torch.arange(self.space.n_items_))
             for begin in range(0, len(data), chunk):
                 rows = np.arange(begin, min(begin + chunk, len(data)))
-                out[rows] = self.model_.log_probs(data.collate(rows)).exp().numpy()
+                out[rows] = self.model_.log_probs(data.collate(rows), table).exp().numpy()
         return out
 
     def use_space(self, space: FeatureSpace) -> "MultiTaskRanker":

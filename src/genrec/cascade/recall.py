@@ -48,11 +48,12 @@ class RecallUnion:
 
     `search_quotas` / `recommendation_quotas`: source name → how many of its top items
     enter the union (0 or missing: the source is not asked). Order of the union:
-    round-robin over the sources by rank, so the best of every source comes first.
+    round-robin over the sources by rank, so the best of every source comes first;
+    `max_candidates` keeps the first that many of that order (a pre-rank by source rank).
     """
 
     def __init__(self, sources: Mapping[str, Retriever], search_quotas: Mapping[str, int],
-                 recommendation_quotas: Mapping[str, int]):
+                 recommendation_quotas: Mapping[str, int], max_candidates: int | None = None):
         unknown = [n for n in (*search_quotas, *recommendation_quotas) if n not in sources]
         if unknown:
             raise ValueError(f"quota for unknown source {unknown[0]!r}; expected one of {sorted(sources)}")
@@ -60,6 +61,9 @@ class RecallUnion:
             bad = [n for n, q in quotas.items() if int(q) < 0]
             if bad:
                 raise ValueError(f"quota of {bad[0]!r} must be ≥ 0, got {quotas[bad[0]]}")
+        if max_candidates is not None and max_candidates < 1:
+            raise ValueError(f"max_candidates must be ≥ 1 or None, got {max_candidates}")
+        self.max_candidates = max_candidates
         self.sources = dict(sources)
         self.names = tuple(self.sources)
         self.search_quotas = {n: int(q) for n, q in search_quotas.items() if int(q) > 0}
@@ -88,7 +92,7 @@ class RecallUnion:
             grid[: len(ids), column] = ids
         flat = grid.reshape(-1)
         flat = flat[flat > 0]
-        item_ids = flat[np.sort(np.unique(flat, return_index=True)[1])]
+        item_ids = flat[np.sort(np.unique(flat, return_index=True)[1])][: self.max_candidates]
         position = {int(item): row for row, item in enumerate(item_ids)}
         source_rank = np.full((len(item_ids), len(self.names)), NOT_RETRIEVED, dtype=np.int64)
         for column, ids in enumerate(lists):
@@ -107,8 +111,8 @@ class PersonalizedRecallConfig:
     dim: int = 64
     hidden: int = 256
     temperature: float = 0.07
-    epochs: float = 4.0
-    batch_size: int = 512
+    epochs: float = 2.0
+    batch_size: int = 1024
     lr: float = 2e-3
     history_decay: float = 0.8
     seed: int = 0

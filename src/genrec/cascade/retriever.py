@@ -49,7 +49,7 @@ class CascadeConfig:
 
     seed: int = 0
     history_length: int = 20
-    max_train_visits: int = 40_000
+    max_train_visits: int = 12_000
     """Visits of split.train the ranker sees (a seeded random subset): bounds training time."""
     feature_share: float = 0.4
     """Item statistics and co-occurrence the ranker trains with come from the first `feature_share`
@@ -59,6 +59,8 @@ class CascadeConfig:
     fixed_weights: tuple[float, float, float] = (1.0, 0.3, 0.3)
     search_quotas: dict[str, int] = field(default_factory=lambda: {"pr2": 100, "bm25": 100, "dense": 60, "itemcf": 40})
     recommendation_quotas: dict[str, int] = field(default_factory=lambda: {"pr2": 150, "itemcf": 100, "popularity": 20})
+    max_candidates: int = 200
+    """Candidates ranked per request: the union's round-robin order by source rank, cut here."""
     ranker: RankerConfig = field(default_factory=RankerConfig)
     recall: PersonalizedRecallConfig = field(default_factory=PersonalizedRecallConfig)
     fusion_config: FusionConfig = field(default_factory=FusionConfig)
@@ -148,13 +150,14 @@ def train_cascade(run: str | Path, config: CascadeConfig | None = None, dataset:
     samples = impression_samples(split.train, split.interactions, config.history_length)
     fit_part, holdout, (feature_cut, holdout_cut) = training_windows(samples, config)
 
-    def space_before(cut: float | None) -> FeatureSpace:
-        events = split.train if cut is None else split.train[split.train["ts"].to_numpy() < cut]
-        return FeatureSpace(history_length=config.history_length).fit(
-            dataset.items, events, item_ids, vectors, texts, encoder or encode_queries)
-
     say("feature spaces: item statistics and co-occurrence as of each window's start, and of all of split.train")
-    early, before_holdout, space = space_before(feature_cut), space_before(holdout_cut), space_before(None)
+    space = FeatureSpace(history_length=config.history_length).fit(
+        dataset.items, split.train, item_ids, vectors, texts, encoder or encode_queries)
+    if encoder is None:
+        _reuse_query_vectors(space, run / "cascade" / MODEL_FOLDER)
+    train_ts = split.train["ts"].to_numpy()
+    early = space.refit_events(dataset.items, split.train[train_ts < feature_cut])
+    before_holdout = space.refit_events(dataset.items, split.train[train_ts < holdout_cut])
     work = run / "cascade"
     work.mkdir(parents=True, exist_ok=True)
     say(f"{len(fit_part):,} ranker rows, {len(holdout):,} held-out rows; training PR² recall")
@@ -279,6 +282,7 @@ class CascadeRetriever:
             sources,
             {n: q for n, q in cfg.search_quotas.items() if n in sources},
             {n: q for n, q in cfg.recommendation_quotas.items() if n in sources},
+            cfg.max_candidates,
         )
         space = model.space
         self.postrank = PostRanker(cfg.postrank, space.leaf_, space.parent_, space.is_ai_)
@@ -344,6 +348,14 @@ def recall_sources(run: Path, dataset: Dataset, split: Split, config: CascadeCon
         except (ImportError, AttributeError) as error:
             warnings.warn(f"recall source {name!r} unavailable ({error}); the cascade recalls without it", stacklevel=2)
     return sources
+
+
+def _reuse_query_vectors(space: FeatureSpace, previous: Path) -> None:
+    """Seed the query cache with the MiniLM vectors a previous training saved (encoding is the slow part)."""
+    file = previous / "feature_space.npz"
+    if file.exists():
+        with np.load(file, allow_pickle=True) as saved:
+            space.query_cache_.update(zip(saved["query_texts"].tolist(), saved["query_vectors"]))
 
 
 def _as_probability(score: np.ndarray) -> np.ndarray:
