@@ -20,6 +20,7 @@ from genrec.sid import (
     append_disambiguation_level,
     build_sids,
     sid_report,
+    spread_last_level,
 )
 
 torch.set_num_threads(1)
@@ -71,6 +72,39 @@ def test_disambiguation_level_numbers_items_sharing_a_prefix_in_row_order():
     full = append_disambiguation_level(codes)
     np.testing.assert_array_equal(full[:, :2], codes)
     np.testing.assert_array_equal(full[:, 2], [0, 0, 1, 0, 2])
+
+
+def test_spread_last_level_gives_siblings_distinct_codes_while_the_parent_has_free_ones():
+    parents = np.array([[0], [0], [0], [1], [1]])
+    distances = np.array(
+        [
+            [0.0, 1.0, 2.0],  # most confident in parent 0: keeps code 0
+            [0.1, 0.5, 0.9],  # wants 0 (taken) → its next nearest, 1
+            [0.2, 0.3, 0.4],  # wants 0, then 1 (taken) → 2
+            [0.5, 0.0, 1.0],  # parent 1: code 1
+            [0.9, 0.1, 0.2],  # wants 1 (taken by its sibling) → 2
+        ]
+    )
+    np.testing.assert_array_equal(spread_last_level(parents, distances), [0, 1, 2, 1, 2])
+    # more children than codes: once all are taken, the rest take their nearest code
+    full = spread_last_level(np.zeros((4, 0), dtype=np.int64), np.array([[0, 1.0], [0, 2.0], [0.5, 3.0], [2.0, 0.9]]))
+    np.testing.assert_array_equal(full, [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("kind", ["rqkmeans", "rqvae"])
+def test_spreading_the_last_level_never_collides_more_than_nearest_codes(kind):
+    x, _ = clustered_vectors(n=400, clusters=6, spread=0.02)  # tight clusters: many near-duplicates
+    plain = make_tokenizer(kind, levels=2, codebook_size=8, spread_last_level=False).fit_transform(x)
+    spread = make_tokenizer(kind, levels=2, codebook_size=8, spread_last_level=True).fit_transform(x)
+    np.testing.assert_array_equal(spread[:, 0], plain[:, 0])
+    before, after = sid_report(plain, 2)["collision_rate"], sid_report(spread, 2)["collision_rate"]
+    assert after < before
+    assert sid_report(spread, 2)["disambiguation_size"] <= sid_report(plain, 2)["disambiguation_size"]
+    # a parent with at most 8 children has no collision left
+    groups = pd.Series(range(len(spread))).groupby(spread[:, 0]).size()
+    for parent, size in groups.items():
+        if size <= 8:
+            assert len(np.unique(spread[spread[:, 0] == parent, 1])) == size
 
 
 # ----- both tokenizers ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ The codebook-size rule and the disambiguation level are in `genrec.sid.codebook`
 """
 
 from genrec.sid.build import METHODS, SidConfig, build_sids, make_tokenizer
-from genrec.sid.codebook import adaptive_codebook_size, append_disambiguation_level
+from genrec.sid.codebook import adaptive_codebook_size, append_disambiguation_level, spread_last_level
 from genrec.sid.report import sid_report, sid_report_markdown
 from genrec.sid.rqkmeans import RQKMeansTokenizer
 from genrec.sid.rqvae import RQVAETokenizer
@@ -28,4 +28,5 @@ __all__ = [
     "make_tokenizer",
     "sid_report",
     "sid_report_markdown",
+    "spread_last_level",
 ]

@@ -27,7 +27,8 @@ METHODS: tuple[str, ...] = ("rqkmeans", "rqvae")
 @dataclass(frozen=True)
 class SidConfig:
     """How `build_sids` tokenizes. `codebook_size=None` → `adaptive_codebook_size`;
-    `epochs` applies to `rqvae` only (None: the tokenizer's default)."""
+    `epochs` applies to `rqvae` only (None: the tokenizer's default); `spread_last_level`
+    see `genrec.sid.codebook`."""
 
     method: str = "rqkmeans"
     levels: int = 3
@@ -35,6 +36,7 @@ class SidConfig:
     seed: int = 0
     views: tuple[str, ...] = ("text",)
     epochs: int | None = None
+    spread_last_level: bool = True
 
 
 def build_sids(
@@ -47,9 +49,10 @@ def build_sids(
     epochs: int | None = None,
     progress: bool = True,
     out: str | os.PathLike | None = None,
+    spread_last_level: bool = True,
 ) -> SidTable:
     """Give every item of RUN/data a Semantic ID; write RUN/sid (or `out`). Same config + seed → same SIDs."""
-    config = SidConfig(method, levels, codebook_size, seed, tuple(views), epochs)
+    config = SidConfig(method, levels, codebook_size, seed, tuple(views), epochs, spread_last_level)
     tokenizer = make_tokenizer(config, progress=progress)
     run = Path(run)
     vectors = embed_run(run, EmbedConfig(views=config.views), progress=progress)
@@ -78,8 +81,10 @@ def build_sids(
 
 def make_tokenizer(config: SidConfig, progress: bool = False) -> SidTokenizer:
     if config.method == "rqkmeans":
-        return RQKMeansTokenizer(config.levels, config.codebook_size, config.seed)
+        return RQKMeansTokenizer(config.levels, config.codebook_size, config.seed, config.spread_last_level)
     if config.method == "rqvae":
         extra = {"epochs": config.epochs} if config.epochs is not None else {}
-        return RQVAETokenizer(config.levels, config.codebook_size, seed=config.seed, progress=progress, **extra)
+        return RQVAETokenizer(
+            config.levels, config.codebook_size, seed=config.seed, progress=progress, spread_last_level=config.spread_last_level, **extra
+        )
     raise ValueError(f"method must be one of {METHODS}, got {config.method!r}")

@@ -35,9 +35,13 @@ def kmeans_centroids(x: np.ndarray, k: int, seed: int, iterations: int = KMEANS_
 
 def assign(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Index of the nearest centroid (squared L2) for each row, int64 `[n]`."""
+    return squared_distances(x, centroids).argmin(axis=1).astype(np.int64)
+
+
+def squared_distances(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Squared L2 distances `[n, k]` up to a per-row constant (`||x||²` is left out)."""
     x = np.asarray(x, dtype=np.float32)
-    distances = (centroids * centroids).sum(1)[None, :] - 2.0 * (x @ centroids.T)
-    return distances.argmin(axis=1).astype(np.int64)
+    return (centroids * centroids).sum(1)[None, :] - 2.0 * (x @ centroids.T)
 
 
 def residual_kmeans(x: np.ndarray, levels: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -64,7 +64,7 @@ def sid_report(codes: np.ndarray, levels: int, codebook_sizes: Sequence[int] | N
                 "used": int((counts > 0).sum()),
                 "usage": float((counts > 0).sum() / sizes[level]),
                 "entropy_bits": entropy,
-                "normalized_entropy": entropy / np.log2(sizes[level]) if sizes[level] > 1 else 0.0,
+                "normalized_entropy": float(entropy / np.log2(sizes[level])) if sizes[level] > 1 else 0.0,
             }
         )
     return {

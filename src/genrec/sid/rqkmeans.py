@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from genrec.sid.kmeans import assign, residual_kmeans
+from genrec.sid.kmeans import assign, residual_kmeans, squared_distances
 from genrec.sid.tokenizer import SidTokenizer
 
 
@@ -19,29 +19,39 @@ class RQKMeansTokenizer(SidTokenizer):
     """Residual k-means tokenizer.
 
     Parameters: `levels` semantic levels; `codebook_size` codes per level, or None
-    for the adaptive rule of `genrec.sid.codebook.adaptive_codebook_size`; `seed`.
+    for the adaptive rule of `genrec.sid.codebook.adaptive_codebook_size`; `seed`;
+    `spread_last_level` lets siblings under one parent prefix take distinct
+    last-level codes where the codebook allows (`genrec.sid.codebook`).
     Learned: `codebooks_` float32 `[levels, codebook_size_, d]`, `codebook_size_`,
     `dim_`, `disambiguation_size_`.
     """
 
-    def __init__(self, levels: int = 3, codebook_size: int | None = None, seed: int = 0):
+    def __init__(self, levels: int = 3, codebook_size: int | None = None, seed: int = 0, spread_last_level: bool = True):
         self.levels = levels
         self.codebook_size = codebook_size
         self.seed = seed
+        self.spread_last_level = spread_last_level
 
     def get_params(self) -> dict[str, Any]:
-        return {"levels": self.levels, "codebook_size": self.codebook_size, "seed": self.seed}
+        return {
+            "levels": self.levels,
+            "codebook_size": self.codebook_size,
+            "seed": self.seed,
+            "spread_last_level": self.spread_last_level,
+        }
 
     def _fit(self, x: np.ndarray) -> None:
         self.codebooks_, _ = residual_kmeans(x, self.levels, self.codebook_size_, self.seed)
 
-    def _semantic_codes(self, x: np.ndarray) -> np.ndarray:
+    def _semantic_codes(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         residual = x.copy()
         codes = np.empty((len(x), self.levels), dtype=np.int64)
-        for level, centroids in enumerate(self.codebooks_):
+        for level, centroids in enumerate(self.codebooks_[:-1]):
             codes[:, level] = assign(residual, centroids)
             residual -= centroids[codes[:, level]]
-        return codes
+        last_distances = squared_distances(residual, self.codebooks_[-1])
+        codes[:, -1] = last_distances.argmin(axis=1)
+        return codes, last_distances
 
     def _learned_arrays(self) -> dict[str, np.ndarray]:
         return {"codebooks_": self.codebooks_}

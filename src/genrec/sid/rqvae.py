@@ -36,7 +36,9 @@ class RQVAETokenizer(SidTokenizer):
     Parameters: `levels`; `codebook_size` per level (None: adaptive rule of
     `genrec.sid.codebook`); `latent_dim` of the code vectors; `hidden_dims` of the
     encoder MLP (the decoder mirrors it); `epochs`, `batch_size`, `lr` (Adam);
-    `beta` the commitment weight; `seed`; `progress` shows a bar over epochs.
+    `beta` the commitment weight; `seed`; `progress` shows a bar over epochs;
+    `spread_last_level` lets siblings under one parent prefix take distinct
+    last-level codes where the codebook allows (`genrec.sid.codebook`).
 
     Learned: `model_` (an `RQVAE` module), `reconstruction_loss_` (mean squared
     L2 error `||x - x̂||²` per epoch, `[epochs]`), `dead_codes_reset_` (codes
@@ -55,6 +57,7 @@ class RQVAETokenizer(SidTokenizer):
         beta: float = 0.25,
         seed: int = 0,
         progress: bool = False,
+        spread_last_level: bool = True,
     ):
         self.levels = levels
         self.codebook_size = codebook_size
@@ -66,6 +69,7 @@ class RQVAETokenizer(SidTokenizer):
         self.beta = beta
         self.seed = seed
         self.progress = progress
+        self.spread_last_level = spread_last_level
 
     def get_params(self) -> dict[str, Any]:
         return {
@@ -79,6 +83,7 @@ class RQVAETokenizer(SidTokenizer):
             "beta": self.beta,
             "seed": self.seed,
             "progress": self.progress,
+            "spread_last_level": self.spread_last_level,
         }
 
     def _check_params(self) -> None:
@@ -122,9 +127,10 @@ class RQVAETokenizer(SidTokenizer):
             model.eval()
         self.model_ = model
 
-    def _semantic_codes(self, x: np.ndarray) -> np.ndarray:
+    def _semantic_codes(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
-            return self.model_.encode(torch.from_numpy(x)).numpy().astype(np.int64)
+            codes, last_distances = self.model_.encode(torch.from_numpy(x))
+        return codes.numpy().astype(np.int64), last_distances.numpy()
 
     def _learned_arrays(self) -> dict[str, np.ndarray]:
         arrays = {f"model.{k}": v.detach().numpy() for k, v in self.model_.state_dict().items()}
@@ -159,8 +165,15 @@ class RQVAE(nn.Module):
         quantized, codes, vq_loss = self.quantizer(latent)
         return self.decoder(quantized), codes, vq_loss
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.quantizer(self.encoder(x))[1]
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(codes `[b, levels]`, squared distances to the last level's codes `[b, K]`)."""
+        residual = self.encoder(x)
+        codes = []
+        for codebook in self.quantizer.codebooks:
+            distances = _squared_distances(residual, codebook)
+            codes.append(distances.argmin(dim=1))
+            residual = residual - codebook[codes[-1]]
+        return torch.stack(codes, dim=1), distances
 
     @torch.no_grad()
     def reset_dead_codes(self, x: torch.Tensor, generator: torch.Generator) -> int:
@@ -230,8 +243,11 @@ def _first_occurrence(codes: torch.Tensor) -> torch.Tensor:
 
 
 def _nearest(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    distances = (codebook * codebook).sum(1)[None, :] - 2.0 * (x @ codebook.T)
-    return distances.argmin(dim=1)
+    return _squared_distances(x, codebook).argmin(dim=1)
+
+
+def _squared_distances(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    return (codebook * codebook).sum(1)[None, :] - 2.0 * (x @ codebook.T)
 
 
 def _mlp(widths: Sequence[int]) -> nn.Sequential:

@@ -3,7 +3,9 @@
 A tokenizer maps item vectors `[n, d]` to codes `[n, levels + 1]`: `levels`
 semantic levels (coarse to fine) plus the disambiguation level of
 `genrec.sid.codebook`. Subclasses learn in `_fit` and quantize in
-`_semantic_codes`; learned state ends in `_` and exists only after `fit`.
+`_semantic_codes` (which also returns the distances to the last level's codes,
+so `spread_last_level` can re-assign it); learned state ends in `_` and exists
+only after `fit`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from genrec.artifacts import atomic_path
-from genrec.sid.codebook import adaptive_codebook_size, append_disambiguation_level
+from genrec.sid.codebook import adaptive_codebook_size, append_disambiguation_level, spread_last_level
 
 
 class SidTokenizer:
@@ -25,6 +27,7 @@ class SidTokenizer:
     levels: int
     codebook_size: int | None
     seed: int
+    spread_last_level: bool
 
     def fit(self, vectors: np.ndarray) -> "SidTokenizer":
         """Learn the codebooks from item vectors `[n, d]` (float, finite)."""
@@ -38,10 +41,17 @@ class SidTokenizer:
 
     def transform(self, vectors: np.ndarray) -> np.ndarray:
         """Codes int64 `[n, levels + 1]`; rows sharing a semantic prefix are numbered
-        0, 1, … in row order in the last column, so full SIDs are unique within the call."""
+        0, 1, … in row order in the last column, so full SIDs are unique within the call.
+
+        With `spread_last_level`, siblings under one parent prefix avoid each other's
+        last-level codes where the codebook allows (see `genrec.sid.codebook`); like
+        the disambiguation level, this depends on which rows are coded together."""
         self._check_fitted()
         x = check_vectors(vectors, dim=self.dim_)
-        return append_disambiguation_level(self._semantic_codes(x))
+        codes, last_distances = self._semantic_codes(x)
+        if self.spread_last_level:
+            codes[:, -1] = spread_last_level(codes[:, :-1], last_distances)
+        return append_disambiguation_level(codes)
 
     def fit_transform(self, vectors: np.ndarray) -> np.ndarray:
         return self.fit(vectors).transform(vectors)
@@ -93,7 +103,8 @@ class SidTokenizer:
     def _fit(self, x: np.ndarray) -> None:
         raise NotImplementedError
 
-    def _semantic_codes(self, x: np.ndarray) -> np.ndarray:
+    def _semantic_codes(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(codes int64 `[n, levels]`, squared distances to the last level's codes `[n, K]`)."""
         raise NotImplementedError
 
     def _learned_arrays(self) -> dict[str, np.ndarray]:
