@@ -82,7 +82,7 @@ def render_markdown(report: EvalReport, command: str = "") -> str:
     facts = [f"{len(report.targets)} requests", f"{report.n_items} items", f"k = {report.config.k}",
              f"{report.config.bootstrap} bootstrap resamples", f"seed {report.config.seed}",
              "seen items " + ("removed" if report.config.exclude_seen else "kept")]
-    facts = [f"{key}: {meta[key]}" for key in ("run", "split", "part", "created", "machine") if key in meta] + facts
+    facts = [f"{key}: {meta[key]}" for key in ("run", "split", "part", "created", "machine", "threads") if key in meta] + facts
     lines += ["- " + fact for fact in facts] + [""]
     lines += ["![Recall@K](recall_at_k.png)", "", f"![{_slice_metric(report)} by slice](slices.png)", ""]
     for request_type in _present(report, REQUEST_TYPES):
