@@ -12,7 +12,8 @@ import torch
 
 from genrec.baselines import sasrec
 from genrec.baselines.sasrec import (
-    SASRec, SASRecConfig, SASRecModelConfig, SASRecRetriever, collate_windows, score_histories, training_windows,
+    SASRec, SASRecConfig, SASRecModelConfig, SASRecRetriever, collate_windows, leaf_categories, score_histories,
+    training_windows,
 )
 from genrec.data.dataset import Dataset
 from genrec.data.splits import build_requests, interactions, leave_one_out
@@ -161,3 +162,20 @@ def test_genrec_train_cli_trains_sasrec_into_the_run_folder_then_reuses_it(tmp_p
     assert main(["train", "--run", str(tmp_path), "--model", "sasrec", "--steps", "3", "--device", "cpu"]) == 0
     assert json.loads(capsys.readouterr().out)["train_seconds"] == first["train_seconds"]  # loaded, not retrained
     assert main(["train", "--run", str(tmp_path / "missing"), "--model", "sasrec"]) == 1
+
+
+def test_items_of_one_leaf_category_share_its_vector_and_leaves_are_whole_paths():
+    dataset = successor_world()
+    items = dataset.items.copy()
+    items.loc[items["item_id"] == 1, "category"] = pd.Series([["other", "c1"]], index=items.index[items["item_id"] == 1])
+    dataset.items = items
+    category, n = leaf_categories(dataset)
+    assert category[0] == 0 and n == 5 and category.shape == (N_ITEMS + 1,)
+    assert category[1] != category[5]  # same leaf name "c1", other parent
+    assert category[5] == category[9] and category[5] != category[6]
+    model = SASRec(SASRecModelConfig(n_items=N_ITEMS, dim=8, heads=2, n_categories=n), torch.from_numpy(category))
+    with torch.no_grad():
+        own = model.item_embedding(torch.tensor([5, 9]))
+        shared = model.item_vectors(torch.tensor([5, 9])) - own
+        torch.testing.assert_close(shared[0], shared[1])
+        assert torch.count_nonzero(model.item_vectors(torch.tensor([0]))) == 0  # padding stays zero

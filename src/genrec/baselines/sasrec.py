@@ -53,6 +53,8 @@ class SASRecModelConfig:
     heads: int = 2
     layers: int = 2
     dropout: float = 0.2
+    n_categories: int = 0  # leaf categories whose embedding is added to each item's (0: none)
+    item_bias: bool = True  # a learned per-item score offset (popularity) in the output layer
 
     def __post_init__(self) -> None:
         if self.n_items < 1:
@@ -75,10 +77,12 @@ class SASRecConfig:
     heads: int = 2
     layers: int = 2
     dropout: float = 0.2
+    use_category: bool = True  # item vector = own embedding + its leaf category's (shares strength across sparse items)
+    item_bias: bool = True
     exclude_history: bool = False  # never recommend an item the user already interacted with
     valid_requests: int = 2000  # validation requests scored at each evaluation (a fixed sample)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=600, batch_size=128, lr=2e-3, weight_decay=0.01, warmup_steps=50, eval_every=100, checkpoint_every=100,
+        steps=400, batch_size=128, lr=2e-3, weight_decay=0.01, warmup_steps=50, eval_every=100, checkpoint_every=100,
     ))
 
     @classmethod
@@ -87,8 +91,9 @@ class SASRecConfig:
         train_values = values.pop("train", {})
         return cls(**values, train=TrainConfig.from_dict(train_values))
 
-    def model_config(self, n_items: int) -> SASRecModelConfig:
-        return SASRecModelConfig(n_items, self.max_history, self.dim, self.heads, self.layers, self.dropout)
+    def model_config(self, n_items: int, n_categories: int = 0) -> SASRecModelConfig:
+        return SASRecModelConfig(n_items, self.max_history, self.dim, self.heads, self.layers, self.dropout,
+                                 n_categories if self.use_category else 0, self.item_bias)
 
 
 class SASRec(nn.Module):
@@ -96,35 +101,59 @@ class SASRec(nn.Module):
 
     `forward(items [batch, length]) -> hidden [batch, length, dim]`, items
     right-padded with 0; position i attends to positions ≤ i, so padding after
-    the last real item never leaks into it.
+    the last real item never leaks into it. An item's vector (input and output
+    side alike) is its own embedding plus, with `n_categories`, its leaf
+    category's: `item_category` `[n_items + 1]` maps item id → category 1..n (0 = none).
     """
 
-    def __init__(self, config: SASRecModelConfig):
+    def __init__(self, config: SASRecModelConfig, item_category: Tensor | None = None):
         super().__init__()
         self.config = config
+        if item_category is None:
+            item_category = torch.zeros(config.n_items + 1, dtype=torch.long)
+        if item_category.shape != (config.n_items + 1,) or int(item_category.max()) > config.n_categories:
+            raise ValueError(f"item_category must be [{config.n_items + 1}] with values in [0, {config.n_categories}]")
+        self.register_buffer("item_category", item_category.long().clone())
         self.item_embedding = nn.Embedding(config.n_items + 1, config.dim, padding_idx=0)
+        self.category_embedding = (
+            nn.Embedding(config.n_categories + 1, config.dim, padding_idx=0) if config.n_categories else None
+        )
+        self.item_bias = nn.Parameter(torch.zeros(config.n_items + 1)) if config.item_bias else None
         self.position_embedding = nn.Embedding(config.max_history, config.dim)
         self.dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(CausalBlock(config.dim, config.heads, config.dropout) for _ in range(config.layers))
         self.norm = nn.LayerNorm(config.dim)
         nn.init.normal_(self.item_embedding.weight, std=0.02)
         nn.init.normal_(self.position_embedding.weight, std=0.02)
+        if self.category_embedding is not None:
+            nn.init.normal_(self.category_embedding.weight, std=0.02)
         with torch.no_grad():
             self.item_embedding.weight[0].zero_()
+            if self.category_embedding is not None:
+                self.category_embedding.weight[0].zero_()
 
     def forward(self, items: Tensor) -> Tensor:
         length = items.shape[1]
         if length > self.config.max_history:
             raise ValueError(f"sequence length {length} exceeds max_history {self.config.max_history}")
         positions = torch.arange(length, device=items.device)
-        x = self.dropout(self.item_embedding(items) + self.position_embedding(positions))
+        x = self.dropout(self.item_vectors(items) + self.position_embedding(positions))
         for block in self.blocks:
             x = block(x)
         return self.norm(x)
 
     def item_logits(self, hidden: Tensor) -> Tensor:
         """Scores of items 1..n_items for hidden states `[..., dim]` → `[..., n_items]` (column j = item j+1)."""
-        return hidden @ self.item_embedding.weight[1:].T
+        ids = torch.arange(1, self.config.n_items + 1, device=hidden.device)
+        logits = hidden @ self.item_vectors(ids).T
+        return logits + self.item_bias[1:] if self.item_bias is not None else logits
+
+    def item_vectors(self, items: Tensor) -> Tensor:
+        """Vectors of item ids `[...]` → `[..., dim]` (padding id 0 → zeros)."""
+        vectors = self.item_embedding(items)
+        if self.category_embedding is not None:
+            vectors = vectors + self.category_embedding(self.item_category[items])
+        return vectors
 
     def last_hidden(self, items: Tensor, lengths: Tensor) -> Tensor:
         """Hidden state after each sequence's last real item: `[batch, dim]` (lengths ≥ 1)."""
@@ -230,9 +259,11 @@ class SASRecRetriever:
         config = config or SASRecConfig()
         folder = artefact_dir(run, split)
         n_items = int(dataset.items["item_id"].max())
+        item_category, n_categories = leaf_categories(dataset)
         train_inter = interactions(split.train)
-        fingerprint = _fingerprint(train_inter, n_items, config)
-        model = SASRec(config.model_config(n_items))
+        fingerprint = _fingerprint(train_inter, item_category, config)
+        model = SASRec(config.model_config(n_items, n_categories),
+                       torch.from_numpy(item_category) if config.use_category else None)
         if not force and _manifest_matches(folder, fingerprint):
             load_best(model, folder)
         else:
@@ -362,12 +393,25 @@ def artefact_dir(run: Path, split: Split) -> Path:
     return folder if split.name == "leave_one_out" else folder / split.name
 
 
-def _fingerprint(train_inter: pd.DataFrame, n_items: int, config: SASRecConfig) -> str:
-    """Hash of what the weights depend on: the training interactions, catalogue size and config."""
+def leaf_categories(dataset: Dataset) -> tuple[np.ndarray, int]:
+    """Each item's leaf category as 1..n, int64 `[max_item_id + 1]` (0 = padding), and n.
+
+    A leaf is the item's whole category path, so leaves with one name under two parents stay apart.
+    """
+    items = dataset.items
+    paths = np.array([" > ".join(map(str, path)) for path in items["category"]], dtype=object)
+    names, index = np.unique(paths, return_inverse=True)
+    category = np.zeros(int(items["item_id"].max()) + 1, dtype=np.int64)
+    category[items["item_id"].to_numpy(dtype=np.int64)] = index + 1
+    return category, len(names)
+
+
+def _fingerprint(train_inter: pd.DataFrame, item_category: np.ndarray, config: SASRecConfig) -> str:
+    """Hash of what the weights depend on: the training interactions, the catalogue's categories and config."""
     digest = hashlib.sha256()
     for column in ("user_id", "item_id", "seq"):
         digest.update(np.ascontiguousarray(train_inter[column].to_numpy(dtype=np.int64)).tobytes())
-    digest.update(str(n_items).encode())
+    digest.update(np.ascontiguousarray(item_category, dtype=np.int64).tobytes())
     settings = asdict(config)
     for where_it_runs in ("device", "progress"):  # change how it runs, not what it learns
         settings["train"].pop(where_it_runs)
