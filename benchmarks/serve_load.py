@@ -94,6 +94,7 @@ def main() -> int:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--note", action="append", default=[], help="a line to add to the report (how RUN was made)")
     args = parser.parse_args()
 
     wanted = [n.strip() for n in args.retrievers.split(",") if n.strip()]
@@ -284,15 +285,24 @@ def batch_totals(url: str, retriever: str) -> tuple[float, float]:
     return (float(total.group(1)) if total else 0.0, float(calls.group(1)) if calls else 0.0)
 
 
+GENERATIVE_MEMORY_SHARE = 500
+"""Requests of the memory run that go to `generative` (a beam search each); the rest go to the others."""
+
+
 def memory_run(server: Server, served: list[str], queries, users, k: int, n: int) -> dict[str, float]:
     before = server.rss_mib()
+    counts = {name: 0 for name in served}
+    cheap = [name for name in served if name != "generative"]
+    if "generative" in counts:
+        counts["generative"] = n if not cheap else min(GENERATIVE_MEMORY_SHARE, n)
+    for index, name in enumerate(cheap):
+        rest = n - counts.get("generative", 0)
+        counts[name] = rest // len(cheap) + (rest % len(cheap) if index == 0 else 0)
     sent, errors = 0, 0
-    per_retriever = n // len(served)
-    for index, name in enumerate(served):
-        count = per_retriever + (n - per_retriever * len(served) if index == 0 else 0)
+    for name, count in counts.items():
         done, failed, _, _ = drive(server.url, name, queries, users, k, 32, count, 600)
         sent, errors = sent + done, errors + failed
-    return {"before_mib": before, "after_mib": server.rss_mib(), "n": sent, "errors": errors}
+    return {"before_mib": before, "after_mib": server.rss_mib(), "n": sent, "errors": errors, "counts": counts}
 
 
 def write_report(args, served: list[str], notes: list[str], levels: list[Level], memory: dict[str, float]) -> None:
@@ -321,7 +331,7 @@ def write_report(args, served: list[str], notes: list[str], levels: list[Level],
         "fairer on/off comparison here; CPU off/on > 1 means batching saves work",
         "- Latency is measured by the client (request sent → response read, keep-alive connections, one per concurrent client); p50/p99 over the level's requests",
     ]
-    lines += [f"- {note}" for note in notes]
+    lines += [f"- {note}" for note in [*args.note, *notes]]
     lines += [
         "",
         "| retriever | batching | concurrency | requests | errors | throughput (req/s, median) | p50 (ms) | p99 (ms) | mean batch | server CPU ms/request | CPU off/on | throughput on/off |",
@@ -339,9 +349,10 @@ def write_report(args, served: list[str], notes: list[str], levels: list[Level],
         growth = memory["after_mib"] - memory["before_mib"]
         lines += [
             "",
-            f"Server memory (VmRSS, batching on, all retrievers, concurrency 32): "
-            f"**{memory['before_mib']:.1f} MiB** after warm-up → **{memory['after_mib']:.1f} MiB** after "
-            f"{memory['n']:,} more requests ({growth:+.1f} MiB), {memory['errors']} errors.",
+            f"Server memory (VmRSS, batching on, concurrency 32): "
+            f"**{memory['before_mib']:.1f} MiB** after the runs above → **{memory['after_mib']:.1f} MiB** after "
+            f"{memory['n']:,} more requests ({growth:+.1f} MiB), {memory['errors']} errors; requests per retriever: "
+            + ", ".join(f"{name} {count:,}" for name, count in memory["counts"].items()) + ".",
         ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
