@@ -26,8 +26,9 @@ PROTOCOL = ("P5/TIGER Amazon Beauty 5-core (22,363 users, 12,101 items), leave-o
             "full ranking over all 12,101 items, history = last 20 items, Semantic IDs from item text "
             "(title + brand/category) with MiniLM + RQ-KMeans.")
 
-# Chosen on the validation split (benchmarks/results/amazon_beauty_tuning.md). Every Beauty event is an
-# order, so the long-term (cart/order) view would repeat the short one: all 20 history items go to `short`.
+# NOT yet chosen on validation: the first configuration to try (benchmarks/results/amazon_beauty_tuning.md
+# says why no generative run finished in the first session). Every Beauty event is an order, so the
+# long-term (cart/order) view would repeat the short one: all 20 history items go to `short`.
 # item_buckets ≥ the largest item id: every behaviour item gets its own id embedding beside its SID.
 GENERATIVE = GenerativeTrainConfig(
     model=GenerativeConfig(max_short=20, max_long=1, item_buckets=12_288),

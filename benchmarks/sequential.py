@@ -65,6 +65,7 @@ def run_benchmark(
     protocol: str,
     sid_levels: int = 3,
     sid_codebook_size: int | None = None,
+    sasrec_steps: int | None = None,
 ) -> str:
     """Prepare the run, train what is missing, evaluate every row, write the results table."""
     from genrec.registry import build_retriever
@@ -72,6 +73,7 @@ def run_benchmark(
     torch.set_num_threads(args.threads)
     run = Path(args.run)
     began, began_cpu = time.perf_counter(), time.process_time()
+    commit = _commit()  # the code this process imported, not whatever HEAD is when it ends
     stage_seconds: dict[str, float] = {}
     stage_cpu: dict[str, float] = {}
 
@@ -107,7 +109,10 @@ def run_benchmark(
         if retriever_name == "sasrec":  # the protocol's history length, not SASRec's default
             from genrec.baselines.sasrec import SASRecConfig, SASRecRetriever
 
-            return SASRecRetriever.from_run(run, dataset, split, SASRecConfig(max_history=max_history))
+            config = SASRecConfig(max_history=max_history)
+            if sasrec_steps:
+                config = replace(config, train=replace(config.train, steps=sasrec_steps))
+            return SASRecRetriever.from_run(run, dataset, split, config)
         return build_retriever(retriever_name, run, dataset, split)
 
     retrievers = [stage(f"build {n}", lambda n=n: build(n)) for n in names]
@@ -119,7 +124,7 @@ def run_benchmark(
     report = stage("evaluate", lambda: evaluate(retrievers, requests, targets, dataset=dataset, split=split,
                                                  config=EvalConfig(k=10, bootstrap=1000)))
     times = (stage_seconds, stage_cpu, time.perf_counter() - began, time.process_time() - began_cpu)
-    table = _table(name, args, report, metrics, published, protocol, times, len(requests))
+    table = _table(name, args, report, metrics, published, protocol, times, len(requests), commit)
     out = Path(args.out) if args.out else RESULTS / f"{name}{'' if args.part == 'test' else '_valid'}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(table)
@@ -129,7 +134,7 @@ def run_benchmark(
     return table
 
 
-def _table(name, args, report, metrics, published, protocol, times, n_requests) -> str:
+def _table(name, args, report, metrics, published, protocol, times, n_requests, commit) -> str:
     stage_seconds, stage_cpu, total, total_cpu = times
     lines = [
         f"# {name}: measured beside the published table",
@@ -139,7 +144,7 @@ def _table(name, args, report, metrics, published, protocol, times, n_requests) 
         f"Command: `{' '.join(['.venv/bin/python'] + sys.argv)}`  ",
         f"Split part: **{args.part}** ({n_requests} requests)  ",
         f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, {_device(args)}  ",
-        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; commit {_commit()}; seed 0  ",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; commit {commit} (at start); seed 0  ",
         f"Wall time: {total / 60:.1f} min ({', '.join(f'{k} {v:.0f}s' for k, v in stage_seconds.items())})  ",
         f"CPU time (this process, all threads): {total_cpu / 60:.1f} min "
         f"({', '.join(f'{k} {v:.0f}s' for k, v in stage_cpu.items())}); stages cached in the run folder "
