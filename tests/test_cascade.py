@@ -138,3 +138,33 @@ def test_cascade_beats_popularity_on_the_small_world(trained_cascade):
     popular = np.bincount(split.train.loc[split.train.action != "impression", "item_id"]).argsort()[::-1][:10]
     baseline = float(np.isin(targets, popular).mean())
     assert cascade > baseline + 0.05
+
+
+def test_cascade_report_measures_every_stage(trained_cascade):
+    from genrec.cascade.report import evaluate_cascade
+
+    run, dataset, split = trained_cascade
+    results = evaluate_cascade(run, dataset, split, encoder=toy_encode, sources={}, max_requests=40, progress=False)
+    assert [row["task"] for row in results["ranker"]][:3] == ["click", "cart", "order"]
+    assert {row["calibrator"] for row in results["calibration"]} == {"raw", "isotonic", "umc"}
+    assert [row["fusion"] for row in results["fusion"]] == ["fixed", "grade", "harmonrank"]
+    for row in results["calibration"]:  # monotone calibrators cannot change the ranker's AUC by more than ties
+        raw = next(r for r in results["calibration"] if r["task"] == row["task"] and r["calibrator"] == "raw")
+        assert row["auc"] <= raw["auc"] + 1e-9
+    assert (run / "cascade" / "report.md").read_text().count("|") > 50
+    assert (run / "cascade" / "reliability.png").stat().st_size > 1000
+
+
+def test_sampled_negatives_are_never_items_the_visit_showed(toy):
+    from genrec.cascade.samples import add_sampled_negatives
+
+    _, split, space = toy
+    samples = impression_samples(split.train, split.interactions, max_history=10)
+    more = add_sampled_negatives(samples, np.arange(1, space.n_items_), space.popularity_, per_visit=5, seed=0)
+    assert len(more) > len(samples)
+    shown = set(zip(samples.request_index.tolist(), samples.item_ids.tolist()))
+    pairs = list(zip(more.request_index.tolist(), more.item_ids.tolist()))
+    added = [i for i, pair in enumerate(pairs) if pair not in shown]
+    assert len(added) == len(more) - len(samples)
+    assert np.all(more.labels[added] == 0) and np.all(more.position[added] == 0)
+    assert np.all(np.diff(more.request_index) >= 0)

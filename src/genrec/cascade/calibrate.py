@@ -124,8 +124,8 @@ class MonotoneIntegralNet(nn.Module):
 class UMCConfig:
     nodes: int = 64
     hidden: int = 16
-    epochs: int = 200
-    lr: float = 0.03
+    epochs: int = 100
+    lr: float = 0.05
     smooth_weight: float = 1.0
     """Weight of the smooth calibration term beside the log loss."""
     bins: int = 15

@@ -71,7 +71,7 @@ class FixedWeightFusion:
 @dataclass
 class FusionConfig:
     hidden: int = 32
-    epochs: int = 30
+    epochs: int = 10
     lr: float = 0.01
     batch_groups: int = 256
     temperature: float = 0.1

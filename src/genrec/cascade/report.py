@@ -179,18 +179,16 @@ def end_to_end_table(model: CascadeModel, sources: dict, split: Split, max_reque
     is_search = np.asarray([r.is_search for r in requests])
     retriever = CascadeRetriever(model, sources)
     say(f"{len(requests)} test requests: recall + ranking")
-    scored = retriever.score_candidates(requests)
+    ranked_candidates = retriever.rank_candidates(requests)
+    scored = retriever.fuse(ranked_candidates, model.config.fusion)
     in_candidates = np.asarray([t in set(ids.tolist()) for (ids, _, _), t in zip(scored, targets)])
     rows = []
     variants = [(f"cascade ({f} fusion)", f, PostRankConfig()) for f in FUSIONS]
     variants += [("cascade + MMR 0.8", model.config.fusion, PostRankConfig(mmr_trade_off=0.8)),
                  ("cascade + AI share ≤ 30%", model.config.fusion, PostRankConfig(ai_max_share=0.3))]
     for label, fusion, postrank in variants:
-        variant = CascadeRetriever(replace(model, config=replace(model.config, postrank=postrank)), sources, fusion)
-        if fusion == model.config.fusion:
-            answers = _finish(variant, scored, K)
-        else:
-            answers = variant.retrieve(requests, K)
+        variant = CascadeRetriever(replace(model, config=replace(model.config, postrank=postrank)), {}, fusion)
+        answers = _finish(variant, retriever.fuse(ranked_candidates, fusion), K)
         ranked = ranked_matrix(answers, K)
         row = {"retriever": label}
         for name, mask in (("all", np.ones(len(requests), bool)), ("search", is_search), ("recommendation", ~is_search)):

@@ -31,7 +31,7 @@ from genrec.cascade.fuse import AUCEnsembleFusion, FixedWeightFusion, FusionConf
 from genrec.cascade.rank import MultiTaskRanker, RankerConfig
 from genrec.cascade.recall import PersonalizedDenseRecall, PersonalizedRecallConfig, RecallUnion
 from genrec.cascade.rerank import PostRankConfig, PostRanker
-from genrec.cascade.samples import ImpressionSamples, impression_samples
+from genrec.cascade.samples import ImpressionSamples, add_sampled_negatives, impression_samples
 from genrec.data.dataset import Dataset
 from genrec.data.splits import Split, leave_one_out
 from genrec.retrieval import Ranked, Request, Retriever
@@ -49,7 +49,7 @@ class CascadeConfig:
 
     seed: int = 0
     history_length: int = 20
-    max_train_visits: int = 12_000
+    max_train_visits: int = 8_000
     """Visits of split.train the ranker sees (a seeded random subset): bounds training time."""
     feature_share: float = 0.4
     """Item statistics and co-occurrence the ranker trains with come from the first `feature_share`
@@ -61,6 +61,8 @@ class CascadeConfig:
     recommendation_quotas: dict[str, int] = field(default_factory=lambda: {"pr2": 150, "itemcf": 100, "popularity": 20})
     max_candidates: int = 200
     """Candidates ranked per request: the union's round-robin order by source rank, cut here."""
+    sampled_negatives: int = 6
+    """Never-shown items added per training visit as negatives (see `add_sampled_negatives`)."""
     ranker: RankerConfig = field(default_factory=RankerConfig)
     recall: PersonalizedRecallConfig = field(default_factory=PersonalizedRecallConfig)
     fusion_config: FusionConfig = field(default_factory=FusionConfig)
@@ -158,6 +160,9 @@ def train_cascade(run: str | Path, config: CascadeConfig | None = None, dataset:
     train_ts = split.train["ts"].to_numpy()
     early = space.refit_events(dataset.items, split.train[train_ts < feature_cut])
     before_holdout = space.refit_events(dataset.items, split.train[train_ts < holdout_cut])
+    known_items = np.flatnonzero(space.leaf_ > 0)
+    fit_part = add_sampled_negatives(fit_part, known_items, early.popularity_, config.sampled_negatives, config.seed)
+    holdout = add_sampled_negatives(holdout, known_items, before_holdout.popularity_, config.sampled_negatives, config.seed + 1)
     work = run / "cascade"
     work.mkdir(parents=True, exist_ok=True)
     say(f"{len(fit_part):,} ranker rows, {len(holdout):,} held-out rows; training PR² recall")
@@ -320,17 +325,29 @@ class CascadeRetriever:
 
     def score_candidates(self, requests: Sequence[Request]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Per request: candidate ids `[m]`, fused score `[m]`, calibrated P(click) `[m]` (unsorted)."""
+        return self.fuse(self.rank_candidates(requests), self.fusion)
+
+    def rank_candidates(self, requests: Sequence[Request]) -> dict[str, np.ndarray]:
+        """Recall and rank: per candidate row `[p]` its request, item id, task probabilities `[p, 3]`
+        and fusion context `[p, c]`; `sizes` `[r]` candidates per request."""
         model = self.model
         candidates = self.recall.candidates(requests)
-        sizes = np.asarray([len(c.item_ids) for c in candidates])
+        sizes = np.asarray([len(c.item_ids) for c in candidates], dtype=np.int64)
         request_index = np.repeat(np.arange(len(requests)), sizes)
         item_ids = np.concatenate([c.item_ids for c in candidates]) if len(candidates) else np.zeros(0, np.int64)
         if len(item_ids) == 0:
-            return [(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32)) for _ in requests]
+            return {"sizes": sizes, "item_ids": item_ids, "probs": np.zeros((0, 3), np.float32), "context": None}
         req = model.space.requests(requests)
-        probs = model.ranker.predict_proba(req, request_index, item_ids)
-        score = model.fusions[self.fusion].score(probs, fusion_context(req)[request_index])
-        calibrated = model.calibrator.predict(_as_probability(score)) if self.fusion == model.config.fusion \
+        return {"sizes": sizes, "item_ids": item_ids, "probs": model.ranker.predict_proba(req, request_index, item_ids),
+                "context": fusion_context(req)[request_index]}
+
+    def fuse(self, ranked: dict[str, np.ndarray], fusion: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Fuse (and, for the trained fusion, calibrate) `rank_candidates`' output, split per request."""
+        model, sizes, item_ids = self.model, ranked["sizes"], ranked["item_ids"]
+        if len(item_ids) == 0:
+            return [(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32)) for _ in sizes]
+        score = model.fusions[fusion].score(ranked["probs"], ranked["context"])
+        calibrated = model.calibrator.predict(_as_probability(score)) if fusion == model.config.fusion \
             else _as_probability(score)
         bounds = np.r_[0, np.cumsum(sizes)]
         return [(item_ids[b:e], score[b:e], calibrated[b:e].astype(np.float32)) for b, e in zip(bounds[:-1], bounds[1:])]

@@ -110,3 +110,33 @@ def _visit_requests(visits: pd.DataFrame, interactions: pd.DataFrame, max_histor
             history=tuple(items[b:e].tolist()), history_actions=tuple(actions[b:e].tolist()), history_ts=tuple(inter_ts[b:e].tolist()),
         ))
     return requests
+
+
+def add_sampled_negatives(samples: ImpressionSamples, candidates: np.ndarray, popularity: np.ndarray,
+                          per_visit: int, seed: int = 0) -> ImpressionSamples:
+    """Add `per_visit` never-shown items per visit as negatives (labels 0, position unknown).
+
+    Logged impressions were already chosen by a ranker, so a model trained on them alone
+    never learns to reject the off-topic items recall brings; these negatives (half uniform
+    over `candidates`, half by popularity^0.75) are what the ranker sees at inference.
+    """
+    if per_visit <= 0 or not len(samples.requests):
+        return samples
+    rng = np.random.default_rng(seed)
+    candidates = np.asarray(candidates, dtype=np.int64)
+    weight = np.asarray(popularity, dtype=np.float64)[candidates] ** 0.75 + 1e-9
+    n = len(samples.requests) * per_visit
+    half = n // 2
+    drawn = np.r_[rng.choice(candidates, half), rng.choice(candidates, n - half, p=weight / weight.sum())]
+    request_index = np.repeat(np.arange(len(samples.requests)), per_visit)
+    shown = set(zip(samples.request_index.tolist(), samples.item_ids.tolist()))
+    keep = np.asarray([(r, i) not in shown for r, i in zip(request_index.tolist(), drawn.tolist())])
+    request_index, drawn = request_index[keep], drawn[keep]
+    order = np.argsort(np.r_[samples.request_index, request_index], kind="stable")
+    return ImpressionSamples(
+        samples.requests,
+        np.r_[samples.request_index, request_index][order],
+        np.r_[samples.item_ids, drawn][order],
+        np.r_[samples.position, np.zeros(len(drawn), dtype=np.int64)][order],
+        np.r_[samples.labels, np.zeros((len(drawn), samples.labels.shape[1]), dtype=np.float32)][order],
+    )
