@@ -57,8 +57,11 @@ class CascadeConfig:
     holdout_share: float = 0.15
     fusion: str = "grade"
     fixed_weights: tuple[float, float, float] = (1.0, 0.3, 0.3)
-    search_quotas: dict[str, int] = field(default_factory=lambda: {"pr2": 100, "bm25": 100, "dense": 60, "itemcf": 40})
-    recommendation_quotas: dict[str, int] = field(default_factory=lambda: {"pr2": 150, "itemcf": 100, "popularity": 20})
+    search_quotas: dict[str, int] = field(default_factory=lambda: {
+        "pr2": 80, "itemcf": 80, "bm25": 80, "category_popularity": 40, "dense": 40})
+    recommendation_quotas: dict[str, int] = field(default_factory=lambda: {
+        "pr2": 120, "itemcf": 100, "category_popularity": 60, "popularity": 20})
+    """Recall sources (registry names, plus "pr2") and how many of each one's top items enter the union."""
     max_candidates: int = 200
     """Candidates ranked per request: the union's round-robin order by source rank, cut here."""
     sampled_negatives: int = 6
