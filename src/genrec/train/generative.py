@@ -46,8 +46,11 @@ NO_USER = 0
 
 
 def _default_train_config() -> TrainConfig:
-    return TrainConfig(steps=800, batch_size=256, lr=2e-3, warmup_steps=80, eval_every=400,
-                       checkpoint_every=200, weight_decay=0.01)
+    # 500 steps (≈4.5 epochs of the default world) keep `make demo` within 15 minutes on
+    # 2 cores; on the validation split they beat 500 steps with 3× indexing copies and
+    # item-id buckets (search R@10 0.198 vs 0.169, rec NDCG@10 0.048 vs 0.047).
+    return TrainConfig(steps=500, batch_size=256, lr=2e-3, warmup_steps=50, eval_every=250,
+                       checkpoint_every=250, weight_decay=0.01)
 
 
 @dataclass
