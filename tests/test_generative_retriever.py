@@ -84,6 +84,15 @@ def test_retriever_only_returns_real_items_without_duplicates(small_world, world
         assert np.all(np.diff(ranked.scores) <= 1e-6)
 
 
+def test_a_huge_k_is_answered_with_at_most_max_beams_items(small_world, world_sids, world_requests):
+    torch.manual_seed(1)
+    config = GenerativeConfig(codebook_sizes=tuple(world_sids.codebook_sizes), **TINY)
+    retriever = _fitted_retriever(config, world_sids, list(small_world.dataset.items["title"]), beams=4)
+    retriever.max_beams = 6
+    for ranked in retriever.retrieve(world_requests[:3], k=1000):
+        assert len(ranked) == 6 and len(set(ranked.item_ids.tolist())) == 6
+
+
 def test_search_and_recommendation_go_through_the_same_weights_in_one_batch(small_world, world_sids, world_requests):
     torch.manual_seed(2)
     config = GenerativeConfig(codebook_sizes=tuple(world_sids.codebook_sizes), **TINY)

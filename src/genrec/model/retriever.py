@@ -30,16 +30,17 @@ class GenerativeRetriever:
     """Trie-constrained beam search over a trained `GenerativeModel`.
 
     `beams` is the beam width (raised to k when k is larger: a beam search
-    cannot return more items than beams); `batch_size` requests are decoded
-    together.
+    cannot return more items than beams), but never past `max_beams`: a served
+    k=1000 would otherwise run a 1000-beam search, so such a request gets the
+    best `max_beams` items instead. `batch_size` requests are decoded together.
     """
 
     name = "generative"
 
     def __init__(self, model: GenerativeModel, encoder: RequestEncoder, trie: PrefixTrie,
-                 beams: int = 20, batch_size: int = 256):
-        if beams < 1:
-            raise ValueError(f"beams must be ≥ 1, got {beams}")
+                 beams: int = 20, batch_size: int = 256, max_beams: int = 256):
+        if not 1 <= beams <= max_beams:
+            raise ValueError(f"beams must be in 1..max_beams ({max_beams}), got {beams}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
         if trie.levels != model.config.levels:
@@ -49,6 +50,7 @@ class GenerativeRetriever:
         self.trie = trie
         self.beams = beams
         self.batch_size = batch_size
+        self.max_beams = max_beams
 
     def retrieve(self, requests: Sequence[Request], k: int) -> list[Ranked]:
         if k < 1:
@@ -56,7 +58,8 @@ class GenerativeRetriever:
         for i, r in enumerate(requests):
             if not isinstance(r, Request):
                 raise ValueError(f"requests[{i}] must be a genrec.retrieval.Request, got {type(r).__name__}")
-        beams = max(self.beams, k)
+        beams = min(max(self.beams, k), self.max_beams)
+        k = min(k, beams)
         device = next(self.model.parameters()).device
         out: list[Ranked] = []
         with torch.no_grad():
