@@ -3,6 +3,18 @@
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Every test runs torch on one thread: CI has 2 shared cores, and a second
+    spinning OpenMP thread made small models up to 10× slower there."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # --- the generated world (owner: genrec.data.synth) ---
 SMALL_WORLD_SIZE = dict(n_items=600, n_users=300, n_events=15_000, seed=7)
 

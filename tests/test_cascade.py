@@ -6,7 +6,6 @@ here loads MiniLM.
 
 import numpy as np
 import pytest
-import torch
 
 from cascade_toy import toy_dataset, toy_encode
 from genrec.cascade.features import PAIR_FEATURES, FeatureSpace
@@ -20,7 +19,6 @@ from genrec.eval.metrics import auc
 from genrec.features.text import item_text
 from genrec.retrieval import Ranked, Request
 
-torch.set_num_threads(1)
 
 
 class ListRetriever:

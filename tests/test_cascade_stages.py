@@ -13,7 +13,6 @@ from genrec.cascade.fuse import (
 from genrec.eval.metrics import gauc
 from genrec.cascade.rerank import cap_origin_share, mmr_rerank
 
-torch.set_num_threads(1)
 
 
 def _miscalibrated(n=4000, seed=0):

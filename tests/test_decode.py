@@ -20,7 +20,6 @@ from genrec.decode import (
     exhaustive_search,
 )
 
-torch.set_num_threads(1)
 
 
 def random_catalog(seed: int, n_items: int, levels: int, codebook: int) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,6 @@ import torch
 
 from genrec.model.transformer import EncoderBatch, GenerativeConfig, GenerativeModel
 
-torch.set_num_threads(1)
 CONFIG = GenerativeConfig(codebook_sizes=(7, 5, 3), d_model=32, n_heads=4, d_ff=64, dropout=0.0,
                           query_vocab_size=50, user_vocab_size=20, context_vocab_size=10, item_buckets=13)
 

@@ -15,7 +15,6 @@ from genrec.sid.table import SidTable
 from genrec.train.generative import GenerativeTrainConfig, train_generative
 from genrec.train.loop import TrainConfig
 
-torch.set_num_threads(1)
 WORDS = ["apple", "banana", "cherry", "grape", "lemon", "mango", "olive", "peach",
          "pear", "plum", "kiwi", "melon", "lime", "fig", "date", "guava"]
 TINY = dict(d_model=32, n_heads=2, d_ff=64, dropout=0.0, n_encoder_layers=1, n_decoder_layers=1,

@@ -23,14 +23,6 @@ from genrec.train.loop import TrainConfig
 N_ITEMS = 40
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def successor_world(n_users: int = 120, seed: int = 0) -> Dataset:
     """Every user clicks a run of consecutive items: item i is always followed by i + 1 (wrapping)."""
     rng = np.random.default_rng(seed)

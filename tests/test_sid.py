@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from genrec import cli
 from genrec.data.dataset import Dataset
@@ -23,7 +22,6 @@ from genrec.sid import (
     spread_last_level,
 )
 
-torch.set_num_threads(1)
 FAST_RQVAE = dict(latent_dim=8, hidden_dims=(32,), epochs=12, batch_size=64)
 
 

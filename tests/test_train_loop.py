@@ -18,14 +18,6 @@ from toy_training import DDP_CONFIG, collate, make_model, mse, toy_examples, wei
 HERE = Path(__file__).parent
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _config(**overrides) -> TrainConfig:
     values = dict(steps=30, batch_size=16, lr=1e-2, warmup_steps=3, eval_every=10, checkpoint_every=7,
                   device="cpu", progress=False)
