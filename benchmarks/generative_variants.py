@@ -1,0 +1,72 @@
+"""Compare generative training variants on the validation split of a prepared run.
+
+    .venv/bin/python benchmarks/generative_variants.py --source runs/demo
+
+Copies `data/`, `features/` and `sid/` of `--source` into one run folder per
+variant (so each variant trains from identical inputs), trains it with
+`train_generative`, and writes the validation history (search / recommendation
+Recall@10 and NDCG@10 at each evaluation) to
+`benchmarks/results/generative_variants.md`. Only the validation split is read:
+this is how the demo's default training was chosen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from genrec.train.generative import GenerativeTrainConfig, train_generative
+
+RESULTS = Path(__file__).parent / "results" / "generative_variants.md"
+METRICS = ("search_recall@10", "search_ndcg@10", "rec_recall@10", "rec_ndcg@10")
+
+
+def variants(base: GenerativeTrainConfig) -> dict[str, GenerativeTrainConfig]:
+    def with_steps(config: GenerativeTrainConfig, steps: int) -> GenerativeTrainConfig:
+        every = max(steps // 3, 50)
+        return replace(config, train=replace(config.train, steps=steps, eval_every=every, checkpoint_every=every))
+
+    return {
+        "500 steps (default)": with_steps(base, 500),
+        "500 steps, 3x indexing, item buckets": with_steps(
+            replace(base, index_copies=3, model=replace(base.model, item_buckets=16384)), 500),
+        "800 steps": with_steps(base, 800),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--source", default="runs/demo", help="run with data/, features/ and sid/ built")
+    parser.add_argument("--out", default="runs/variants", help="folder for one run per variant")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    lines = ["# Generative training variants (validation split)", "",
+             f"Command: `.venv/bin/python benchmarks/generative_variants.py --source {args.source}`  ",
+             f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; seed 0; {args.threads} torch threads", "",
+             "| variant | step | " + " | ".join(METRICS) + " | train s |", "|---|---:|" + "---:|" * (len(METRICS) + 1)]
+    for number, (name, config) in enumerate(variants(GenerativeTrainConfig()).items()):
+        run = Path(args.out) / f"variant-{number}"
+        if not run.exists():
+            for part in ("data", "features", "sid"):
+                shutil.copytree(Path(args.source) / part, run / part)
+        began = time.perf_counter()
+        out = train_generative(run, config, progress=False)
+        seconds = time.perf_counter() - began
+        history = json.loads((out / "manifest.json").read_text())["result"]["history"]
+        for point in history:
+            lines.append(f"| {name} | {point['step']} | " + " | ".join(f"{point[m]:.4f}" for m in METRICS)
+                         + f" | {seconds:.0f} |")
+    RESULTS.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
