@@ -21,23 +21,39 @@ from pathlib import Path
 
 import torch
 
+from genrec.sid.build import build_sids
 from genrec.train.generative import GenerativeTrainConfig, train_generative
 
 RESULTS = Path(__file__).parent / "results" / "generative_variants.md"
 METRICS = ("search_recall@10", "search_ndcg@10", "rec_recall@10", "rec_ndcg@10")
 
 
-def variants(base: GenerativeTrainConfig) -> dict[str, GenerativeTrainConfig]:
+PREFIXED_SIDS = {"prefix": ("category", "brand"), "levels": 1}
+"""`build_sids` arguments of the attribute-prefixed SIDs (leaf, brand, one residual level)."""
+
+
+def variants(base: GenerativeTrainConfig) -> dict[str, tuple[GenerativeTrainConfig, dict | None]]:
+    """name → (training config, `build_sids` arguments or None to reuse the source's SIDs)."""
     def with_steps(config: GenerativeTrainConfig, steps: int) -> GenerativeTrainConfig:
         every = max(steps // 3, 50)
         return replace(config, train=replace(config.train, steps=steps, eval_every=every, checkpoint_every=every))
 
-    return {
-        "500 steps (default)": with_steps(base, 500),
-        "500 steps, 3x indexing, item buckets": with_steps(
-            replace(base, index_copies=3, model=replace(base.model, item_buckets=16384)), 500),
-        "800 steps": with_steps(base, 800),
+    plain = replace(base, query_vectors=False, categories=False)  # the session-1 model
+    configs = {
+        "plain, 500 steps": with_steps(plain, 500),
+        "plain, 500 steps, 3x indexing, item buckets": with_steps(
+            replace(plain, index_copies=3, model=replace(plain.model, item_buckets=16384)), 500),
+        "plain, 800 steps": with_steps(plain, 800),
+        "query vectors, 500 steps": with_steps(replace(base, categories=False), 500),
+        "query vectors + categories, 500 steps": with_steps(base, 500),
+        "categories, 850 steps": with_steps(replace(base, query_vectors=False), 850),
+        "query vectors + categories, 850 steps": with_steps(base, 850),
+        "category+brand SIDs, query vectors + categories, 500 steps": with_steps(base, 500),
+        "category+brand SIDs, categories, 500 steps": with_steps(replace(base, query_vectors=False), 500),
+        "category+brand SIDs, query vectors + categories, 850 steps": with_steps(base, 850),
     }
+    sids = {name: PREFIXED_SIDS if name.startswith("category+brand SIDs") else None for name in configs}
+    return {name: (config, sids[name]) for name, config in configs.items()}
 
 
 def main() -> None:
@@ -45,18 +61,25 @@ def main() -> None:
     parser.add_argument("--source", default="runs/demo", help="run with data/, features/ and sid/ built")
     parser.add_argument("--out", default="runs/variants", help="folder for one run per variant")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", default="", help="comma-separated variant numbers to run (default: all)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="markdown file to write")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    chosen = {int(v) for v in args.only.split(",") if v.strip()}
 
     lines = ["# Generative training variants (validation split)", "",
              f"Command: `.venv/bin/python benchmarks/generative_variants.py --source {args.source}`  ",
              f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; seed 0; {args.threads} torch threads", "",
              "| variant | step | " + " | ".join(METRICS) + " | train s |", "|---|---:|" + "---:|" * (len(METRICS) + 1)]
-    for number, (name, config) in enumerate(variants(GenerativeTrainConfig()).items()):
+    for number, (name, (config, sid_arguments)) in enumerate(variants(GenerativeTrainConfig()).items()):
+        if chosen and number not in chosen:
+            continue
         run = Path(args.out) / f"variant-{number}"
         if not run.exists():
-            for part in ("data", "features", "sid"):
+            for part in ("data", "features") if sid_arguments else ("data", "features", "sid"):
                 shutil.copytree(Path(args.source) / part, run / part)
+            if sid_arguments:
+                build_sids(run, progress=False, **sid_arguments)
         began = time.perf_counter()
         out = train_generative(run, config, progress=False)
         seconds = time.perf_counter() - began
@@ -64,7 +87,7 @@ def main() -> None:
         for point in history:
             lines.append(f"| {name} | {point['step']} | " + " | ".join(f"{point[m]:.4f}" for m in METRICS)
                          + f" | {seconds:.0f} |")
-    RESULTS.write_text("\n".join(lines) + "\n")
+    args.results.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

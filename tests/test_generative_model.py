@@ -89,3 +89,55 @@ def test_trie_constrained_beam_search_drives_the_model_to_real_items_only():
                 logp[i] += torch.log_softmax(lg[i, allowed], 0)[allowed == codes[i, level]][0]
         assert found[row].tolist() == items[torch.argsort(logp, descending=True)].tolist()
         torch.testing.assert_close(scores[row], torch.sort(logp, descending=True).values, atol=1e-4, rtol=1e-4)
+
+
+# ---- query-vector token and history categories -------------------------------------------------
+
+RICH = GenerativeConfig(codebook_sizes=(7, 5, 3), d_model=32, n_heads=4, d_ff=64, dropout=0.0,
+                        query_vocab_size=50, user_vocab_size=20, context_vocab_size=10,
+                        query_vector_dim=6, n_categories=4, n_item_slots=50)
+
+
+def test_the_query_vector_token_is_read_for_search_and_masked_out_for_recommendation():
+    g = torch.Generator().manual_seed(3)
+    model = GenerativeModel(RICH).eval()
+    batch = EncoderBatch.random(RICH, 2, g)
+    batch.query_vector[1] = 0  # request 1 has no query
+    codes = _codes(RICH, 2, g)
+    before = model(batch, codes)
+    with torch.no_grad():
+        model.query_vector_projection.weight.mul_(-3.0)
+        model.query_vector_projection.bias.add_(1.0)
+    after = model(batch, codes)
+    assert not torch.allclose(before[0][0], after[0][0])  # the search request reads its vector
+    for level in range(RICH.levels):  # the recommendation request ignores the projection entirely
+        torch.testing.assert_close(before[level][1], after[level][1])
+
+
+def test_history_items_carry_their_leaf_category_and_unknown_items_fall_back_to_none():
+    g = torch.Generator().manual_seed(4)
+    model = GenerativeModel(RICH).eval()
+    batch = EncoderBatch.random(RICH, 2, g)
+    codes = _codes(RICH, 2, g)
+    base = model(batch, codes)[0]
+    model.set_item_categories(torch.where(torch.arange(50) % 2 == 0, 1, 2))
+    changed = model(batch, codes)[0]
+    assert not torch.allclose(base, changed)
+    batch.short_items[:, -1] = 10_000  # an item id newer than the table: category 0, no index error
+    assert torch.isfinite(model(batch, codes)[0]).all()
+    state = model.state_dict()
+    assert torch.equal(state["item_category"][:4], torch.tensor([1, 2, 1, 2]))  # saved with the weights
+
+
+def test_query_vector_and_category_inputs_are_checked():
+    model = GenerativeModel(RICH)
+    batch = EncoderBatch.random(RICH, 2)
+    batch.query_vector = None
+    with pytest.raises(ValueError, match="query_vector"):
+        model(batch, torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"item_category must have shape \[50\]"):
+        model.set_item_categories(torch.zeros(7, dtype=torch.long))
+    with pytest.raises(ValueError, match="outside"):
+        model.set_item_categories(torch.full((50,), 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="n_item_slots"):
+        GenerativeConfig(n_categories=3)

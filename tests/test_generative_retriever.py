@@ -44,7 +44,7 @@ def test_the_model_learns_a_query_word_to_item_mapping():
     codes = torch.from_numpy(sids.codes)
     model = retriever.model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for _ in range(150):
+    for _ in range(300):
         loss = model.loss(batch, codes)
         optimizer.zero_grad()
         loss.backward()
@@ -144,5 +144,12 @@ def test_train_generative_writes_a_model_folder_that_from_run_serves(small_world
     assert result["n_index_examples"] == len(small_world.dataset.items)
     retriever = GenerativeRetriever.from_run(run, small_world.dataset, split)
     assert retriever.model.config.codebook_sizes == tuple(world_sids.codebook_sizes)
+    # the query-vector token and the history categories are on by default and survive loading
+    from genrec.model.inputs import leaf_categories
+
+    assert retriever.model.config.query_vector_dim == 384
+    table, n_categories = leaf_categories(small_world.dataset.items)
+    assert retriever.model.config.n_categories == n_categories > 1
+    assert torch.equal(retriever.model.item_category, torch.from_numpy(table))
     answers = retriever.retrieve(world_requests, k=10)
     assert all(len(a) == 10 for a in answers)

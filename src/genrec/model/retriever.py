@@ -1,6 +1,7 @@
 """`GenerativeRetriever`: requests in, items out, by generating Semantic IDs.
 
-Per batch of requests: build the encoder tensors (`RequestEncoder`), encode once,
+Per batch of requests: build the encoder tensors (`RequestEncoder`; a model that
+reads query vectors runs MiniLM on each distinct query once), encode once,
 then `constrained_beam_search` decodes `levels` steps for all requests and beams
 at once under the catalog's prefix trie, so every answer is a real item and no
 item appears twice. Search (a query) and recommendation (no query) go through
@@ -89,6 +90,8 @@ class GenerativeRetriever:
         model.load_state_dict(checkpoint["model"])
         encoder = RequestEncoder(config, sids.item_ids, sids.codes)
         encoder.load_state(json.loads((folder / "encoder.json").read_text()))
+        if encoder.query_vectors is not None:  # load MiniLM now, not inside the first search request
+            encoder.query_vectors(["warm up"])
         trie = PrefixTrie.from_codes(sids.codes, sids.item_ids, list(sids.codebook_sizes))
         return cls(model, encoder, trie, beams=beams or int(meta.get("beams", 20)))
 

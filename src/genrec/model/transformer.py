@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-PART_NAMES: tuple[str, ...] = ("query", "user", "short", "long", "context")
+PART_NAMES: tuple[str, ...] = ("query", "user", "short", "long", "context", "query_vector")
 """Encoder input parts, in sequence order; the index is the part's type id."""
 
 
@@ -43,6 +43,9 @@ class GenerativeConfig:
     user_vocab_size: int = 4096
     context_vocab_size: int = 256
     item_buckets: int = 0  # >0: behaviour positions also get a hashed item-id embedding
+    query_vector_dim: int = 0  # >0: one more encoder token, the query's sentence vector projected
+    n_categories: int = 0  # >0: behaviour positions also get their item's leaf-category embedding
+    n_item_slots: int = 0  # size of the item → category table (max item id + 1) when n_categories > 0
     n_actions: int = 4
     n_recency: int = 16
     max_query_tokens: int = 24
@@ -66,6 +69,11 @@ class GenerativeConfig:
         for name in ("query_vocab_size", "user_vocab_size", "context_vocab_size", "d_model", "d_ff"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        for name in ("item_buckets", "query_vector_dim", "n_categories", "n_item_slots"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        if self.n_categories and self.n_item_slots < 1:
+            raise ValueError("n_categories > 0 needs n_item_slots ≥ 1 (the size of the item → category table)")
 
     @property
     def levels(self) -> int:
@@ -92,6 +100,8 @@ class EncoderBatch:
     short_action, short_recency [B, Ts]
     long_*               the same for the long-term view (orders and carts)
     context [B, Tc]      scenario and time tokens
+    query_vector [B, D]  float sentence vector of the query (all zeros without a query);
+                         None when the model has no query-vector token
     """
 
     query: torch.Tensor
@@ -105,16 +115,22 @@ class EncoderBatch:
     long_action: torch.Tensor
     long_recency: torch.Tensor
     context: torch.Tensor
+    query_vector: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
         return self.query.shape[0]
 
     def to(self, device: torch.device | str) -> "EncoderBatch":
-        return EncoderBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return self.map(lambda t: t.to(device))
 
     def index(self, rows: torch.Tensor | slice) -> "EncoderBatch":
-        return EncoderBatch(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+        return self.map(lambda t: t[rows])
+
+    def map(self, function) -> "EncoderBatch":
+        """`function` applied to every tensor (a missing query_vector stays None)."""
+        return EncoderBatch(**{f.name: None if getattr(self, f.name) is None else function(getattr(self, f.name))
+                               for f in fields(self)})
 
     def trim(self) -> "EncoderBatch":
         """Drop the padding columns no request in the batch uses: trailing ones of
@@ -136,7 +152,8 @@ class EncoderBatch:
             short_codes=tail(self.short_codes, s), short_items=tail(self.short_items, s),
             short_action=tail(self.short_action, s), short_recency=tail(self.short_recency, s),
             long_codes=tail(self.long_codes, lg), long_items=tail(self.long_items, lg),
-            long_action=tail(self.long_action, lg), long_recency=tail(self.long_recency, lg))
+            long_action=tail(self.long_action, lg), long_recency=tail(self.long_recency, lg),
+            query_vector=self.query_vector)
 
     @classmethod
     def random(cls, config: GenerativeConfig, batch_size: int, generator: torch.Generator | None = None) -> "EncoderBatch":
@@ -154,6 +171,8 @@ class EncoderBatch:
             long_codes=codes(4), long_items=ints(50, b, 4), long_action=ints(config.n_actions, b, 4),
             long_recency=ints(config.n_recency, b, 4),
             context=ints(config.context_vocab_size - 1, b, 3) + 1,
+            query_vector=(torch.randn(b, config.query_vector_dim, generator=generator)
+                          if config.query_vector_dim else None),
         )
 
 
@@ -199,6 +218,10 @@ class GenerativeModel(nn.Module):
         self.context_embedding = nn.Embedding(c.context_vocab_size, d, padding_idx=0)
         self.code_embedding = nn.Embedding(sum(c.codebook_sizes), d)  # shared by encoder and decoder
         self.item_embedding = nn.Embedding(c.item_buckets, d, padding_idx=0) if c.item_buckets else None
+        self.query_vector_projection = nn.Linear(c.query_vector_dim, d) if c.query_vector_dim else None
+        self.category_embedding = nn.Embedding(c.n_categories, d, padding_idx=0) if c.n_categories else None
+        # item id → leaf category id (0 = unknown); filled by `set_item_categories`, saved with the weights
+        self.register_buffer("item_category", torch.zeros(c.n_item_slots if c.n_categories else 0, dtype=torch.long))
         self.action_embedding = nn.Embedding(c.n_actions, d)
         self.recency_embedding = nn.Embedding(c.n_recency, d)
         self.type_embedding = nn.Embedding(len(PART_NAMES), d)
@@ -215,6 +238,18 @@ class GenerativeModel(nn.Module):
         self.heads = nn.ModuleList(nn.Linear(d, v) for v in c.codebook_sizes)
         self.drop = nn.Dropout(c.dropout)
         self.apply(_init_weights)
+
+    def set_item_categories(self, item_category: torch.Tensor) -> None:
+        """`item_category [n_item_slots]`: the leaf-category id (1..n_categories-1, 0 = none) of each item id."""
+        c = self.config
+        item_category = torch.as_tensor(item_category, dtype=torch.long)
+        if not c.n_categories:
+            raise ValueError("this model has no category embedding (config.n_categories = 0)")
+        if item_category.shape != (c.n_item_slots,):
+            raise ValueError(f"item_category must have shape [{c.n_item_slots}], got {list(item_category.shape)}")
+        if len(item_category) and (int(item_category.min()) < 0 or int(item_category.max()) >= c.n_categories):
+            raise ValueError(f"item_category holds ids outside [0, {c.n_categories})")
+        self.item_category.copy_(item_category.to(self.item_category.device))
 
     # ---- training ---------------------------------------------------------------------
 
@@ -260,8 +295,12 @@ class GenerativeModel(nn.Module):
         masks = [b.query[:, : c.max_query_tokens] > 0, b.user[:, : c.max_user_tokens] > 0,
                  b.short_items[:, -c.max_short:] > 0, b.long_items[:, -c.max_long:] > 0,
                  b.context[:, : c.max_context] > 0]
+        parts = [query, user, short, long, context]
+        if self.query_vector_projection is not None:  # a recommendation request's all-zero vector is masked out
+            parts.append(self.query_vector_projection(b.query_vector.float())[:, None, :])
+            masks.append((b.query_vector != 0).any(dim=1, keepdim=True))
         out = []
-        for type_id, (x, m) in enumerate(zip((query, user, short, long, context), masks)):
+        for type_id, (x, m) in enumerate(zip(parts, masks)):
             pos = torch.arange(x.shape[1], device=x.device)
             if PART_NAMES[type_id] in ("short", "long"):  # right-aligned: position 0 is the most recent
                 pos = pos.flip(0)
@@ -275,6 +314,9 @@ class GenerativeModel(nn.Module):
         x = self.code_embedding(codes + self.code_offsets).sum(dim=2)
         if self.item_embedding is not None:
             x = x + self.item_embedding(items % self.config.item_buckets)
+        if self.category_embedding is not None:  # items newer than the table get category 0
+            known = (items >= 0) & (items < len(self.item_category))
+            x = x + self.category_embedding(torch.where(known, self.item_category[items.clamp(0, len(self.item_category) - 1)], 0))
         return x + self.action_embedding(action) + self.recency_embedding(recency)
 
     # ---- decoder: the BeamSearchModel protocol -----------------------------------------
@@ -370,6 +412,10 @@ class GenerativeModel(nn.Module):
                 raise ValueError(f"EncoderBatch.{name} must be [batch, length, {c.levels}], got {tuple(t.shape)}")
         if not bool((b.context > 0).any(dim=1).all()):
             raise ValueError("EncoderBatch.context must hold at least one token per request")
+        if c.query_vector_dim:
+            if b.query_vector is None or tuple(b.query_vector.shape) != (b.batch_size, c.query_vector_dim):
+                got = None if b.query_vector is None else tuple(b.query_vector.shape)
+                raise ValueError(f"EncoderBatch.query_vector must be [batch, {c.query_vector_dim}] for this model, got {got}")
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from genrec.artifacts import atomic_path, folder_sha256, write_json_atomic, write_text_atomic
+from genrec.data.dataset import Dataset
 from genrec.features.embed import EmbedConfig, embed_run
+from genrec.sid.codebook import adaptive_codebook_size
+from genrec.sid.prefix import attribute_prefix, group_sizes, within_group_residual
 from genrec.sid.report import sid_report, sid_report_markdown
 from genrec.sid.rqkmeans import RQKMeansTokenizer
 from genrec.sid.rqvae import RQVAETokenizer
@@ -28,7 +33,10 @@ METHODS: tuple[str, ...] = ("rqkmeans", "rqvae")
 class SidConfig:
     """How `build_sids` tokenizes. `codebook_size=None` → `adaptive_codebook_size`;
     `epochs` applies to `rqvae` only (None: the tokenizer's default); `spread_last_level`
-    see `genrec.sid.codebook`."""
+    see `genrec.sid.codebook`. `prefix`: item fields whose values become the first
+    levels (`genrec.sid.prefix`, e.g. `("category", "brand")`); the tokenizer's
+    `levels` then quantize each item's offset from its prefix group's mean, with an
+    adaptive codebook sized for the 90th-percentile group instead of the catalog."""
 
     method: str = "rqkmeans"
     levels: int = 3
@@ -37,6 +45,7 @@ class SidConfig:
     views: tuple[str, ...] = ("text",)
     epochs: int | None = None
     spread_last_level: bool = True
+    prefix: tuple[str, ...] = ()
 
 
 def build_sids(
@@ -50,25 +59,41 @@ def build_sids(
     progress: bool = True,
     out: str | os.PathLike | None = None,
     spread_last_level: bool = True,
+    prefix: tuple[str, ...] = (),
 ) -> SidTable:
     """Give every item of RUN/data a Semantic ID; write RUN/sid (or `out`). Same config + seed → same SIDs."""
-    config = SidConfig(method, levels, codebook_size, seed, tuple(views), epochs, spread_last_level)
-    tokenizer = make_tokenizer(config, progress=progress)
+    config = SidConfig(method, levels, codebook_size, seed, tuple(views), epochs, spread_last_level, tuple(prefix))
     run = Path(run)
     vectors = embed_run(run, EmbedConfig(views=config.views), progress=progress)
     start = time.perf_counter()
-    codes = tokenizer.fit_transform(vectors.vectors)
+    if config.prefix:
+        attributes = attribute_prefix(Dataset.load(run / "data").items, vectors.item_ids, config.prefix)
+        residual = within_group_residual(vectors.vectors, attributes.codes)
+        if config.codebook_size is None:  # room for the typical group, not the whole catalog
+            typical = int(np.ceil(np.percentile(group_sizes(attributes.codes), 90)))
+            config = replace(config, codebook_size=adaptive_codebook_size(max(typical, 1), levels))
+        tokenizer = make_tokenizer(config, progress=progress).fit(residual)
+        codes = tokenizer.transform(residual, parents=attributes.codes)
+        sizes = [*attributes.sizes, *tokenizer.codebook_sizes_[:-1], int(codes[:, -1].max()) + 1]
+    else:
+        tokenizer = make_tokenizer(config, progress=progress)
+        codes = tokenizer.fit_transform(vectors.vectors)
+        sizes = tokenizer.codebook_sizes_
     fit_seconds = time.perf_counter() - start
-    table = SidTable(vectors.item_ids, codes, tokenizer.codebook_sizes_)
-    report = sid_report(codes, levels, table.codebook_sizes)
+    table = SidTable(vectors.item_ids, codes, sizes)
+    report = sid_report(codes, codes.shape[1] - 1, table.codebook_sizes)
     report["method"] = method
+    report["prefix"] = list(attributes.fields) if config.prefix else []
     report["fit_seconds"] = fit_seconds
     with atomic_path(Path(out) if out is not None else run / "sid") as tmp:
         tmp.mkdir(parents=True)
         tokenizer.save(tmp / "tokenizer.npz")
+        if config.prefix:  # how attribute values map to the prefix codes, to code new items alike
+            write_json_atomic(tmp / "prefix.json", {"fields": list(attributes.fields), "sizes": attributes.sizes,
+                                                     "vocab": attributes.vocab})
         write_json_atomic(tmp / "config.json", config)
         write_json_atomic(tmp / "sid_report.json", report)
-        write_text_atomic(tmp / "sid_report.md", sid_report_markdown(report, title=f"Semantic IDs: {method}, {levels} levels"))
+        write_text_atomic(tmp / "sid_report.md", sid_report_markdown(report, title=_title(config, report)))
         table.save(
             tmp,
             config=config,
@@ -77,6 +102,11 @@ def build_sids(
             collision_rate=report["collision_rate"],
         )
     return table
+
+
+def _title(config: SidConfig, report: dict) -> str:
+    prefix = f"{' + '.join(report['prefix'])} prefix, then " if report["prefix"] else ""
+    return f"Semantic IDs: {prefix}{config.method}, {config.levels} levels"
 
 
 def make_tokenizer(config: SidConfig, progress: bool = False) -> SidTokenizer:

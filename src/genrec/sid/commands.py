@@ -19,6 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sid.add_argument("--views", nargs="+", default=["text"], choices=VIEWS)
     sid.add_argument("--epochs", type=int, default=None, help="RQ-VAE training epochs")
     sid.add_argument("--no-spread", action="store_true", help="plain nearest-code last level (more collisions)")
+    sid.add_argument("--prefix", nargs="*", default=[], choices=("category", "brand"),
+                     help="item fields whose values become the first SID levels (e.g. --prefix category brand)")
     sid.add_argument("--out", default=None, help="output folder (default RUN/sid)")
     sid.set_defaults(run=_sid)
 
@@ -35,6 +37,7 @@ def _sid(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         out=out,
         spread_last_level=not args.no_spread,
+        prefix=tuple(args.prefix),
     )
     print(f"{len(table)} items, codebook sizes {table.codebook_sizes} → {out}/sids.parquet")
     print((out / "sid_report.md").read_text())

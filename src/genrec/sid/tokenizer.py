@@ -39,16 +39,26 @@ class SidTokenizer:
         self.disambiguation_size_ = int(self.transform(x)[:, -1].max()) + 1
         return self
 
-    def transform(self, vectors: np.ndarray) -> np.ndarray:
+    def transform(self, vectors: np.ndarray, parents: np.ndarray | None = None) -> np.ndarray:
         """Codes int64 `[n, levels + 1]`; rows sharing a semantic prefix are numbered
         0, 1, … in row order in the last column, so full SIDs are unique within the call.
 
         With `spread_last_level`, siblings under one parent prefix avoid each other's
         last-level codes where the codebook allows (see `genrec.sid.codebook`); like
-        the disambiguation level, this depends on which rows are coded together."""
+        the disambiguation level, this depends on which rows are coded together.
+
+        `parents` int `[n, P]`: levels decided before this tokenizer's (the attribute
+        prefix of `genrec.sid.prefix`). They are prepended to the codes, `[n, P +
+        levels + 1]`, and count as part of the parent prefix when spreading and
+        disambiguating, so siblings are the items of one prefix group."""
         self._check_fitted()
         x = check_vectors(vectors, dim=self.dim_)
         codes, last_distances = self._semantic_codes(x)
+        if parents is not None:
+            parents = np.asarray(parents, dtype=np.int64)
+            if parents.ndim != 2 or len(parents) != len(x):
+                raise ValueError(f"parents must be [n={len(x)}, P], got shape {parents.shape}")
+            codes = np.concatenate([parents, codes], axis=1)
         if self.spread_last_level:
             codes[:, -1] = spread_last_level(codes[:, :-1], last_distances)
         return append_disambiguation_level(codes)

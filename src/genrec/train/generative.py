@@ -35,7 +35,9 @@ from genrec.artifacts import folder_sha256, manifest, write_json_atomic
 from genrec.data.dataset import Dataset
 from genrec.data.splits import Split, build_requests, interactions, leave_one_out
 from genrec.eval.metrics import ndcg_at_k, ranked_matrix, recall_at_k
-from genrec.model.inputs import RequestEncoder, item_query_text
+from genrec.features import TEXT_DIM, encode_items
+from genrec.features.text_cache import TextVectorCache
+from genrec.model.inputs import RequestEncoder, item_query_text, leaf_categories
 from genrec.model.transformer import EncoderBatch, GenerativeConfig, GenerativeModel
 from genrec.retrieval import Request
 from genrec.train.loop import TrainConfig, train
@@ -60,7 +62,10 @@ class GenerativeTrainConfig:
     `model.codebook_sizes` is overwritten by the SID table's. `index_copies`:
     how many times each item's text → SID example appears per epoch (0 turns
     the indexing task off). `valid_requests`: how many validation requests the
-    inline evaluation decodes (a seeded sample; all when 0).
+    inline evaluation decodes (a seeded sample; all when 0). `query_vectors`:
+    give the model the query's MiniLM vector as one more encoder token (only
+    when the training data has queries). `categories`: add each history item's
+    leaf-category embedding (only when items have categories).
     """
 
     model: GenerativeConfig = field(default_factory=GenerativeConfig)
@@ -69,16 +74,20 @@ class GenerativeTrainConfig:
     index_copies: int = 1
     valid_requests: int = 1000
     beams: int = 20
+    query_vectors: bool = True
+    categories: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model.to_dict(), "train": asdict(self.train), "max_history": self.max_history,
-                "index_copies": self.index_copies, "valid_requests": self.valid_requests, "beams": self.beams}
+                "index_copies": self.index_copies, "valid_requests": self.valid_requests, "beams": self.beams,
+                "query_vectors": self.query_vectors, "categories": self.categories}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "GenerativeTrainConfig":
         return cls(model=GenerativeConfig.from_dict(values.get("model", {})),
                    train=TrainConfig.from_dict(values.get("train", {})),
-                   **{k: values[k] for k in ("max_history", "index_copies", "valid_requests", "beams") if k in values})
+                   **{k: values[k] for k in ("max_history", "index_copies", "valid_requests", "beams",
+                                             "query_vectors", "categories") if k in values})
 
 
 def train_generative(run: str | os.PathLike, config: GenerativeTrainConfig | None = None, *,
@@ -103,13 +112,22 @@ def train_generative(run: str | os.PathLike, config: GenerativeTrainConfig | Non
 
     requests, targets = training_requests(split, config.max_history)
     index_requests, index_targets = indexing_requests(dataset.items, config.index_copies)
-    encoder = RequestEncoder(config.model, sids.item_ids, sids.codes)
     queries = [r.query for r in requests if r.query]
+    item_category, n_categories = leaf_categories(dataset.items)
+    config = replace(config, model=replace(
+        config.model,
+        query_vector_dim=TEXT_DIM if config.query_vectors and (queries or index_requests) else 0,
+        n_categories=n_categories if config.categories and n_categories > 1 else 0,
+        n_item_slots=len(item_category) if config.categories and n_categories > 1 else 0))
+    encoder = RequestEncoder(config.model, sids.item_ids, sids.codes,
+                             query_vectors=_primed_query_vectors(run, dataset) if config.model.query_vector_dim else None)
     encoder.fit(item_query_text(dataset.items) + queries, dataset.users)
     examples = ExampleTable.build(encoder, sids, requests + index_requests,
                                   np.concatenate([targets, index_targets]), progress=progress)
 
     model = GenerativeModel(config.model)
+    if config.model.n_categories:
+        model.set_item_categories(torch.from_numpy(item_category))
     valid, valid_targets = validation_requests(split, config.valid_requests, config.train.seed)
     evaluate = _validation(encoder, sids, valid, valid_targets, config.beams) if len(valid) else None
     began = time.perf_counter()
@@ -170,6 +188,18 @@ def validation_requests(split: Split, limit: int, seed: int) -> tuple[list[Reque
     return requests, targets
 
 
+def _primed_query_vectors(run: Path, dataset: Dataset) -> TextVectorCache:
+    """A MiniLM query-vector cache that already knows the indexing task's texts: an
+    item's pseudo-query gets the item's own text vector (`RUN/features`, computed
+    there if missing), so 10k item texts are not encoded a second time."""
+    vectors = encode_items(dataset, run / "features", views=("text",), progress=False)
+    row_of = dict(zip(vectors.item_ids.tolist(), range(len(vectors))))
+    rows = [row_of[int(i)] for i in dataset.items["item_id"]]
+    cache = TextVectorCache()
+    cache.prime(item_query_text(dataset.items), vectors.vectors[rows, :TEXT_DIM])
+    return cache
+
+
 def load_sid_table(run: str | os.PathLike):
     """The SID table the `sid` stage wrote to `RUN/sid`."""
     from genrec.sid import SidTable
@@ -198,8 +228,12 @@ class ExampleTable:
         parts = []
         for start in tqdm(range(0, len(requests), chunk), desc="examples", unit="chunk", disable=not progress):
             parts.append(_pad_to_config(encoder.transform(requests[start:start + chunk]), encoder.config))
-        fields = vars(parts[0]).keys()
-        batch = EncoderBatch(**{f: torch.cat([getattr(p, f) for p in parts]).to(torch.int32) for f in fields})
+        def stacked(name: str) -> torch.Tensor | None:  # ints as int32, the query vector as float16
+            if getattr(parts[0], name) is None:
+                return None
+            return torch.cat([getattr(p, name) for p in parts]).to(torch.float16 if name == "query_vector" else torch.int32)
+
+        batch = EncoderBatch(**{f: stacked(f) for f in vars(parts[0])})
         rows = np.asarray([code_of[int(t)] for t in targets])
         return cls(batch, torch.from_numpy(np.asarray(sids.codes)[rows].astype(np.int64)))
 
@@ -209,7 +243,7 @@ class ExampleTable:
     def collate(self, indices: list[int]) -> tuple[EncoderBatch, torch.Tensor]:
         idx = torch.as_tensor(indices, dtype=torch.long)
         b = self.batch.index(idx)
-        return EncoderBatch(**{k: v.long() for k, v in vars(b).items()}).trim(), self.codes[idx]
+        return b.map(lambda t: t.float() if t.is_floating_point() else t.long()).trim(), self.codes[idx]
 
 
 def _pad_to_config(b: EncoderBatch, c: GenerativeConfig) -> EncoderBatch:
@@ -220,7 +254,8 @@ def _pad_to_config(b: EncoderBatch, c: GenerativeConfig) -> EncoderBatch:
         query=right(b.query, c.max_query_tokens), user=right(b.user, c.max_user_tokens), context=right(b.context, 3),
         **{f"{view}_{part}": left(getattr(b, f"{view}_{part}"), size)
            for view, size in (("short", c.max_short), ("long", c.max_long))
-           for part in ("codes", "items", "action", "recency")})
+           for part in ("codes", "items", "action", "recency")},
+        query_vector=b.query_vector)
 
 
 def _loss(model: GenerativeModel, batch: tuple[EncoderBatch, torch.Tensor]) -> torch.Tensor:
