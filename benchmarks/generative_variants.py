@@ -39,6 +39,9 @@ def variants(base: GenerativeTrainConfig) -> dict[str, tuple[GenerativeTrainConf
         return replace(config, train=replace(config.train, steps=steps, eval_every=every, checkpoint_every=every))
 
     plain = replace(base, query_vectors=False, categories=False)  # the session-1 model
+    summary = replace(base, model=replace(base.model, memory_summary=True))
+    tied = replace(base, model=replace(base.model, tie_heads=True))
+    loud = replace(base, model=replace(base.model, memory_summary=True, input_init_std=1.0))
     configs = {
         "plain, 500 steps": with_steps(plain, 500),
         "plain, 500 steps, 3x indexing, item buckets": with_steps(
@@ -51,6 +54,14 @@ def variants(base: GenerativeTrainConfig) -> dict[str, tuple[GenerativeTrainConf
         "category+brand SIDs, query vectors + categories, 500 steps": with_steps(base, 500),
         "category+brand SIDs, categories, 500 steps": with_steps(replace(base, query_vectors=False), 500),
         "category+brand SIDs, query vectors + categories, 850 steps": with_steps(base, 850),
+        "category+brand SIDs, query vectors + categories + summary, 500 steps": with_steps(summary, 500),
+        "query vectors + categories + summary, 500 steps": with_steps(summary, 500),
+        "query vectors + categories + tied heads, 500 steps": with_steps(tied, 500),
+        "category+brand SIDs, query vectors + categories + tied heads, 500 steps": with_steps(tied, 500),
+        "category+brand SIDs, query vectors + categories + summary + loud inputs, 500 steps": with_steps(loud, 500),
+        "query vectors + categories + summary + loud inputs, 500 steps": with_steps(loud, 500),
+        "category+brand SIDs, categories + summary + loud inputs, 500 steps": with_steps(
+            replace(loud, query_vectors=False), 500),
     }
     sids = {name: PREFIXED_SIDS if name.startswith("category+brand SIDs") else None for name in configs}
     return {name: (config, sids[name]) for name, config in configs.items()}

@@ -13,7 +13,14 @@ def _codes(config, batch, generator):
     return torch.stack([torch.randint(0, v, (batch,), generator=generator) for v in config.codebook_sizes], dim=1)
 
 
-def test_kv_cached_beam_decoding_gives_the_same_logits_as_a_full_forward_pass():
+SUMMARY = GenerativeConfig(codebook_sizes=(9, 5, 3), d_model=32, n_heads=4, d_ff=64, dropout=0.0,
+                           query_vocab_size=50, user_vocab_size=20, context_vocab_size=10,
+                           query_vector_dim=6, memory_summary=True, tie_heads=True)
+
+
+@pytest.mark.parametrize("config", [CONFIG, SUMMARY], ids=["plain", "query-vector+summary+tied"])
+def test_kv_cached_beam_decoding_gives_the_same_logits_as_a_full_forward_pass(config):
+    CONFIG = config  # noqa: N806 (the body reads the config under its usual name)
     g = torch.Generator().manual_seed(0)
     model = GenerativeModel(CONFIG).eval()
     batch = EncoderBatch.random(CONFIG, 4, g)
@@ -141,3 +148,31 @@ def test_query_vector_and_category_inputs_are_checked():
         model.set_item_categories(torch.full((50,), 4, dtype=torch.long))
     with pytest.raises(ValueError, match="n_item_slots"):
         GenerativeConfig(n_categories=3)
+
+
+def test_the_memory_summary_feeds_the_request_to_the_first_level_directly():
+    g = torch.Generator().manual_seed(5)
+    model = GenerativeModel(SUMMARY).eval()
+    batch = EncoderBatch.random(SUMMARY, 2, g)
+    codes = _codes(SUMMARY, 2, g)
+    with torch.no_grad():  # cut every cross-attention: only the summary carries the request now
+        for block in model.decoder_blocks:
+            block.cross.out.weight.zero_()
+            block.cross.out.bias.zero_()
+    first = model(batch, codes)[0]
+    assert not torch.allclose(first[0], first[1], atol=1e-4)  # two requests, two first-level predictions
+    model.summary_projection = None  # the same model without its summary path
+    plain = model(batch, codes)[0]
+    torch.testing.assert_close(plain[0], plain[1])  # without it the decoder cannot tell them apart
+
+
+def test_tied_heads_score_codes_with_their_own_embeddings():
+    g = torch.Generator().manual_seed(6)
+    model = GenerativeModel(SUMMARY).eval()
+    batch = EncoderBatch.random(SUMMARY, 2, g)
+    codes = _codes(SUMMARY, 2, g)
+    before = model(batch, codes)[2]
+    with torch.no_grad():  # level 2's codes start at offset 9 + 5 = 14; moving one moves its logit only
+        model.code_embedding.weight[14 + 1] += 5.0 * torch.randn(SUMMARY.d_model, generator=g)
+    after = model(batch, codes)[2]
+    assert not torch.allclose(before[:, 1], after[:, 1])

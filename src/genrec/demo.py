@@ -13,13 +13,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 DEMO_RETRIEVERS: tuple[str, ...] = (
     "popularity", "bm25", "dense", "itemcf", "sasrec", "cascade", "generative", "oracle",
 )
+
+
+DEMO_SIDS: dict = {"prefix": ("category", "brand"), "levels": 1}
+"""`build_sids` arguments of the demo: leaf and brand first, one residual RQ-KMeans level
+(chosen on the validation split, `benchmarks/generative_variants.py`)."""
 
 
 @dataclass
@@ -65,9 +70,35 @@ def run_demo(run: str | Path = "runs/demo", retrievers: tuple[str, ...] = DEMO_R
     return times
 
 
-def _complete(folder: Path) -> bool:
-    """A stage's folder is reusable once its manifest exists (it is written last)."""
-    return (folder / "manifest.json").exists()
+def _complete(folder: Path, config: dict | None = None, inputs: dict[str, Path] | None = None) -> bool:
+    """A stage's folder is reusable once its manifest exists (it is written last), was
+    made with `config` (every key given must match the manifest's) and from the current
+    `inputs` (name → folder, compared by content hash). A folder left by an older
+    genrec, or built on SIDs that have since changed, is rebuilt rather than
+    loaded into a model it no longer fits."""
+    path = folder / "manifest.json"
+    if not path.exists():
+        return False
+    import json
+
+    from genrec.artifacts import folder_sha256
+
+    recorded = json.loads(path.read_text())
+    stale = [key for key, value in (config or {}).items() if _plain(recorded.get("config", {}).get(key)) != _plain(value)]
+    stale += [name for name, source in (inputs or {}).items()
+              if recorded.get("inputs", {}).get(name) != (folder_sha256(source) if source.is_dir() else None)]
+    if stale:
+        print(f"{folder} was made with another {', '.join(stale)}; rebuilding it", file=sys.stderr)
+    return not stale
+
+
+def _plain(value):
+    """Tuples as lists, so a config compares equal to its JSON round trip."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _world(run: Path) -> None:
@@ -93,18 +124,20 @@ def _embed(run: Path) -> None:
 
 
 def _sids(run: Path) -> None:
-    from genrec.sid.build import build_sids
+    from genrec.sid.build import SidConfig, build_sids
 
-    if _complete(run / "sid"):
+    if _complete(run / "sid", asdict(SidConfig(**DEMO_SIDS))):
         print(f"reusing {run / 'sid'}", file=sys.stderr)
         return
-    build_sids(run)
+    build_sids(run, **DEMO_SIDS)
 
 
 def _generative(run: Path) -> None:
-    from genrec.train.generative import MODEL_DIR, train_generative
+    from genrec.train.generative import MODEL_DIR, GenerativeTrainConfig, train_generative
 
-    if _complete(run.joinpath(*MODEL_DIR)):
+    wanted = GenerativeTrainConfig().to_dict()
+    wanted.pop("model")  # the model part is completed from the data (codebook sizes, categories)
+    if _complete(run.joinpath(*MODEL_DIR), wanted, {"sid": run / "sid", "data": run / "data"}):
         print(f"reusing {run.joinpath(*MODEL_DIR)}", file=sys.stderr)
         return
     train_generative(run)

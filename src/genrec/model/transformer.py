@@ -23,7 +23,7 @@ beam: a request's beams are attended as `beams` queries against its one memory.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 import torch.nn as nn
@@ -46,6 +46,9 @@ class GenerativeConfig:
     query_vector_dim: int = 0  # >0: one more encoder token, the query's sentence vector projected
     n_categories: int = 0  # >0: behaviour positions also get their item's leaf-category embedding
     n_item_slots: int = 0  # size of the item → category table (max item id + 1) when n_categories > 0
+    memory_summary: bool = True  # add a per-part summary of the encoder output to every decoder input
+    tie_heads: bool = False  # score a level's codes against their own embeddings (see GenerativeModel)
+    input_init_std: float = 1.0  # initial scale of every input embedding and of the query-vector projection
     n_actions: int = 4
     n_recency: int = 16
     max_query_tokens: int = 24
@@ -182,6 +185,7 @@ class DecoderState:
 
     memory_k/v: per decoder layer `[B, H, S, head_dim]` — one copy per request.
     memory_mask: `[B, 1, 1, S]` bool, True where the encoder position is real.
+    summary: `[B, d]` the decoder's per-part summary input (None unless `memory_summary`).
     self_k/v: per decoder layer `[N, H, t, head_dim]`, N = B * beams, t = levels so far.
     """
 
@@ -191,6 +195,7 @@ class DecoderState:
     beams: int = 1
     self_k: list[torch.Tensor] = field(default_factory=list)
     self_v: list[torch.Tensor] = field(default_factory=list)
+    summary: torch.Tensor | None = None  # [B, d] mean encoder output, with config.memory_summary
 
     @property
     def batch_size(self) -> int:
@@ -202,7 +207,28 @@ class DecoderState:
 
 
 class GenerativeModel(nn.Module):
-    """Encoder over the request, decoder over SID levels, one output head per level."""
+    """Encoder over the request, decoder over SID levels, one output head per level.
+
+    With `memory_summary`, every decoder input also gets a linear map of the
+    per-part means of the encoder output (the query's positions averaged, the
+    recent items', the long-term items', ...). Why: the decoder's first position
+    is the same vector for every request, so until cross-attention learns *where*
+    to look (a bilinear form starting near zero) it reads an average over all
+    positions in which the query is one voice among the context tokens; a model
+    trained on text → SID alone kept its first level at chance for about 100
+    steps of a 500-step budget. Means taken per part are not diluted, and a
+    linear map of them is learned at once. It works together with
+    `input_init_std` ≈ 1: with the usual 0.02 the inputs are a whisper next to the
+    blocks' random outputs and the encoder's output barely depends on them (on
+    that text → SID run, first-level accuracy after 100 steps: 0.02 with neither,
+    0.02 with the summary alone, 0.17 with loud inputs alone, 0.87 with both).
+
+    With `tie_heads`, a level's logits are the decoder state against that level's
+    code embeddings (plus a bias), the same vectors the encoder reads history
+    items with. Why: "more of what the user just looked at" then becomes a copy
+    through shared vectors, the inductive bias that makes SASRec's tied item
+    embeddings strong on recommendation, instead of a mapping learned per code.
+    """
 
     def __init__(self, config: GenerativeConfig):
         super().__init__()
@@ -229,15 +255,26 @@ class GenerativeModel(nn.Module):
         self.position_embedding = nn.Embedding(max_part, d)
         self.encoder_blocks = nn.ModuleList(EncoderBlock(c) for _ in range(c.n_encoder_layers))
         self.encoder_norm = nn.LayerNorm(d)
+        self.summary_projection = nn.Linear(len(PART_NAMES) * d, d) if c.memory_summary else None
 
         # decoder
         self.bos = nn.Parameter(torch.zeros(d))
         self.level_embedding = nn.Embedding(c.levels, d)
         self.decoder_blocks = nn.ModuleList(DecoderBlock(c) for _ in range(c.n_decoder_layers))
         self.decoder_norm = nn.LayerNorm(d)
+        # with tie_heads only the heads' biases are used; the weights are the code embeddings
         self.heads = nn.ModuleList(nn.Linear(d, v) for v in c.codebook_sizes)
         self.drop = nn.Dropout(c.dropout)
         self.apply(_init_weights)
+        if c.input_init_std != 0.02:  # inputs loud enough to dominate the residual stream at step 0
+            with torch.no_grad():
+                for module in self.modules():
+                    if isinstance(module, nn.Embedding):
+                        module.weight.normal_(0.0, c.input_init_std)
+                        if module.padding_idx is not None:
+                            module.weight[module.padding_idx].zero_()
+                if self.query_vector_projection is not None:
+                    self.query_vector_projection.weight.normal_(0.0, c.input_init_std)
 
     def set_item_categories(self, item_category: torch.Tensor) -> None:
         """`item_category [n_item_slots]`: the leaf-category id (1..n_categories-1, 0 = none) of each item id."""
@@ -259,12 +296,14 @@ class GenerativeModel(nn.Module):
         `codes` `[B, L]` is the target SID; level l sees codes[:, :l].
         """
         self._check_codes(codes, "codes")
-        memory, mask = self.encode_memory(batch)
+        memory, mask, summary = self.encode_memory(batch)
         x = self._decoder_inputs(codes)  # [B, L, d]
+        if summary is not None:
+            x = x + summary[:, None, :]
         for block in self.decoder_blocks:
             x = block(x, memory, mask)
         x = self.decoder_norm(x)
-        return [head(x[:, level]) for level, head in enumerate(self.heads)]
+        return [self._level_logits(x[:, level], level) for level in range(self.config.levels)]
 
     def loss(self, batch: EncoderBatch, codes: torch.Tensor) -> torch.Tensor:
         """Mean over levels of the cross-entropy of each level's code."""
@@ -273,8 +312,9 @@ class GenerativeModel(nn.Module):
 
     # ---- encoder ----------------------------------------------------------------------
 
-    def encode_memory(self, batch: EncoderBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encoder output `[B, S, d]` and its key mask `[B, 1, 1, S]` (True = real)."""
+    def encode_memory(self, batch: EncoderBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Encoder output `[B, S, d]`, its key mask `[B, 1, 1, S]` (True = real) and,
+        with `memory_summary`, the decoder's summary input `[B, d]` (else None)."""
         parts = self._embed_parts(batch)
         x = torch.cat([p for p, _ in parts], dim=1)
         real = torch.cat([m for _, m in parts], dim=1)
@@ -282,7 +322,17 @@ class GenerativeModel(nn.Module):
         x = self.drop(x)
         for block in self.encoder_blocks:
             x = block(x, mask)
-        return self.encoder_norm(x), mask
+        memory = self.encoder_norm(x)
+        if self.summary_projection is None:
+            return memory, mask, None
+        means, start = [], 0
+        for part, part_mask in parts:  # one mean per part, over its real positions (0 when it has none)
+            width = part.shape[1]
+            weights = part_mask[:, :, None].to(memory.dtype)
+            means.append((memory[:, start:start + width] * weights).sum(1) / weights.sum(1).clamp(min=1.0))
+            start += width
+        means += [torch.zeros_like(means[0])] * (len(PART_NAMES) - len(means))
+        return memory, mask, self.summary_projection(torch.cat(means, dim=1))
 
     def _embed_parts(self, b: EncoderBatch) -> list[tuple[torch.Tensor, torch.Tensor]]:
         c = self.config
@@ -324,17 +374,16 @@ class GenerativeModel(nn.Module):
     @torch.no_grad()
     def encode(self, batch: EncoderBatch) -> DecoderState:
         """Encode requests and project the cross-attention K/V once per layer."""
-        memory, mask = self.encode_memory(batch)
+        memory, mask, summary = self.encode_memory(batch)
         ks, vs = zip(*(block.cross.project_memory(memory) for block in self.decoder_blocks))
-        return DecoderState(list(ks), list(vs), mask)
+        return DecoderState(list(ks), list(vs), mask, summary=summary)
 
     def expand(self, state: DecoderState, beams: int) -> DecoderState:
         """Give every request `beams` decoder rows (N = B * beams), beams of a request adjacent."""
         if beams < 1:
             raise ValueError(f"beams must be ≥ 1, got {beams}")
         rep = lambda ts: [t.repeat_interleave(beams, dim=0) for t in ts]  # noqa: E731
-        return DecoderState(state.memory_k, state.memory_v, state.memory_mask, state.beams * beams,
-                            rep(state.self_k), rep(state.self_v))
+        return replace(state, beams=state.beams * beams, self_k=rep(state.self_k), self_v=rep(state.self_v))
 
     @torch.no_grad()
     def step(self, state: DecoderState, tokens: torch.Tensor, level: int) -> tuple[torch.Tensor, DecoderState]:
@@ -352,18 +401,21 @@ class GenerativeModel(nn.Module):
             x = self.bos.expand(n, -1)
         else:
             x = self.code_embedding(tokens.long() + self.offsets[level - 1])
-        x = (x + self.level_embedding.weight[level])[:, None, :]  # [N, 1, d]
+        x = x + self.level_embedding.weight[level]
+        if state.summary is not None:  # one summary per request, shared by its beams
+            x = x + state.summary.repeat_interleave(state.beams, dim=0)
+        x = x[:, None, :]  # [N, 1, d]
         new_k, new_v = [], []
         for i, block in enumerate(self.decoder_blocks):
             cache = (state.self_k[i], state.self_v[i]) if state.self_k else None
             x, (k, v) = block.step(x, cache, state.memory_k[i], state.memory_v[i], state.memory_mask, state.beams)
             new_k.append(k)
             new_v.append(v)
-        logits = self.heads[level](self.decoder_norm(x[:, 0]))
+        logits = self._level_logits(self.decoder_norm(x[:, 0]), level)
         pad = max(self.config.codebook_sizes) - logits.shape[1]
         if pad:  # one width V for every level; codes past this level's codebook can never win
             logits = F.pad(logits, (0, pad), value=float("-inf"))
-        return logits, DecoderState(state.memory_k, state.memory_v, state.memory_mask, state.beams, new_k, new_v)
+        return logits, replace(state, self_k=new_k, self_v=new_v)
 
     def num_rows(self, state: DecoderState) -> int:
         """N = batch * beams (the memory tensors hold only `batch` rows)."""
@@ -379,10 +431,16 @@ class GenerativeModel(nn.Module):
         if not torch.equal(index // state.beams, rows // state.beams):
             raise ValueError("reorder index moves a beam to another request's rows")
         pick = lambda ts: [t.index_select(0, index) for t in ts]  # noqa: E731
-        return DecoderState(state.memory_k, state.memory_v, state.memory_mask, state.beams,
-                            pick(state.self_k), pick(state.self_v))
+        return replace(state, self_k=pick(state.self_k), self_v=pick(state.self_v))
 
     # ---- helpers ----------------------------------------------------------------------
+
+    def _level_logits(self, x: torch.Tensor, level: int) -> torch.Tensor:
+        head = self.heads[level]
+        if not self.config.tie_heads:
+            return head(x)
+        start = self.offsets[level]
+        return F.linear(x, self.code_embedding.weight[start:start + self.config.codebook_sizes[level]], head.bias)
 
     def _decoder_inputs(self, codes: torch.Tensor) -> torch.Tensor:
         b, levels = codes.shape

@@ -69,10 +69,11 @@ def build_sids(
     if config.prefix:
         attributes = attribute_prefix(Dataset.load(run / "data").items, vectors.item_ids, config.prefix)
         residual = within_group_residual(vectors.vectors, attributes.codes)
+        sized = config
         if config.codebook_size is None:  # room for the typical group, not the whole catalog
             typical = int(np.ceil(np.percentile(group_sizes(attributes.codes), 90)))
-            config = replace(config, codebook_size=adaptive_codebook_size(max(typical, 1), levels))
-        tokenizer = make_tokenizer(config, progress=progress).fit(residual)
+            sized = replace(config, codebook_size=adaptive_codebook_size(max(typical, 1), levels))
+        tokenizer = make_tokenizer(sized, progress=progress).fit(residual)
         codes = tokenizer.transform(residual, parents=attributes.codes)
         sizes = [*attributes.sizes, *tokenizer.codebook_sizes_[:-1], int(codes[:, -1].max()) + 1]
     else:

@@ -48,9 +48,10 @@ NO_USER = 0
 
 
 def _default_train_config() -> TrainConfig:
-    # 500 steps (≈4.5 epochs of the default world) keep `make demo` within 15 minutes on
-    # 2 cores; on the validation split they beat 500 steps with 3× indexing copies and
-    # item-id buckets (search R@10 0.198 vs 0.169, rec NDCG@10 0.048 vs 0.047).
+    # 500 steps (≈4.4 epochs of the default world) keep `make demo` within 15 minutes on
+    # 2 cores. With attribute-prefixed SIDs, the decoder's per-part summary and loud input
+    # embeddings, search Recall@10 on the validation sample is already 0.303 at step 332
+    # and 0.309 at 500 (benchmarks/results/generative_variants.md).
     return TrainConfig(steps=500, batch_size=256, lr=2e-3, warmup_steps=50, eval_every=250,
                        checkpoint_every=250, weight_decay=0.01)
 
