@@ -23,26 +23,29 @@ PUBLISHED = (
 )
 PROTOCOL = ("P5/TIGER Amazon Beauty 5-core (22,363 users, 12,101 items), leave-one-out per user (last → test, "
             "second last → validation, the rest → training; every prefix of a training sequence is an example), "
-            "full ranking over all 12,101 items, history = last 20 items, Semantic IDs from item text "
-            "(title + brand/category) with MiniLM + RQ-KMeans.")
+            "full ranking over all 12,101 items, history = last 20 items, Semantic IDs: leaf category and brand "
+            "first, then RQ-KMeans over the item-text MiniLM vectors (title + brand/category).")
 
-# NOT yet chosen on validation: the first configuration to try (benchmarks/results/amazon_beauty_tuning.md
-# says why no generative run finished in the first session). Every Beauty event is an order, so the
-# long-term (cart/order) view would repeat the short one: all 20 history items go to `short`.
-# item_buckets ≥ the largest item id: every behaviour item gets its own id embedding beside its SID.
+# NOT tuned on Beauty: the default world's recipe carried over (attribute-prefixed SIDs, the decoder's
+# summary path, unit-scale inputs, history leaf categories), with the first session's Beauty settings.
+# Every Beauty event is an order, so the long-term (cart/order) view would repeat the short one: all
+# 20 history items go to `short`. item_buckets ≥ the largest item id: every behaviour item gets its own
+# id embedding beside its SID. Only the best checkpoint is chosen on validation.
 GENERATIVE = GenerativeTrainConfig(
     model=GenerativeConfig(max_short=20, max_long=1, item_buckets=12_288),
     train=TrainConfig(steps=1200, batch_size=256, lr=2e-3, warmup_steps=80, eval_every=400,
                       checkpoint_every=400, weight_decay=0.01),
     max_history=20, index_copies=0, valid_requests=1000, beams=20)
-SID_LEVELS = 3
+SID_LEVELS = 1
+SID_PREFIX = ("category", "brand")
 
 
 def main() -> None:
     args = parse_args(__doc__, "runs/beauty")
     run_benchmark("amazon_beauty", args, lambda: load_p5_amazon(SHARED / "amazon-beauty"), max_history=20,
                   metrics=("recall@5", "ndcg@5", "recall@10", "ndcg@10"), published=PUBLISHED,
-                  generative_config=GENERATIVE, protocol=PROTOCOL, sid_levels=SID_LEVELS)
+                  generative_config=GENERATIVE, protocol=PROTOCOL, sid_levels=SID_LEVELS,
+                  sid_prefix=SID_PREFIX)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,10 @@ def variants(base: GenerativeTrainConfig) -> dict[str, tuple[GenerativeTrainConf
         "query vectors + categories + summary + loud inputs, 500 steps": with_steps(loud, 500),
         "category+brand SIDs, categories + summary + loud inputs, 500 steps": with_steps(
             replace(loud, query_vectors=False), 500),
+        "category+brand SIDs, query vectors + categories + summary + loud inputs + item buckets, 500 steps":
+            with_steps(replace(loud, model=replace(loud.model, item_buckets=16384)), 500),
+        "category+brand SIDs, query vectors + categories + summary + loud inputs, 20 recent items, 500 steps":
+            with_steps(replace(loud, model=replace(loud.model, max_short=20)), 500),
     }
     sids = {name: PREFIXED_SIDS if name.startswith("category+brand SIDs") else None for name in configs}
     return {name: (config, sids[name]) for name, config in configs.items()}

@@ -65,6 +65,7 @@ def run_benchmark(
     protocol: str,
     sid_levels: int = 3,
     sid_codebook_size: int | None = None,
+    sid_prefix: tuple[str, ...] = (),
     sasrec_steps: int | None = None,
 ) -> str:
     """Prepare the run, train what is missing, evaluate every row, write the results table."""
@@ -98,7 +99,7 @@ def run_benchmark(
 
         if not (run / "sid" / "manifest.json").exists():
             stage("Semantic IDs from item text (MiniLM + RQ-KMeans)",
-                  lambda: build_sids(run, levels=sid_levels, codebook_size=sid_codebook_size))
+                  lambda: build_sids(run, levels=sid_levels, codebook_size=sid_codebook_size, prefix=sid_prefix))
         if not (run.joinpath(*MODEL_DIR) / "manifest.json").exists():
             config = generative_config
             train = replace(config.train, device=args.device, **({"steps": args.steps} if args.steps else {}))

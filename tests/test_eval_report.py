@@ -28,6 +28,15 @@ def test_run_evaluation_writes_tables_json_and_plots(small_world, tmp_path):
         assert (run / "eval" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (run / "eval" / "manifest.json").exists() and (run / "eval" / "config.json").exists()
 
+    # the focus retriever is tested against every other one, on recall@10 and ndcg@10
+    from genrec.eval.report import render_markdown
+
+    focused = render_markdown(report, focus="bm25")
+    assert "bm25 against every other retriever" in focused
+    for other in ("popularity", "category_popularity", "itemcf"):
+        assert f"bm25 − {other} on recall@10" in focused and f"bm25 − {other} on ndcg@10" in focused
+    assert "against every other retriever" not in markdown  # no generative in this report
+
     # the popularity list is the same for everyone, so its coverage is k items at most
     assert report.value("popularity", "coverage@50")[0] <= 50 / report.n_items + 1e-12
     curve = report.recall_curve("bm25", "search")

@@ -57,7 +57,7 @@ def run_demo(run: str | Path = "runs/demo", retrievers: tuple[str, ...] = DEMO_R
     times.run("generate the default world", lambda: _world(run))
     times.run("dataset statistics", lambda: _stats(run))
     times.run("embed items (MiniLM)", lambda: _embed(run))
-    times.run("Semantic IDs (RQ-KMeans)", lambda: _sids(run))
+    times.run("Semantic IDs (leaf + brand + RQ-KMeans)", lambda: _sids(run))
     times.run("train the generative retriever", lambda: _generative(run))
     report = times.run("evaluate every retriever (test split)", lambda: _evaluate(run, retrievers, max_requests))
 

@@ -24,7 +24,12 @@ SLICE_METRIC = "recall@10"
 """The metric of the per-slice table and bar chart (recall@1 when k < 10)."""
 
 
-def print_report(report: EvalReport, console=None) -> None:
+FOCUS = "generative"
+"""The retriever the project is about: when present, reports also test it against every other one."""
+FOCUS_METRICS = ("recall@10", "ndcg@10")
+
+
+def print_report(report: EvalReport, console=None, focus: str = FOCUS) -> None:
     """Print one table per request type (with intervals and timings), then the slice table."""
     from rich.console import Console
     from rich.table import Table
@@ -54,26 +59,29 @@ def print_report(report: EvalReport, console=None) -> None:
         console.print(table)
         for line in _comparison_lines(report, request_type):
             console.print("  " + line)
+        for line in _focus_lines(report, request_type, focus):
+            console.print("  " + line)
     console.print(_slice_table(report))
 
 
-def write_report(report: EvalReport, out_dir: str | os.PathLike, command: str = "") -> list[Path]:
+def write_report(report: EvalReport, out_dir: str | os.PathLike, command: str = "", focus: str = FOCUS) -> list[Path]:
     """Write report.md, report.json, recall_at_k.png and slices.png into `out_dir`; return the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     comparisons = [c for t in _present(report, REQUEST_TYPES) for c in _comparisons(report, t)]
     record = report.to_dict()
     record["comparisons"] = [vars(c) for c in comparisons]
+    record["focus_comparisons"] = [vars(c) for t in _present(report, REQUEST_TYPES) for c in _focus_comparisons(report, t, focus)]
     record["command"] = command
     write_json_atomic(out / "report.json", record)
-    write_text_atomic(out / "report.md", render_markdown(report, command))
+    write_text_atomic(out / "report.md", render_markdown(report, command, focus))
     paths = [out / "report.md", out / "report.json"]
     paths.append(_save_figure(plot_recall_curves(report), out / "recall_at_k.png"))
     paths.append(_save_figure(plot_slices(report), out / "slices.png"))
     return paths
 
 
-def render_markdown(report: EvalReport, command: str = "") -> str:
+def render_markdown(report: EvalReport, command: str = "", focus: str = FOCUS) -> str:
     """The report as Markdown: request-type tables with intervals, paired tests, slices, timings."""
     meta = report.meta
     lines = ["# Evaluation report", ""]
@@ -100,6 +108,10 @@ def render_markdown(report: EvalReport, command: str = "") -> str:
             cells.append(f"{report.value(name, f'coverage@{report.config.k}', request_type)[0]:.3f}")
             lines.append("| " + " | ".join(cells) + " |")
         lines += [""] + ["- " + line for line in _comparison_lines(report, request_type)] + [""]
+        focus_lines = _focus_lines(report, request_type, focus)
+        if focus_lines:
+            lines += [f"{focus} against every other retriever (paired bootstrap):", ""]
+            lines += ["- " + line for line in focus_lines] + [""]
     lines += [f"## {_slice_metric(report)} by slice", "", "mean [95% CI] (n requests)", ""]
     slice_names = [s for s in report.slices if report.slices[s].sum() > 0]
     lines += ["| slice | n | " + " | ".join(report.retrievers) + " |", "|---|---|" + "---|" * len(report.retrievers)]
@@ -205,12 +217,26 @@ def _comparisons(report: EvalReport, slice_name: str, metric: str | None = None)
     return [paired_comparison(report, better, worse, metric, slice_name) for better, worse in zip(ranked, ranked[1:])]
 
 
+def _focus_comparisons(report: EvalReport, slice_name: str, focus: str) -> list[PairedComparison]:
+    """`focus` minus each other retriever on the headline metrics: does it beat each one, really?"""
+    if focus not in report.retrievers:
+        return []
+    metrics = [m for m in FOCUS_METRICS if m in report.config.metric_names()]
+    return [paired_comparison(report, focus, other, metric, slice_name)
+            for other in report.retrievers if other != focus for metric in metrics]
+
+
 def _comparison_lines(report: EvalReport, slice_name: str) -> list[str]:
-    lines = []
-    for c in _comparisons(report, slice_name):
-        verdict = "real" if c.significant else "not significant"
-        lines.append(f"{c.a} − {c.b} on {c.metric}: {c.difference:+.4f} [{c.ci_low:+.4f}, {c.ci_high:+.4f}], p = {c.p_value:.3g} ({verdict})")
-    return lines
+    return [_line(c) for c in _comparisons(report, slice_name)]
+
+
+def _focus_lines(report: EvalReport, slice_name: str, focus: str) -> list[str]:
+    return [_line(c) for c in _focus_comparisons(report, slice_name, focus)]
+
+
+def _line(c: PairedComparison) -> str:
+    verdict = "real" if c.significant else "not significant"
+    return f"{c.a} − {c.b} on {c.metric}: {c.difference:+.4f} [{c.ci_low:+.4f}, {c.ci_high:+.4f}], p = {c.p_value:.3g} ({verdict})"
 
 
 def _slice_table(report: EvalReport):
