@@ -34,30 +34,19 @@ import torch  # noqa: E402
 
 from genrec.data.dataset import Dataset  # noqa: E402
 from genrec.data.splits import build_requests, leave_one_out  # noqa: E402
-from genrec.model.inputs import RequestEncoder, item_query_text  # noqa: E402
-from genrec.model.transformer import GenerativeModel  # noqa: E402
 from genrec.registry import build_retriever  # noqa: E402
-from genrec.train.generative import (  # noqa: E402
-    ExampleTable, GenerativeTrainConfig, indexing_requests, load_sid_table, training_requests,
-)
+from genrec.train.generative import GenerativeTrainConfig, load_sid_table, prepare_training  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "train.md"
 
 
 def training_throughput(run: Path, dataset: Dataset, split, steps: int, batch_size: int, seed: int) -> dict:
-    config = GenerativeTrainConfig()
-    sids = load_sid_table(run)
-    config.model.codebook_sizes = tuple(sids.codebook_sizes)
-    requests, targets = training_requests(split, config.max_history)
-    index_requests, index_targets = indexing_requests(dataset.items, config.index_copies)
-    encoder = RequestEncoder(config.model, sids.item_ids, sids.codes)
-    encoder.fit(item_query_text(dataset.items) + [r.query for r in requests if r.query], dataset.users)
     tick = time.perf_counter()
-    table = ExampleTable.build(encoder, sids, requests + index_requests, np.concatenate([targets, index_targets]),
-                               progress=False)
+    prepared = prepare_training(run, GenerativeTrainConfig(), dataset, split, load_sid_table(run), progress=False)
     build_seconds = time.perf_counter() - tick
+    table = prepared.examples
     torch.manual_seed(seed)
-    model = GenerativeModel(config.model).train()
+    model = prepared.model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     rng = np.random.default_rng(seed)
     times = []

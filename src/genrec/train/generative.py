@@ -111,24 +111,9 @@ def train_generative(run: str | os.PathLike, config: GenerativeTrainConfig | Non
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)  # the folder is incomplete until training ends
 
-    requests, targets = training_requests(split, config.max_history)
-    index_requests, index_targets = indexing_requests(dataset.items, config.index_copies)
-    queries = [r.query for r in requests if r.query]
-    item_category, n_categories = leaf_categories(dataset.items)
-    config = replace(config, model=replace(
-        config.model,
-        query_vector_dim=TEXT_DIM if config.query_vectors and (queries or index_requests) else 0,
-        n_categories=n_categories if config.categories and n_categories > 1 else 0,
-        n_item_slots=len(item_category) if config.categories and n_categories > 1 else 0))
-    encoder = RequestEncoder(config.model, sids.item_ids, sids.codes,
-                             query_vectors=_primed_query_vectors(run, dataset) if config.model.query_vector_dim else None)
-    encoder.fit(item_query_text(dataset.items) + queries, dataset.users)
-    examples = ExampleTable.build(encoder, sids, requests + index_requests,
-                                  np.concatenate([targets, index_targets]), progress=progress)
-
-    model = GenerativeModel(config.model)
-    if config.model.n_categories:
-        model.set_item_categories(torch.from_numpy(item_category))
+    prepared = prepare_training(run, config, dataset, split, sids, progress=progress)
+    config, encoder, examples, model = prepared.config, prepared.encoder, prepared.examples, prepared.model
+    n_interaction_examples, n_index_examples = prepared.n_interaction_examples, prepared.n_index_examples
     valid, valid_targets = validation_requests(split, config.valid_requests, config.train.seed)
     evaluate = _validation(encoder, sids, valid, valid_targets, config.beams) if len(valid) else None
     began = time.perf_counter()
@@ -142,9 +127,50 @@ def train_generative(run: str | os.PathLike, config: GenerativeTrainConfig | Non
         config.to_dict(), inputs={"data": _hash_or_none(run / "data"), "sid": _hash_or_none(run / "sid")},
         result={"best_metric": result.best_metric, "best_step": result.best_step, "history": result.history,
                 "train_seconds": round(seconds, 1), "examples_per_second": round(result.examples_per_second, 1),
-                "n_examples": len(examples), "n_interaction_examples": len(requests),
-                "n_index_examples": len(index_requests), "parameters": model.num_parameters()}))
+                "n_examples": len(examples), "n_interaction_examples": n_interaction_examples,
+                "n_index_examples": n_index_examples, "parameters": model.num_parameters()}))
     return out
+
+
+@dataclass
+class PreparedTraining:
+    """What `prepare_training` hands the loop: the config completed from the data,
+    the fitted request encoder, every example, and a fresh model."""
+
+    config: GenerativeTrainConfig
+    encoder: RequestEncoder
+    examples: "ExampleTable"
+    model: GenerativeModel
+    n_interaction_examples: int
+    n_index_examples: int
+
+
+def prepare_training(run: Path, config: GenerativeTrainConfig, dataset: Dataset, split: Split, sids: Any,
+                     progress: bool = True) -> PreparedTraining:
+    """Complete `config.model` from the data (codebook sizes, query-vector width when
+    there are queries, the leaf-category table when items have categories), fit the
+    request encoder and build every example: shared by `train_generative` and the
+    training benchmark, so the benchmark measures the model that is trained."""
+    requests, targets = training_requests(split, config.max_history)
+    index_requests, index_targets = indexing_requests(dataset.items, config.index_copies)
+    queries = [r.query for r in requests if r.query]
+    item_category, n_categories = leaf_categories(dataset.items)
+    use_categories = config.categories and n_categories > 1
+    config = replace(config, model=replace(
+        config.model,
+        codebook_sizes=tuple(int(v) for v in sids.codebook_sizes),
+        query_vector_dim=TEXT_DIM if config.query_vectors and (queries or index_requests) else 0,
+        n_categories=n_categories if use_categories else 0,
+        n_item_slots=len(item_category) if use_categories else 0))
+    encoder = RequestEncoder(config.model, sids.item_ids, sids.codes,
+                             query_vectors=_primed_query_vectors(run, dataset) if config.model.query_vector_dim else None)
+    encoder.fit(item_query_text(dataset.items) + queries, dataset.users)
+    examples = ExampleTable.build(encoder, sids, requests + index_requests,
+                                  np.concatenate([targets, index_targets]), progress=progress)
+    model = GenerativeModel(config.model)
+    if use_categories:
+        model.set_item_categories(torch.from_numpy(item_category))
+    return PreparedTraining(config, encoder, examples, model, len(requests), len(index_requests))
 
 
 def training_requests(split: Split, max_history: int = 50) -> tuple[list[Request], np.ndarray]:
