@@ -14,7 +14,6 @@ approximation costs in recall and buys in latency.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
 
@@ -25,6 +24,7 @@ from genrec.baselines.popularity import item_popularity, n_item_slots, popularit
 from genrec.data.dataset import Dataset
 from genrec.data.splits import Split
 from genrec.features import encode_items, encode_texts
+from genrec.features.text_cache import TextVectorCache
 from genrec.retrieval import Ranked, Request, top_k
 
 QUERY_CACHE_SIZE = 100_000
@@ -62,7 +62,9 @@ class DenseRetriever:
         self.row_of_item_[item_ids] = np.arange(len(item_ids))
         self.prior_ = popularity_prior(np.asarray(popularity, dtype=np.float64))
         self.index_ = self._build_index(vectors)
-        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        # the module's encode_texts is looked up at call time, so tests can stand in a cheap encoder
+        self._query_vectors = TextVectorCache(lambda texts: encode_texts(texts, progress=False),
+                                              dim=vectors.shape[1], capacity=QUERY_CACHE_SIZE)
         return self
 
     def retrieve(self, requests: Sequence[Request], k: int) -> list[Ranked]:
@@ -75,10 +77,10 @@ class DenseRetriever:
             else:
                 rows.append(i)
                 user_vectors.append(vector)
-        queries = [requests[i].query for i in rows if requests[i].query is not None]
-        self._encode_missing(queries)
+        queries = [v for v in user_vectors if isinstance(v, str)]
+        encoded = dict(zip(queries, self._query_vectors(queries)))
         if rows:
-            matrix = np.stack([v if isinstance(v, np.ndarray) else self._query_cache[v] for v in user_vectors])
+            matrix = np.stack([v if isinstance(v, np.ndarray) else encoded[v] for v in user_vectors])
             scores, found = self.index_.search(np.ascontiguousarray(matrix, dtype=np.float32), min(k, len(self.item_ids_)))
             for i, row_scores, row_found in zip(rows, scores, found):
                 keep = row_found >= 0
@@ -102,16 +104,6 @@ class DenseRetriever:
             return None
         vector = weights @ self.vectors_[rows]
         return vector / max(float(np.linalg.norm(vector)), 1e-12)
-
-    def _encode_missing(self, queries: list[str]) -> None:
-        missing = list(dict.fromkeys(q for q in queries if q not in self._query_cache))
-        if missing:
-            for query, vector in zip(missing, encode_texts(missing, progress=False)):
-                self._query_cache[query] = vector
-        for query in queries:
-            self._query_cache.move_to_end(query)
-        while len(self._query_cache) > QUERY_CACHE_SIZE:
-            self._query_cache.popitem(last=False)
 
 
 class HNSWDenseRetriever(DenseRetriever):
