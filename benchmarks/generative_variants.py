@@ -66,6 +66,8 @@ def variants(base: GenerativeTrainConfig) -> dict[str, tuple[GenerativeTrainConf
             with_steps(replace(loud, model=replace(loud.model, item_buckets=16384)), 500),
         "category+brand SIDs, query vectors + categories + summary + loud inputs, 20 recent items, 500 steps":
             with_steps(replace(loud, model=replace(loud.model, max_short=20)), 500),
+        "category+brand SIDs, query vectors + categories + summary + loud inputs, dropout 0.2, 500 steps":
+            with_steps(replace(loud, model=replace(loud.model, dropout=0.2)), 500),
     }
     sids = {name: PREFIXED_SIDS if name.startswith("category+brand SIDs") else None for name in configs}
     return {name: (config, sids[name]) for name, config in configs.items()}
