@@ -1,5 +1,7 @@
 """The generative model: cached decoding equals the full pass, bad input is refused."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -105,12 +107,16 @@ RICH = GenerativeConfig(codebook_sizes=(7, 5, 3), d_model=32, n_heads=4, d_ff=64
                         query_vector_dim=6, n_categories=4, n_item_slots=50)
 
 
+def _setup(config: GenerativeConfig, seed: int):
+    """A fresh eval-mode model, a random batch of 2 requests and target codes, from one seed."""
+    g = torch.Generator().manual_seed(seed)
+    model = GenerativeModel(config).eval()
+    return model, EncoderBatch.random(config, 2, g), _codes(config, 2, g), g
+
+
 def test_the_query_vector_token_is_read_for_search_and_masked_out_for_recommendation():
-    g = torch.Generator().manual_seed(3)
-    model = GenerativeModel(RICH).eval()
-    batch = EncoderBatch.random(RICH, 2, g)
+    model, batch, codes, g = _setup(RICH, 3)
     batch.query_vector[1] = 0  # request 1 has no query
-    codes = _codes(RICH, 2, g)
     before = model(batch, codes)
     with torch.no_grad():
         model.query_vector_projection.weight.mul_(-3.0)
@@ -122,10 +128,7 @@ def test_the_query_vector_token_is_read_for_search_and_masked_out_for_recommenda
 
 
 def test_history_items_carry_their_leaf_category_and_unknown_items_fall_back_to_none():
-    g = torch.Generator().manual_seed(4)
-    model = GenerativeModel(RICH).eval()
-    batch = EncoderBatch.random(RICH, 2, g)
-    codes = _codes(RICH, 2, g)
+    model, batch, codes, g = _setup(RICH, 4)
     base = model(batch, codes)[0]
     model.set_item_categories(torch.where(torch.arange(50) % 2 == 0, 1, 2))
     changed = model(batch, codes)[0]
@@ -151,10 +154,7 @@ def test_query_vector_and_category_inputs_are_checked():
 
 
 def test_the_memory_summary_feeds_the_request_to_the_first_level_directly():
-    g = torch.Generator().manual_seed(5)
-    model = GenerativeModel(SUMMARY).eval()
-    batch = EncoderBatch.random(SUMMARY, 2, g)
-    codes = _codes(SUMMARY, 2, g)
+    model, batch, codes, g = _setup(SUMMARY, 5)
     with torch.no_grad():  # cut every cross-attention: only the summary carries the request now
         for block in model.decoder_blocks:
             block.cross.out.weight.zero_()
@@ -167,12 +167,14 @@ def test_the_memory_summary_feeds_the_request_to_the_first_level_directly():
 
 
 def test_tied_heads_score_codes_with_their_own_embeddings():
-    g = torch.Generator().manual_seed(6)
-    model = GenerativeModel(SUMMARY).eval()
-    batch = EncoderBatch.random(SUMMARY, 2, g)
-    codes = _codes(SUMMARY, 2, g)
-    before = model(batch, codes)[2]
-    with torch.no_grad():  # level 2's codes start at offset 9 + 5 = 14; moving one moves its logit only
-        model.code_embedding.weight[14 + 1] += 5.0 * torch.randn(SUMMARY.d_model, generator=g)
-    after = model(batch, codes)[2]
-    assert not torch.allclose(before[:, 1], after[:, 1])
+    tied, batch, codes, _ = _setup(SUMMARY, 6)
+    untied = GenerativeModel(replace(SUMMARY, tie_heads=False)).eval()
+    untied.load_state_dict(tied.state_dict())
+    with torch.no_grad():  # give the untied heads exactly the code embeddings of their level
+        for level, head in enumerate(untied.heads):
+            start = untied.offsets[level]
+            head.weight.copy_(tied.code_embedding.weight[start:start + SUMMARY.codebook_sizes[level]])
+        for head in tied.heads:  # the tied model must not read its heads' own weights at all
+            head.weight.normal_()
+    for a, b in zip(tied(batch, codes), untied(batch, codes)):
+        torch.testing.assert_close(a, b)

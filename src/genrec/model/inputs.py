@@ -46,6 +46,7 @@ import torch
 from genrec.features.text_cache import TextVectorCache
 from genrec.model.transformer import EncoderBatch, GenerativeConfig
 from genrec.retrieval import ACTIONS, Request
+from genrec.sid.prefix import leaf_path
 
 PAD, UNK = 0, 1
 LONG_TERM_ACTIONS = ("cart", "order")
@@ -92,8 +93,7 @@ def leaf_categories(items: pd.DataFrame) -> tuple[np.ndarray, int]:
     and a code mixes leaves; the leaf a user keeps browsing is the strongest
     single signal of what they want next (the SASRec baseline reads it too)."""
     ids = items["item_id"].to_numpy(dtype=np.int64)
-    paths = [" > ".join(str(c) for c in path) if path is not None and len(path) else ""
-             for path in items["category"]]
+    paths = [leaf_path(path) for path in items["category"]]
     leaves = sorted({p for p in paths if p})
     number = {leaf: i + 1 for i, leaf in enumerate(leaves)}
     table = np.zeros(int(ids.max(initial=0)) + 1, dtype=np.int64)

@@ -110,9 +110,15 @@ def group_sizes(groups: np.ndarray) -> np.ndarray:
     return np.unique(groups, axis=0, return_counts=True)[1]
 
 
+def leaf_path(category) -> str:
+    """An item's leaf as its whole category path ("Beauty > Hair > Oil"; "" for none), so two
+    leaves sharing a last name under different parents stay apart."""
+    return " > ".join(str(c) for c in category) if category is not None and len(category) else ""
+
+
 def _field_values(table: pd.DataFrame, name: str) -> list[str]:
     if name not in table.columns:
         return [""] * len(table)
     if name == "category":
-        return [" > ".join(str(c) for c in path) if path is not None and len(path) else "" for path in table[name]]
+        return [leaf_path(path) for path in table[name]]
     return [str(v).strip() if isinstance(v, str) else "" for v in table[name]]
