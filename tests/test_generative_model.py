@@ -178,3 +178,12 @@ def test_tied_heads_score_codes_with_their_own_embeddings():
             head.weight.normal_()
     for a, b in zip(tied(batch, codes), untied(batch, codes)):
         torch.testing.assert_close(a, b)
+
+
+def test_a_saved_config_without_the_newer_fields_loads_as_it_was_trained():
+    saved = SUMMARY.to_dict()
+    for name in ("memory_summary", "input_init_std"):
+        saved.pop(name)  # a config.json written before these fields existed
+    old = GenerativeConfig.from_dict(saved)
+    assert old.memory_summary is False and old.input_init_std == 0.02
+    assert GenerativeConfig.from_dict(SUMMARY.to_dict()) == SUMMARY  # today's configs round-trip unchanged

@@ -87,8 +87,14 @@ class GenerativeConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "GenerativeConfig":
+        """A saved config; a field it predates takes the value models had before that field
+        existed (`LEGACY_VALUES`), not today's default, so an older model loads as trained."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        return cls(**{**LEGACY_VALUES, **{k: v for k, v in values.items() if k in known}})
+
+
+LEGACY_VALUES: dict = {"memory_summary": False, "input_init_std": 0.02}
+"""What a model saved before these `GenerativeConfig` fields existed was built with."""
 
 
 @dataclass
