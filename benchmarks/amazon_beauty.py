@@ -32,8 +32,8 @@ PROTOCOL = ("P5/TIGER Amazon Beauty 5-core (22,363 users, 12,101 items), leave-o
 # 20 history items go to `short`. item_buckets ≥ the largest item id: every behaviour item gets its own
 # id embedding beside its SID. Only the best checkpoint is chosen on validation.
 GENERATIVE = GenerativeTrainConfig(
-    model=GenerativeConfig(max_short=20, max_long=1, item_buckets=12_288),
-    train=TrainConfig(steps=1200, batch_size=256, lr=2e-3, warmup_steps=80, eval_every=400,
+    model=GenerativeConfig(max_short=20, max_long=1, item_buckets=12_288, causal_history=True),
+    train=TrainConfig(steps=1200, batch_size=128, lr=2e-3, warmup_steps=80, eval_every=400,
                       checkpoint_every=400, weight_decay=0.01),
     max_history=20, index_copies=0, valid_requests=1000, beams=20)
 SID_LEVELS = 1

@@ -172,8 +172,7 @@ class RequestEncoder:
                  for name, size in (("short", c.max_short), ("long", c.max_long))}
         action_id = {a: i for i, a in enumerate(ACTIONS)}
         for row, r in enumerate(requests):
-            tokens = [self._hash(f"user={r.user_id}", c.user_vocab_size), *self.user_profile_.get(int(r.user_id), [])]
-            tokens = tokens[: c.max_user_tokens]
+            tokens = self.user_tokens(r.user_id)
             user[row, : len(tokens)] = tokens
             context[row] = self._context(r)
             if not r.history:
@@ -209,6 +208,12 @@ class RequestEncoder:
             long_action=t(views["long"][2]), long_recency=t(views["long"][3]),
             context=t(context), query_vector=query_vector,
         ).trim()
+
+    def user_tokens(self, user_id: int) -> list[int]:
+        """The user part of a request: the hashed id bucket, then the profile tokens (≤ max_user_tokens)."""
+        c = self.config
+        tokens = [self._hash(f"user={user_id}", c.user_vocab_size), *self.user_profile_.get(int(user_id), [])]
+        return tokens[: c.max_user_tokens]
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Compact query token ids `[n, T]` (0-padded, T ≤ max_query_tokens; T ≥ 1)."""

@@ -49,6 +49,7 @@ class GenerativeConfig:
     memory_summary: bool = True  # add a per-part summary of the encoder output to every decoder input
     tie_heads: bool = False  # score a level's codes against their own embeddings (see GenerativeModel)
     input_init_std: float = 1.0  # initial scale of every input embedding and of the query-vector projection
+    causal_history: bool = False  # recommendation-only model trained on every prefix at once (see GenerativeModel)
     n_actions: int = 4
     n_recency: int = 16
     max_query_tokens: int = 24
@@ -186,6 +187,26 @@ class EncoderBatch:
 
 
 @dataclass
+class SequenceBatch:
+    """Windows of users' interactions for `GenerativeModel.sequence_loss`
+    (causal-history models): every marked position is a target, predicted from
+    the window's positions before it.
+
+    user   [B, Tu]     user tokens, as in `EncoderBatch`
+    items  [B, W]      item ids, oldest first, 0-padded at the end
+    codes  [B, W, L]   their SIDs (anything valid at padding)
+    action [B, W]      action ids
+    target [B, W]      bool, True where the position is trained as a target
+    """
+
+    user: torch.Tensor
+    items: torch.Tensor
+    codes: torch.Tensor
+    action: torch.Tensor
+    target: torch.Tensor
+
+
+@dataclass
 class DecoderState:
     """What decoding carries between levels.
 
@@ -235,6 +256,17 @@ class GenerativeModel(nn.Module):
     items with. Why: "more of what the user just looked at" then becomes a copy
     through shared vectors, the inductive bias that makes SASRec's tied item
     embeddings strong on recommendation, instead of a mapping learned per code.
+
+    With `causal_history`, the model is a recommender over behaviour alone: the
+    encoder reads the user tokens and the short view (oldest first, positions
+    counted from the oldest), each history position attends only to the user
+    tokens and to itself and earlier positions, and query, long view and context
+    are not read. Why: the encoder output at position t then depends only on the
+    first t+1 items, so `sequence_loss` trains a user's every prefix in one encoder
+    pass (as SASRec does), instead of re-encoding each prefix as its own example:
+    on Amazon Beauty that is ~7 targets per encoder pass instead of one, which is
+    what makes tens of epochs fit a CPU hour. At inference a request is encoded the
+    same way, so `forward` on one prefix equals `sequence_loss`'s view of it.
     """
 
     def __init__(self, config: GenerativeConfig):
@@ -322,6 +354,9 @@ class GenerativeModel(nn.Module):
     def encode_memory(self, batch: EncoderBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Encoder output `[B, S, d]`, its key mask `[B, 1, 1, S]` (True = real) and,
         with `memory_summary`, the decoder's summary input `[B, d]` (else None)."""
+        if self.config.causal_history:
+            self._check_batch(batch)
+            return self._encode_causal_request(batch)
         parts = self._embed_parts(batch)
         x = torch.cat([p for p, _ in parts], dim=1)
         real = torch.cat([m for _, m in parts], dim=1)
@@ -375,6 +410,93 @@ class GenerativeModel(nn.Module):
             known = (items >= 0) & (items < len(self.item_category))
             x = x + self.category_embedding(torch.where(known, self.item_category[items.clamp(0, len(self.item_category) - 1)], 0))
         return x + self.action_embedding(action) + self.recency_embedding(recency)
+
+    # ---- causal history: every prefix in one pass ---------------------------------------
+
+    def sequence_loss(self, batch: "SequenceBatch") -> torch.Tensor:
+        """Mean over the batch's target positions of the mean over levels of each
+        level's cross-entropy: the loss `loss` gives when every target is its own
+        request whose history is the window's items before it (a test holds the two
+        equal). Needs `causal_history`."""
+        if not self.config.causal_history:
+            raise ValueError("sequence_loss needs a model with config.causal_history = True")
+        self._check_codes(batch.codes.reshape(-1, self.config.levels), "SequenceBatch.codes")
+        user = batch.user[:, : self.config.max_user_tokens]
+        history_real = batch.items[:, :-1] > 0
+        memory, key_real = self._encode_causal(user, batch.codes[:, :-1], batch.items[:, :-1], batch.action[:, :-1])
+        rows, positions = (batch.target & (batch.items > 0)).nonzero(as_tuple=True)  # N targets
+        if not len(rows):
+            raise ValueError("SequenceBatch has no target position")
+        n_user = user.shape[1]
+        columns = torch.arange(memory.shape[1], device=memory.device)
+        # target t sees the user tokens and history positions < t
+        visible = key_real[rows] & (columns[None, :] < n_user + positions[:, None])
+        codes = batch.codes[rows, positions]  # [N, L]
+        x = self._decoder_inputs(codes)
+        if self.summary_projection is not None:
+            user_mean = self._masked_mean(memory[:, :n_user], user > 0)[rows]
+            history = memory[:, n_user:] * history_real[..., None].to(memory.dtype)
+            sums = F.pad(history.cumsum(1), (0, 0, 1, 0))  # [B, T+1, d]: sum over positions < t
+            counts = F.pad(history_real.cumsum(1), (1, 0)).to(memory.dtype).clamp(min=1.0)
+            history_mean = sums[rows, positions] / counts[rows, positions][:, None]
+            x = x + self._summary(user_mean, history_mean)[:, None, :]
+        mask = visible[:, None, None, :]
+        for block in self.decoder_blocks:
+            k, v = block.cross.project_memory(memory)
+            x = block.forward_projected(x, k.index_select(0, rows), v.index_select(0, rows), mask)
+        x = self.decoder_norm(x)
+        return torch.stack([F.cross_entropy(self._level_logits(x[:, level], level), codes[:, level])
+                            for level in range(self.config.levels)]).mean()
+
+    def _encode_causal_request(self, b: EncoderBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """`encode_memory` of a causal-history model: user tokens and the short view only."""
+        c = self.config
+        user = b.user[:, : c.max_user_tokens]
+        items = b.short_items[:, -c.max_short:]
+        memory, key_real = self._encode_causal(user, b.short_codes[:, -c.max_short:], items, b.short_action[:, -c.max_short:])
+        mask = key_real[:, None, None, :]
+        if self.summary_projection is None:
+            return memory, mask, None
+        n_user = user.shape[1]
+        summary = self._summary(self._masked_mean(memory[:, :n_user], user > 0),
+                                self._masked_mean(memory[:, n_user:], items > 0))
+        return memory, mask, summary
+
+    def _encode_causal(self, user: torch.Tensor, codes: torch.Tensor, items: torch.Tensor,
+                       action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder output `[B, Tu + T, d]` over user tokens then history (any padding,
+        items 0 = pad), and its key mask `[B, Tu + T]`. A history position sees the
+        user tokens, itself and the columns before it; user tokens see each other."""
+        c = self.config
+        n_user, width = user.shape[1], items.shape[1]
+        real = items > 0
+        max_position = self.position_embedding.num_embeddings - 1
+        order = (real.long().cumsum(1) - 1).clamp(0, max_position)  # left-aligned: 0 = the oldest item
+        history = (self._embed_behaviour(codes, items, action, torch.zeros_like(action), width)
+                   + self.type_embedding.weight[PART_NAMES.index("short")] + self.position_embedding(order))
+        user_x = (self.user_embedding(user) + self.type_embedding.weight[PART_NAMES.index("user")]
+                  + self.position_embedding(torch.arange(n_user, device=user.device)))
+        x = self.drop(torch.cat([user_x, history], dim=1))
+        key_real = torch.cat([user > 0, real], dim=1)
+        s = torch.arange(n_user + width, device=x.device)
+        sees = s[None, :] <= torch.clamp(s[:, None], min=n_user - 1)  # [S, S]: user columns, or not later
+        mask = (sees[None] & key_real[:, None, :]) | torch.eye(len(s), dtype=torch.bool, device=x.device)
+        for block in self.encoder_blocks:
+            x = block(x, mask[:, None])
+        return self.encoder_norm(x), key_real
+
+    def _summary(self, user_mean: torch.Tensor, history_mean: torch.Tensor) -> torch.Tensor:
+        """The summary input from the two parts a causal model reads (the others are 0)."""
+        means = [torch.zeros_like(user_mean)] * len(PART_NAMES)
+        means[PART_NAMES.index("user")] = user_mean
+        means[PART_NAMES.index("short")] = history_mean
+        return self.summary_projection(torch.cat(means, dim=1))
+
+    @staticmethod
+    def _masked_mean(x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """Mean of `x [B, T, d]` over the positions where `real [B, T]` (0 when none)."""
+        weights = real[:, :, None].to(x.dtype)
+        return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
     # ---- decoder: the BeamSearchModel protocol -----------------------------------------
 
@@ -475,6 +597,11 @@ class GenerativeModel(nn.Module):
             t = getattr(b, name)
             if t.ndim != 3 or t.shape[2] != c.levels:
                 raise ValueError(f"EncoderBatch.{name} must be [batch, length, {c.levels}], got {tuple(t.shape)}")
+        if c.causal_history:  # reads user tokens and the short view only
+            if b.query.numel() and bool((b.query != 0).any()):
+                raise ValueError("this model reads behaviour only (causal_history): a request with a query "
+                                 "cannot be answered; train a model without causal_history for search")
+            return
         if not bool((b.context > 0).any(dim=1).all()):
             raise ValueError("EncoderBatch.context must hold at least one token per request")
         if c.query_vector_dim:
@@ -568,6 +695,17 @@ class DecoderBlock(nn.Module):
         x = x + self.drop(self.cross(self.norm2(x), memory, mask))
         return x + self.mlp(self.norm3(x))
 
+    def forward_projected(self, x: torch.Tensor, memory_k: torch.Tensor, memory_v: torch.Tensor,
+                          mask: torch.Tensor) -> torch.Tensor:
+        """`forward` with the memory's keys and values already projected, one set per row
+        `[N, H, S, hd]` (sequence training: many targets share one window's projection)."""
+        h = self.norm1(x)
+        x = x + self.drop(self.self_attn(h, h, causal=True))
+        c = self.cross
+        y = c.attend(c.heads(c.q(self.norm2(x))), memory_k, memory_v, mask)
+        x = x + self.drop(c.out(c.merge(y)))
+        return x + self.mlp(self.norm3(x))
+
     def step(self, x, cache, memory_k, memory_v, mask, beams):
         """One new position `[N, 1, d]`; returns it and the grown self-attention cache."""
         a = self.self_attn
@@ -591,4 +729,4 @@ def _init_weights(module: nn.Module) -> None:
                 module.weight[module.padding_idx].zero_()
 
 
-__all__ = ["GenerativeConfig", "EncoderBatch", "DecoderState", "GenerativeModel", "PART_NAMES"]
+__all__ = ["GenerativeConfig", "EncoderBatch", "SequenceBatch", "DecoderState", "GenerativeModel", "PART_NAMES"]

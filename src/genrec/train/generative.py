@@ -38,9 +38,10 @@ from genrec.eval.metrics import ndcg_at_k, ranked_matrix, recall_at_k
 from genrec.features import TEXT_DIM, encode_items
 from genrec.features.text_cache import TextVectorCache
 from genrec.model.inputs import RequestEncoder, item_query_text, leaf_categories
-from genrec.model.transformer import EncoderBatch, GenerativeConfig, GenerativeModel
+from genrec.model.transformer import EncoderBatch, GenerativeConfig, GenerativeModel, SequenceBatch
 from genrec.retrieval import Request
 from genrec.train.loop import TrainConfig, train
+from genrec.train.sequences import SequenceTable
 
 MODEL_DIR = ("train", "generative")
 NO_USER = 0
@@ -67,6 +68,8 @@ class GenerativeTrainConfig:
     give the model the query's MiniLM vector as one more encoder token (only
     when the training data has queries). `categories`: add each history item's
     leaf-category embedding (only when items have categories).
+    `search_as_recommendation`: every search interaction is also a
+    recommendation example, its query dropped (`search_as_recommendation`).
     """
 
     model: GenerativeConfig = field(default_factory=GenerativeConfig)
@@ -77,18 +80,21 @@ class GenerativeTrainConfig:
     beams: int = 20
     query_vectors: bool = True
     categories: bool = True
+    search_as_recommendation: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model.to_dict(), "train": asdict(self.train), "max_history": self.max_history,
                 "index_copies": self.index_copies, "valid_requests": self.valid_requests, "beams": self.beams,
-                "query_vectors": self.query_vectors, "categories": self.categories}
+                "query_vectors": self.query_vectors, "categories": self.categories,
+                "search_as_recommendation": self.search_as_recommendation}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "GenerativeTrainConfig":
         return cls(model=GenerativeConfig.from_dict(values.get("model", {})),
                    train=TrainConfig.from_dict(values.get("train", {})),
                    **{k: values[k] for k in ("max_history", "index_copies", "valid_requests", "beams",
-                                             "query_vectors", "categories") if k in values})
+                                             "query_vectors", "categories", "search_as_recommendation")
+                      if k in values})
 
 
 def train_generative(run: str | os.PathLike, config: GenerativeTrainConfig | None = None, *,
@@ -114,10 +120,12 @@ def train_generative(run: str | os.PathLike, config: GenerativeTrainConfig | Non
     prepared = prepare_training(run, config, dataset, split, sids, progress=progress)
     config, encoder, examples, model = prepared.config, prepared.encoder, prepared.examples, prepared.model
     n_interaction_examples, n_index_examples = prepared.n_interaction_examples, prepared.n_index_examples
-    valid, valid_targets = validation_requests(split, config.valid_requests, config.train.seed)
+    valid, valid_targets = validation_requests(split, config.valid_requests, config.train.seed,
+                                               recommendation_only=config.model.causal_history)
     evaluate = _validation(encoder, sids, valid, valid_targets, config.beams) if len(valid) else None
     began = time.perf_counter()
-    result = train(model, _loss, range(len(examples)), examples.collate, config.train, out,
+    loss = _sequence_loss if config.model.causal_history else _loss
+    result = train(model, loss, range(len(examples)), examples.collate, config.train, out,
                    evaluate=evaluate, metric="ndcg@10", resume=resume)
     seconds = time.perf_counter() - began
 
@@ -139,7 +147,7 @@ class PreparedTraining:
 
     config: GenerativeTrainConfig
     encoder: RequestEncoder
-    examples: "ExampleTable"
+    examples: "ExampleTable | SequenceTable"
     model: GenerativeModel
     n_interaction_examples: int
     n_index_examples: int
@@ -151,7 +159,14 @@ def prepare_training(run: Path, config: GenerativeTrainConfig, dataset: Dataset,
     there are queries, the leaf-category table when items have categories), fit the
     request encoder and build every example: shared by `train_generative` and the
     training benchmark, so the benchmark measures the model that is trained."""
-    requests, targets = training_requests(split, config.max_history)
+    causal = config.model.causal_history
+    if causal and config.index_copies:
+        raise ValueError("index_copies must be 0 for a causal_history model: it reads no query, "
+                         "so the text → SID indexing task cannot be fed to it")
+    requests, targets = training_requests(split, config.max_history) if not causal else ([], np.zeros(0, np.int64))
+    if config.search_as_recommendation:
+        extra, extra_targets = search_as_recommendation(requests, targets, config.train.seed)
+        requests, targets = requests + extra, np.concatenate([targets, extra_targets])
     index_requests, index_targets = indexing_requests(dataset.items, config.index_copies)
     queries = [r.query for r in requests if r.query]
     item_category, n_categories = leaf_categories(dataset.items)
@@ -165,12 +180,18 @@ def prepare_training(run: Path, config: GenerativeTrainConfig, dataset: Dataset,
     encoder = RequestEncoder(config.model, sids.item_ids, sids.codes,
                              query_vectors=_primed_query_vectors(run, dataset) if config.model.query_vector_dim else None)
     encoder.fit(item_query_text(dataset.items) + queries, dataset.users)
-    examples = ExampleTable.build(encoder, sids, requests + index_requests,
-                                  np.concatenate([targets, index_targets]), progress=progress)
+    if causal:
+        # a window reads at most model.max_short earlier items, the causal twin of max_history
+        examples = SequenceTable.build(encoder, interactions(split.train))
+        n_interaction_examples = examples.n_targets
+    else:
+        examples = ExampleTable.build(encoder, sids, requests + index_requests,
+                                      np.concatenate([targets, index_targets]), progress=progress)
+        n_interaction_examples = len(requests)
     model = GenerativeModel(config.model)
     if use_categories:
         model.set_item_categories(torch.from_numpy(item_category))
-    return PreparedTraining(config, encoder, examples, model, len(requests), len(index_requests))
+    return PreparedTraining(config, encoder, examples, model, n_interaction_examples, len(index_requests))
 
 
 def training_requests(split: Split, max_history: int = 50) -> tuple[list[Request], np.ndarray]:
@@ -196,6 +217,25 @@ def training_requests(split: Split, max_history: int = 50) -> tuple[list[Request
     return requests, items.astype(np.int64)
 
 
+def search_as_recommendation(requests: Sequence[Request], targets: np.ndarray,
+                             seed: int = 0) -> tuple[list[Request], np.ndarray]:
+    """A recommendation twin of every search request: same user, history, time and
+    target, no query, a recommendation scenario drawn as often as the training data
+    has each. Why: the item a user searched for is also an item they wanted, and a
+    recommendation example is short of data where a search one is not (search has
+    the query, recommendation only the history). In the generated world a session's
+    intended item is drawn from the user's taste whatever its scenario, so the
+    twins come from the distribution recommendation is evaluated on. Targets `[n]`."""
+    scenarios = [r.scenario for r in requests if not r.query]
+    search = [i for i, r in enumerate(requests) if r.query]
+    if not search or not scenarios:
+        return [], np.zeros(0, dtype=np.int64)
+    names, counts = np.unique(np.asarray(scenarios, dtype=object), return_counts=True)
+    drawn = np.random.default_rng(seed).choice(len(names), len(search), p=counts / counts.sum())
+    twins = [replace(requests[i], query=None, scenario=str(names[j])) for i, j in zip(search, drawn)]
+    return twins, np.asarray(targets)[search].astype(np.int64)
+
+
 def indexing_requests(items: pd.DataFrame, copies: int = 1) -> tuple[list[Request], np.ndarray]:
     """Each item's own text as a search request by no one, `copies` times; targets `[n]`."""
     if copies < 0:
@@ -206,9 +246,14 @@ def indexing_requests(items: pd.DataFrame, copies: int = 1) -> tuple[list[Reques
     return requests, np.tile(ids, copies)
 
 
-def validation_requests(split: Split, limit: int, seed: int) -> tuple[list[Request], np.ndarray]:
-    """`build_requests(split, "valid")`, a seeded sample of `limit` of them (all when 0)."""
+def validation_requests(split: Split, limit: int, seed: int,
+                        recommendation_only: bool = False) -> tuple[list[Request], np.ndarray]:
+    """`build_requests(split, "valid")`, a seeded sample of `limit` of them (all when 0);
+    only those without a query with `recommendation_only` (what a causal-history model answers)."""
     requests, targets = build_requests(split, "valid")
+    if recommendation_only:
+        keep = np.asarray([not r.query for r in requests], dtype=bool)
+        requests, targets = [r for r, k in zip(requests, keep) if k], targets[keep]
     if limit and len(requests) > limit:
         pick = np.sort(np.random.default_rng(seed).choice(len(requests), limit, replace=False))
         requests, targets = [requests[i] for i in pick], targets[pick]
@@ -287,6 +332,10 @@ def _pad_to_config(b: EncoderBatch, c: GenerativeConfig) -> EncoderBatch:
 
 def _loss(model: GenerativeModel, batch: tuple[EncoderBatch, torch.Tensor]) -> torch.Tensor:
     return model.loss(*batch)
+
+
+def _sequence_loss(model: GenerativeModel, batch: SequenceBatch) -> torch.Tensor:
+    return model.sequence_loss(batch)
 
 
 def _validation(encoder, sids, requests, targets, beams):

@@ -1,0 +1,99 @@
+"""Training windows for causal-history generative models: each user's training
+interactions cut into windows of at most `max_short + 1` items, so that one
+encoder pass trains every prefix of the window (`GenerativeModel.sequence_loss`).
+
+A user with at most `max_short + 1` known interactions is one window whose every
+position is a target, exactly the examples `training_requests` would make one at
+a time. A longer sequence is covered from its end by windows that overlap by half:
+each window trains only its newest `stride` positions (the oldest window trains
+what is left), so every interaction is a target exactly once and sees at least
+`max_short + 1 - stride` earlier items, instead of the cut-off a non-overlapping
+split would give the first target of each window (SASRec's windows have it).
+Interactions with an item that has no SID are dropped, as a request's
+history drops them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from genrec.model.inputs import RequestEncoder
+from genrec.model.transformer import SequenceBatch
+from genrec.retrieval import ACTIONS
+
+
+@dataclass
+class SequenceTable:
+    """Every training window as padded arrays; `collate` indexes them into a `SequenceBatch`.
+
+    user [n, Tu], items / action [n, W] (oldest first, 0-padded at the end),
+    codes [n, W, L], target [n, W] bool.
+    """
+
+    user: torch.Tensor
+    items: torch.Tensor
+    codes: torch.Tensor
+    action: torch.Tensor
+    target: torch.Tensor
+
+    @classmethod
+    def build(cls, encoder: RequestEncoder, interactions: pd.DataFrame) -> "SequenceTable":
+        """`interactions`: `genrec.data.splits.interactions(split.train)` (user_id, item_id,
+        action, ordered by user then time)."""
+        c = encoder.config
+        width = c.max_short + 1
+        stride = max(1, width // 2)
+        users = interactions["user_id"].to_numpy(dtype=np.int64)
+        items = interactions["item_id"].to_numpy(dtype=np.int64)
+        action_id = {a: i for i, a in enumerate(ACTIONS)}
+        actions = np.asarray([action_id.get(a, 1) for a in interactions["action"]], dtype=np.int64)
+        known = (items > 0) & (items < len(encoder.known_item))
+        known[known] = encoder.known_item[items[known]]
+        users, items, actions = users[known], items[known], actions[known]
+        if not len(items):
+            raise ValueError("no training windows: split.train has no positive interaction with a SID")
+        starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1]
+        ends = np.r_[starts[1:], len(users)]
+        spans: list[tuple[int, int, int, int]] = []  # rows [first, last), targets [from, to)
+        for begin, end in zip(starts.tolist(), ends.tolist()):
+            stop = end
+            while stop - begin > width:
+                spans.append((stop - width, stop, stop - stride, stop))
+                stop -= stride
+            spans.append((begin, min(begin + width, end), begin, stop))
+        n = len(spans)
+        out_user = np.zeros((n, c.max_user_tokens), dtype=np.int64)
+        out_items = np.zeros((n, width), dtype=np.int64)
+        out_action = np.zeros((n, width), dtype=np.int64)
+        out_target = np.zeros((n, width), dtype=bool)
+        for row, (first, last, target_from, target_to) in enumerate(spans):
+            tokens = encoder.user_tokens(int(users[first]))
+            out_user[row, :len(tokens)] = tokens
+            out_items[row, :last - first] = items[first:last]
+            out_action[row, :last - first] = actions[first:last]
+            out_target[row, target_from - first:target_to - first] = True
+        codes = encoder.code_of_item[out_items]
+        codes[out_items == 0] = 0
+        t = torch.from_numpy
+        return cls(t(out_user), t(out_items), t(codes), t(out_action), t(out_target))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def n_targets(self) -> int:
+        return int(self.target.sum())
+
+    def collate(self, indices: list[int]) -> SequenceBatch:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        items = self.items[idx]
+        width = max(2, int((items > 0).sum(1).max()))  # the batch's longest window
+        user = self.user[idx]
+        user = user[:, :max(1, int((user > 0).sum(1).max()))]
+        return SequenceBatch(user=user, items=items[:, :width], codes=self.codes[idx, :width],
+                             action=self.action[idx, :width], target=self.target[idx, :width])
+
