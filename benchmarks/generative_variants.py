@@ -68,6 +68,10 @@ def variants(base: GenerativeTrainConfig) -> dict[str, tuple[GenerativeTrainConf
             with_steps(replace(loud, model=replace(loud.model, max_short=20)), 500),
         "category+brand SIDs, query vectors + categories + summary + loud inputs, dropout 0.2, 500 steps":
             with_steps(replace(loud, model=replace(loud.model, dropout=0.2)), 500),
+        "category+brand SIDs, query vectors + categories + summary + loud inputs, search as recommendation, 500 steps":
+            with_steps(replace(loud, search_as_recommendation=True), 500),
+        "category+brand SIDs, query vectors + categories + summary + loud inputs, search as recommendation, 650 steps":
+            with_steps(replace(loud, search_as_recommendation=True), 650),
     }
     sids = {name: PREFIXED_SIDS if name.startswith("category+brand SIDs") else None for name in configs}
     return {name: (config, sids[name]) for name, config in configs.items()}

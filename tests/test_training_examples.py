@@ -30,3 +30,31 @@ def test_twin_scenarios_follow_the_recommendation_mix_and_nothing_is_made_withou
     share = np.mean([t.scenario == "item_detail" for t in twins])
     assert abs(share - 0.25) < 0.04
     assert search_as_recommendation(recs, np.arange(400))[0] == []
+
+
+def test_prepare_training_adds_one_recommendation_example_per_search_interaction(small_world, tmp_path):
+    from dataclasses import replace
+
+    from genrec.data.splits import leave_one_out
+    from genrec.model.transformer import GenerativeConfig
+    from genrec.sid.table import SidTable
+    from genrec.train.generative import GenerativeTrainConfig, prepare_training, training_requests
+
+    dataset = small_world.dataset
+    ids = dataset.items["item_id"].to_numpy()
+    index = np.arange(len(ids))
+    sids = SidTable(ids, np.stack([index // 64, (index // 8) % 8, index % 8], axis=1), [10, 8, 8])
+    split = leave_one_out(dataset.events)
+    base = GenerativeTrainConfig(model=GenerativeConfig(d_model=32, n_heads=2, d_ff=64), query_vectors=False,
+                                 index_copies=0)
+    plain = prepare_training(tmp_path, base, dataset, split, sids, progress=False)
+    twinned = prepare_training(tmp_path, replace(base, search_as_recommendation=True), dataset, split, sids,
+                               progress=False)
+    requests, _ = training_requests(split, base.max_history)
+    n_search = sum(1 for r in requests if r.query)
+    assert n_search > 0
+    assert twinned.n_interaction_examples == plain.n_interaction_examples + n_search
+    assert len(twinned.examples) == len(plain.examples) + n_search
+    # the twins are recommendation rows: no query token at all
+    twins = twinned.examples.batch.query[len(plain.examples):]
+    assert int((twins != 0).sum()) == 0
