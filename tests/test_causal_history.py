@@ -143,3 +143,19 @@ def test_train_generative_trains_a_causal_model_on_windows_that_serves(small_wor
     with pytest.raises(ValueError, match="index_copies"):
         train_generative(run, GenerativeTrainConfig(model=config.model, train=config.train, index_copies=1),
                          progress=False)
+
+
+def test_the_cli_trains_a_causal_model_and_refuses_the_flag_for_sasrec(small_world, tmp_path, capsys):
+    from genrec.cli import main
+    from genrec.sid.table import SidTable
+
+    ids = small_world.dataset.items["item_id"].to_numpy()
+    index = np.arange(len(ids))
+    small_world.save(tmp_path / "data")
+    SidTable(ids, np.stack([index // 64, (index // 8) % 8, index % 8], axis=1), [10, 8, 8]).save(tmp_path / "sid")
+    assert main(["train", "--run", str(tmp_path), "--model", "sasrec", "--causal-history"]) == 1
+    assert "generative only" in capsys.readouterr().err
+    assert main(["train", "--run", str(tmp_path), "--model", "generative", "--causal-history", "--steps", "2",
+                 "--device", "cpu"]) == 0
+    saved = json.loads((tmp_path / "train" / "generative" / "config.json").read_text())
+    assert saved["model"]["causal_history"] is True and saved["index_copies"] == 0

@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from last.pt")
     parser.add_argument("--force", action="store_true", help="train even if a matching model is saved")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--causal-history", action="store_true",
+                        help="generative only: a recommendation-only model that trains every prefix of a user's "
+                             "history in one pass (for data without queries, e.g. Amazon reviews, MovieLens)")
     parser.set_defaults(run=_train)
 
 
@@ -65,10 +68,14 @@ def _train(args: argparse.Namespace) -> int:
     if not (args.run_folder / "data").is_dir():
         print(f"run folder {args.run_folder} has no data/ folder; expected RUN/data with the dataset", file=sys.stderr)
         return 1
+    if args.causal_history and args.model != "generative":
+        print("--causal-history applies to --model generative only", file=sys.stderr)
+        return 1
     began = time.perf_counter()
+    extra = {"causal_history": True} if args.causal_history else {}
     try:
         summary = train_model(args.model, args.run_folder, steps=args.steps, resume=args.resume, force=args.force,
-                              device=args.device)
+                              device=args.device, **extra)
     except ValueError as error:
         print(f"cannot train {args.model}: {error}", file=sys.stderr)
         return 1

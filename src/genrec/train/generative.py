@@ -359,11 +359,14 @@ def _validation(encoder, sids, requests, targets, beams):
 
 
 def train_generative_command(run: Path, *, steps: int | None = None, resume: bool = False, force: bool = False,
-                             device: str = "auto") -> dict[str, Any]:
-    """`genrec train --model generative`: train unless a finished model is there (or `force`)."""
+                             device: str = "auto", causal_history: bool = False) -> dict[str, Any]:
+    """`genrec train --model generative [--causal-history]`: train unless a finished model is
+    there (or `force`). `causal_history`: the recommendation-only model (no indexing task)."""
     out = run.joinpath(*MODEL_DIR)
     if force or resume or not (out / "manifest.json").exists():
         config = GenerativeTrainConfig()
+        if causal_history:
+            config = replace(config, index_copies=0, model=replace(config.model, causal_history=True))
         config.train = replace(config.train, device=device, **({"steps": steps} if steps is not None else {}))
         train_generative(run, config, resume=resume)
     result = json.loads((out / "manifest.json").read_text())["result"]
