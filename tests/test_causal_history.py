@@ -78,10 +78,19 @@ def test_windows_make_every_interaction_a_target_exactly_once_with_half_a_window
     config = CAUSAL
     encoder = _encoder(config)
     lengths = {1: 1, 2: 5, 3: 6, 4: 23}
-    table = SequenceTable.build(encoder, _interactions(lengths))
+    inter = _interactions(lengths)
+    table = SequenceTable.build(encoder, inter)
     width = config.max_short + 1
     assert table.items.shape[1] == width
     assert table.n_targets == sum(lengths.values())
+    # each user's targets, window by window, are exactly that user's interactions: none twice, none skipped
+    trained: dict[int, list[int]] = {user: [] for user in lengths}
+    for row in range(len(table)):
+        tokens = table.user[row][table.user[row] > 0].tolist()
+        user = next(u for u in lengths if encoder.user_tokens(u) == tokens)
+        trained[user] += table.items[row][table.target[row]].tolist()
+    for user in lengths:
+        assert sorted(trained[user]) == sorted(inter.loc[inter["user_id"] == user, "item_id"].tolist())
     for row in range(len(table)):
         real = table.items[row] > 0
         positions = torch.nonzero(table.target[row]).flatten()

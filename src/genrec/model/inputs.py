@@ -178,8 +178,7 @@ class RequestEncoder:
             if not r.history:
                 continue
             items = np.asarray(r.history, dtype=np.int64)
-            known = (items > 0) & (items < len(self.known_item))
-            known[known] = self.known_item[items[known]]
+            known = self.has_sid(items)
             actions = np.asarray([action_id.get(a, 1) for a in r.history_actions] if r.history_actions else [1] * len(items))
             ages = (r.ts - np.asarray(r.history_ts, dtype=np.int64)) if r.history_ts else np.zeros(len(items), np.int64)
             recency = _recency_bucket(ages, c.n_recency)
@@ -208,6 +207,13 @@ class RequestEncoder:
             long_action=t(views["long"][2]), long_recency=t(views["long"][3]),
             context=t(context), query_vector=query_vector,
         ).trim()
+
+    def has_sid(self, items: np.ndarray) -> np.ndarray:
+        """`[n]` bool: which item ids have a SID (0, negative and unseen ids do not)."""
+        items = np.asarray(items, dtype=np.int64)
+        known = (items > 0) & (items < len(self.known_item))
+        known[known] = self.known_item[items[known]]
+        return known
 
     def user_tokens(self, user_id: int) -> list[int]:
         """The user part of a request: the hashed id bucket, then the profile tokens (≤ max_user_tokens)."""

@@ -264,7 +264,7 @@ class GenerativeModel(nn.Module):
     are not read. Why: the encoder output at position t then depends only on the
     first t+1 items, so `sequence_loss` trains a user's every prefix in one encoder
     pass (as SASRec does), instead of re-encoding each prefix as its own example:
-    on Amazon Beauty that is ~7 targets per encoder pass instead of one, which is
+    on Amazon Beauty that is ~6 targets per encoder pass instead of one, which is
     what makes tens of epochs fit a CPU hour. At inference a request is encoded the
     same way, so `forward` on one prefix equals `sequence_loss`'s view of it.
     """
@@ -370,8 +370,7 @@ class GenerativeModel(nn.Module):
         means, start = [], 0
         for part, part_mask in parts:  # one mean per part, over its real positions (0 when it has none)
             width = part.shape[1]
-            weights = part_mask[:, :, None].to(memory.dtype)
-            means.append((memory[:, start:start + width] * weights).sum(1) / weights.sum(1).clamp(min=1.0))
+            means.append(self._masked_mean(memory[:, start:start + width], part_mask))
             start += width
         means += [torch.zeros_like(means[0])] * (len(PART_NAMES) - len(means))
         return memory, mask, self.summary_projection(torch.cat(means, dim=1))
@@ -690,10 +689,7 @@ class DecoderBlock(nn.Module):
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = self.norm1(x)
-        x = x + self.drop(self.self_attn(h, h, causal=True))
-        x = x + self.drop(self.cross(self.norm2(x), memory, mask))
-        return x + self.mlp(self.norm3(x))
+        return self.forward_projected(x, *self.cross.project_memory(memory), mask)
 
     def forward_projected(self, x: torch.Tensor, memory_k: torch.Tensor, memory_v: torch.Tensor,
                           mask: torch.Tensor) -> torch.Tensor:

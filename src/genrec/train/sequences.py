@@ -51,8 +51,7 @@ class SequenceTable:
         items = interactions["item_id"].to_numpy(dtype=np.int64)
         action_id = {a: i for i, a in enumerate(ACTIONS)}
         actions = np.asarray([action_id.get(a, 1) for a in interactions["action"]], dtype=np.int64)
-        known = (items > 0) & (items < len(encoder.known_item))
-        known[known] = encoder.known_item[items[known]]
+        known = encoder.has_sid(items)
         users, items, actions = users[known], items[known], actions[known]
         if not len(items):
             raise ValueError("no training windows: split.train has no positive interaction with a SID")
