@@ -42,6 +42,7 @@ def variants(base: GenerativeTrainConfig) -> dict[str, tuple[GenerativeTrainConf
     summary = replace(base, model=replace(base.model, memory_summary=True))
     tied = replace(base, model=replace(base.model, tie_heads=True))
     loud = replace(base, model=replace(base.model, memory_summary=True, input_init_std=1.0))
+    causal = replace(loud, model=replace(loud.model, causal_recommendation=True))
     configs = {
         "plain, 500 steps": with_steps(plain, 500),
         "plain, 500 steps, 3x indexing, item buckets": with_steps(
@@ -72,6 +73,12 @@ def variants(base: GenerativeTrainConfig) -> dict[str, tuple[GenerativeTrainConf
             with_steps(replace(loud, search_as_recommendation=True), 500),
         "category+brand SIDs, query vectors + categories + summary + loud inputs, search as recommendation, 650 steps":
             with_steps(replace(loud, search_as_recommendation=True), 650),
+        "category+brand SIDs, query vectors + categories + summary + loud inputs, causal recommendation, 500 steps":
+            with_steps(causal, 500),
+        "category+brand SIDs, query vectors + categories + summary + loud inputs, causal recommendation "
+        "(recommendation targets only), 500 steps": with_steps(replace(causal, sequence_targets="recommendation"), 500),
+        "category+brand SIDs, query vectors + categories + summary + loud inputs, causal recommendation, "
+        "20 recent items, 500 steps": with_steps(replace(causal, model=replace(causal.model, max_short=20)), 500),
     }
     sids = {name: PREFIXED_SIDS if name.startswith("category+brand SIDs") else None for name in configs}
     return {name: (config, sids[name]) for name, config in configs.items()}
@@ -92,7 +99,10 @@ def main() -> None:
              f"Command: `.venv/bin/python benchmarks/generative_variants.py --source {args.source}`  ",
              f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; seed 0; {args.threads} torch threads", "",
              "| variant | step | " + " | ".join(METRICS) + " | train s |", "|---|---:|" + "---:|" * (len(METRICS) + 1)]
-    for number, (name, (config, sid_arguments)) in enumerate(variants(GenerativeTrainConfig()).items()):
+    defaults = GenerativeTrainConfig()
+    # variants 0–21 predate causal recommendation: they start from the per-request model
+    per_request = replace(defaults, model=replace(defaults.model, causal_recommendation=False))
+    for number, (name, (config, sid_arguments)) in enumerate(variants(per_request).items()):
         if chosen and number not in chosen:
             continue
         run = Path(args.out) / f"variant-{number}"

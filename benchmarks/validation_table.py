@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--models", type=Path, nargs="*", default=[], help="run folders with train/generative")
     parser.add_argument("--baselines", default=",".join(BASELINES))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="markdown file to write")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -94,7 +95,7 @@ def main() -> None:
     for run, (search, rec) in levels:
         lines.append(f"| {run} | search | " + " | ".join(f"{v:.3f}" for v in search) + " |")
         lines.append(f"| {run} | recommendation | " + " | ".join(f"{v:.3f}" for v in rec) + " |")
-    RESULTS.write_text("\n".join(lines) + "\n")
+    args.results.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

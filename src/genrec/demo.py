@@ -26,6 +26,9 @@ DEMO_SIDS: dict = {"prefix": ("category", "brand"), "levels": 1}
 """`build_sids` arguments of the demo: leaf and brand first, one residual RQ-KMeans level
 (chosen on the validation split, `benchmarks/generative_variants.py`)."""
 
+DATA_COMPLETED: tuple[str, ...] = ("codebook_sizes", "query_vector_dim", "n_categories", "n_item_slots")
+"""`GenerativeConfig` fields `prepare_training` fills in from the data and SIDs, not from the defaults."""
+
 
 @dataclass
 class StageTimes:
@@ -84,12 +87,20 @@ def _complete(folder: Path, config: dict | None = None, inputs: dict[str, Path] 
     from genrec.artifacts import folder_sha256
 
     recorded = json.loads(path.read_text())
-    stale = [key for key, value in (config or {}).items() if _plain(recorded.get("config", {}).get(key)) != _plain(value)]
+    stale = [key for key, value in (config or {}).items()
+             if _plain(_lookup(recorded.get("config", {}), key)) != _plain(value)]
     stale += [name for name, source in (inputs or {}).items()
               if recorded.get("inputs", {}).get(name) != (folder_sha256(source) if source.is_dir() else None)]
     if stale:
         print(f"{folder} was made with another {', '.join(stale)}; rebuilding it", file=sys.stderr)
     return not stale
+
+
+def _lookup(config: dict, key: str):
+    """`config[key]`, a dotted key reading into nested dicts ("model.d_model"); None if absent."""
+    for part in key.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config
 
 
 def _plain(value):
@@ -136,7 +147,8 @@ def _generative(run: Path) -> None:
     from genrec.train.generative import MODEL_DIR, GenerativeTrainConfig, train_generative
 
     wanted = GenerativeTrainConfig().to_dict()
-    wanted.pop("model")  # the model part is completed from the data (codebook sizes, categories)
+    model = wanted.pop("model")  # partly completed from the data: those fields are checked by the inputs' hashes
+    wanted.update({f"model.{key}": value for key, value in model.items() if key not in DATA_COMPLETED})
     if _complete(run.joinpath(*MODEL_DIR), wanted, {"sid": run / "sid", "data": run / "data"}):
         print(f"reusing {run.joinpath(*MODEL_DIR)}", file=sys.stderr)
         return

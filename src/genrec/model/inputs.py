@@ -251,10 +251,17 @@ class RequestEncoder:
         return [np.asarray(ids, dtype=np.int64) for ids in encoded]
 
     def _context(self, r: Request) -> list[int]:
-        scenario = 1 + zlib.crc32(f"scenario={r.scenario}".encode()) % _CONTEXT_SCENARIO_SLOTS
-        hour = (int(r.ts) // 3600) % 24
-        weekday = (int(r.ts) // 86400) % 7
-        return [scenario, _HOUR_OFFSET + hour, _WEEKDAY_OFFSET + weekday]
+        return self.context_tokens([r.scenario], np.asarray([r.ts]))[0].tolist()
+
+    @staticmethod
+    def context_tokens(scenarios: Sequence[str], ts: np.ndarray) -> np.ndarray:
+        """The context part `[n, 3]` of requests at `ts` (seconds) in `scenarios`:
+        scenario bucket, hour of day, day of week."""
+        slot = {name: 1 + zlib.crc32(f"scenario={name}".encode()) % _CONTEXT_SCENARIO_SLOTS
+                for name in set(map(str, scenarios))}
+        ts = np.asarray(ts, dtype=np.int64)
+        return np.stack([np.asarray([slot[str(name)] for name in scenarios], dtype=np.int64).reshape(len(ts)),
+                         _HOUR_OFFSET + (ts // 3600) % 24, _WEEKDAY_OFFSET + (ts // 86400) % 7], axis=1)
 
     @staticmethod
     def _hash(text: str, vocab: int) -> int:

@@ -50,6 +50,7 @@ class GenerativeConfig:
     tie_heads: bool = False  # score a level's codes against their own embeddings (see GenerativeModel)
     input_init_std: float = 1.0  # initial scale of every input embedding and of the query-vector projection
     causal_history: bool = False  # recommendation-only model trained on every prefix at once (see GenerativeModel)
+    causal_recommendation: bool = False  # search through the full encoder, recommendation through the causal one
     n_actions: int = 4
     n_recency: int = 16
     max_query_tokens: int = 24
@@ -78,6 +79,17 @@ class GenerativeConfig:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if self.n_categories and self.n_item_slots < 1:
             raise ValueError("n_categories > 0 needs n_item_slots ≥ 1 (the size of the item → category table)")
+        if self.causal_history and self.causal_recommendation:
+            raise ValueError("causal_history (recommendation only) and causal_recommendation (search and "
+                             "recommendation) exclude each other: choose one")
+        if self.causal_recommendation and not self.memory_summary:
+            raise ValueError("causal_recommendation needs memory_summary: a recommendation request's "
+                             "scenario and time reach the decoder through the summary")
+
+    @property
+    def sequence_trained(self) -> bool:
+        """Whether recommendation is trained on windows (`GenerativeModel.sequence_loss`)."""
+        return self.causal_history or self.causal_recommendation
 
     @property
     def levels(self) -> int:
@@ -197,6 +209,8 @@ class SequenceBatch:
     codes  [B, W, L]   their SIDs (anything valid at padding)
     action [B, W]      action ids
     target [B, W]      bool, True where the position is trained as a target
+    context [B, W, Tc] each position's own scenario and time tokens, read when it is
+                       the target (`causal_recommendation` models; None otherwise)
     """
 
     user: torch.Tensor
@@ -204,6 +218,7 @@ class SequenceBatch:
     codes: torch.Tensor
     action: torch.Tensor
     target: torch.Tensor
+    context: torch.Tensor | None = None
 
 
 @dataclass
@@ -267,6 +282,14 @@ class GenerativeModel(nn.Module):
     on Amazon Beauty that is ~6 targets per encoder pass instead of one, which is
     what makes tens of epochs fit a CPU hour. At inference a request is encoded the
     same way, so `forward` on one prefix equals `sequence_loss`'s view of it.
+
+    With `causal_recommendation`, one model does both: a request with a query goes
+    through the full encoder as above, a request without one through the causal
+    encoder, with its own scenario and time added to the decoder's summary (they
+    belong to the target, not to the history, so they cannot sit in the shared
+    causal memory). Why: recommendation then trains on every prefix of a user's
+    history at once, search interactions included as targets, while search keeps
+    reading the query next to the whole history.
     """
 
     def __init__(self, config: GenerativeConfig):
@@ -354,9 +377,21 @@ class GenerativeModel(nn.Module):
     def encode_memory(self, batch: EncoderBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Encoder output `[B, S, d]`, its key mask `[B, 1, 1, S]` (True = real) and,
         with `memory_summary`, the decoder's summary input `[B, d]` (else None)."""
-        if self.config.causal_history:
+        c = self.config
+        if c.causal_history:
             self._check_batch(batch)
             return self._encode_causal_request(batch)
+        if c.causal_recommendation:
+            self._check_batch(batch)
+            recommendation = ~self._has_query(batch)
+            if bool(recommendation.all()):
+                return self._encode_causal_request(batch)
+            if bool(recommendation.any()):
+                return self._encode_mixed(batch, recommendation)
+        return self._encode_full(batch)
+
+    def _encode_full(self, batch: EncoderBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """`encode_memory` through the full encoder: every part, every position sees every other."""
         parts = self._embed_parts(batch)
         x = torch.cat([p for p, _ in parts], dim=1)
         real = torch.cat([m for _, m in parts], dim=1)
@@ -374,6 +409,32 @@ class GenerativeModel(nn.Module):
             start += width
         means += [torch.zeros_like(means[0])] * (len(PART_NAMES) - len(means))
         return memory, mask, self.summary_projection(torch.cat(means, dim=1))
+
+    def _encode_mixed(self, batch: EncoderBatch, recommendation: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Search rows through the full encoder, the others through the causal one,
+        their memories right-padded to one width (padding masked out)."""
+        groups = [(rows, encode(batch.index(rows).trim()))
+                  for rows, encode in ((recommendation.nonzero()[:, 0], self._encode_causal_request),
+                                       ((~recommendation).nonzero()[:, 0], self._encode_full))]
+        width = max(memory.shape[1] for _, (memory, _, _) in groups)
+        first = groups[0][1][0]
+        memory = first.new_zeros(batch.batch_size, width, first.shape[2])
+        mask = torch.zeros(batch.batch_size, 1, 1, width, dtype=torch.bool, device=first.device)
+        summary = first.new_zeros(batch.batch_size, first.shape[2])
+        for rows, (part_memory, part_mask, part_summary) in groups:
+            memory[rows, :part_memory.shape[1]] = part_memory
+            mask[rows, :, :, :part_mask.shape[-1]] = part_mask
+            summary[rows] = part_summary
+        return memory, mask, summary
+
+    @staticmethod
+    def _has_query(b: EncoderBatch) -> torch.Tensor:
+        """`[B]` bool: which requests are searches (a query token or a query vector)."""
+        has = (b.query != 0).any(dim=1)
+        if b.query_vector is not None:
+            has = has | (b.query_vector != 0).any(dim=1)
+        return has
 
     def _embed_parts(self, b: EncoderBatch) -> list[tuple[torch.Tensor, torch.Tensor]]:
         c = self.config
@@ -417,8 +478,11 @@ class GenerativeModel(nn.Module):
         level's cross-entropy: the loss `loss` gives when every target is its own
         request whose history is the window's items before it (a test holds the two
         equal). Needs `causal_history`."""
-        if not self.config.causal_history:
-            raise ValueError("sequence_loss needs a model with config.causal_history = True")
+        c = self.config
+        if not c.sequence_trained:
+            raise ValueError("sequence_loss needs a model with config.causal_history or causal_recommendation")
+        if c.causal_recommendation and batch.context is None:
+            raise ValueError("a causal_recommendation model needs SequenceBatch.context (each target's scenario and time)")
         self._check_codes(batch.codes.reshape(-1, self.config.levels), "SequenceBatch.codes")
         user = batch.user[:, : self.config.max_user_tokens]
         history_real = batch.items[:, :-1] > 0
@@ -438,7 +502,8 @@ class GenerativeModel(nn.Module):
             sums = F.pad(history.cumsum(1), (0, 0, 1, 0))  # [B, T+1, d]: sum over positions < t
             counts = F.pad(history_real.cumsum(1), (1, 0)).to(memory.dtype).clamp(min=1.0)
             history_mean = sums[rows, positions] / counts[rows, positions][:, None]
-            x = x + self._summary(user_mean, history_mean)[:, None, :]
+            context = None if batch.context is None or not c.causal_recommendation else batch.context[rows, positions]
+            x = x + self._summary(user_mean, history_mean, context)[:, None, :]
         mask = visible[:, None, None, :]
         for block in self.decoder_blocks:
             k, v = block.cross.project_memory(memory)
@@ -457,8 +522,9 @@ class GenerativeModel(nn.Module):
         if self.summary_projection is None:
             return memory, mask, None
         n_user = user.shape[1]
+        context = b.context[:, : c.max_context] if c.causal_recommendation else None
         summary = self._summary(self._masked_mean(memory[:, :n_user], user > 0),
-                                self._masked_mean(memory[:, n_user:], items > 0))
+                                self._masked_mean(memory[:, n_user:], items > 0), context)
         return memory, mask, summary
 
     def _encode_causal(self, user: torch.Tensor, codes: torch.Tensor, items: torch.Tensor,
@@ -484,11 +550,19 @@ class GenerativeModel(nn.Module):
             x = block(x, mask[:, None])
         return self.encoder_norm(x), key_real
 
-    def _summary(self, user_mean: torch.Tensor, history_mean: torch.Tensor) -> torch.Tensor:
-        """The summary input from the two parts a causal model reads (the others are 0)."""
+    def _summary(self, user_mean: torch.Tensor, history_mean: torch.Tensor,
+                 context: torch.Tensor | None = None) -> torch.Tensor:
+        """The summary input from the parts the causal encoder reads (the others are 0).
+        `context [N, Tc]`: the target's scenario and time tokens (`causal_recommendation`),
+        embedded as the full encoder embeds them but not encoded: they are the target's own."""
         means = [torch.zeros_like(user_mean)] * len(PART_NAMES)
         means[PART_NAMES.index("user")] = user_mean
         means[PART_NAMES.index("short")] = history_mean
+        if context is not None:
+            context = context[:, : self.config.max_context]
+            embedded = (self.context_embedding(context) + self.type_embedding.weight[PART_NAMES.index("context")]
+                        + self.position_embedding(torch.arange(context.shape[1], device=context.device)))
+            means[PART_NAMES.index("context")] = self._masked_mean(embedded, context > 0)
         return self.summary_projection(torch.cat(means, dim=1))
 
     @staticmethod

@@ -11,6 +11,12 @@ what is left), so every interaction is a target exactly once and sees at least
 split would give the first target of each window (SASRec's windows have it).
 Interactions with an item that has no SID are dropped, as a request's
 history drops them.
+
+For a `causal_recommendation` model (search and recommendation in one model)
+each position also carries its own scenario and time, read when it is the
+target, and `targets="recommendation"` trains only the query-free ones (by
+default every interaction is a target: the item a user searched for is also
+one they wanted next, as SASRec trains on it).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ class SequenceTable:
     """Every training window as padded arrays; `collate` indexes them into a `SequenceBatch`.
 
     user [n, Tu], items / action [n, W] (oldest first, 0-padded at the end),
-    codes [n, W, L], target [n, W] bool.
+    codes [n, W, L], target [n, W] bool, context [n, W, 3] or None.
     """
 
     user: torch.Tensor
@@ -39,12 +45,22 @@ class SequenceTable:
     codes: torch.Tensor
     action: torch.Tensor
     target: torch.Tensor
+    context: torch.Tensor | None = None
 
     @classmethod
-    def build(cls, encoder: RequestEncoder, interactions: pd.DataFrame) -> "SequenceTable":
+    def build(cls, encoder: RequestEncoder, interactions: pd.DataFrame,
+              targets: str = "all") -> "SequenceTable":
         """`interactions`: `genrec.data.splits.interactions(split.train)` (user_id, item_id,
-        action, ordered by user then time)."""
+        action, ordered by user then time; scenario, ts and query too for a
+        `causal_recommendation` model). `targets`: "all" interactions, or only the
+        "recommendation" ones (no query)."""
+        if targets not in ("all", "recommendation"):
+            raise ValueError(f"targets must be 'all' or 'recommendation', got {targets!r}")
         c = encoder.config
+        with_context = c.causal_recommendation
+        missing = [name for name in ("scenario", "ts", "query") if with_context and name not in interactions]
+        if missing:
+            raise ValueError(f"a causal_recommendation model's windows need interactions with {missing}")
         width = c.max_short + 1
         stride = max(1, width // 2)
         users = interactions["user_id"].to_numpy(dtype=np.int64)
@@ -53,6 +69,11 @@ class SequenceTable:
         actions = np.asarray([action_id.get(a, 1) for a in interactions["action"]], dtype=np.int64)
         known = encoder.has_sid(items)
         users, items, actions = users[known], items[known], actions[known]
+        is_target = np.ones(len(items), dtype=bool)
+        if targets == "recommendation":
+            is_target = interactions["query"].isna().to_numpy()[known]
+        context = (encoder.context_tokens(interactions["scenario"].to_numpy()[known], interactions["ts"].to_numpy()[known])
+                   if with_context else None)
         if not len(items):
             raise ValueError("no training windows: split.train has no positive interaction with a SID")
         starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1]
@@ -69,16 +90,21 @@ class SequenceTable:
         out_items = np.zeros((n, width), dtype=np.int64)
         out_action = np.zeros((n, width), dtype=np.int64)
         out_target = np.zeros((n, width), dtype=bool)
+        out_context = np.zeros((n, width, 3), dtype=np.int64) if with_context else None
         for row, (first, last, target_from, target_to) in enumerate(spans):
             tokens = encoder.user_tokens(int(users[first]))
             out_user[row, :len(tokens)] = tokens
             out_items[row, :last - first] = items[first:last]
             out_action[row, :last - first] = actions[first:last]
-            out_target[row, target_from - first:target_to - first] = True
-        codes = encoder.code_of_item[out_items]
-        codes[out_items == 0] = 0
+            out_target[row, target_from - first:target_to - first] = is_target[target_from:target_to]
+            if with_context:
+                out_context[row, :last - first] = context[first:last]
+        keep = out_target.any(axis=1)  # a window whose targets are all searches trains nothing here
+        codes = encoder.code_of_item[out_items[keep]]
+        codes[out_items[keep] == 0] = 0
         t = torch.from_numpy
-        return cls(t(out_user), t(out_items), t(codes), t(out_action), t(out_target))
+        return cls(t(out_user[keep]), t(out_items[keep]), t(codes), t(out_action[keep]), t(out_target[keep]),
+                   None if out_context is None else t(out_context[keep]))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -94,5 +120,6 @@ class SequenceTable:
         user = self.user[idx]
         user = user[:, :max(1, int((user > 0).sum(1).max()))]
         return SequenceBatch(user=user, items=items[:, :width], codes=self.codes[idx, :width],
-                             action=self.action[idx, :width], target=self.target[idx, :width])
+                             action=self.action[idx, :width], target=self.target[idx, :width],
+                             context=None if self.context is None else self.context[idx, :width])
 

@@ -1,0 +1,80 @@
+"""Training examples of a `causal_recommendation` model: search requests one at
+a time (the full encoder reads the query beside the whole history) and
+recommendation as windows of each user's history (the causal encoder trains
+every prefix in one pass), drawn from one index space so that every step holds
+both in proportion to how many there are.
+
+    table = MixedTable(requests, windows)     # ExampleTable, SequenceTable
+    train(model, mixed_loss, range(len(table)), table.collate, ...)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from genrec.model.transformer import EncoderBatch, GenerativeModel, SequenceBatch
+from genrec.train.sequences import SequenceTable
+
+if TYPE_CHECKING:
+    from genrec.train.generative import ExampleTable
+
+
+@dataclass
+class MixedBatch:
+    """A step's search examples (`EncoderBatch`, target codes) and windows; either may be None."""
+
+    requests: tuple[EncoderBatch, torch.Tensor] | None
+    windows: SequenceBatch | None
+
+
+@dataclass
+class MixedTable:
+    """Indices `[0, len(requests))` are requests, the rest windows; `requests` is
+    None when there are no searches (data without queries, no indexing task)."""
+
+    requests: "ExampleTable | None"
+    windows: SequenceTable
+
+    def __len__(self) -> int:
+        return self.n_requests + len(self.windows)
+
+    @property
+    def n_requests(self) -> int:
+        return 0 if self.requests is None else len(self.requests)
+
+    @property
+    def n_targets(self) -> int:
+        return self.n_requests + self.windows.n_targets
+
+    def collate(self, indices: list[int]) -> MixedBatch:
+        n = self.n_requests
+        requests = [i for i in indices if i < n]
+        windows = [i - n for i in indices if i >= n]
+        return MixedBatch(self.requests.collate(requests) if requests else None,
+                          self.windows.collate(windows) if windows else None)
+
+
+def batch_targets(batch: MixedBatch) -> int:
+    """How many targets a step trains: one per request, one per marked window position."""
+    requests = 0 if batch.requests is None else len(batch.requests[1])
+    windows = 0 if batch.windows is None else int((batch.windows.target & (batch.windows.items > 0)).sum())
+    return requests + windows
+
+
+def mixed_loss(model: GenerativeModel, batch: MixedBatch) -> torch.Tensor:
+    """Mean over every target of the step, searches and window positions alike:
+    each part's mean loss weighted by how many targets it has."""
+    if batch.requests is None and batch.windows is None:
+        raise ValueError("MixedBatch holds neither requests nor windows")
+    losses, weights = [], []
+    if batch.requests is not None:
+        losses.append(model.loss(*batch.requests))
+        weights.append(len(batch.requests[1]))
+    if batch.windows is not None:
+        losses.append(model.sequence_loss(batch.windows))
+        weights.append(batch_targets(MixedBatch(None, batch.windows)))
+    total = sum(weights)
+    return sum(loss * (weight / total) for loss, weight in zip(losses, weights))

@@ -1,0 +1,215 @@
+"""Causal recommendation: one model answers searches through the full encoder and
+recommendations through the causal one, trained on windows with each target's own context."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from genrec.model.inputs import RequestEncoder
+from genrec.model.transformer import GenerativeConfig, GenerativeModel
+from genrec.retrieval import ACTIONS, Request
+from genrec.train.mixed import MixedBatch, MixedTable, mixed_loss
+from genrec.train.sequences import SequenceTable
+
+HYBRID = GenerativeConfig(codebook_sizes=(7, 5, 3), d_model=32, n_heads=4, d_ff=64, dropout=0.0,
+                          query_vocab_size=50, user_vocab_size=20, item_buckets=31, causal_recommendation=True,
+                          max_short=4, max_long=3, n_categories=4, n_item_slots=31)
+SCENARIOS = ("home_feed", "search", "cart_page")
+
+
+def _encoder(config: GenerativeConfig = HYBRID, n_items: int = 30, seed: int = 0) -> RequestEncoder:
+    rng = np.random.default_rng(seed)
+    item_ids = np.arange(1, n_items + 1)
+    codes = np.stack([rng.integers(0, v, n_items) for v in config.codebook_sizes], axis=1)
+    users = pd.DataFrame({"user_id": [1, 2, 3, 4], "age_band": ["18-24", "25-34", None, "25-34"]})
+    return RequestEncoder(config, item_ids, codes).fit(["apple banana", "cherry"], users)
+
+
+def _interactions(lengths: dict[int, int], seed: int = 1) -> pd.DataFrame:
+    """Interactions of users, every third one a search; ts spread over days so hours and weekdays differ."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user, n in lengths.items():
+        for i in range(n):
+            search = i % 3 == 2
+            rows.append((user, int(rng.integers(1, 31)), ACTIONS[1 + i % 3], int(rng.integers(0, 30 * 86400)),
+                         "search" if search else SCENARIOS[i % 2 * 2], "apple" if search else None))
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "action", "ts", "scenario", "query"])
+    return frame.sort_values(["user_id", "ts"], kind="stable").reset_index(drop=True)
+
+
+def _model(config: GenerativeConfig = HYBRID) -> GenerativeModel:
+    torch.manual_seed(0)
+    model = GenerativeModel(config).eval()
+    model.set_item_categories(torch.randint(0, config.n_categories, (config.n_item_slots,)))
+    return model
+
+
+def _user_of(encoder: RequestEncoder, tokens: torch.Tensor) -> int:
+    return next(u for u in range(1, 5) if encoder.user_tokens(u) == tokens[tokens > 0].tolist())
+
+
+def test_sequence_loss_equals_every_prefix_as_a_recommendation_request_with_its_own_context():
+    encoder = _encoder()
+    inter = _interactions({1: 3, 2: 5, 3: 9, 4: 1})
+    table = SequenceTable.build(encoder, inter)
+    model = _model()
+    fast = model.sequence_loss(table.collate(list(range(len(table)))))
+
+    rows_of_user = {u: inter[inter["user_id"] == u].reset_index(drop=True) for u in range(1, 5)}
+    requests, targets = [], []
+    for row in range(len(table)):
+        user = _user_of(encoder, table.user[row])
+        items, actions = table.items[row].tolist(), table.action[row].tolist()
+        for t in range(len(items)):
+            if table.target[row, t] and items[t] > 0:
+                # the window position's own scenario and time, found back in the user's interactions
+                match = rows_of_user[user][(rows_of_user[user]["item_id"] == items[t])]
+                context = encoder.context_tokens(match["scenario"].tolist(), match["ts"].to_numpy())
+                hit = int(np.flatnonzero((context == table.context[row, t].numpy()).all(axis=1))[0])
+                requests.append(Request(user_id=user, scenario=str(match["scenario"].iloc[hit]),
+                                        ts=int(match["ts"].iloc[hit]), history=tuple(items[:t]),
+                                        history_actions=tuple(ACTIONS[a] for a in actions[:t])))
+                targets.append(items[t])
+    assert len(requests) == len(inter) == table.n_targets  # search interactions are targets too
+    codes = torch.from_numpy(encoder.code_of_item[np.asarray(targets)])
+    slow = model.loss(encoder.transform(requests), codes)
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+
+
+def test_a_mixed_batch_answers_each_request_as_it_would_alone():
+    encoder = _encoder()
+    model = _model()
+    requests = [Request(user_id=1, query="apple", scenario="search", ts=5000, history=(3, 7),
+                        history_actions=("click", "order")),
+                Request(user_id=2, scenario="home_feed", ts=90000, history=(4, 5, 6, 9, 11),
+                        history_actions=("click", "cart", "click", "order", "click")),
+                Request(user_id=3, query="banana cherry", scenario="search", ts=7, history=()),
+                Request(user_id=4, scenario="cart_page", ts=123456, history=())]
+    codes = torch.tensor([[1, 2, 0], [6, 4, 2], [0, 0, 1], [3, 1, 1]])
+    together = model(encoder.transform(requests), codes)
+    for row, request in enumerate(requests):
+        alone = model(encoder.transform([request]), codes[row:row + 1])
+        for level in range(HYBRID.levels):
+            torch.testing.assert_close(together[level][row], alone[level][0], atol=1e-5, rtol=1e-5)
+
+
+def test_recommendation_reads_the_history_causally_and_its_context_while_search_reads_the_long_view():
+    encoder = _encoder()
+    model = _model()
+    codes = torch.tensor([[1, 2, 0]])
+    base = Request(user_id=2, scenario="home_feed", ts=90000, history=(4, 5, 6, 9, 11, 12, 13),
+                   history_actions=("click", "order", "click", "click", "click", "click", "click"))
+
+    def logits(request: Request) -> torch.Tensor:
+        return torch.cat(model(encoder.transform([request]), codes), dim=1)
+
+    other_scenario = logits(Request(**{**vars(base), "scenario": "cart_page"}))
+    assert not torch.allclose(logits(base), other_scenario)  # the target's own context reaches the decoder
+    # the order at position 2 fell out of the 4-item short view: recommendation does not read the long view
+    without_old = Request(**{**vars(base), "history": (1, 1, 6, 9, 11, 12, 13),
+                             "history_actions": ("click",) * 7})
+    torch.testing.assert_close(logits(base), logits(without_old), atol=1e-5, rtol=1e-5)
+    # a search reads the whole request, the long view included
+    search = Request(**{**vars(base), "query": "apple", "scenario": "search"})
+    search_without_old = Request(**{**vars(without_old), "query": "apple", "scenario": "search"})
+    assert not torch.allclose(logits(search), logits(search_without_old))
+
+
+def test_recommendation_targets_only_trains_the_query_free_interactions():
+    encoder = _encoder()
+    inter = _interactions({1: 3, 2: 6, 3: 9, 4: 1})
+    table = SequenceTable.build(encoder, inter, targets="recommendation")
+    assert table.n_targets == int(inter["query"].isna().sum())
+    trained_contexts = table.context[table.target]
+    search_slot = encoder.context_tokens(["search"], np.zeros(1, np.int64))[0, 0]
+    assert not bool((trained_contexts[:, 0] == int(search_slot)).any())
+    assert bool(table.target.any(dim=1).all())  # a window with nothing to train is dropped
+    with pytest.raises(ValueError, match="targets"):
+        SequenceTable.build(encoder, inter, targets="searches")
+    with pytest.raises(ValueError, match="scenario"):
+        SequenceTable.build(encoder, inter.drop(columns=["scenario"]))
+
+
+def test_mixed_loss_is_the_mean_over_every_target_of_the_step():
+    encoder = _encoder()
+    model = _model()
+    windows = SequenceTable.build(encoder, _interactions({1: 3, 2: 5, 3: 9}))
+    searches = [Request(user_id=1, query="apple", scenario="search", ts=5, history=(3,)),
+                Request(user_id=2, query="cherry", scenario="search", ts=9, history=(4, 5))]
+    search_codes = torch.tensor([[1, 2, 0], [6, 4, 2]])
+
+    class Requests:  # the ExampleTable interface MixedTable uses
+        def __len__(self):
+            return len(searches)
+
+        def collate(self, indices):
+            return encoder.transform([searches[i] for i in indices]), search_codes[indices]
+
+    table = MixedTable(Requests(), windows)
+    assert len(table) == 2 + len(windows) and table.n_targets == 2 + windows.n_targets
+    batch = table.collate([0, 1, 2, 3])
+    assert len(batch.requests[1]) == 2 and len(batch.windows.items) == 2
+    n_window_targets = int(batch.windows.target.sum())
+    expected = (2 * model.loss(*batch.requests) + n_window_targets * model.sequence_loss(batch.windows)) / (2 + n_window_targets)
+    torch.testing.assert_close(mixed_loss(model, batch), expected)
+    only_windows = table.collate([2])
+    assert only_windows.requests is None
+    torch.testing.assert_close(mixed_loss(model, only_windows), model.sequence_loss(only_windows.windows))
+    with pytest.raises(ValueError, match="neither"):
+        mixed_loss(model, MixedBatch(None, None))
+
+
+def test_bad_configurations_are_refused():
+    with pytest.raises(ValueError, match="exclude"):
+        GenerativeConfig(causal_history=True, causal_recommendation=True)
+    with pytest.raises(ValueError, match="memory_summary"):
+        GenerativeConfig(causal_recommendation=True, memory_summary=False)
+    windows = SequenceTable.build(_encoder(), _interactions({1: 3}))
+    batch = windows.collate([0])
+    batch.context = None
+    with pytest.raises(ValueError, match="context"):
+        _model().sequence_loss(batch)
+
+
+def test_train_generative_trains_one_model_for_search_and_windows_for_recommendation(small_world, tmp_path):
+    from genrec.data.splits import build_requests, interactions, leave_one_out
+    from genrec.model.retriever import GenerativeRetriever
+    from genrec.sid.table import SidTable
+    from genrec.train.generative import GenerativeTrainConfig, train_generative, training_requests
+    from genrec.train.loop import TrainConfig
+
+    dataset = small_world.dataset
+    ids = dataset.items["item_id"].to_numpy()
+    index = np.arange(len(ids))
+    sids = SidTable(ids, np.stack([index // 64, (index // 8) % 8, index % 8], axis=1), [10, 8, 8])
+    run = tmp_path / "run"
+    small_world.save(run / "data")
+    sids.save(run / "sid")
+    config = GenerativeTrainConfig(
+        model=GenerativeConfig(d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1,
+                               user_vocab_size=64, max_short=6, causal_recommendation=True),
+        train=TrainConfig(steps=4, batch_size=32, eval_every=2, checkpoint_every=2, warmup_steps=1, progress=False),
+        valid_requests=40, beams=10, query_vectors=False)
+    split = leave_one_out(dataset.events)
+    folder = train_generative(run, config, progress=False)
+    result = json.loads((folder / "manifest.json").read_text())["result"]
+    n_positive = len(interactions(split.train))
+    n_searches = sum(1 for r in training_requests(split)[0] if r.query)
+    # searches once as requests, every interaction once as a window target, plus the indexing task
+    assert result["n_interaction_examples"] == n_searches + n_positive
+    assert result["n_index_examples"] == len(ids)
+    assert {"search_ndcg@10", "rec_ndcg@10"} <= set(result["history"][-1])
+    saved = json.loads((folder / "config.json").read_text())
+    assert saved["model"]["causal_recommendation"] is True and saved["sequence_targets"] == "all"
+    retriever = GenerativeRetriever.from_run(run, dataset, split)
+    requests, _ = build_requests(split, "test")
+    answers = retriever.retrieve(requests[:30], k=5)
+    assert {bool(r.query) for r in requests[:30]} == {True, False}
+    assert all(len(a) == 5 and set(a.item_ids) <= set(ids.tolist()) for a in answers)
+    with pytest.raises(ValueError, match="exclude"):
+        train_generative(run, GenerativeTrainConfig(model=config.model, train=config.train,
+                                                    search_as_recommendation=True), progress=False)
