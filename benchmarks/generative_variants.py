@@ -79,6 +79,8 @@ def variants(base: GenerativeTrainConfig) -> dict[str, tuple[GenerativeTrainConf
         "(recommendation targets only), 500 steps": with_steps(replace(causal, sequence_targets="recommendation"), 500),
         "category+brand SIDs, query vectors + categories + summary + loud inputs, causal recommendation, "
         "20 recent items, 500 steps": with_steps(replace(causal, model=replace(causal.model, max_short=20)), 500),
+        "category+brand SIDs, query vectors + categories + summary + loud inputs, causal recommendation, "
+        "latest in summary, 500 steps": with_steps(replace(causal, model=replace(causal.model, latest_in_summary=True)), 500),
     }
     sids = {name: PREFIXED_SIDS if name.startswith("category+brand SIDs") else None for name in configs}
     return {name: (config, sids[name]) for name, config in configs.items()}

@@ -51,7 +51,27 @@ def parse_args(description: str, default_run: str) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="training device for the generative model (cpu, cuda, auto)")
     parser.add_argument("--out", default=None, help="results file (default: benchmarks/results/NAME.md)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model-set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override one GenerativeConfig field of the benchmark's config (repeatable), "
+                             "e.g. --model-set latest_in_summary=true")
     return parser.parse_args()
+
+
+def model_overrides(settings: list[str], model) -> dict:
+    """`FIELD=VALUE` strings → typed `GenerativeConfig` fields (the type of the field's current value)."""
+    out = {}
+    for setting in settings:
+        key, sep, text = setting.partition("=")
+        if not sep or not hasattr(model, key):
+            raise SystemExit(f"--model-set expects FIELD=VALUE with a GenerativeConfig field, got {setting!r}")
+        current = getattr(model, key)
+        if isinstance(current, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise SystemExit(f"--model-set {key} expects true or false, got {text!r}")
+            out[key] = text.lower() in ("true", "1")
+        else:
+            out[key] = type(current)(text)
+    return out
 
 
 def run_benchmark(
@@ -103,7 +123,8 @@ def run_benchmark(
         if not (run.joinpath(*MODEL_DIR) / "manifest.json").exists():
             config = generative_config
             train = replace(config.train, device=args.device, **({"steps": args.steps} if args.steps else {}))
-            config = replace(config, train=train)
+            config = replace(config, train=train,
+                             model=replace(config.model, **model_overrides(args.model_set, config.model)))
             stage("train the generative retriever", lambda: train_generative(run, config, dataset=dataset, split=split))
 
     def build(retriever_name: str):

@@ -1,6 +1,7 @@
 """Causal-history models: one encoder pass trains every prefix, and agrees with one request per prefix."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -38,11 +39,13 @@ def _model(config: GenerativeConfig = CAUSAL) -> GenerativeModel:
     return model
 
 
-def test_sequence_loss_equals_the_mean_loss_of_every_prefix_as_its_own_request():
-    encoder = _encoder(CAUSAL)
+@pytest.mark.parametrize("latest", [False, True], ids=["means", "latest-in-summary"])
+def test_sequence_loss_equals_the_mean_loss_of_every_prefix_as_its_own_request(latest):
+    config = replace(CAUSAL, latest_in_summary=latest)
+    encoder = _encoder(config)
     inter = _interactions({1: 3, 2: 5, 3: 9, 4: 1})
     table = SequenceTable.build(encoder, inter)
-    model = _model()
+    model = _model(config)
     fast = model.sequence_loss(table.collate(list(range(len(table)))))
 
     requests, targets = [], []

@@ -2,6 +2,7 @@
 recommendations through the causal one, trained on windows with each target's own context."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -52,11 +53,13 @@ def _user_of(encoder: RequestEncoder, tokens: torch.Tensor) -> int:
     return next(u for u in range(1, 5) if encoder.user_tokens(u) == tokens[tokens > 0].tolist())
 
 
-def test_sequence_loss_equals_every_prefix_as_a_recommendation_request_with_its_own_context():
-    encoder = _encoder()
+@pytest.mark.parametrize("latest", [False, True], ids=["means", "latest-in-summary"])
+def test_sequence_loss_equals_every_prefix_as_a_recommendation_request_with_its_own_context(latest):
+    config = replace(HYBRID, latest_in_summary=latest)
+    encoder = _encoder(config)
     inter = _interactions({1: 3, 2: 5, 3: 9, 4: 1})
     table = SequenceTable.build(encoder, inter)
-    model = _model()
+    model = _model(config)
     fast = model.sequence_loss(table.collate(list(range(len(table)))))
 
     rows_of_user = {u: inter[inter["user_id"] == u].reset_index(drop=True) for u in range(1, 5)}
@@ -164,6 +167,8 @@ def test_mixed_loss_is_the_mean_over_every_target_of_the_step():
 
 
 def test_bad_configurations_are_refused():
+    with pytest.raises(ValueError, match="latest_in_summary"):
+        GenerativeConfig(latest_in_summary=True)
     with pytest.raises(ValueError, match="exclude"):
         GenerativeConfig(causal_history=True, causal_recommendation=True)
     with pytest.raises(ValueError, match="memory_summary"):

@@ -51,6 +51,7 @@ class GenerativeConfig:
     input_init_std: float = 1.0  # initial scale of every input embedding and of the query-vector projection
     causal_history: bool = False  # recommendation-only model trained on every prefix at once (see GenerativeModel)
     causal_recommendation: bool = False  # search through the full encoder, recommendation through the causal one
+    latest_in_summary: bool = False  # causal paths: the newest history position's encoding joins the summary
     n_actions: int = 4
     n_recency: int = 16
     max_query_tokens: int = 24
@@ -82,6 +83,9 @@ class GenerativeConfig:
         if self.causal_history and self.causal_recommendation:
             raise ValueError("causal_history (recommendation only) and causal_recommendation (search and "
                              "recommendation) exclude each other: choose one")
+        if self.latest_in_summary and not (self.memory_summary and self.sequence_trained):
+            raise ValueError("latest_in_summary needs memory_summary and a causal mode (causal_history or "
+                             "causal_recommendation): it adds the causal encoder's newest position to the summary")
         if self.causal_recommendation and not self.memory_summary:
             raise ValueError("causal_recommendation needs memory_summary: a recommendation request's "
                              "scenario and time reach the decoder through the summary")
@@ -290,6 +294,13 @@ class GenerativeModel(nn.Module):
     causal memory). Why: recommendation then trains on every prefix of a user's
     history at once, search interactions included as targets, while search keeps
     reading the query next to the whole history.
+
+    With `latest_in_summary` (causal paths only), the causal encoder's output at
+    the newest history position, which has read the whole history, is mapped into
+    the summary too: SASRec's user vector. Why: the causal encoder counts positions
+    from the oldest item, so no fixed position means "the latest", and
+    cross-attention alone must find it; on the default world the gap to SASRec was
+    in item-detail sessions, whose target shares the leaf of the items just seen.
     """
 
     def __init__(self, config: GenerativeConfig):
@@ -318,6 +329,7 @@ class GenerativeModel(nn.Module):
         self.encoder_blocks = nn.ModuleList(EncoderBlock(c) for _ in range(c.n_encoder_layers))
         self.encoder_norm = nn.LayerNorm(d)
         self.summary_projection = nn.Linear(len(PART_NAMES) * d, d) if c.memory_summary else None
+        self.latest_projection = nn.Linear(d, d) if c.latest_in_summary else None
 
         # decoder
         self.bos = nn.Parameter(torch.zeros(d))
@@ -503,7 +515,11 @@ class GenerativeModel(nn.Module):
             counts = F.pad(history_real.cumsum(1), (1, 0)).to(memory.dtype).clamp(min=1.0)
             history_mean = sums[rows, positions] / counts[rows, positions][:, None]
             context = None if batch.context is None or not c.causal_recommendation else batch.context[rows, positions]
-            x = x + self._summary(user_mean, history_mean, context)[:, None, :]
+            latest = None
+            if self.latest_projection is not None:  # the position just before the target (none for the first)
+                newest = memory[rows, (n_user + positions - 1).clamp(min=0)]
+                latest = newest * (positions > 0)[:, None].to(memory.dtype)
+            x = x + self._summary(user_mean, history_mean, context, latest)[:, None, :]
         mask = visible[:, None, None, :]
         for block in self.decoder_blocks:
             k, v = block.cross.project_memory(memory)
@@ -523,8 +539,12 @@ class GenerativeModel(nn.Module):
             return memory, mask, None
         n_user = user.shape[1]
         context = b.context[:, : c.max_context] if c.causal_recommendation else None
+        latest = None
+        if self.latest_projection is not None:  # right-aligned: the last column is the newest item, if any
+            latest = (memory[:, -1] * (items[:, -1] > 0)[:, None].to(memory.dtype) if items.shape[1]
+                      else torch.zeros_like(memory[:, 0]))
         summary = self._summary(self._masked_mean(memory[:, :n_user], user > 0),
-                                self._masked_mean(memory[:, n_user:], items > 0), context)
+                                self._masked_mean(memory[:, n_user:], items > 0), context, latest)
         return memory, mask, summary
 
     def _encode_causal(self, user: torch.Tensor, codes: torch.Tensor, items: torch.Tensor,
@@ -551,7 +571,7 @@ class GenerativeModel(nn.Module):
         return self.encoder_norm(x), key_real
 
     def _summary(self, user_mean: torch.Tensor, history_mean: torch.Tensor,
-                 context: torch.Tensor | None = None) -> torch.Tensor:
+                 context: torch.Tensor | None = None, latest: torch.Tensor | None = None) -> torch.Tensor:
         """The summary input from the parts the causal encoder reads (the others are 0).
         `context [N, Tc]`: the target's scenario and time tokens (`causal_recommendation`),
         embedded as the full encoder embeds them but not encoded: they are the target's own."""
@@ -563,7 +583,8 @@ class GenerativeModel(nn.Module):
             embedded = (self.context_embedding(context) + self.type_embedding.weight[PART_NAMES.index("context")]
                         + self.position_embedding(torch.arange(context.shape[1], device=context.device)))
             means[PART_NAMES.index("context")] = self._masked_mean(embedded, context > 0)
-        return self.summary_projection(torch.cat(means, dim=1))
+        summary = self.summary_projection(torch.cat(means, dim=1))
+        return summary if latest is None else summary + self.latest_projection(latest)
 
     @staticmethod
     def _masked_mean(x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
