@@ -53,9 +53,10 @@ def _user_of(encoder: RequestEncoder, tokens: torch.Tensor) -> int:
     return next(u for u in range(1, 5) if encoder.user_tokens(u) == tokens[tokens > 0].tolist())
 
 
-@pytest.mark.parametrize("latest", [False, True], ids=["means", "latest-in-summary"])
-def test_sequence_loss_equals_every_prefix_as_a_recommendation_request_with_its_own_context(latest):
-    config = replace(HYBRID, latest_in_summary=latest)
+@pytest.mark.parametrize("latest, age", [(False, False), (True, False), (True, True)],
+                         ids=["means", "latest-in-summary", "latest-with-age"])
+def test_sequence_loss_equals_every_prefix_as_a_recommendation_request_with_its_own_context(latest, age):
+    config = replace(HYBRID, latest_in_summary=latest, latest_age=age)
     encoder = _encoder(config)
     inter = _interactions({1: 3, 2: 5, 3: 9, 4: 1})
     table = SequenceTable.build(encoder, inter)
@@ -73,8 +74,10 @@ def test_sequence_loss_equals_every_prefix_as_a_recommendation_request_with_its_
                 match = rows_of_user[user][(rows_of_user[user]["item_id"] == items[t])]
                 context = encoder.context_tokens(match["scenario"].tolist(), match["ts"].to_numpy())
                 hit = int(np.flatnonzero((context == table.context[row, t].numpy()).all(axis=1))[0])
-                requests.append(Request(user_id=user, scenario=str(match["scenario"].iloc[hit]),
-                                        ts=int(match["ts"].iloc[hit]), history=tuple(items[:t]),
+                ts = int(match["ts"].iloc[hit])
+                earlier = rows_of_user[user][rows_of_user[user]["ts"] < ts]["ts"].tolist()[-t:] if t else []
+                requests.append(Request(user_id=user, scenario=str(match["scenario"].iloc[hit]), ts=ts,
+                                        history=tuple(items[:t]), history_ts=tuple(earlier),
                                         history_actions=tuple(ACTIONS[a] for a in actions[:t])))
                 targets.append(items[t])
     assert len(requests) == len(inter) == table.n_targets  # search interactions are targets too
@@ -169,6 +172,8 @@ def test_mixed_loss_is_the_mean_over_every_target_of_the_step():
 def test_bad_configurations_are_refused():
     with pytest.raises(ValueError, match="latest_in_summary"):
         GenerativeConfig(latest_in_summary=True)
+    with pytest.raises(ValueError, match="latest_age needs"):
+        GenerativeConfig(causal_recommendation=True, latest_age=True)
     with pytest.raises(ValueError, match="exclude"):
         GenerativeConfig(causal_history=True, causal_recommendation=True)
     with pytest.raises(ValueError, match="memory_summary"):

@@ -181,7 +181,7 @@ class RequestEncoder:
             known = self.has_sid(items)
             actions = np.asarray([action_id.get(a, 1) for a in r.history_actions] if r.history_actions else [1] * len(items))
             ages = (r.ts - np.asarray(r.history_ts, dtype=np.int64)) if r.history_ts else np.zeros(len(items), np.int64)
-            recency = _recency_bucket(ages, c.n_recency)
+            recency = recency_bucket(ages, c.n_recency)
             short = np.flatnonzero(known)[-c.max_short:]
             long = np.flatnonzero(known & np.isin(actions, [action_id[a] for a in LONG_TERM_ACTIONS]))[-c.max_long:]
             for name, pick in (("short", short), ("long", long)):
@@ -269,7 +269,7 @@ class RequestEncoder:
         return 1 + zlib.crc32(text.encode()) % (vocab - 1)
 
 
-def _recency_bucket(age_seconds: np.ndarray, buckets: int) -> np.ndarray:
+def recency_bucket(age_seconds: np.ndarray, buckets: int) -> np.ndarray:
     """log2 of the age in minutes, clipped to [0, buckets): 1 min, 2, 4, … ~ 22 days at 16."""
     minutes = np.maximum(age_seconds, 0) / 60.0
     return np.minimum(np.floor(np.log2(1.0 + minutes)), buckets - 1).astype(np.int64)

@@ -52,6 +52,7 @@ class GenerativeConfig:
     causal_history: bool = False  # recommendation-only model trained on every prefix at once (see GenerativeModel)
     causal_recommendation: bool = False  # search through the full encoder, recommendation through the causal one
     latest_in_summary: bool = False  # causal paths: the newest history position's encoding joins the summary
+    latest_age: bool = False  # with latest_in_summary: that item's age at the request joins it too
     n_actions: int = 4
     n_recency: int = 16
     max_query_tokens: int = 24
@@ -86,6 +87,8 @@ class GenerativeConfig:
         if self.latest_in_summary and not (self.memory_summary and self.sequence_trained):
             raise ValueError("latest_in_summary needs memory_summary and a causal mode (causal_history or "
                              "causal_recommendation): it adds the causal encoder's newest position to the summary")
+        if self.latest_age and not self.latest_in_summary:
+            raise ValueError("latest_age needs latest_in_summary: it is the age of the newest history item")
         if self.causal_recommendation and not self.memory_summary:
             raise ValueError("causal_recommendation needs memory_summary: a recommendation request's "
                              "scenario and time reach the decoder through the summary")
@@ -215,6 +218,8 @@ class SequenceBatch:
     target [B, W]      bool, True where the position is trained as a target
     context [B, W, Tc] each position's own scenario and time tokens, read when it is
                        the target (`causal_recommendation` models; None otherwise)
+    recency [B, W]     the recency bucket of the item before each position at that
+                       position's time (`latest_age` models; None otherwise)
     """
 
     user: torch.Tensor
@@ -223,6 +228,7 @@ class SequenceBatch:
     action: torch.Tensor
     target: torch.Tensor
     context: torch.Tensor | None = None
+    recency: torch.Tensor | None = None
 
 
 @dataclass
@@ -301,6 +307,9 @@ class GenerativeModel(nn.Module):
     from the oldest item, so no fixed position means "the latest", and
     cross-attention alone must find it; on the default world the gap to SASRec was
     in item-detail sessions, whose target shares the leaf of the items just seen.
+    With `latest_age`, that item's age at the request (the recency bucket the full
+    encoder gives every history position) is added to it: "seconds ago, same
+    session" is the target's own fact, so it cannot sit in the shared memory.
     """
 
     def __init__(self, config: GenerativeConfig):
@@ -518,6 +527,10 @@ class GenerativeModel(nn.Module):
             latest = None
             if self.latest_projection is not None:  # the position just before the target (none for the first)
                 newest = memory[rows, (n_user + positions - 1).clamp(min=0)]
+                if c.latest_age:
+                    if batch.recency is None:
+                        raise ValueError("a latest_age model needs SequenceBatch.recency (the newest item's age)")
+                    newest = newest + self.recency_embedding(batch.recency[rows, positions])
                 latest = newest * (positions > 0)[:, None].to(memory.dtype)
             x = x + self._summary(user_mean, history_mean, context, latest)[:, None, :]
         mask = visible[:, None, None, :]
@@ -541,7 +554,10 @@ class GenerativeModel(nn.Module):
         context = b.context[:, : c.max_context] if c.causal_recommendation else None
         latest = None
         if self.latest_projection is not None:  # right-aligned: the last column is the newest item, if any
-            latest = (memory[:, -1] * (items[:, -1] > 0)[:, None].to(memory.dtype) if items.shape[1]
+            newest = memory[:, -1]
+            if c.latest_age and items.shape[1]:
+                newest = newest + self.recency_embedding(b.short_recency[:, -1])
+            latest = (newest * (items[:, -1] > 0)[:, None].to(memory.dtype) if items.shape[1]
                       else torch.zeros_like(memory[:, 0]))
         summary = self._summary(self._masked_mean(memory[:, :n_user], user > 0),
                                 self._masked_mean(memory[:, n_user:], items > 0), context, latest)
