@@ -84,6 +84,8 @@ def variants(base: GenerativeTrainConfig) -> dict[str, tuple[GenerativeTrainConf
         "category+brand SIDs, query vectors + categories + summary + loud inputs, causal recommendation, "
         "latest in summary with its age, 500 steps": with_steps(
             replace(causal, model=replace(causal.model, latest_in_summary=True, latest_age=True)), 500),
+        "category+brand SIDs, query vectors + categories + summary + loud inputs, causal recommendation, 700 steps":
+            with_steps(causal, 700),
     }
     sids = {name: PREFIXED_SIDS if name.startswith("category+brand SIDs") else None for name in configs}
     return {name: (config, sids[name]) for name, config in configs.items()}
