@@ -53,10 +53,10 @@ def _user_of(encoder: RequestEncoder, tokens: torch.Tensor) -> int:
     return next(u for u in range(1, 5) if encoder.user_tokens(u) == tokens[tokens > 0].tolist())
 
 
-@pytest.mark.parametrize("latest, age", [(False, False), (True, False), (True, True)],
-                         ids=["means", "latest-in-summary", "latest-with-age"])
-def test_sequence_loss_equals_every_prefix_as_a_recommendation_request_with_its_own_context(latest, age):
-    config = replace(HYBRID, latest_in_summary=latest, latest_age=age)
+@pytest.mark.parametrize("latest, age, copy", [(False, False, 0), (True, False, 0), (True, True, 0), (False, False, 3)],
+                         ids=["means", "latest-in-summary", "latest-with-age", "copy-recent"])
+def test_sequence_loss_equals_every_prefix_as_a_recommendation_request_with_its_own_context(latest, age, copy):
+    config = replace(HYBRID, latest_in_summary=latest, latest_age=age, copy_recent=copy)
     encoder = _encoder(config)
     inter = _interactions({1: 3, 2: 5, 3: 9, 4: 1})
     table = SequenceTable.build(encoder, inter)
@@ -86,9 +86,11 @@ def test_sequence_loss_equals_every_prefix_as_a_recommendation_request_with_its_
     torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
 
 
-def test_a_mixed_batch_answers_each_request_as_it_would_alone():
-    encoder = _encoder()
-    model = _model()
+@pytest.mark.parametrize("copy", [0, 3], ids=["plain", "copy-recent"])
+def test_a_mixed_batch_answers_each_request_as_it_would_alone(copy):
+    config = replace(HYBRID, copy_recent=copy)
+    encoder = _encoder(config)
+    model = _model(config)
     requests = [Request(user_id=1, query="apple", scenario="search", ts=5000, history=(3, 7),
                         history_actions=("click", "order")),
                 Request(user_id=2, scenario="home_feed", ts=90000, history=(4, 5, 6, 9, 11),
@@ -101,6 +103,36 @@ def test_a_mixed_batch_answers_each_request_as_it_would_alone():
         alone = model(encoder.transform([request]), codes[row:row + 1])
         for level in range(HYBRID.levels):
             torch.testing.assert_close(together[level][row], alone[level][0], atol=1e-5, rtol=1e-5)
+    # decoding sees the same first level as teacher forcing (the copy bias rides in the decoder state)
+    state = model.encode(encoder.transform(requests))
+    first, _ = model.step(state, torch.zeros(len(requests), dtype=torch.long), 0)
+    torch.testing.assert_close(first[:, :HYBRID.codebook_sizes[0]], together[0], atol=1e-5, rtol=1e-5)
+
+
+def test_copy_recent_biases_the_newest_items_first_level_codes_and_leaves_searches_alone():
+    config = replace(HYBRID, copy_recent=2)
+    encoder = _encoder(config)
+    model = _model(config)
+    with torch.no_grad():
+        model.copy_gate.weight.zero_()
+        model.copy_gate.bias.copy_(torch.tensor([5.0, 1.0]))  # newest item +5, the one before +1
+    base = replace(config, copy_recent=0)
+    plain = _model(base)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("copy_gate")})
+    history = (4, 5, 6)
+    recommendation = Request(user_id=2, scenario="home_feed", ts=90000, history=history,
+                             history_actions=("click",) * 3)
+    search = replace(recommendation, query="apple", scenario="search")
+    codes = torch.tensor([[1, 2, 0]])
+    for request, expected_bias in ((recommendation, True), (search, False)):
+        batch = encoder.transform([request])
+        delta = model(batch, codes)[0] - plain(batch, codes)[0]
+        want = torch.zeros(config.codebook_sizes[0])
+        if expected_bias:
+            first_codes = encoder.code_of_item[list(history), 0]
+            want[int(first_codes[-1])] += 5.0
+            want[int(first_codes[-2])] += 1.0
+        torch.testing.assert_close(delta[0], want, atol=1e-5, rtol=1e-5)
 
 
 def test_recommendation_reads_the_history_causally_and_its_context_while_search_reads_the_long_view():
@@ -172,6 +204,8 @@ def test_mixed_loss_is_the_mean_over_every_target_of_the_step():
 def test_bad_configurations_are_refused():
     with pytest.raises(ValueError, match="latest_in_summary"):
         GenerativeConfig(latest_in_summary=True)
+    with pytest.raises(ValueError, match="copy_recent needs"):
+        GenerativeConfig(copy_recent=2)
     with pytest.raises(ValueError, match="latest_age needs"):
         GenerativeConfig(causal_recommendation=True, latest_age=True)
     with pytest.raises(ValueError, match="exclude"):

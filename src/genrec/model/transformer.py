@@ -53,6 +53,7 @@ class GenerativeConfig:
     causal_recommendation: bool = False  # search through the full encoder, recommendation through the causal one
     latest_in_summary: bool = False  # causal paths: the newest history position's encoding joins the summary
     latest_age: bool = False  # with latest_in_summary: that item's age at the request joins it too
+    copy_recent: int = 0  # causal paths: >0 gives the first-level codes of that many newest history items a learned bias
     n_actions: int = 4
     n_recency: int = 16
     max_query_tokens: int = 24
@@ -87,6 +88,11 @@ class GenerativeConfig:
         if self.latest_in_summary and not (self.memory_summary and self.sequence_trained):
             raise ValueError("latest_in_summary needs memory_summary and a causal mode (causal_history or "
                              "causal_recommendation): it adds the causal encoder's newest position to the summary")
+        if self.copy_recent < 0:
+            raise ValueError(f"copy_recent must be ≥ 0, got {self.copy_recent}")
+        if self.copy_recent and not (self.memory_summary and self.sequence_trained):
+            raise ValueError("copy_recent needs memory_summary and a causal mode (causal_history or "
+                             "causal_recommendation): the summary sets how much each recent item is copied")
         if self.latest_age and not self.latest_in_summary:
             raise ValueError("latest_age needs latest_in_summary: it is the age of the newest history item")
         if self.causal_recommendation and not self.memory_summary:
@@ -248,6 +254,7 @@ class DecoderState:
     self_k: list[torch.Tensor] = field(default_factory=list)
     self_v: list[torch.Tensor] = field(default_factory=list)
     summary: torch.Tensor | None = None  # [B, d] mean encoder output, with config.memory_summary
+    first_level_bias: torch.Tensor | None = None  # [B, V0] added to level 0's logits (config.copy_recent)
 
     @property
     def batch_size(self) -> int:
@@ -310,6 +317,15 @@ class GenerativeModel(nn.Module):
     With `latest_age`, that item's age at the request (the recency bucket the full
     encoder gives every history position) is added to it: "seconds ago, same
     session" is the target's own fact, so it cannot sit in the shared memory.
+
+    With `copy_recent = k` (causal paths only), a recommendation's first-level
+    logits get a bias on the first-level codes of its k newest history items,
+    each weighted by a linear map of the summary (so the scenario sets how much
+    to copy, and the bias can be negative): a pointer to "the same leaf again".
+    Why: on the default world's validation split the newest item's leaf is the
+    target's in 55% of item-detail requests, and the model put the target's leaf
+    first in only 45% of them; copying through learned code embeddings is slow
+    to learn where a pointer is immediate.
     """
 
     def __init__(self, config: GenerativeConfig):
@@ -339,6 +355,7 @@ class GenerativeModel(nn.Module):
         self.encoder_norm = nn.LayerNorm(d)
         self.summary_projection = nn.Linear(len(PART_NAMES) * d, d) if c.memory_summary else None
         self.latest_projection = nn.Linear(d, d) if c.latest_in_summary else None
+        self.copy_gate = nn.Linear(d, c.copy_recent) if c.copy_recent else None
 
         # decoder
         self.bos = nn.Parameter(torch.zeros(d))
@@ -386,7 +403,11 @@ class GenerativeModel(nn.Module):
         for block in self.decoder_blocks:
             x = block(x, memory, mask)
         x = self.decoder_norm(x)
-        return [self._level_logits(x[:, level], level) for level in range(self.config.levels)]
+        logits = [self._level_logits(x[:, level], level) for level in range(self.config.levels)]
+        bias = self._request_copy_bias(batch, summary)
+        if bias is not None:
+            logits[0] = logits[0] + bias
+        return logits
 
     def loss(self, batch: EncoderBatch, codes: torch.Tensor) -> torch.Tensor:
         """Mean over levels of the cross-entropy of each level's code."""
@@ -532,14 +553,19 @@ class GenerativeModel(nn.Module):
                         raise ValueError("a latest_age model needs SequenceBatch.recency (the newest item's age)")
                     newest = newest + self.recency_embedding(batch.recency[rows, positions])
                 latest = newest * (positions > 0)[:, None].to(memory.dtype)
-            x = x + self._summary(user_mean, history_mean, context, latest)[:, None, :]
+            summary = self._summary(user_mean, history_mean, context, latest)
+            x = x + summary[:, None, :]
         mask = visible[:, None, None, :]
         for block in self.decoder_blocks:
             k, v = block.cross.project_memory(memory)
             x = block.forward_projected(x, k.index_select(0, rows), v.index_select(0, rows), mask)
         x = self.decoder_norm(x)
-        return torch.stack([F.cross_entropy(self._level_logits(x[:, level], level), codes[:, level])
-                            for level in range(self.config.levels)]).mean()
+        logits = [self._level_logits(x[:, level], level) for level in range(self.config.levels)]
+        if self.copy_gate is not None:  # the k positions before each target, newest first (-1: none)
+            back = positions[:, None] - torch.arange(1, c.copy_recent + 1, device=positions.device)
+            recent = batch.codes[rows[:, None], back.clamp(min=0), 0]
+            logits[0] = logits[0] + self._copy_bias(summary, torch.where(back >= 0, recent, -1))
+        return torch.stack([F.cross_entropy(lg, codes[:, level]) for level, lg in enumerate(logits)]).mean()
 
     def _encode_causal_request(self, b: EncoderBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """`encode_memory` of a causal-history model: user tokens and the short view only."""
@@ -586,6 +612,31 @@ class GenerativeModel(nn.Module):
             x = block(x, mask[:, None])
         return self.encoder_norm(x), key_real
 
+    def _copy_bias(self, summary: torch.Tensor, recent: torch.Tensor) -> torch.Tensor:
+        """`[N, V0]`: each of `recent [N, k]` first-level codes (newest first, -1 = none)
+        gets the weight the summary gives its slot; a code seen twice gets both."""
+        weights = self.copy_gate(summary) * (recent >= 0).to(summary.dtype)
+        bias = summary.new_zeros(summary.shape[0], self.config.codebook_sizes[0])
+        return bias.scatter_add(1, recent.clamp(min=0), weights)
+
+    def _request_copy_bias(self, b: EncoderBatch, summary: torch.Tensor | None) -> torch.Tensor | None:
+        """`_copy_bias` of requests: their short view's newest items; 0 for searches, which
+        the full encoder answers."""
+        if self.copy_gate is None:
+            return None
+        k = self.config.copy_recent
+        items = b.short_items[:, -self.config.max_short:]
+        codes = b.short_codes[:, -self.config.max_short:, 0]
+        width = min(k, items.shape[1])
+        recent = torch.full((b.batch_size, k), -1, dtype=torch.long, device=items.device)
+        if width:  # right-aligned: the last column is the newest
+            newest = codes[:, -width:].flip(1).long()
+            recent[:, :width] = torch.where(items[:, -width:].flip(1) > 0, newest, -1)
+        bias = self._copy_bias(summary, recent)
+        if self.config.causal_recommendation:
+            bias = bias * (~self._has_query(b))[:, None].to(bias.dtype)
+        return bias
+
     def _summary(self, user_mean: torch.Tensor, history_mean: torch.Tensor,
                  context: torch.Tensor | None = None, latest: torch.Tensor | None = None) -> torch.Tensor:
         """The summary input from the parts the causal encoder reads (the others are 0).
@@ -615,7 +666,8 @@ class GenerativeModel(nn.Module):
         """Encode requests and project the cross-attention K/V once per layer."""
         memory, mask, summary = self.encode_memory(batch)
         ks, vs = zip(*(block.cross.project_memory(memory) for block in self.decoder_blocks))
-        return DecoderState(list(ks), list(vs), mask, summary=summary)
+        return DecoderState(list(ks), list(vs), mask, summary=summary,
+                            first_level_bias=self._request_copy_bias(batch, summary))
 
     def expand(self, state: DecoderState, beams: int) -> DecoderState:
         """Give every request `beams` decoder rows (N = B * beams), beams of a request adjacent."""
@@ -651,6 +703,8 @@ class GenerativeModel(nn.Module):
             new_k.append(k)
             new_v.append(v)
         logits = self._level_logits(self.decoder_norm(x[:, 0]), level)
+        if level == 0 and state.first_level_bias is not None:  # one bias per request, shared by its beams
+            logits = logits + state.first_level_bias.repeat_interleave(state.beams, dim=0)
         pad = max(self.config.codebook_sizes) - logits.shape[1]
         if pad:  # one width V for every level; codes past this level's codebook can never win
             logits = F.pad(logits, (0, pad), value=float("-inf"))
