@@ -25,3 +25,19 @@ def small_world():
     from genrec.data.synth import WorldConfig, generate_world
 
     return generate_world(WorldConfig(**SMALL_WORLD_SIZE))
+
+
+@pytest.fixture
+def small_sid_run(small_world, tmp_path):
+    """A run folder holding the small world's data and block SIDs (item index → 10 × 8 × 8
+    codes, no text model needed): what `train_generative` reads."""
+    import numpy as np
+
+    from genrec.sid.table import SidTable
+
+    ids = small_world.dataset.items["item_id"].to_numpy()
+    index = np.arange(len(ids))
+    run = tmp_path / "run"
+    small_world.save(run / "data")
+    SidTable(ids, np.stack([index // 64, (index // 8) % 8, index % 8], axis=1), [10, 8, 8]).save(run / "sid")
+    return run

@@ -219,20 +219,14 @@ def test_bad_configurations_are_refused():
         _model().sequence_loss(batch)
 
 
-def test_train_generative_trains_one_model_for_search_and_windows_for_recommendation(small_world, tmp_path):
+def test_train_generative_trains_one_model_for_search_and_windows_for_recommendation(small_world, small_sid_run):
     from genrec.data.splits import build_requests, interactions, leave_one_out
     from genrec.model.retriever import GenerativeRetriever
-    from genrec.sid.table import SidTable
     from genrec.train.generative import GenerativeTrainConfig, train_generative, training_requests
     from genrec.train.loop import TrainConfig
 
-    dataset = small_world.dataset
+    dataset, run = small_world.dataset, small_sid_run
     ids = dataset.items["item_id"].to_numpy()
-    index = np.arange(len(ids))
-    sids = SidTable(ids, np.stack([index // 64, (index // 8) % 8, index % 8], axis=1), [10, 8, 8])
-    run = tmp_path / "run"
-    small_world.save(run / "data")
-    sids.save(run / "sid")
     config = GenerativeTrainConfig(
         model=GenerativeConfig(d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1,
                                user_vocab_size=64, max_short=6, causal_recommendation=True),
