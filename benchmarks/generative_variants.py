@@ -88,6 +88,8 @@ def variants(base: GenerativeTrainConfig) -> dict[str, tuple[GenerativeTrainConf
             with_steps(causal, 700),
         "category+brand SIDs, query vectors + categories + summary + loud inputs, causal recommendation, "
         "copy the 3 newest leaves, 500 steps": with_steps(replace(causal, model=replace(causal.model, copy_recent=3)), 500),
+        "category+brand SIDs, query vectors + categories + summary + loud inputs, causal recommendation, "
+        "copy the 3 newest leaves, 700 steps": with_steps(replace(causal, model=replace(causal.model, copy_recent=3)), 700),
     }
     sids = {name: PREFIXED_SIDS if name.startswith("category+brand SIDs") else None for name in configs}
     return {name: (config, sids[name]) for name, config in configs.items()}
