@@ -51,7 +51,7 @@ NO_USER = 0
 
 def _default_model_config() -> GenerativeConfig:
     # Causal recommendation: on the default world's validation split it beat the per-request
-    # model on recommendation (NDCG@10 0.1008 vs 0.0861 on all 1,763 requests; SASRec 0.0936)
+    # model on recommendation (NDCG@10 0.1008 vs 0.0861 on all 1,763 requests; SASRec 0.0954)
     # and held search (Recall@10 0.333 vs 0.329) at the same steps and training time; copying
     # the 3 newest leaves lifted both again (0.1028, 0.342). benchmarks/results/
     # generative_variants.md, variants 22 and 28.
