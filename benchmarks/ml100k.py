@@ -22,10 +22,12 @@ PROTOCOL = ("MovieLens-100k (943 users, 1,682 items, RecBole atomic files), ever
 # Causal history (every prefix of a 51-item window trained in one encoder pass) over the protocol's
 # 50 history items, each as its SID plus its own item-id embedding (item_buckets ≥ the largest item id,
 # so no two movies share one). A window batch of 64 holds ~1,750 targets. 1,800 steps chosen on validation
-# over 600 (N@10 0.0487 vs 0.0408; benchmarks/results/amazon_beauty_tuning.md).
+# over 600 (N@10 0.0487 vs 0.0408; benchmarks/results/amazon_beauty_tuning.md). latest_in_summary (session 4,
+# run c3): the causal encoder's newest position joins the decoder's summary; validation N@10 0.0584 vs 0.0487.
 GENERATIVE = GenerativeTrainConfig(
     model=GenerativeConfig(d_model=64, n_heads=4, n_encoder_layers=2, n_decoder_layers=2, d_ff=256,
-                           max_short=50, max_long=1, item_buckets=2048, causal_history=True, dropout=0.2),
+                           max_short=50, max_long=1, item_buckets=2048, causal_history=True, dropout=0.2,
+                           latest_in_summary=True),
     train=TrainConfig(steps=1800, batch_size=64, lr=3e-3, warmup_steps=40, eval_every=200,
                       checkpoint_every=200, weight_decay=0.01),
     max_history=50, index_copies=0, valid_requests=943, beams=20)
