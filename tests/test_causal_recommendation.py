@@ -86,9 +86,10 @@ def test_sequence_loss_equals_every_prefix_as_a_recommendation_request_with_its_
     torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("copy", [0, 3], ids=["plain", "copy-recent"])
-def test_a_mixed_batch_answers_each_request_as_it_would_alone(copy):
-    config = replace(HYBRID, copy_recent=copy)
+@pytest.mark.parametrize("copy, latest", [(0, False), (3, False), (0, True)],
+                         ids=["plain", "copy-recent", "latest-with-age"])
+def test_a_mixed_batch_answers_each_request_as_it_would_alone(copy, latest):
+    config = replace(HYBRID, copy_recent=copy, latest_in_summary=latest, latest_age=latest)
     encoder = _encoder(config)
     model = _model(config)
     requests = [Request(user_id=1, query="apple", scenario="search", ts=5000, history=(3, 7),

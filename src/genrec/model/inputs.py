@@ -166,7 +166,7 @@ class RequestEncoder:
         n = len(requests)
         queries = self.encode_queries([r.query or "" for r in requests])
         user = np.zeros((n, c.max_user_tokens), dtype=np.int64)
-        context = np.zeros((n, 3), dtype=np.int64)
+        context = self.context_tokens([r.scenario for r in requests], np.asarray([int(r.ts) for r in requests]))
         views = {name: (np.zeros((n, size, c.levels), dtype=np.int64), np.zeros((n, size), dtype=np.int64),
                         np.zeros((n, size), dtype=np.int64), np.zeros((n, size), dtype=np.int64))
                  for name, size in (("short", c.max_short), ("long", c.max_long))}
@@ -174,7 +174,6 @@ class RequestEncoder:
         for row, r in enumerate(requests):
             tokens = self.user_tokens(r.user_id)
             user[row, : len(tokens)] = tokens
-            context[row] = self._context(r)
             if not r.history:
                 continue
             items = np.asarray(r.history, dtype=np.int64)
@@ -250,16 +249,13 @@ class RequestEncoder:
         encoded = wordpiece_tokenizer()(texts, add_special_tokens=False, truncation=False)["input_ids"]
         return [np.asarray(ids, dtype=np.int64) for ids in encoded]
 
-    def _context(self, r: Request) -> list[int]:
-        return self.context_tokens([r.scenario], np.asarray([r.ts]))[0].tolist()
-
     @staticmethod
     def context_tokens(scenarios: Sequence[str], ts: np.ndarray) -> np.ndarray:
         """The context part `[n, 3]` of requests at `ts` (seconds) in `scenarios`:
         scenario bucket, hour of day, day of week."""
         slot = {name: 1 + zlib.crc32(f"scenario={name}".encode()) % _CONTEXT_SCENARIO_SLOTS
                 for name in set(map(str, scenarios))}
-        ts = np.asarray(ts, dtype=np.int64)
+        ts = np.asarray(ts, dtype=np.int64).reshape(-1)
         return np.stack([np.asarray([slot[str(name)] for name in scenarios], dtype=np.int64).reshape(len(ts)),
                          _HOUR_OFFSET + (ts // 3600) % 24, _WEEKDAY_OFFSET + (ts // 86400) % 7], axis=1)
 

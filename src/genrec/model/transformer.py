@@ -547,12 +547,10 @@ class GenerativeModel(nn.Module):
             context = None if batch.context is None or not c.causal_recommendation else batch.context[rows, positions]
             latest = None
             if self.latest_projection is not None:  # the position just before the target (none for the first)
-                newest = memory[rows, (n_user + positions - 1).clamp(min=0)]
-                if c.latest_age:
-                    if batch.recency is None:
-                        raise ValueError("a latest_age model needs SequenceBatch.recency (the newest item's age)")
-                    newest = newest + self.recency_embedding(batch.recency[rows, positions])
-                latest = newest * (positions > 0)[:, None].to(memory.dtype)
+                if c.latest_age and batch.recency is None:
+                    raise ValueError("a latest_age model needs SequenceBatch.recency (the newest item's age)")
+                latest = self._latest(memory[rows, (n_user + positions - 1).clamp(min=0)], positions > 0,
+                                      None if batch.recency is None else batch.recency[rows, positions])
             summary = self._summary(user_mean, history_mean, context, latest)
             x = x + summary[:, None, :]
         mask = visible[:, None, None, :]
@@ -580,10 +578,7 @@ class GenerativeModel(nn.Module):
         context = b.context[:, : c.max_context] if c.causal_recommendation else None
         latest = None
         if self.latest_projection is not None:  # right-aligned: the last column is the newest item, if any
-            newest = memory[:, -1]
-            if c.latest_age and items.shape[1]:
-                newest = newest + self.recency_embedding(b.short_recency[:, -1])
-            latest = (newest * (items[:, -1] > 0)[:, None].to(memory.dtype) if items.shape[1]
+            latest = (self._latest(memory[:, -1], items[:, -1] > 0, b.short_recency[:, -1]) if items.shape[1]
                       else torch.zeros_like(memory[:, 0]))
         summary = self._summary(self._masked_mean(memory[:, :n_user], user > 0),
                                 self._masked_mean(memory[:, n_user:], items > 0), context, latest)
@@ -611,6 +606,13 @@ class GenerativeModel(nn.Module):
         for block in self.encoder_blocks:
             x = block(x, mask[:, None])
         return self.encoder_norm(x), key_real
+
+    def _latest(self, newest: torch.Tensor, real: torch.Tensor, age: torch.Tensor | None) -> torch.Tensor:
+        """The `latest_in_summary` input: the newest history position's encoding `[N, d]`,
+        plus its age bucket `[N]` with `latest_age`, and 0 where there is none (`real [N]`)."""
+        if self.config.latest_age:
+            newest = newest + self.recency_embedding(age)
+        return newest * real[:, None].to(newest.dtype)
 
     def _copy_bias(self, summary: torch.Tensor, recent: torch.Tensor) -> torch.Tensor:
         """`[N, V0]`: each of `recent [N, k]` first-level codes (newest first, -1 = none)

@@ -60,8 +60,11 @@ class MixedTable:
 def batch_targets(batch: MixedBatch) -> int:
     """How many targets a step trains: one per request, one per marked window position."""
     requests = 0 if batch.requests is None else len(batch.requests[1])
-    windows = 0 if batch.windows is None else int((batch.windows.target & (batch.windows.items > 0)).sum())
-    return requests + windows
+    return requests + (0 if batch.windows is None else _window_targets(batch.windows))
+
+
+def _window_targets(windows: SequenceBatch) -> int:
+    return int((windows.target & (windows.items > 0)).sum())
 
 
 def mixed_loss(model: GenerativeModel, batch: MixedBatch) -> torch.Tensor:
@@ -75,6 +78,6 @@ def mixed_loss(model: GenerativeModel, batch: MixedBatch) -> torch.Tensor:
         weights.append(len(batch.requests[1]))
     if batch.windows is not None:
         losses.append(model.sequence_loss(batch.windows))
-        weights.append(batch_targets(MixedBatch(None, batch.windows)))
+        weights.append(_window_targets(batch.windows))
     total = sum(weights)
     return sum(loss * (weight / total) for loss, weight in zip(losses, weights))
