@@ -54,20 +54,22 @@ def parse_args(description: str, default_run: str) -> argparse.Namespace:
     parser.add_argument("--model-set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override one GenerativeConfig field of the benchmark's config (repeatable), "
                              "e.g. --model-set latest_in_summary=true")
+    parser.add_argument("--train-set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override one TrainConfig field of the benchmark's config (repeatable), e.g. --train-set lr=3e-3")
     return parser.parse_args()
 
 
-def model_overrides(settings: list[str], model) -> dict:
-    """`FIELD=VALUE` strings → typed `GenerativeConfig` fields (the type of the field's current value)."""
+def overrides(settings: list[str], config, flag: str) -> dict:
+    """`FIELD=VALUE` strings → typed fields of the dataclass `config` (each the type of the field's current value)."""
     out = {}
     for setting in settings:
         key, sep, text = setting.partition("=")
-        if not sep or not hasattr(model, key):
-            raise SystemExit(f"--model-set expects FIELD=VALUE with a GenerativeConfig field, got {setting!r}")
-        current = getattr(model, key)
+        if not sep or not hasattr(config, key):
+            raise SystemExit(f"{flag} expects FIELD=VALUE with a {type(config).__name__} field, got {setting!r}")
+        current = getattr(config, key)
         if isinstance(current, bool):
             if text.lower() not in ("true", "false", "1", "0"):
-                raise SystemExit(f"--model-set {key} expects true or false, got {text!r}")
+                raise SystemExit(f"{flag} {key} expects true or false, got {text!r}")
             out[key] = text.lower() in ("true", "1")
         else:
             out[key] = type(current)(text)
@@ -122,9 +124,11 @@ def run_benchmark(
                   lambda: build_sids(run, levels=sid_levels, codebook_size=sid_codebook_size, prefix=sid_prefix))
         if not (run.joinpath(*MODEL_DIR) / "manifest.json").exists():
             config = generative_config
-            train = replace(config.train, device=args.device, **({"steps": args.steps} if args.steps else {}))
+            train_fields = {"device": args.device, **({"steps": args.steps} if args.steps else {}),
+                            **overrides(args.train_set, config.train, "--train-set")}
+            train = replace(config.train, **train_fields)
             config = replace(config, train=train,
-                             model=replace(config.model, **model_overrides(args.model_set, config.model)))
+                             model=replace(config.model, **overrides(args.model_set, config.model, "--model-set")))
             stage("train the generative retriever", lambda: train_generative(run, config, dataset=dataset, split=split))
 
     def build(retriever_name: str):

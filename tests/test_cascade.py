@@ -4,6 +4,8 @@ Text vectors come from `cascade_toy.toy_encode` (seeded word vectors), so nothin
 here loads MiniLM.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -12,8 +14,11 @@ from genrec.cascade.features import PAIR_FEATURES, FeatureSpace
 from genrec.cascade.rank import MultiTaskRanker, RankerConfig
 from genrec.cascade.recall import NOT_RETRIEVED, PersonalizedRecallConfig, RecallUnion
 from genrec.cascade.rerank import PostRankConfig
-from genrec.cascade.retriever import CascadeConfig, CascadeRetriever, load_cascade, train_cascade
+from genrec.cascade.retriever import (
+    CascadeConfig, CascadeRetriever, load_cascade, saved_cascade_fits, train_cascade,
+)
 from genrec.cascade.samples import impression_samples
+from genrec.data.dataset import Dataset
 from genrec.data.splits import build_requests, leave_one_out
 from genrec.eval.metrics import auc
 from genrec.features.text import item_text
@@ -108,6 +113,23 @@ def trained_cascade(small_world, tmp_path_factory):
     )
     train_cascade(run, config, dataset, split, encoder=toy_encode)
     return run, dataset, split
+
+
+def test_a_saved_cascade_is_reused_only_for_the_same_data_and_the_same_cascade_code(trained_cascade, monkeypatch):
+    from genrec.cascade import retriever as cascade_retriever
+
+    run, dataset, _ = trained_cascade
+    folder = run / "cascade" / "model"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert saved_cascade_fits(folder, dataset)
+    other = Dataset(dataset.items, dataset.users, dataset.events.iloc[:-1].reset_index(drop=True))
+    with pytest.warns(UserWarning, match="other data"):
+        assert not saved_cascade_fits(folder, other)
+    monkeypatch.setattr(cascade_retriever, "code_fingerprint", lambda *modules: "edited")
+    with pytest.warns(UserWarning, match="other cascade code"):
+        assert not saved_cascade_fits(folder, dataset)
+    assert not saved_cascade_fits(run / "nothing here", dataset)
 
 
 def test_cascade_returns_only_valid_unique_items_best_first(trained_cascade):

@@ -121,6 +121,10 @@ def test_from_run_loads_the_saved_model_instead_of_retraining(tmp_path, monkeypa
     other = successor_world(seed=1)
     with pytest.raises(AssertionError, match="retrained"):
         SASRecRetriever.from_run(tmp_path, other, leave_one_out(other.events), config)
+    # Same data and config, but SASRec's code has changed since: the cached model is not the current code's.
+    monkeypatch.setattr(sasrec, "code_fingerprint", lambda *modules: "edited")
+    with pytest.raises(AssertionError, match="retrained"):
+        SASRecRetriever.from_run(tmp_path, dataset, split, config)
 
 
 def test_cold_start_requests_get_training_popularity_and_queries_are_ignored(tmp_path):

@@ -96,6 +96,28 @@ def manifest(config: Any = None, inputs: dict[str, str] | None = None, **extra: 
     }
 
 
+def code_fingerprint(*modules: str) -> str:
+    """One hash over the source of the named modules (a package: every `.py` below it).
+
+    A cached model is only as current as the code that trained it: a config and the
+    input hashes can match while the training code has changed. Loaders compare
+    this hash with the one in the artefact's manifest and rebuild when it differs.
+    """
+    import importlib.util
+
+    digest = hashlib.sha256()
+    for name in sorted(modules):
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError(f"no module named {name!r} to fingerprint")
+        origin = Path(spec.origin)
+        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+        for file in files:
+            digest.update(f"{name}:{file.relative_to(origin.parent)}".encode())
+            digest.update(file_sha256(file).encode())
+    return digest.hexdigest()
+
+
 def _jsonable(obj: Any) -> Any:
     if is_dataclass(obj) and not isinstance(obj, type):
         return asdict(obj)

@@ -73,12 +73,14 @@ def run_demo(run: str | Path = "runs/demo", retrievers: tuple[str, ...] = DEMO_R
     return times
 
 
-def _complete(folder: Path, config: dict | None = None, inputs: dict[str, Path] | None = None) -> bool:
+def _complete(folder: Path, config: dict | None = None, inputs: dict[str, Path] | None = None,
+              code: str | None = None) -> bool:
     """A stage's folder is reusable once its manifest exists (it is written last), was
-    made with `config` (every key given must match the manifest's) and from the current
-    `inputs` (name → folder, compared by content hash). A folder left by an older
-    genrec, or built on SIDs that have since changed, is rebuilt rather than
-    loaded into a model it no longer fits."""
+    made with `config` (every key given must match the manifest's), from the current
+    `inputs` (name → folder, compared by content hash) and, when `code` is given, by the
+    current code (`artifacts.code_fingerprint`). A folder left by an older genrec, or
+    built on SIDs that have since changed, is rebuilt rather than loaded into a model it
+    no longer fits or reported as the current code's."""
     path = folder / "manifest.json"
     if not path.exists():
         return False
@@ -91,6 +93,8 @@ def _complete(folder: Path, config: dict | None = None, inputs: dict[str, Path] 
              if _plain(_lookup(recorded.get("config", {}), key)) != _plain(value)]
     stale += [name for name, source in (inputs or {}).items()
               if recorded.get("inputs", {}).get(name) != (folder_sha256(source) if source.is_dir() else None)]
+    if code is not None and recorded.get("code") != code:
+        stale.append("code")
     if stale:
         print(f"{folder} was made with another {', '.join(stale)}; rebuilding it", file=sys.stderr)
     return not stale
@@ -144,12 +148,14 @@ def _sids(run: Path) -> None:
 
 
 def _generative(run: Path) -> None:
-    from genrec.train.generative import MODEL_DIR, GenerativeTrainConfig, train_generative
+    from genrec.artifacts import code_fingerprint
+    from genrec.train.generative import GENERATIVE_CODE, MODEL_DIR, GenerativeTrainConfig, train_generative
 
     wanted = GenerativeTrainConfig().to_dict()
     model = wanted.pop("model")  # partly completed from the data: those fields are checked by the inputs' hashes
     wanted.update({f"model.{key}": value for key, value in model.items() if key not in DATA_COMPLETED})
-    if _complete(run.joinpath(*MODEL_DIR), wanted, {"sid": run / "sid", "data": run / "data"}):
+    if _complete(run.joinpath(*MODEL_DIR), wanted, {"sid": run / "sid", "data": run / "data"},
+                 code=code_fingerprint(*GENERATIVE_CODE)):
         print(f"reusing {run.joinpath(*MODEL_DIR)}", file=sys.stderr)
         return
     train_generative(run)

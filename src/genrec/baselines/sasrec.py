@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genrec.artifacts import manifest, write_json_atomic
+from genrec.artifacts import code_fingerprint, manifest, write_json_atomic
 from genrec.data.dataset import Dataset
 from genrec.data.splits import Split, build_requests, interactions
 from genrec.retrieval import Ranked, Request
@@ -406,9 +406,15 @@ def leaf_categories(dataset: Dataset) -> tuple[np.ndarray, int]:
     return category, len(names)
 
 
+SASREC_CODE: tuple[str, ...] = ("genrec.baselines.sasrec", "genrec.train.loop")
+"""The modules whose source decides what SASRec learns: edit one and the cached model is retrained."""
+
+
 def _fingerprint(train_inter: pd.DataFrame, item_category: np.ndarray, config: SASRecConfig) -> str:
-    """Hash of what the weights depend on: the training interactions, the catalogue's categories and config."""
+    """Hash of what the weights depend on: the training interactions, the catalogue's categories, the
+    config and the training code (a model cached by older code must not stand in for the current one)."""
     digest = hashlib.sha256()
+    digest.update(code_fingerprint(*SASREC_CODE).encode())
     for column in ("user_id", "item_id", "seq"):
         digest.update(np.ascontiguousarray(train_inter[column].to_numpy(dtype=np.int64)).tobytes())
     digest.update(np.ascontiguousarray(item_category, dtype=np.int64).tobytes())

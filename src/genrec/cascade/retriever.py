@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genrec.artifacts import atomic_path, folder_sha256, manifest, write_json_atomic
+from genrec.artifacts import atomic_path, code_fingerprint, folder_sha256, manifest, write_json_atomic
 from genrec.cascade.calibrate import UMCCalibrator, UMCConfig
 from genrec.cascade.features import FeatureSpace, RequestArrays
 from genrec.cascade.fuse import AUCEnsembleFusion, FixedWeightFusion, FusionConfig, PersonalizedWeightFusion
@@ -37,6 +37,8 @@ from genrec.data.splits import Split, leave_one_out
 from genrec.retrieval import Ranked, Request, Retriever
 
 MODEL_FOLDER = "model"
+CASCADE_CODE: tuple[str, ...] = ("genrec.cascade",)
+"""The package whose source decides what the cascade learns: edit it and a cached cascade is retrained."""
 FUSIONS = ("fixed", "grade", "harmonrank")
 TextEncoder = Callable[[list[str]], np.ndarray]
 GAINS = np.array([1.0, 2.0, 3.0], dtype=np.float32)
@@ -246,7 +248,23 @@ def save_cascade(run: Path, model: CascadeModel, dataset: Dataset) -> None:
         }, tmp / "weights.pt")
         write_json_atomic(tmp / "config.json", model.config)
         data_hash = _dataset_fingerprint(dataset)
-        write_json_atomic(tmp / "manifest.json", manifest(model.config, inputs={"dataset": data_hash}))
+        write_json_atomic(tmp / "manifest.json", manifest(model.config, inputs={"dataset": data_hash},
+                                                           code=code_fingerprint(*CASCADE_CODE)))
+
+
+def saved_cascade_fits(folder: Path, dataset: Dataset) -> bool:
+    """Whether `folder` holds a cascade trained on `dataset` by the current cascade code; warns why not
+    when one is there (the caller retrains)."""
+    if not (folder / "manifest.json").exists():
+        return False
+    saved = json.loads((folder / "manifest.json").read_text())
+    if saved.get("inputs", {}).get("dataset") != _dataset_fingerprint(dataset):
+        warnings.warn(f"{folder} was trained on other data; retraining", stacklevel=3)
+        return False
+    if saved.get("code") != code_fingerprint(*CASCADE_CODE):
+        warnings.warn(f"{folder} was trained by other cascade code; retraining", stacklevel=3)
+        return False
+    return True
 
 
 def load_cascade(run: Path, encoder: TextEncoder | None = None) -> CascadeModel:
@@ -299,13 +317,7 @@ class CascadeRetriever:
     def from_run(cls, run: Path, dataset: Dataset, split: Split) -> "CascadeRetriever":
         run = Path(run)
         folder = run / "cascade" / MODEL_FOLDER
-        model = None
-        if (folder / "manifest.json").exists():
-            saved = json.loads((folder / "manifest.json").read_text())
-            if saved.get("inputs", {}).get("dataset") == _dataset_fingerprint(dataset):
-                model = load_cascade(run)
-            else:
-                warnings.warn(f"{folder} was trained on other data; retraining", stacklevel=2)
+        model = load_cascade(run) if saved_cascade_fits(folder, dataset) else None
         if model is None:
             config = CascadeConfig.from_json((folder / "config.json").read_text()) if (folder / "config.json").exists() else None
             model = train_cascade(run, config, dataset, split)

@@ -11,6 +11,7 @@ the same weights in the same batch.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -103,4 +104,24 @@ class GenerativeRetriever:
         folder = Path(run).joinpath(*MODEL_DIR)
         if not (folder / "manifest.json").exists():
             train_generative(run, dataset=dataset, split=split)
+        else:
+            warn_if_other_code(folder)
         return cls.load(folder, load_sid_table(run))
+
+
+def warn_if_other_code(folder: Path) -> bool:
+    """Warn when the model in `folder` was trained by other model or training code; return whether it was.
+
+    The model is kept (a long training run is never thrown away behind the user's back);
+    `make demo` retrains instead, since its table must describe the current code.
+    """
+    from genrec.artifacts import code_fingerprint
+    from genrec.train.generative import GENERATIVE_CODE
+
+    recorded = json.loads((folder / "manifest.json").read_text()).get("code")
+    other = recorded != code_fingerprint(*GENERATIVE_CODE)
+    if other:
+        warnings.warn(f"{folder} was trained by other genrec.model / genrec.train code "
+                      f"({'no code hash recorded' if recorded is None else 'a different code hash'}); "
+                      f"using it as it is (retrain: genrec train --run {folder.parent.parent} --model generative --force)", stacklevel=3)
+    return other

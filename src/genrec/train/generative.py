@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from genrec.artifacts import folder_sha256, manifest, write_json_atomic
+from genrec.artifacts import code_fingerprint, folder_sha256, manifest, write_json_atomic
 from genrec.data.dataset import Dataset
 from genrec.data.splits import Split, build_requests, interactions, leave_one_out
 from genrec.eval.metrics import ndcg_at_k, ranked_matrix, recall_at_k
@@ -45,6 +45,9 @@ from genrec.train.mixed import MixedTable, mixed_loss
 from genrec.train.sequences import SequenceTable
 
 MODEL_DIR = ("train", "generative")
+GENERATIVE_CODE: tuple[str, ...] = ("genrec.model", "genrec.train")
+"""The packages whose source decides what the generative model learns; its manifest records their hash
+(`code`), so the demo retrains a model cached by older code and `GenerativeRetriever.from_run` says so."""
 NO_USER = 0
 """user_id of indexing-task requests: the item's text, asked by nobody in particular."""
 
@@ -148,7 +151,7 @@ def train_generative(run: str | os.PathLike, config: GenerativeTrainConfig | Non
     write_json_atomic(out / "encoder.json", encoder.state())
     write_json_atomic(out / "manifest.json", manifest(
         config.to_dict(), inputs={"data": _hash_or_none(run / "data"), "sid": _hash_or_none(run / "sid")},
-        result={"best_metric": result.best_metric, "best_step": result.best_step, "history": result.history,
+        code=code_fingerprint(*GENERATIVE_CODE), result={"best_metric": result.best_metric, "best_step": result.best_step, "history": result.history,
                 "train_seconds": round(seconds, 1), "examples_per_second": round(result.examples_per_second, 1),
                 "n_examples": len(examples), "n_interaction_examples": n_interaction_examples,
                 "n_index_examples": n_index_examples, "parameters": model.num_parameters()}))
