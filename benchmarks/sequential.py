@@ -45,7 +45,7 @@ def parse_args(description: str, default_run: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--run", default=default_run, help="run folder (data, features, sid, train/*)")
     parser.add_argument("--part", default="test", choices=("valid", "test"))
-    parser.add_argument("--retrievers", default="popularity,itemcf,sasrec,generative")
+    parser.add_argument("--retrievers", default="popularity,itemcf,sasrec,cascade,generative")
     parser.add_argument("--steps", type=int, default=None, help="generative training steps (default: the config's)")
     parser.add_argument("--max-requests", type=int, default=None, help="evaluate a seeded subset (for quick looks only)")
     parser.add_argument("--device", default="auto", help="training device for the generative model (cpu, cuda, auto)")
@@ -54,6 +54,8 @@ def parse_args(description: str, default_run: str) -> argparse.Namespace:
     parser.add_argument("--model-set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override one GenerativeConfig field of the benchmark's config (repeatable), "
                              "e.g. --model-set latest_in_summary=true")
+    parser.add_argument("--sasrec-steps", type=int, default=None,
+                        help="SASRec training steps (default: the benchmark's choice, else SASRecConfig's)")
     parser.add_argument("--train-set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override one TrainConfig field of the benchmark's config (repeatable), e.g. --train-set lr=3e-3")
     return parser.parse_args()
@@ -136,8 +138,9 @@ def run_benchmark(
             from genrec.baselines.sasrec import SASRecConfig, SASRecRetriever
 
             config = SASRecConfig(max_history=max_history)
-            if sasrec_steps:
-                config = replace(config, train=replace(config.train, steps=sasrec_steps))
+            steps = args.sasrec_steps or sasrec_steps
+            if steps:
+                config = replace(config, train=replace(config.train, steps=steps))
             return SASRecRetriever.from_run(run, dataset, split, config)
         return build_retriever(retriever_name, run, dataset, split)
 
