@@ -56,6 +56,8 @@ def parse_args(description: str, default_run: str) -> argparse.Namespace:
                              "e.g. --model-set latest_in_summary=true")
     parser.add_argument("--sasrec-steps", type=int, default=None,
                         help="SASRec training steps (default: the benchmark's choice, else SASRecConfig's)")
+    parser.add_argument("--exclude-seen", action="store_true",
+                        help="remove each request's history items from every row's answer (the harness's exclude_seen)")
     parser.add_argument("--train-set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override one TrainConfig field of the benchmark's config (repeatable), e.g. --train-set lr=3e-3")
     return parser.parse_args()
@@ -151,7 +153,7 @@ def run_benchmark(
         chosen = np.sort(np.random.default_rng(0).choice(len(requests), args.max_requests, replace=False))
         requests, targets = [requests[i] for i in chosen], targets[chosen]
     report = stage("evaluate", lambda: evaluate(retrievers, requests, targets, dataset=dataset, split=split,
-                                                 config=EvalConfig(k=10, bootstrap=1000)))
+                                                 config=EvalConfig(k=10, bootstrap=1000, exclude_seen=args.exclude_seen)))
     times = (stage_seconds, stage_cpu, time.perf_counter() - began, time.process_time() - began_cpu)
     table = _table(name, args, report, metrics, published, protocol, times, len(requests), commit)
     out = Path(args.out) if args.out else RESULTS / f"{name}{'' if args.part == 'test' else '_valid'}.md"
@@ -178,6 +180,8 @@ def _table(name, args, report, metrics, published, protocol, times, n_requests, 
         f"CPU time (this process, all threads): {total_cpu / 60:.1f} min "
         f"({', '.join(f'{k} {v:.0f}s' for k, v in stage_cpu.items())}); stages cached in the run folder "
         "from an earlier invocation are not counted. The machine was shared with other jobs, so wall time is inflated.",
+        "History items in answers: " + ("**removed** from every measured row's answer (`--exclude-seen`)"
+                                        if args.exclude_seen else "kept (a row may rank an item the user already has)"),
         "",
         "| row | " + " | ".join(metrics) + " |",
         "|---|" + "---|" * len(metrics),
