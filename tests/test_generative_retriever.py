@@ -139,8 +139,13 @@ def test_train_generative_writes_a_model_folder_that_from_run_serves(small_world
     split = leave_one_out(small_world.dataset.events)
     folder = train_generative(run, config, progress=False)
     assert {"best.pt", "config.json", "encoder.json", "manifest.json"} <= {p.name for p in folder.iterdir()}
-    result = json.loads((folder / "manifest.json").read_text())["result"]
+    saved = json.loads((folder / "manifest.json").read_text())
+    result = saved["result"]
     assert [h["step"] for h in result["history"]] == [3, 6]
+    from genrec.artifacts import code_fingerprint
+    from genrec.train.generative import GENERATIVE_CODE
+
+    assert saved["code"] == code_fingerprint(*GENERATIVE_CODE)  # what the demo's reuse check compares
     assert result["n_index_examples"] == len(small_world.dataset.items)
     retriever = GenerativeRetriever.from_run(run, small_world.dataset, split)
     assert retriever.model.config.codebook_sizes == tuple(world_sids.codebook_sizes)
