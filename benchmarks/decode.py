@@ -38,9 +38,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from genrec.decode import PrefixTrie, TableStepModel, constrained_beam_search  # noqa: E402
-from genrec.model.transformer import EncoderBatch, GenerativeConfig, GenerativeModel  # noqa: E402
+from genrec.model import EncoderBatch, GenerativeConfig, GenerativeModel, InputSpec  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "decode.md"
+SPEC = InputSpec(codebook_sizes=(256, 256, 256, 16))
+"""The benchmarked SID shape: three 256-way levels and a 16-way disambiguation level."""
 HF_SPECIAL_TOKENS = 3  # BART: 0 = <s>, 1 = <pad>, 2 = </s> (also the decoder start); codes follow
 
 
@@ -62,7 +64,7 @@ def synthetic_sids(n_items: int, top_levels: int, codebook: int, disambiguation:
 # ----- genrec side ------------------------------------------------------------------------------
 class GenrecSearch:
     def __init__(self, config: GenerativeConfig, trie: PrefixTrie, beams: int, k: int):
-        self.model = GenerativeModel(config).eval()
+        self.model = GenerativeModel(config, SPEC).eval()
         self.trie, self.beams, self.k = trie, beams, k
 
     @torch.inference_mode()
@@ -79,8 +81,8 @@ class HuggingFaceSearch:
     def __init__(self, config: GenerativeConfig, codes: np.ndarray, item_ids: np.ndarray, beams: int, k: int):
         from transformers import BartConfig, BartForConditionalGeneration
 
-        self.offsets = HF_SPECIAL_TOKENS + np.concatenate([[0], np.cumsum(config.codebook_sizes)[:-1]])
-        vocab = HF_SPECIAL_TOKENS + sum(config.codebook_sizes)
+        self.offsets = HF_SPECIAL_TOKENS + np.concatenate([[0], np.cumsum(SPEC.codebook_sizes)[:-1]])
+        vocab = HF_SPECIAL_TOKENS + sum(SPEC.codebook_sizes)
         bart_config = BartConfig(
             vocab_size=vocab, d_model=config.d_model,
             encoder_layers=config.n_encoder_layers, decoder_layers=config.n_decoder_layers,
@@ -90,7 +92,7 @@ class HuggingFaceSearch:
             forced_bos_token_id=None, forced_eos_token_id=None, dropout=0.0, attention_dropout=0.0,
         )
         self.model = BartForConditionalGeneration(bart_config).eval()
-        self.levels, self.beams, self.k = len(config.codebook_sizes), beams, k
+        self.levels, self.beams, self.k = len(SPEC.codebook_sizes), beams, k
         tokens = codes + self.offsets  # [n, L] token ids
         self.allowed: dict[tuple[int, ...], list[int]] = {}
         for sid in tokens.tolist():
@@ -144,7 +146,7 @@ def summarize(times: list[tuple[float, float]], batch: int) -> dict[str, float]:
 
 
 def compare_with_hf(config, codes, item_ids, beams, k, batches, repeats, hf_repeats, seed) -> list[dict]:
-    trie = PrefixTrie.from_codes(codes, item_ids, codebook_sizes=list(config.codebook_sizes))
+    trie = PrefixTrie.from_codes(codes, item_ids, codebook_sizes=list(SPEC.codebook_sizes))
     torch.manual_seed(seed)
     genrec = GenrecSearch(config, trie, beams, k)
     hf = HuggingFaceSearch(config, codes, item_ids, beams, k)
@@ -153,7 +155,7 @@ def compare_with_hf(config, codes, item_ids, beams, k, batches, repeats, hf_repe
     rows = []
     for batch_size in batches:
         generator = torch.Generator().manual_seed(seed + batch_size)
-        batch = EncoderBatch.random(config, batch_size, generator)
+        batch = EncoderBatch.random(SPEC, batch_size, generator)
         tokens = hf_inputs(batch, vocab)
         # warm-up, and a check that both sides return k valid, distinct items per request
         got = genrec(batch)
@@ -169,7 +171,7 @@ def compare_with_hf(config, codes, item_ids, beams, k, batches, repeats, hf_repe
                 free_times.append(timed(hf, tokens, False))
         g, h = summarize(g_times, batch_size), summarize(h_times, batch_size)
         # The search machinery alone: same trie and beams, a table lookup in place of the Transformer.
-        toy = TableStepModel(config.levels, max(config.codebook_sizes), buckets=64, seed=seed)
+        toy = TableStepModel(SPEC.levels, max(SPEC.codebook_sizes), buckets=64, seed=seed)
         search_only = lambda: constrained_beam_search(toy, toy.initial_state(batch_size), trie, beams, k)  # noqa: E731
         search_only()
         rows.append({"batch": batch_size, "genrec": g, "hf": h, "ratio": g["qps"] / h["qps"],
@@ -184,17 +186,17 @@ def compare_with_hf(config, codes, item_ids, beams, k, batches, repeats, hf_repe
 def latency_vs_catalog(config, sizes, beams, k, batches, repeats, seed) -> list[dict]:
     """All catalogs are built first, then timed in rotation, so load drift on the machine hits every size alike."""
     torch.manual_seed(seed)
-    model = GenerativeModel(config).eval()
+    model = GenerativeModel(config, SPEC).eval()
     rows, tries = [], []
     for n in sizes:
-        codes = synthetic_sids(n, config.levels - 1, config.codebook_sizes[0], config.codebook_sizes[-1], seed)
+        codes = synthetic_sids(n, SPEC.levels - 1, SPEC.codebook_sizes[0], SPEC.codebook_sizes[-1], seed)
         start = time.perf_counter()
-        trie = PrefixTrie.from_codes(codes, np.arange(1, n + 1), codebook_sizes=list(config.codebook_sizes))
+        trie = PrefixTrie.from_codes(codes, np.arange(1, n + 1), codebook_sizes=list(SPEC.codebook_sizes))
         rows.append({"items": n, "build_s": time.perf_counter() - start, "memory_mb": trie.memory_bytes() / 2**20,
                      "storage": "/".join(trie.level_storage())})
         tries.append(trie)
     for batch_size in batches:
-        batch = EncoderBatch.random(config, batch_size, torch.Generator().manual_seed(seed + batch_size))
+        batch = EncoderBatch.random(SPEC, batch_size, torch.Generator().manual_seed(seed + batch_size))
         searches = [lambda trie=trie: constrained_beam_search(model, model.encode(batch), trie, beams, k)
                     for trie in tries]
         times: list[list[tuple[float, float]]] = [[] for _ in tries]
@@ -229,7 +231,7 @@ def write_report(args, config, hf_rows, size_rows, hf_catalog, batches, elapsed)
         "",
         f"Model (both sides, random init): d_model {config.d_model}, {config.n_heads} heads, "
         f"{config.n_encoder_layers}+{config.n_decoder_layers} layers, ffn {config.d_ff}, SID levels "
-        f"{list(config.codebook_sizes)} (HF: one flat vocabulary of {HF_SPECIAL_TOKENS + sum(config.codebook_sizes)} "
+        f"{list(SPEC.codebook_sizes)} (HF: one flat vocabulary of {HF_SPECIAL_TOKENS + sum(SPEC.codebook_sizes)} "
         f"tokens); encoder input 24 tokens; beams {args.beams}, k {args.k}, "
         f"{hf_catalog:,} synthetic items.",
         "",
@@ -270,7 +272,7 @@ def write_report(args, config, hf_rows, size_rows, hf_catalog, batches, elapsed)
         f"genrec's search machinery (trie gathers, masked log-softmax, one topk per level) costs "
         f"{big['search_only']['cpu_ms']:.1f} ms of CPU where HF's prefix callback costs "
         f"{max(big['hf']['cpu_ms'] - big['hf_free']['cpu_ms'], 0):.1f} ms; {100 * model_share:.0f}% of genrec's time "
-        f"is the Transformer's own arithmetic (encoder, then {config.levels - 1} levels × batch × beams decoder rows, "
+        f"is the Transformer's own arithmetic (encoder, then {SPEC.levels - 1} levels × batch × beams decoder rows, "
         "and the KV-cache reorder), which a "
         "same-size model cannot avoid. genrec's model path is still cheaper than HF's unconstrained one: level 0 "
         "runs once per request instead of once per beam, cross-attention K/V are computed once per request "
@@ -332,7 +334,7 @@ def main() -> None:
     args.load_start = os.getloadavg()[0]
     started = time.perf_counter()
 
-    config = GenerativeConfig(codebook_sizes=(256, 256, 256, 16), dropout=0.0)
+    config = GenerativeConfig(dropout=0.0, copy_recent=0)
     batches = (1, 64)
     if args.quick:
         repeats, hf_repeats, size_repeats = {1: 5, 64: 3}, {1: 3, 64: 2}, {1: 5, 64: 3}

@@ -51,33 +51,16 @@ def parse_args(description: str, default_run: str) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="training device for the generative model (cpu, cuda, auto)")
     parser.add_argument("--out", default=None, help="results file (default: benchmarks/results/NAME.md)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--model-set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override one GenerativeConfig field of the benchmark's config (repeatable), "
-                             "e.g. --model-set latest_in_summary=true")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="generative training config file (default: the benchmark's, configs/NAME.toml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one field of the generative config, dotted (repeatable), "
+                             "e.g. --set model.latest_in_summary=true --set train.lr=3e-3")
     parser.add_argument("--sasrec-steps", type=int, default=None,
                         help="SASRec training steps (default: the benchmark's choice, else SASRecConfig's)")
     parser.add_argument("--exclude-seen", action="store_true",
                         help="remove each request's history items from every row's answer (the harness's exclude_seen)")
-    parser.add_argument("--train-set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override one TrainConfig field of the benchmark's config (repeatable), e.g. --train-set lr=3e-3")
     return parser.parse_args()
-
-
-def overrides(settings: list[str], config, flag: str) -> dict:
-    """`FIELD=VALUE` strings → typed fields of the dataclass `config` (each the type of the field's current value)."""
-    out = {}
-    for setting in settings:
-        key, sep, text = setting.partition("=")
-        if not sep or not hasattr(config, key):
-            raise SystemExit(f"{flag} expects FIELD=VALUE with a {type(config).__name__} field, got {setting!r}")
-        current = getattr(config, key)
-        if isinstance(current, bool):
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise SystemExit(f"{flag} {key} expects true or false, got {text!r}")
-            out[key] = text.lower() in ("true", "1")
-        else:
-            out[key] = type(current)(text)
-    return out
 
 
 def run_benchmark(
@@ -87,15 +70,17 @@ def run_benchmark(
     max_history: int,
     metrics: tuple[str, ...],
     published: tuple[Published, ...],
-    generative_config,
+    generative_config: Path,
     protocol: str,
     sid_levels: int = 3,
     sid_codebook_size: int | None = None,
     sid_prefix: tuple[str, ...] = (),
     sasrec_steps: int | None = None,
 ) -> str:
-    """Prepare the run, train what is missing, evaluate every row, write the results table."""
+    """Prepare the run, train what is missing, evaluate every row, write the results table.
+    `generative_config`: the benchmark's training config file (`--config` replaces it)."""
     from genrec.registry import build_retriever
+    from genrec.stages import train_missing
 
     torch.set_num_threads(args.threads)
     run = Path(args.run)
@@ -121,18 +106,16 @@ def run_benchmark(
 
     if "generative" in names:
         from genrec.sid.build import build_sids
-        from genrec.train.generative import MODEL_DIR, train_generative
+        from genrec.model.retriever import MODEL_DIR
+        from genrec.train.config_file import load_train_config
+        from genrec.train.generative import train_generative
 
         if not (run / "sid" / "manifest.json").exists():
             stage("Semantic IDs from item text (MiniLM + RQ-KMeans)",
                   lambda: build_sids(run, levels=sid_levels, codebook_size=sid_codebook_size, prefix=sid_prefix))
         if not (run.joinpath(*MODEL_DIR) / "manifest.json").exists():
-            config = generative_config
-            train_fields = {"device": args.device, **({"steps": args.steps} if args.steps else {}),
-                            **overrides(args.train_set, config.train, "--train-set")}
-            train = replace(config.train, **train_fields)
-            config = replace(config, train=train,
-                             model=replace(config.model, **overrides(args.model_set, config.model, "--model-set")))
+            config = load_train_config(args.config or generative_config, args.overrides)
+            config.train = replace(config.train, device=args.device, **({"steps": args.steps} if args.steps else {}))
             stage("train the generative retriever", lambda: train_generative(run, config, dataset=dataset, split=split))
 
     def build(retriever_name: str):
@@ -143,7 +126,8 @@ def run_benchmark(
             steps = args.sasrec_steps or sasrec_steps
             if steps:
                 config = replace(config, train=replace(config.train, steps=steps))
-            return SASRecRetriever.from_run(run, dataset, split, config)
+            return SASRecRetriever.train(run, dataset, split, config)  # loads a matching saved model
+        train_missing(run, [retriever_name], dataset, split)
         return build_retriever(retriever_name, run, dataset, split)
 
     retrievers = [stage(f"build {n}", lambda n=n: build(n)) for n in names]

@@ -19,9 +19,11 @@ import numpy as np
 import torch
 
 from amazon_beauty import GENERATIVE
+from genrec.train.config_file import load_train_config
 from genrec.data.dataset import Dataset
 from genrec.data.splits import leave_one_out
-from genrec.train.generative import _sequence_loss, load_sid_table, prepare_training
+from genrec.train.generative import load_sid_table, prepare_training
+from genrec.train.mixed import mixed_loss
 
 RESULTS = Path(__file__).parent / "results" / "thread_scaling.md"
 
@@ -36,7 +38,7 @@ def main() -> None:
     counts = [int(t) for t in args.threads.split(",")]
     run = Path(args.run)
     dataset = Dataset.load(run / "data")
-    prepared = prepare_training(run, GENERATIVE, dataset, leave_one_out(dataset.events), load_sid_table(run),
+    prepared = prepare_training(run, load_train_config(GENERATIVE), dataset, leave_one_out(dataset.events), load_sid_table(run),
                                 progress=False)
     model, windows = prepared.model.train(), prepared.examples
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -44,7 +46,7 @@ def main() -> None:
 
     def step() -> float:
         began = time.perf_counter()
-        loss = _sequence_loss(model, windows.collate(rng.choice(len(windows), 128, replace=False).tolist()))
+        loss = mixed_loss(model, windows.collate(rng.choice(len(windows), 128, replace=False).tolist()))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

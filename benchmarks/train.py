@@ -35,7 +35,8 @@ import torch  # noqa: E402
 from genrec.data.dataset import Dataset  # noqa: E402
 from genrec.data.splits import build_requests, leave_one_out  # noqa: E402
 from genrec.registry import build_retriever  # noqa: E402
-from genrec.train.generative import GenerativeTrainConfig, load_sid_table, prepare_training, training_loss  # noqa: E402
+from genrec.train.generative import GenerativeTrainConfig, load_sid_table, prepare_training  # noqa: E402
+from genrec.train.mixed import mixed_loss  # noqa: E402
 from genrec.train.mixed import MixedBatch, batch_targets  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "train.md"
@@ -48,7 +49,7 @@ def training_throughput(run: Path, dataset: Dataset, split, steps: int, batch_si
     table = prepared.examples
     torch.manual_seed(seed)
     model = prepared.model.train()
-    loss_fn = training_loss(prepared.config.model)
+    loss_fn = mixed_loss
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     rng = np.random.default_rng(seed)
     times, targets = [], []

@@ -1,4 +1,4 @@
-"""Causal-history models: one encoder pass trains every prefix, and agrees with one request per prefix."""
+"""The causal path: one encoder pass trains every prefix, and agrees with one request per prefix."""
 
 import json
 from dataclasses import replace
@@ -9,21 +9,21 @@ import pytest
 import torch
 
 from genrec.model.inputs import RequestEncoder
-from genrec.model.transformer import GenerativeConfig, GenerativeModel
+from genrec.model import GenerativeConfig, GenerativeModel, InputSpec
 from genrec.retrieval import ACTIONS, Request
 from genrec.train.sequences import SequenceTable
 
-CAUSAL = GenerativeConfig(codebook_sizes=(7, 5, 3), d_model=32, n_heads=4, d_ff=64, dropout=0.0,
-                          query_vocab_size=50, user_vocab_size=20, item_buckets=31, causal_history=True,
-                          max_short=4, n_categories=4, n_item_slots=31)
+CAUSAL = GenerativeConfig(d_model=32, n_heads=4, d_ff=64, dropout=0.0, item_buckets=31, tasks="recommendation",
+                          max_short=4, copy_recent=0)
+SPEC = InputSpec(codebook_sizes=(7, 5, 3), query_vocab_size=50, user_vocab_size=20, n_categories=4, n_item_slots=31)
 
 
 def _encoder(config: GenerativeConfig, n_items: int = 30, seed: int = 0) -> RequestEncoder:
     rng = np.random.default_rng(seed)
     item_ids = np.arange(1, n_items + 1)
-    codes = np.stack([rng.integers(0, v, n_items) for v in config.codebook_sizes], axis=1)
+    codes = np.stack([rng.integers(0, v, n_items) for v in SPEC.codebook_sizes], axis=1)
     users = pd.DataFrame({"user_id": [1, 2, 3, 4], "age_band": ["18-24", "25-34", None, "25-34"]})
-    return RequestEncoder(config, item_ids, codes).fit(["apple banana", "cherry"], users)
+    return RequestEncoder(config, SPEC, item_ids, codes).fit(["apple banana", "cherry"], users)
 
 
 def _interactions(lengths: dict[int, int], seed: int = 1) -> pd.DataFrame:
@@ -34,14 +34,14 @@ def _interactions(lengths: dict[int, int], seed: int = 1) -> pd.DataFrame:
 
 def _model(config: GenerativeConfig = CAUSAL) -> GenerativeModel:
     torch.manual_seed(0)
-    model = GenerativeModel(config).eval()
-    model.set_item_categories(torch.randint(0, config.n_categories, (config.n_item_slots,)))
+    model = GenerativeModel(config, SPEC).eval()
+    model.set_item_categories(torch.randint(0, SPEC.n_categories, (SPEC.n_item_slots,)))
     return model
 
 
-@pytest.mark.parametrize("latest", [False, True], ids=["means", "latest-in-summary"])
-def test_sequence_loss_equals_the_mean_loss_of_every_prefix_as_its_own_request(latest):
-    config = replace(CAUSAL, latest_in_summary=latest)
+@pytest.mark.parametrize("latest,copy", [(False, 0), (True, 2)], ids=["means", "latest-in-summary+copy"])
+def test_sequence_loss_equals_the_mean_loss_of_every_prefix_as_its_own_request(latest, copy):
+    config = replace(CAUSAL, latest_in_summary=latest, copy_recent=copy)
     encoder = _encoder(config)
     inter = _interactions({1: 3, 2: 5, 3: 9, 4: 1})
     table = SequenceTable.build(encoder, inter)
@@ -111,15 +111,15 @@ def test_unknown_items_leave_the_windows_like_they_leave_a_requests_history():
     assert table.n_targets == 2
 
 
-def test_a_causal_model_refuses_a_search_request_and_sequence_loss_needs_a_causal_model():
+def test_a_recommendation_model_refuses_a_search_and_windows_without_context_are_refused_by_a_search_model():
     encoder = _encoder(CAUSAL)
     model = _model()
-    with pytest.raises(ValueError, match="behaviour only"):
+    with pytest.raises(ValueError, match="recommendations only"):
         model.encode_memory(encoder.transform([Request(user_id=1, query="apple", history=(3,))]))
-    plain = GenerativeModel(GenerativeConfig(codebook_sizes=(7, 5, 3), d_model=32, n_heads=4, d_ff=64))
-    table = SequenceTable.build(encoder, _interactions({1: 3}))
-    with pytest.raises(ValueError, match="causal_history"):
-        plain.sequence_loss(table.collate([0]))
+    both = GenerativeModel(GenerativeConfig(d_model=32, n_heads=4, d_ff=64), SPEC)
+    table = SequenceTable.build(encoder, _interactions({1: 3}))  # a recommendation-only model's: no context
+    with pytest.raises(ValueError, match="context"):
+        both.sequence_loss(table.collate([0]))
 
 
 def test_train_generative_trains_a_causal_model_on_windows_that_serves(small_world, small_sid_run):
@@ -132,7 +132,7 @@ def test_train_generative_trains_a_causal_model_on_windows_that_serves(small_wor
     ids = dataset.items["item_id"].to_numpy()
     config = GenerativeTrainConfig(
         model=GenerativeConfig(d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1,
-                               user_vocab_size=64, max_short=6, causal_history=True),
+                               max_short=6, tasks="recommendation"),
         train=TrainConfig(steps=4, batch_size=16, eval_every=2, checkpoint_every=2, warmup_steps=1, progress=False),
         valid_requests=20, beams=10, index_copies=0)
     split = leave_one_out(dataset.events)
@@ -141,7 +141,7 @@ def test_train_generative_trains_a_causal_model_on_windows_that_serves(small_wor
     assert result["n_index_examples"] == 0
     assert result["n_interaction_examples"] > result["n_examples"]  # several targets per window
     retriever = GenerativeRetriever.from_run(run, dataset, split)
-    assert retriever.model.config.causal_history and retriever.model.config.query_vector_dim == 0
+    assert retriever.model.config.tasks == "recommendation" and retriever.model.spec.query_vector_dim == 0
     requests, _ = build_requests(split, "test")
     recommendation = [r for r in requests if not r.query][:10]
     answers = retriever.retrieve(recommendation, k=5)
@@ -151,7 +151,7 @@ def test_train_generative_trains_a_causal_model_on_windows_that_serves(small_wor
                          progress=False)
 
 
-def test_the_cli_trains_a_causal_model_and_refuses_the_flag_for_sasrec(small_world, tmp_path, capsys):
+def test_the_cli_trains_from_config_overrides_and_refuses_them_for_sasrec(small_world, tmp_path, capsys):
     from genrec.cli import main
     from genrec.sid.table import SidTable
 
@@ -159,9 +159,13 @@ def test_the_cli_trains_a_causal_model_and_refuses_the_flag_for_sasrec(small_wor
     index = np.arange(len(ids))
     small_world.save(tmp_path / "data")
     SidTable(ids, np.stack([index // 64, (index // 8) % 8, index % 8], axis=1), [10, 8, 8]).save(tmp_path / "sid")
-    assert main(["train", "--run", str(tmp_path), "--model", "sasrec", "--causal-history"]) == 1
+    recommendation = ["--set", "model.tasks=recommendation", "--set", "index_copies=0"]
+    assert main(["train", "--run", str(tmp_path), "--model", "sasrec", *recommendation]) == 1
     assert "generative only" in capsys.readouterr().err
-    assert main(["train", "--run", str(tmp_path), "--model", "generative", "--causal-history", "--steps", "2",
-                 "--device", "cpu"]) == 0
+    assert main(["train", "--run", str(tmp_path), "--model", "generative", "--set", "model.dropout=often"]) == 1
+    assert "model.dropout takes a float" in capsys.readouterr().err
+    assert main(["train", "--run", str(tmp_path), "--model", "generative", *recommendation,
+                 "--set", "model.copy_recent=0", "--steps", "2", "--device", "cpu"]) == 0
     saved = json.loads((tmp_path / "train" / "generative" / "config.json").read_text())
-    assert saved["model"]["causal_history"] is True and saved["index_copies"] == 0
+    assert saved["model"]["tasks"] == "recommendation" and saved["index_copies"] == 0
+    assert saved["model"]["copy_recent"] == 0 and saved["inputs"]["codebook_sizes"] == [10, 8, 8]

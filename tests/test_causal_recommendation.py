@@ -1,4 +1,4 @@
-"""Causal recommendation: one model answers searches through the full encoder and
+"""Search and recommendation in one model: searches through the full encoder,
 recommendations through the causal one, trained on windows with each target's own context."""
 
 import json
@@ -10,23 +10,23 @@ import pytest
 import torch
 
 from genrec.model.inputs import RequestEncoder
-from genrec.model.transformer import GenerativeConfig, GenerativeModel
+from genrec.model import GenerativeConfig, GenerativeModel, InputSpec
 from genrec.retrieval import ACTIONS, Request
 from genrec.train.mixed import MixedBatch, MixedTable, mixed_loss
 from genrec.train.sequences import SequenceTable
 
-HYBRID = GenerativeConfig(codebook_sizes=(7, 5, 3), d_model=32, n_heads=4, d_ff=64, dropout=0.0,
-                          query_vocab_size=50, user_vocab_size=20, item_buckets=31, causal_recommendation=True,
-                          max_short=4, max_long=3, n_categories=4, n_item_slots=31)
+HYBRID = GenerativeConfig(d_model=32, n_heads=4, d_ff=64, dropout=0.0, item_buckets=31, max_short=4, max_long=3,
+                          copy_recent=0)
+SPEC = InputSpec(codebook_sizes=(7, 5, 3), query_vocab_size=50, user_vocab_size=20, n_categories=4, n_item_slots=31)
 SCENARIOS = ("home_feed", "search", "cart_page")
 
 
 def _encoder(config: GenerativeConfig = HYBRID, n_items: int = 30, seed: int = 0) -> RequestEncoder:
     rng = np.random.default_rng(seed)
     item_ids = np.arange(1, n_items + 1)
-    codes = np.stack([rng.integers(0, v, n_items) for v in config.codebook_sizes], axis=1)
+    codes = np.stack([rng.integers(0, v, n_items) for v in SPEC.codebook_sizes], axis=1)
     users = pd.DataFrame({"user_id": [1, 2, 3, 4], "age_band": ["18-24", "25-34", None, "25-34"]})
-    return RequestEncoder(config, item_ids, codes).fit(["apple banana", "cherry"], users)
+    return RequestEncoder(config, SPEC, item_ids, codes).fit(["apple banana", "cherry"], users)
 
 
 def _interactions(lengths: dict[int, int], seed: int = 1) -> pd.DataFrame:
@@ -44,8 +44,8 @@ def _interactions(lengths: dict[int, int], seed: int = 1) -> pd.DataFrame:
 
 def _model(config: GenerativeConfig = HYBRID) -> GenerativeModel:
     torch.manual_seed(0)
-    model = GenerativeModel(config).eval()
-    model.set_item_categories(torch.randint(0, config.n_categories, (config.n_item_slots,)))
+    model = GenerativeModel(config, SPEC).eval()
+    model.set_item_categories(torch.randint(0, SPEC.n_categories, (SPEC.n_item_slots,)))
     return model
 
 
@@ -53,10 +53,10 @@ def _user_of(encoder: RequestEncoder, tokens: torch.Tensor) -> int:
     return next(u for u in range(1, 5) if encoder.user_tokens(u) == tokens[tokens > 0].tolist())
 
 
-@pytest.mark.parametrize("latest, age, copy", [(False, False, 0), (True, False, 0), (True, True, 0), (False, False, 3)],
-                         ids=["means", "latest-in-summary", "latest-with-age", "copy-recent"])
-def test_sequence_loss_equals_every_prefix_as_a_recommendation_request_with_its_own_context(latest, age, copy):
-    config = replace(HYBRID, latest_in_summary=latest, latest_age=age, copy_recent=copy)
+@pytest.mark.parametrize("latest, copy", [(False, 0), (True, 0), (False, 3)],
+                         ids=["means", "latest-in-summary", "copy-recent"])
+def test_sequence_loss_equals_every_prefix_as_a_recommendation_request_with_its_own_context(latest, copy):
+    config = replace(HYBRID, latest_in_summary=latest, copy_recent=copy)
     encoder = _encoder(config)
     inter = _interactions({1: 3, 2: 5, 3: 9, 4: 1})
     table = SequenceTable.build(encoder, inter)
@@ -87,9 +87,9 @@ def test_sequence_loss_equals_every_prefix_as_a_recommendation_request_with_its_
 
 
 @pytest.mark.parametrize("copy, latest", [(0, False), (3, False), (0, True)],
-                         ids=["plain", "copy-recent", "latest-with-age"])
+                         ids=["plain", "copy-recent", "latest-in-summary"])
 def test_a_mixed_batch_answers_each_request_as_it_would_alone(copy, latest):
-    config = replace(HYBRID, copy_recent=copy, latest_in_summary=latest, latest_age=latest)
+    config = replace(HYBRID, copy_recent=copy, latest_in_summary=latest)
     encoder = _encoder(config)
     model = _model(config)
     requests = [Request(user_id=1, query="apple", scenario="search", ts=5000, history=(3, 7),
@@ -102,12 +102,12 @@ def test_a_mixed_batch_answers_each_request_as_it_would_alone(copy, latest):
     together = model(encoder.transform(requests), codes)
     for row, request in enumerate(requests):
         alone = model(encoder.transform([request]), codes[row:row + 1])
-        for level in range(HYBRID.levels):
+        for level in range(SPEC.levels):
             torch.testing.assert_close(together[level][row], alone[level][0], atol=1e-5, rtol=1e-5)
     # decoding sees the same first level as teacher forcing (the copy bias rides in the decoder state)
     state = model.encode(encoder.transform(requests))
     first, _ = model.step(state, torch.zeros(len(requests), dtype=torch.long), 0)
-    torch.testing.assert_close(first[:, :HYBRID.codebook_sizes[0]], together[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(first[:, :SPEC.codebook_sizes[0]], together[0], atol=1e-5, rtol=1e-5)
 
 
 def test_copy_recent_biases_the_newest_items_first_level_codes_and_leaves_searches_alone():
@@ -115,11 +115,11 @@ def test_copy_recent_biases_the_newest_items_first_level_codes_and_leaves_search
     encoder = _encoder(config)
     model = _model(config)
     with torch.no_grad():
-        model.copy_gate.weight.zero_()
-        model.copy_gate.bias.copy_(torch.tensor([5.0, 1.0]))  # newest item +5, the one before +1
+        model.copy.gate.weight.zero_()
+        model.copy.gate.bias.copy_(torch.tensor([5.0, 1.0]))  # newest item +5, the one before +1
     base = replace(config, copy_recent=0)
     plain = _model(base)
-    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("copy_gate")})
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("copy.")})
     history = (4, 5, 6)
     recommendation = Request(user_id=2, scenario="home_feed", ts=90000, history=history,
                              history_actions=("click",) * 3)
@@ -128,7 +128,7 @@ def test_copy_recent_biases_the_newest_items_first_level_codes_and_leaves_search
     for request, expected_bias in ((recommendation, True), (search, False)):
         batch = encoder.transform([request])
         delta = model(batch, codes)[0] - plain(batch, codes)[0]
-        want = torch.zeros(config.codebook_sizes[0])
+        want = torch.zeros(SPEC.codebook_sizes[0])
         if expected_bias:
             first_codes = encoder.code_of_item[list(history), 0]
             want[int(first_codes[-1])] += 5.0
@@ -158,19 +158,9 @@ def test_recommendation_reads_the_history_causally_and_its_context_while_search_
     assert not torch.allclose(logits(search), logits(search_without_old))
 
 
-def test_recommendation_targets_only_trains_the_query_free_interactions():
-    encoder = _encoder()
-    inter = _interactions({1: 3, 2: 6, 3: 9, 4: 1})
-    table = SequenceTable.build(encoder, inter, targets="recommendation")
-    assert table.n_targets == int(inter["query"].isna().sum())
-    trained_contexts = table.context[table.target]
-    search_slot = encoder.context_tokens(["search"], np.zeros(1, np.int64))[0, 0]
-    assert not bool((trained_contexts[:, 0] == int(search_slot)).any())
-    assert bool(table.target.any(dim=1).all())  # a window with nothing to train is dropped
-    with pytest.raises(ValueError, match="targets"):
-        SequenceTable.build(encoder, inter, targets="searches")
+def test_windows_of_a_search_model_need_each_targets_scenario_and_time():
     with pytest.raises(ValueError, match="scenario"):
-        SequenceTable.build(encoder, inter.drop(columns=["scenario"]))
+        SequenceTable.build(_encoder(), _interactions({1: 3}).drop(columns=["scenario"]))
 
 
 def test_mixed_loss_is_the_mean_over_every_target_of_the_step():
@@ -202,17 +192,7 @@ def test_mixed_loss_is_the_mean_over_every_target_of_the_step():
         mixed_loss(model, MixedBatch(None, None))
 
 
-def test_bad_configurations_are_refused():
-    with pytest.raises(ValueError, match="latest_in_summary"):
-        GenerativeConfig(latest_in_summary=True)
-    with pytest.raises(ValueError, match="copy_recent needs"):
-        GenerativeConfig(copy_recent=2)
-    with pytest.raises(ValueError, match="latest_age needs"):
-        GenerativeConfig(causal_recommendation=True, latest_age=True)
-    with pytest.raises(ValueError, match="exclude"):
-        GenerativeConfig(causal_history=True, causal_recommendation=True)
-    with pytest.raises(ValueError, match="memory_summary"):
-        GenerativeConfig(causal_recommendation=True, memory_summary=False)
+def test_windows_without_context_are_refused_by_a_search_model():
     windows = SequenceTable.build(_encoder(), _interactions({1: 3}))
     batch = windows.collate([0])
     batch.context = None
@@ -229,8 +209,7 @@ def test_train_generative_trains_one_model_for_search_and_windows_for_recommenda
     dataset, run = small_world.dataset, small_sid_run
     ids = dataset.items["item_id"].to_numpy()
     config = GenerativeTrainConfig(
-        model=GenerativeConfig(d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1,
-                               user_vocab_size=64, max_short=6, causal_recommendation=True),
+        model=GenerativeConfig(d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1, max_short=6),
         train=TrainConfig(steps=4, batch_size=32, eval_every=2, checkpoint_every=2, warmup_steps=1, progress=False),
         valid_requests=40, beams=10, query_vectors=False)
     split = leave_one_out(dataset.events)
@@ -243,12 +222,11 @@ def test_train_generative_trains_one_model_for_search_and_windows_for_recommenda
     assert result["n_index_examples"] == len(ids)
     assert {"search_ndcg@10", "rec_ndcg@10"} <= set(result["history"][-1])
     saved = json.loads((folder / "config.json").read_text())
-    assert saved["model"]["causal_recommendation"] is True and saved["sequence_targets"] == "all"
+    assert saved["model"]["tasks"] == "search+recommendation" and saved["inputs"]["query_vector_dim"] == 0
     retriever = GenerativeRetriever.from_run(run, dataset, split)
     requests, _ = build_requests(split, "test")
     answers = retriever.retrieve(requests[:30], k=5)
     assert {bool(r.query) for r in requests[:30]} == {True, False}
     assert all(len(a) == 5 and set(a.item_ids) <= set(ids.tolist()) for a in answers)
-    with pytest.raises(ValueError, match="exclude"):
-        train_generative(run, GenerativeTrainConfig(model=config.model, train=config.train,
-                                                    search_as_recommendation=True), progress=False)
+    with pytest.raises(ValueError, match="index_copies"):
+        GenerativeTrainConfig(model=replace(config.model, tasks="recommendation"), index_copies=1)

@@ -9,7 +9,7 @@ import pytest
 from genrec.artifacts import code_fingerprint, manifest, write_json_atomic
 from genrec.demo import _complete
 from genrec.model.retriever import warn_if_other_code
-from genrec.train.generative import GENERATIVE_CODE
+from genrec.model.retriever import GENERATIVE_CODE
 
 
 @pytest.fixture

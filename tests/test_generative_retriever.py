@@ -9,7 +9,7 @@ import torch
 from genrec.decode.trie import PrefixTrie
 from genrec.model.inputs import RequestEncoder
 from genrec.model.retriever import GenerativeRetriever
-from genrec.model.transformer import GenerativeConfig, GenerativeModel
+from genrec.model import GenerativeConfig, GenerativeModel, InputSpec
 from genrec.retrieval import Request
 from genrec.sid.table import SidTable
 from genrec.train.generative import GenerativeTrainConfig, train_generative
@@ -17,8 +17,8 @@ from genrec.train.loop import TrainConfig
 
 WORDS = ["apple", "banana", "cherry", "grape", "lemon", "mango", "olive", "peach",
          "pear", "plum", "kiwi", "melon", "lime", "fig", "date", "guava"]
-TINY = dict(d_model=32, n_heads=2, d_ff=64, dropout=0.0, n_encoder_layers=1, n_decoder_layers=1,
-            query_vocab_size=64, user_vocab_size=64, max_short=4, max_long=4)
+TINY = GenerativeConfig(d_model=32, n_heads=2, d_ff=64, dropout=0.0, n_encoder_layers=1, n_decoder_layers=1,
+                        max_short=4, max_long=4)
 
 
 def _base8_sids(item_ids: np.ndarray, levels: int = 3) -> SidTable:
@@ -27,17 +27,21 @@ def _base8_sids(item_ids: np.ndarray, levels: int = 3) -> SidTable:
     return SidTable(item_ids, codes, [8] * levels)
 
 
+def _spec(sids: SidTable) -> InputSpec:
+    return InputSpec(codebook_sizes=tuple(sids.codebook_sizes), query_vocab_size=64, user_vocab_size=64)
+
+
 def _fitted_retriever(config: GenerativeConfig, sids: SidTable, texts, beams: int = 8) -> GenerativeRetriever:
-    encoder = RequestEncoder(config, sids.item_ids, sids.codes).fit(texts)
+    encoder = RequestEncoder(config, _spec(sids), sids.item_ids, sids.codes).fit(texts)
     trie = PrefixTrie.from_codes(sids.codes, sids.item_ids, sids.codebook_sizes)
-    return GenerativeRetriever(GenerativeModel(config), encoder, trie, beams=beams)
+    return GenerativeRetriever(GenerativeModel(config, _spec(sids)), encoder, trie, beams=beams)
 
 
 def test_the_model_learns_a_query_word_to_item_mapping():
     torch.manual_seed(0)
     item_ids = np.arange(101, 101 + len(WORDS))
     sids = _base8_sids(item_ids, levels=2)
-    config = GenerativeConfig(codebook_sizes=(8, 8), **TINY)
+    config = TINY
     retriever = _fitted_retriever(config, sids, WORDS)
     requests = [Request(user_id=1, query=w, scenario="search") for w in WORDS]
     batch = retriever.encoder.transform(requests)
@@ -73,7 +77,7 @@ def world_requests(small_world):
 
 def test_retriever_only_returns_real_items_without_duplicates(small_world, world_sids, world_requests):
     torch.manual_seed(1)
-    config = GenerativeConfig(codebook_sizes=tuple(world_sids.codebook_sizes), **TINY)
+    config = TINY
     retriever = _fitted_retriever(config, world_sids, list(small_world.dataset.items["title"]), beams=12)
     catalog = set(world_sids.item_ids.tolist())
     for ranked in retriever.retrieve(world_requests, k=12):
@@ -85,7 +89,7 @@ def test_retriever_only_returns_real_items_without_duplicates(small_world, world
 
 def test_a_huge_k_is_answered_with_at_most_max_beams_items(small_world, world_sids, world_requests):
     torch.manual_seed(1)
-    config = GenerativeConfig(codebook_sizes=tuple(world_sids.codebook_sizes), **TINY)
+    config = TINY
     retriever = _fitted_retriever(config, world_sids, list(small_world.dataset.items["title"]), beams=4)
     retriever.max_beams = 6
     for ranked in retriever.retrieve(world_requests[:3], k=1000):
@@ -94,7 +98,7 @@ def test_a_huge_k_is_answered_with_at_most_max_beams_items(small_world, world_si
 
 def test_search_and_recommendation_go_through_the_same_weights_in_one_batch(small_world, world_sids, world_requests):
     torch.manual_seed(2)
-    config = GenerativeConfig(codebook_sizes=tuple(world_sids.codebook_sizes), **TINY)
+    config = TINY
     retriever = _fitted_retriever(config, world_sids, list(small_world.dataset.items["title"]))
     mixed = retriever.retrieve(world_requests, k=5)
     for request, together in zip(world_requests, mixed):
@@ -110,16 +114,16 @@ def test_search_and_recommendation_go_through_the_same_weights_in_one_batch(smal
 
 
 def test_bad_input_is_refused_with_a_message_naming_it(small_world, world_sids, world_requests):
-    config = GenerativeConfig(codebook_sizes=tuple(world_sids.codebook_sizes), **TINY)
+    config = TINY
     retriever = _fitted_retriever(config, world_sids, ["x"])
     with pytest.raises(ValueError, match="k must be"):
         retriever.retrieve(world_requests, k=0)
     with pytest.raises(ValueError, match=r"requests\[0\]"):
         retriever.retrieve(["red shoes"], k=3)
     with pytest.raises(ValueError, match="codes must have shape"):
-        RequestEncoder(config, world_sids.item_ids, world_sids.codes[:, :2])
+        RequestEncoder(config, _spec(world_sids), world_sids.item_ids, world_sids.codes[:, :2])
     with pytest.raises(ValueError, match="not fitted"):
-        RequestEncoder(config, world_sids.item_ids, world_sids.codes).transform(world_requests)
+        RequestEncoder(config, _spec(world_sids), world_sids.item_ids, world_sids.codes).transform(world_requests)
     three = _base8_sids(world_sids.item_ids[:500], levels=3)
     wrong_levels = PrefixTrie.from_codes(three.codes, three.item_ids)
     with pytest.raises(ValueError, match="levels"):
@@ -133,7 +137,7 @@ def test_train_generative_writes_a_model_folder_that_from_run_serves(small_world
     small_world.save(run / "data")
     world_sids.save(run / "sid")
     config = GenerativeTrainConfig(
-        model=GenerativeConfig(**TINY),
+        model=TINY,
         train=TrainConfig(steps=6, batch_size=32, eval_every=3, checkpoint_every=3, warmup_steps=1, progress=False),
         valid_requests=40, beams=10)
     split = leave_one_out(small_world.dataset.events)
@@ -143,18 +147,37 @@ def test_train_generative_writes_a_model_folder_that_from_run_serves(small_world
     result = saved["result"]
     assert [h["step"] for h in result["history"]] == [3, 6]
     from genrec.artifacts import code_fingerprint
-    from genrec.train.generative import GENERATIVE_CODE
+    from genrec.model.retriever import GENERATIVE_CODE
 
     assert saved["code"] == code_fingerprint(*GENERATIVE_CODE)  # what the demo's reuse check compares
     assert result["n_index_examples"] == len(small_world.dataset.items)
     retriever = GenerativeRetriever.from_run(run, small_world.dataset, split)
-    assert retriever.model.config.codebook_sizes == tuple(world_sids.codebook_sizes)
+    assert retriever.model.spec.codebook_sizes == tuple(world_sids.codebook_sizes)
     # the query-vector token and the history categories are on by default and survive loading
     from genrec.model.inputs import leaf_categories
 
-    assert retriever.model.config.query_vector_dim == 384
+    assert retriever.model.spec.query_vector_dim == 384
     table, n_categories = leaf_categories(small_world.dataset.items)
-    assert retriever.model.config.n_categories == n_categories > 1
-    assert torch.equal(retriever.model.item_category, torch.from_numpy(table))
+    assert retriever.model.spec.n_categories == n_categories > 1
+    assert torch.equal(retriever.model.inputs.item_category, torch.from_numpy(table))
     answers = retriever.retrieve(world_requests, k=10)
     assert all(len(a) == 10 for a in answers)
+
+
+def test_loading_never_trains_an_absent_or_interrupted_model(small_world, world_sids, tmp_path):
+    from genrec.artifacts import MissingStageError
+    from genrec.data.splits import leave_one_out
+
+    run = tmp_path / "run"
+    small_world.save(run / "data")
+    world_sids.save(run / "sid")
+    split = leave_one_out(small_world.dataset.events)
+    with pytest.raises(MissingStageError, match=r"genrec train --run .* --model generative"):
+        GenerativeRetriever.from_run(run, small_world.dataset, split)
+    folder = run / "train" / "generative"
+    folder.mkdir(parents=True)
+    (folder / "last.pt").write_bytes(b"an interrupted run's resume point")
+    with pytest.raises(MissingStageError, match="interrupted"):
+        GenerativeRetriever.from_run(run, small_world.dataset, split)
+    assert (folder / "last.pt").read_bytes() == b"an interrupted run's resume point"  # untouched
+    assert sorted(p.name for p in folder.iterdir()) == ["last.pt"]

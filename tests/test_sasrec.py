@@ -16,7 +16,8 @@ from genrec.baselines.sasrec import (
     training_windows,
 )
 from genrec.data.dataset import Dataset
-from genrec.data.splits import build_requests, interactions, leave_one_out
+from genrec.artifacts import MissingStageError
+from genrec.data.splits import SERVED, Split, build_requests, interactions, leave_one_out
 from genrec.retrieval import Request, Retriever
 from genrec.train.loop import TrainConfig
 
@@ -89,7 +90,7 @@ def test_a_position_never_sees_later_items():
 def test_sasrec_learns_that_item_i_is_followed_by_i_plus_one(tmp_path):
     dataset = successor_world()
     split = leave_one_out(dataset.events)
-    retriever = SASRecRetriever.from_run(tmp_path, dataset, split, small_config())
+    retriever = SASRecRetriever.train(tmp_path, dataset, split, small_config())
     assert isinstance(retriever, Retriever) and retriever.name == "sasrec"
     requests, targets = build_requests(split, "test", max_history=8)
     answers = retriever.retrieve(requests, k=5)
@@ -99,38 +100,45 @@ def test_sasrec_learns_that_item_i_is_followed_by_i_plus_one(tmp_path):
     assert all(np.all(np.diff(a.scores) <= 0) for a in answers)
 
 
-def test_from_run_loads_the_saved_model_instead_of_retraining(tmp_path, monkeypatch):
+def test_from_run_loads_the_saved_model_and_never_trains(tmp_path, monkeypatch):
     dataset = successor_world()
     split = leave_one_out(dataset.events)
     config = small_config(steps=20)
-    trained = SASRecRetriever.from_run(tmp_path, dataset, split, config)
+    with pytest.raises(MissingStageError, match="genrec train --run .* --model sasrec"):
+        SASRecRetriever.from_run(tmp_path, dataset, split, config)
+    trained = SASRecRetriever.train(tmp_path, dataset, split, config)
     folder = tmp_path / "train" / "sasrec"
     assert {"best.pt", "manifest.json", "config.json"} <= {p.name for p in folder.iterdir()}
     assert json.loads((folder / "manifest.json").read_text())["result"]["best_step"] > 0
 
     def no_training(*args, **kwargs):
-        raise AssertionError("retrained although a matching model was saved")
+        raise AssertionError("trained although loading was asked for")
 
     monkeypatch.setattr(sasrec, "train", no_training)
-    loaded = SASRecRetriever.from_run(tmp_path, dataset, split, config)
-    for name, tensor in trained.model.state_dict().items():
-        assert torch.equal(loaded.model.state_dict()[name], tensor)
-    # Other data or another config is not what was saved: it must train again.
-    with pytest.raises(AssertionError, match="retrained"):
-        SASRecRetriever.from_run(tmp_path, dataset, split, small_config(steps=21))
+    for loaded in (SASRecRetriever.from_run(tmp_path, dataset, split, config),
+                   SASRecRetriever.train(tmp_path, dataset, split, config)):  # the stage reuses a matching model
+        for name, tensor in trained.model.state_dict().items():
+            assert torch.equal(loaded.model.state_dict()[name], tensor)
+    # serving's all-events split is answered by the leave-one-out model the report measured
+    served = Split(SERVED, dataset.events, dataset.events.iloc[:0], dataset.events.iloc[:0], interactions(dataset.events))
+    assert torch.equal(SASRecRetriever.from_run(tmp_path, dataset, served, config).model.item_embedding.weight,
+                       trained.model.item_embedding.weight)
+    # Other data, another config or other code is not what was saved: an error naming the command, no training.
     other = successor_world(seed=1)
-    with pytest.raises(AssertionError, match="retrained"):
-        SASRecRetriever.from_run(tmp_path, other, leave_one_out(other.events), config)
-    # Same data and config, but SASRec's code has changed since: the cached model is not the current code's.
+    for args in ((dataset, split, small_config(steps=21)), (other, leave_one_out(other.events), config)):
+        with pytest.raises(MissingStageError, match="--force"):
+            SASRecRetriever.from_run(tmp_path, *args)
     monkeypatch.setattr(sasrec, "code_fingerprint", lambda *modules: "edited")
-    with pytest.raises(AssertionError, match="retrained"):
+    with pytest.raises(MissingStageError):
         SASRecRetriever.from_run(tmp_path, dataset, split, config)
+    with pytest.raises(AssertionError, match="trained although"):  # the stage itself does retrain
+        SASRecRetriever.train(tmp_path, dataset, split, config)
 
 
 def test_cold_start_requests_get_training_popularity_and_queries_are_ignored(tmp_path):
     dataset = successor_world()
     split = leave_one_out(dataset.events)
-    retriever = SASRecRetriever.from_run(tmp_path, dataset, split, small_config(steps=5))
+    retriever = SASRecRetriever.train(tmp_path, dataset, split, small_config(steps=5))
     popularity = np.bincount(interactions(split.train)["item_id"], minlength=N_ITEMS + 1)
     cold = retriever.retrieve([Request(user_id=999)], k=3)[0]
     assert set(cold.item_ids.tolist()) <= set(np.flatnonzero(popularity >= np.sort(popularity)[-3]).tolist())

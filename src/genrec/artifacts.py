@@ -130,3 +130,13 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, (set, tuple)):
         return list(obj)
     return obj
+
+
+class MissingStageError(FileNotFoundError):
+    """A run folder lacks a stage's finished artefact (no `manifest.json`): loading never
+    trains, so serving, reloading and evaluating say which command makes it instead."""
+
+    def __init__(self, folder: str | os.PathLike, command: str):
+        self.folder, self.command = Path(folder), command
+        super().__init__(f"{self.folder} holds no finished model (its manifest.json is missing: the stage never ran "
+                         f"or was interrupted); make it with: {command}")

@@ -26,10 +26,6 @@ DEMO_SIDS: dict = {"prefix": ("category", "brand"), "levels": 1}
 """`build_sids` arguments of the demo: leaf and brand first, one residual RQ-KMeans level
 (chosen on the validation split, `benchmarks/generative_variants.py`)."""
 
-DATA_COMPLETED: tuple[str, ...] = ("codebook_sizes", "query_vector_dim", "n_categories", "n_item_slots")
-"""`GenerativeConfig` fields `prepare_training` fills in from the data and SIDs, not from the defaults."""
-
-
 @dataclass
 class StageTimes:
     """Wall time per stage, in order, for the closing summary."""
@@ -149,11 +145,12 @@ def _sids(run: Path) -> None:
 
 def _generative(run: Path) -> None:
     from genrec.artifacts import code_fingerprint
-    from genrec.train.generative import GENERATIVE_CODE, MODEL_DIR, GenerativeTrainConfig, train_generative
+    from genrec.model.retriever import GENERATIVE_CODE, MODEL_DIR
+    from genrec.train.generative import GenerativeTrainConfig, train_generative
 
     wanted = GenerativeTrainConfig().to_dict()
-    model = wanted.pop("model")  # partly completed from the data: those fields are checked by the inputs' hashes
-    wanted.update({f"model.{key}": value for key, value in model.items() if key not in DATA_COMPLETED})
+    model = wanted.pop("model")  # what the data gives (the input spec) is checked by the inputs' hashes
+    wanted.update({f"model.{key}": value for key, value in model.items()})
     if _complete(run.joinpath(*MODEL_DIR), wanted, {"sid": run / "sid", "data": run / "data"},
                  code=code_fingerprint(*GENERATIVE_CODE)):
         print(f"reusing {run.joinpath(*MODEL_DIR)}", file=sys.stderr)
@@ -162,7 +159,13 @@ def _generative(run: Path) -> None:
 
 
 def _evaluate(run: Path, retrievers: tuple[str, ...], max_requests: int | None):
+    from genrec.data.dataset import Dataset
+    from genrec.data.splits import leave_one_out
     from genrec.eval.commands import run_evaluation
+    from genrec.stages import train_missing
+
+    dataset = Dataset.load(run / "data")
+    train_missing(run, retrievers, dataset, leave_one_out(dataset.events))  # SASRec and the cascade, if missing
 
     return run_evaluation(run, list(retrievers), part="test", max_requests=max_requests, command="make demo")
 

@@ -2,8 +2,9 @@
 them the same way.
 
 Each entry points at a class with `from_run(run, dataset, split) -> Retriever`
-that fits the retriever on `split.train` (or loads what a stage saved in the
-run folder). Imports are lazy: naming one retriever never imports the others.
+that fits a cheap retriever on `split.train` (counts, an index) or loads what a
+training stage saved in the run folder; it never trains a model (`genrec.stages`
+does). Imports are lazy: naming one retriever never imports the others.
 """
 
 from __future__ import annotations

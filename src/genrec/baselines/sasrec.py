@@ -12,9 +12,9 @@ sequence is cut into windows of `max_history + 1` items and every position of a
 window predicts the next item, so one forward pass covers all its prefixes.
 It runs through `genrec.train.loop.train` (same loop as the generative model).
 
-`SASRecRetriever.from_run` loads `RUN/train/sasrec/best.pt` when its manifest
-says it was trained on the same interactions with the same config, and trains
-(then saves) otherwise.
+`SASRecRetriever.train` (the `genrec train --model sasrec` stage) trains and saves
+`RUN/train/sasrec/best.pt` unless its manifest says it was trained on the same
+interactions with the same config; `SASRecRetriever.from_run` only loads it.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genrec.artifacts import code_fingerprint, manifest, write_json_atomic
+from genrec.artifacts import MissingStageError, code_fingerprint, manifest, write_json_atomic
 from genrec.data.dataset import Dataset
-from genrec.data.splits import Split, build_requests, interactions
+from genrec.data.splits import SERVED, Split, build_requests, interactions, leave_one_out
 from genrec.retrieval import Ranked, Request
 from genrec.train.loop import TrainConfig, load_best, train
 
@@ -253,23 +253,33 @@ class SASRecRetriever:
         self.device = torch.device(device)
 
     @classmethod
-    def from_run(cls, run: Path, dataset: Dataset, split: Split, config: SASRecConfig | None = None,
-                 resume: bool = False, force: bool = False) -> "SASRecRetriever":
-        """Load the trained model for this data and config from the run folder, or train and save it."""
+    def from_run(cls, run: Path, dataset: Dataset, split: Split, config: SASRecConfig | None = None) -> "SASRecRetriever":
+        """Load the model `genrec train --model sasrec` trained on `split` with `config`; never
+        trains (`MissingStageError` names the command). Serving's all-events split (`SERVED`)
+        is answered by the leave-one-out model, the one the evaluation report measured;
+        its popularity fallback counts every event."""
+        config = config or SASRecConfig()
+        trained_on = leave_one_out(dataset.events) if split.name == SERVED else split
+        folder = artefact_dir(run, trained_on)
+        model, fingerprint = _model_for(dataset, trained_on, config)
+        if not _manifest_matches(folder, fingerprint):
+            raise MissingStageError(folder, f"genrec train --run {run} --model sasrec"
+                                    + (" --force (the saved model is for other data or another config)"
+                                       if (folder / "manifest.json").exists() else ""))
+        load_best(model, folder)
+        return cls(model, _popularity(split, model.config.n_items), config.exclude_history)
+
+    @classmethod
+    def train(cls, run: Path, dataset: Dataset, split: Split, config: SASRecConfig | None = None,
+              resume: bool = False, force: bool = False) -> "SASRecRetriever":
+        """Train and save the model for `split` and `config` unless a matching one is saved
+        (or `force`), then load it: the training stage, which `from_run` never is."""
         config = config or SASRecConfig()
         folder = artefact_dir(run, split)
-        n_items = int(dataset.items["item_id"].max())
-        item_category, n_categories = leaf_categories(dataset)
-        train_inter = interactions(split.train)
-        fingerprint = _fingerprint(train_inter, item_category, config)
-        model = SASRec(config.model_config(n_items, n_categories),
-                       torch.from_numpy(item_category) if config.use_category else None)
-        if not force and _manifest_matches(folder, fingerprint):
-            load_best(model, folder)
-        else:
-            fit(model, train_inter, split, config, folder, fingerprint, resume=resume)
-        popularity = np.bincount(train_inter["item_id"].to_numpy(dtype=np.int64), minlength=n_items + 1)
-        return cls(model, popularity[: n_items + 1], config.exclude_history)
+        model, fingerprint = _model_for(dataset, split, config)
+        if force or not _manifest_matches(folder, fingerprint):
+            fit(model, interactions(split.train), split, config, folder, fingerprint, resume=resume)
+        return cls.from_run(run, dataset, split, config)
 
     def retrieve(self, requests: Sequence[Request], k: int) -> list[Ranked]:
         if k < 1:
@@ -423,6 +433,21 @@ def _fingerprint(train_inter: pd.DataFrame, item_category: np.ndarray, config: S
         settings["train"].pop(where_it_runs)
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()
+
+
+def _model_for(dataset: Dataset, split: Split, config: SASRecConfig) -> tuple[SASRec, str]:
+    """A fresh model sized for `dataset` and the fingerprint of what it trains on."""
+    n_items = int(dataset.items["item_id"].max())
+    item_category, n_categories = leaf_categories(dataset)
+    model = SASRec(config.model_config(n_items, n_categories),
+                   torch.from_numpy(item_category) if config.use_category else None)
+    return model, _fingerprint(interactions(split.train), item_category, config)
+
+
+def _popularity(split: Split, n_items: int) -> np.ndarray:
+    """Interactions per item id `[n_items + 1]` in `split.train` (the cold-history fallback)."""
+    items = interactions(split.train)["item_id"].to_numpy(dtype=np.int64)
+    return np.bincount(items[items <= n_items], minlength=n_items + 1)[: n_items + 1]
 
 
 def _manifest_matches(folder: Path, fingerprint: str) -> bool:

@@ -204,7 +204,6 @@ def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 15) -> 
     if not len(p):
         return float("nan")
     index = np.minimum((p * bins).astype(int), bins - 1)
-    count = np.bincount(index, minlength=bins)
     gap = np.abs(np.bincount(index, p, bins) - np.bincount(index, y, bins))
     return float(gap.sum() / len(p))
 

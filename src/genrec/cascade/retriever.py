@@ -2,8 +2,8 @@
 
 `train_cascade(run, config)` learns everything the cascade needs from `split.train`
 and writes it to `RUN/cascade/model/` (atomically, with `config.json` and
-`manifest.json`); `CascadeRetriever.from_run(run, dataset, split)` loads that folder,
-or trains it first when it is missing or was trained on other data.
+`manifest.json`); `CascadeRetriever.from_run(run, dataset, split)` loads that folder
+and never trains (`CascadeRetriever.train` is the stage that does).
 
 Training uses the visits of `split.train` only. The most recent `holdout_share` of
 them are kept away from the ranker: fusion weights and calibrators are fitted on the
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genrec.artifacts import atomic_path, code_fingerprint, folder_sha256, manifest, write_json_atomic
+from genrec.artifacts import MissingStageError, atomic_path, code_fingerprint, manifest, write_json_atomic
 from genrec.cascade.calibrate import UMCCalibrator, UMCConfig
 from genrec.cascade.features import FeatureSpace, RequestArrays
 from genrec.cascade.fuse import AUCEnsembleFusion, FixedWeightFusion, FusionConfig, PersonalizedWeightFusion
@@ -254,15 +254,15 @@ def save_cascade(run: Path, model: CascadeModel, dataset: Dataset) -> None:
 
 def saved_cascade_fits(folder: Path, dataset: Dataset) -> bool:
     """Whether `folder` holds a cascade trained on `dataset` by the current cascade code; warns why not
-    when one is there (the caller retrains)."""
+    when one is there."""
     if not (folder / "manifest.json").exists():
         return False
     saved = json.loads((folder / "manifest.json").read_text())
     if saved.get("inputs", {}).get("dataset") != _dataset_fingerprint(dataset):
-        warnings.warn(f"{folder} was trained on other data; retraining", stacklevel=3)
+        warnings.warn(f"{folder} was trained on other data", stacklevel=3)
         return False
     if saved.get("code") != code_fingerprint(*CASCADE_CODE):
-        warnings.warn(f"{folder} was trained by other cascade code; retraining", stacklevel=3)
+        warnings.warn(f"{folder} was trained by other cascade code", stacklevel=3)
         return False
     return True
 
@@ -315,13 +315,24 @@ class CascadeRetriever:
 
     @classmethod
     def from_run(cls, run: Path, dataset: Dataset, split: Split) -> "CascadeRetriever":
+        """Load the cascade `genrec cascade train` saved for this data and code; never trains
+        (`MissingStageError` names the command)."""
         run = Path(run)
         folder = run / "cascade" / MODEL_FOLDER
-        model = load_cascade(run) if saved_cascade_fits(folder, dataset) else None
-        if model is None:
-            config = CascadeConfig.from_json((folder / "config.json").read_text()) if (folder / "config.json").exists() else None
-            model = train_cascade(run, config, dataset, split)
+        if not saved_cascade_fits(folder, dataset):
+            raise MissingStageError(folder, f"genrec cascade train --run {run}")
+        model = load_cascade(run)
         return cls(model, recall_sources(run, dataset, split, model.config))
+
+    @classmethod
+    def train(cls, run: Path, dataset: Dataset, split: Split) -> "CascadeRetriever":
+        """Train the cascade unless a fitting one is saved (its saved config is kept), then load it."""
+        run = Path(run)
+        folder = run / "cascade" / MODEL_FOLDER
+        if not saved_cascade_fits(folder, dataset):
+            config = CascadeConfig.from_json((folder / "config.json").read_text()) if (folder / "config.json").exists() else None
+            train_cascade(run, config, dataset, split)
+        return cls.from_run(run, dataset, split)
 
     def retrieve(self, requests: Sequence[Request], k: int) -> list[Ranked]:
         if k < 1:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 
 from genrec.data.dataset import Dataset
 from genrec.data.splits import Split

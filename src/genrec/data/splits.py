@@ -19,6 +19,9 @@ from genrec.retrieval import Request
 
 POSITIVE_ACTIONS: tuple[str, ...] = ("click", "cart", "order")
 ACTION_RANK = {action: rank for rank, action in enumerate(ACTIONS)}
+SERVED = "served"
+"""The name of the split a server builds: every event is training data, nothing is held out."""
+
 INTERACTION_COLUMNS = ["user_id", "ts", "session_id", "scenario", "query", "item_id", "action", "position", "seq"]
 
 

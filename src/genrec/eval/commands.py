@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from genrec.artifacts import folder_sha256, manifest, write_json_atomic
+from genrec.artifacts import MissingStageError, folder_sha256, manifest, write_json_atomic
 from genrec.data.dataset import Dataset
 from genrec.data.splits import build_requests, leave_one_out
 from genrec.eval.harness import EvalConfig, EvalReport, evaluate
@@ -120,7 +120,7 @@ def _eval(args: argparse.Namespace) -> int:
         report = run_evaluation(args.run_dir, args.retrievers.split(","), part=args.part, config=config,
                                 max_requests=args.max_requests, write=not args.no_write, command=command,
                                 threads=args.threads)
-    except ValueError as error:
+    except (ValueError, MissingStageError) as error:
         print(f"genrec eval: {error}", file=sys.stderr)
         return 2
     print_report(report)

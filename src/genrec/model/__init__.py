@@ -1,0 +1,22 @@
+"""The generative retriever's model, built from parts.
+
+    config.py      GenerativeConfig (hyper-parameters) and InputSpec (what the data gives)
+    batches.py     EncoderBatch, SequenceBatch, DecoderState
+    inputs.py      RequestEncoder: requests → EncoderBatch
+    embedding.py   InputEmbedding: every input table, the parts of a request
+    encoder.py     TransformerEncoder: the full and the causal view
+    summary.py     Summary: per-part means → one vector for every decoder input
+    copy_bias.py   CopyBias: a pointer to the newest items' leaves for recommendation
+    decoder.py     SidDecoder: one SID level per step
+    layers.py      attention and blocks
+    model.py       GenerativeModel: the parts wired; losses; the beam-search protocol
+    checkpoint.py  a trained folder → model (with the migration of older saves)
+    retriever.py   GenerativeRetriever: requests in, items out
+"""
+
+from genrec.model.batches import DecoderState, EncoderBatch, SequenceBatch
+from genrec.model.config import GenerativeConfig, InputSpec, load_model_config
+from genrec.model.model import GenerativeModel
+
+__all__ = ["DecoderState", "EncoderBatch", "GenerativeConfig", "GenerativeModel", "InputSpec", "SequenceBatch",
+           "load_model_config"]

@@ -12,7 +12,7 @@ One request becomes five parts, each with its own type embedding in the model:
 * long: the last `max_long` carts and orders, wherever they are in the history —
   the slow-moving purchase intent that the recent clicks can push out;
 * context: scenario, hour of day, day of week;
-* query_vector (when `config.query_vector_dim` > 0): the query's MiniLM sentence
+* query_vector (when `spec.query_vector_dim` > 0): the query's MiniLM sentence
   vector, one more encoder token. Why: the word pieces' embeddings start from
   nothing and a few thousand distinct training queries teach them little, while
   the sentence vector already places "frynig pan" next to "frying pan" and the
@@ -44,7 +44,8 @@ import pandas as pd
 import torch
 
 from genrec.features.text_cache import TextVectorCache
-from genrec.model.transformer import EncoderBatch, GenerativeConfig
+from genrec.model.batches import EncoderBatch
+from genrec.model.config import GenerativeConfig, InputSpec
 from genrec.retrieval import ACTIONS, Request
 from genrec.sid.prefix import leaf_path
 
@@ -110,6 +111,7 @@ class RequestEncoder:
     """
 
     config: GenerativeConfig
+    spec: InputSpec
     item_ids: np.ndarray
     codes: np.ndarray
     query_vectors: TextVectorCache | None = None
@@ -119,18 +121,18 @@ class RequestEncoder:
     def __post_init__(self) -> None:
         self.item_ids = np.asarray(self.item_ids, dtype=np.int64)
         self.codes = np.asarray(self.codes, dtype=np.int64)
-        if self.codes.ndim != 2 or self.codes.shape != (len(self.item_ids), self.config.levels):
-            raise ValueError(f"codes must have shape [{len(self.item_ids)}, {self.config.levels}] "
+        if self.codes.ndim != 2 or self.codes.shape != (len(self.item_ids), self.spec.levels):
+            raise ValueError(f"codes must have shape [{len(self.item_ids)}, {self.spec.levels}] "
                              f"(items × SID levels), got {list(self.codes.shape)}")
-        if self.config.query_vector_dim and self.query_vectors is None:
+        if self.spec.query_vector_dim and self.query_vectors is None:
             self.query_vectors = TextVectorCache()
-        if self.query_vectors is not None and self.config.query_vector_dim not in (0, self.query_vectors.dim):
-            raise ValueError(f"config.query_vector_dim is {self.config.query_vector_dim} but the query "
+        if self.query_vectors is not None and self.spec.query_vector_dim not in (0, self.query_vectors.dim):
+            raise ValueError(f"spec.query_vector_dim is {self.spec.query_vector_dim} but the query "
                              f"vectors have {self.query_vectors.dim} dimensions")
-        if self.config.context_vocab_size < CONTEXT_VOCAB_NEEDED:
-            raise ValueError(f"config.context_vocab_size must be ≥ {CONTEXT_VOCAB_NEEDED}, got {self.config.context_vocab_size}")
+        if self.spec.context_vocab_size < CONTEXT_VOCAB_NEEDED:
+            raise ValueError(f"spec.context_vocab_size must be ≥ {CONTEXT_VOCAB_NEEDED}, got {self.spec.context_vocab_size}")
         size = int(self.item_ids.max()) + 1 if len(self.item_ids) else 1
-        self.code_of_item = np.zeros((size, self.config.levels), dtype=np.int64)  # index = item id
+        self.code_of_item = np.zeros((size, self.spec.levels), dtype=np.int64)  # index = item id
         self.known_item = np.zeros(size, dtype=bool)
         self.code_of_item[self.item_ids] = self.codes
         self.known_item[self.item_ids] = True
@@ -143,7 +145,7 @@ class RequestEncoder:
         counts = np.zeros(len(wordpiece_tokenizer().vocab), dtype=np.int64)
         for ids in self._pieces(list(texts)):
             np.add.at(counts, ids, 1)
-        keep = self.config.query_vocab_size - 2
+        keep = self.spec.query_vocab_size - 2
         seen = np.flatnonzero(counts)
         order = seen[np.lexsort((seen, -counts[seen]))][:keep]
         self.piece_to_id_ = np.full(len(counts), UNK, dtype=np.int64)
@@ -153,7 +155,7 @@ class RequestEncoder:
             fields_ = [c for c in users.columns if c != "user_id"]
             for row in users[["user_id", *fields_]].itertuples(index=False):
                 self.user_profile_[int(row[0])] = [
-                    self._hash(f"{name}={value}", self.config.user_vocab_size)
+                    self._hash(f"{name}={value}", self.spec.user_vocab_size)
                     for name, value in zip(fields_, row[1:]) if not _missing(value)]
         return self
 
@@ -167,7 +169,7 @@ class RequestEncoder:
         queries = self.encode_queries([r.query or "" for r in requests])
         user = np.zeros((n, c.max_user_tokens), dtype=np.int64)
         context = self.context_tokens([r.scenario for r in requests], np.asarray([int(r.ts) for r in requests]))
-        views = {name: (np.zeros((n, size, c.levels), dtype=np.int64), np.zeros((n, size), dtype=np.int64),
+        views = {name: (np.zeros((n, size, self.spec.levels), dtype=np.int64), np.zeros((n, size), dtype=np.int64),
                         np.zeros((n, size), dtype=np.int64), np.zeros((n, size), dtype=np.int64))
                  for name, size in (("short", c.max_short), ("long", c.max_long))}
         action_id = {a: i for i, a in enumerate(ACTIONS)}
@@ -180,7 +182,7 @@ class RequestEncoder:
             known = self.has_sid(items)
             actions = np.asarray([action_id.get(a, 1) for a in r.history_actions] if r.history_actions else [1] * len(items))
             ages = (r.ts - np.asarray(r.history_ts, dtype=np.int64)) if r.history_ts else np.zeros(len(items), np.int64)
-            recency = recency_bucket(ages, c.n_recency)
+            recency = recency_bucket(ages, self.spec.n_recency)
             short = np.flatnonzero(known)[-c.max_short:]
             long = np.flatnonzero(known & np.isin(actions, [action_id[a] for a in LONG_TERM_ACTIONS]))[-c.max_long:]
             for name, pick in (("short", short), ("long", long)):
@@ -192,8 +194,8 @@ class RequestEncoder:
                     rec[row, -len(pick):] = recency[pick]
         t = torch.from_numpy
         query_vector = None
-        if c.query_vector_dim:
-            query_vector = np.zeros((n, c.query_vector_dim), dtype=np.float32)
+        if self.spec.query_vector_dim:
+            query_vector = np.zeros((n, self.spec.query_vector_dim), dtype=np.float32)
             rows = [i for i, r in enumerate(requests) if r.query]
             if rows:
                 query_vector[rows] = self.query_vectors([requests[i].query for i in rows])
@@ -217,7 +219,7 @@ class RequestEncoder:
     def user_tokens(self, user_id: int) -> list[int]:
         """The user part of a request: the hashed id bucket, then the profile tokens (≤ max_user_tokens)."""
         c = self.config
-        tokens = [self._hash(f"user={user_id}", c.user_vocab_size), *self.user_profile_.get(int(user_id), [])]
+        tokens = [self._hash(f"user={user_id}", self.spec.user_vocab_size), *self.user_profile_.get(int(user_id), [])]
         return tokens[: c.max_user_tokens]
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:

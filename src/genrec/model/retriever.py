@@ -13,19 +13,25 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
+from genrec.artifacts import MissingStageError, code_fingerprint
 from genrec.data.dataset import Dataset
 from genrec.data.splits import Split
 from genrec.decode.beam_search import constrained_beam_search
 from genrec.decode.trie import PrefixTrie
+from genrec.model.checkpoint import load_model
 from genrec.model.inputs import RequestEncoder
-from genrec.model.transformer import GenerativeConfig, GenerativeModel
+from genrec.model.model import GenerativeModel
 from genrec.retrieval import Ranked, Request
+from genrec.sid.table import SidTable
 
 MODEL_DIR = ("train", "generative")
+GENERATIVE_CODE: tuple[str, ...] = ("genrec.model", "genrec.train")
+"""The packages whose source decides what the generative model learns; its manifest records their hash
+(`code`), so the demo retrains a model cached by older code and `GenerativeRetriever.from_run` says so."""
 
 
 class GenerativeRetriever:
@@ -45,8 +51,8 @@ class GenerativeRetriever:
             raise ValueError(f"beams must be in 1..max_beams ({max_beams}), got {beams}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
-        if trie.levels != model.config.levels:
-            raise ValueError(f"trie has {trie.levels} levels but the model decodes {model.config.levels}")
+        if trie.levels != model.spec.levels:
+            raise ValueError(f"trie has {trie.levels} levels but the model decodes {model.spec.levels}")
         self.model = model.eval()
         self.encoder = encoder
         self.trie = trie
@@ -78,18 +84,14 @@ class GenerativeRetriever:
     # ---- loading ----------------------------------------------------------------------
 
     @classmethod
-    def load(cls, folder: str | Path, sids, beams: int | None = None) -> "GenerativeRetriever":
+    def load(cls, folder: str | Path, sids: Any, beams: int | None = None) -> "GenerativeRetriever":
         """Load `folder` (what `train_generative` wrote) for the SID table it was trained on."""
         folder = Path(folder)
-        meta = json.loads((folder / "config.json").read_text())
-        config = GenerativeConfig.from_dict(meta["model"])
-        if list(config.codebook_sizes) != [int(v) for v in sids.codebook_sizes]:
-            raise ValueError(f"{folder} was trained for codebook sizes {list(config.codebook_sizes)}, "
+        model, meta = load_model(folder)
+        if list(model.spec.codebook_sizes) != [int(v) for v in sids.codebook_sizes]:
+            raise ValueError(f"{folder} was trained for codebook sizes {list(model.spec.codebook_sizes)}, "
                              f"the SID table has {list(sids.codebook_sizes)}; retrain the generative model")
-        model = GenerativeModel(config)
-        checkpoint = torch.load(folder / "best.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict(checkpoint["model"])
-        encoder = RequestEncoder(config, sids.item_ids, sids.codes)
+        encoder = RequestEncoder(model.config, model.spec, sids.item_ids, sids.codes)
         encoder.load_state(json.loads((folder / "encoder.json").read_text()))
         if encoder.query_vectors is not None:  # load MiniLM now, not inside the first search request
             encoder.query_vectors(["warm up"])
@@ -97,16 +99,14 @@ class GenerativeRetriever:
         return cls(model, encoder, trie, beams=beams or int(meta.get("beams", 20)))
 
     @classmethod
-    def from_run(cls, run: Path, dataset: Dataset, split: Split) -> "GenerativeRetriever":
-        """Load `run/train/generative`, training it first when absent."""
-        from genrec.train.generative import load_sid_table, train_generative
-
+    def from_run(cls, run: str | Path, dataset: Dataset | None = None, split: Split | None = None) -> "GenerativeRetriever":
+        """Load `run/train/generative`; never trains (`MissingStageError` names the command
+        when the model is absent or its training was interrupted)."""
         folder = Path(run).joinpath(*MODEL_DIR)
         if not (folder / "manifest.json").exists():
-            train_generative(run, dataset=dataset, split=split)
-        else:
-            warn_if_other_code(folder)
-        return cls.load(folder, load_sid_table(run))
+            raise MissingStageError(folder, f"genrec train --run {run} --model generative")
+        warn_if_other_code(folder)
+        return cls.load(folder, SidTable.load(Path(run) / "sid"))
 
 
 def warn_if_other_code(folder: Path) -> bool:
@@ -115,9 +115,6 @@ def warn_if_other_code(folder: Path) -> bool:
     The model is kept (a long training run is never thrown away behind the user's back);
     `make demo` retrains instead, since its table must describe the current code.
     """
-    from genrec.artifacts import code_fingerprint
-    from genrec.train.generative import GENERATIVE_CODE
-
     recorded = json.loads((folder / "manifest.json").read_text()).get("code")
     other = recorded != code_fingerprint(*GENERATIVE_CODE)
     if other:

@@ -34,9 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from last.pt")
     parser.add_argument("--force", action="store_true", help="train even if a matching model is saved")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--causal-history", action="store_true",
-                        help="generative only: a recommendation-only model that trains every prefix of a user's "
-                             "history in one pass (for data without queries, e.g. Amazon reviews, MovieLens)")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="generative only: a TOML or JSON training config (fields that differ from the "
+                             "defaults, e.g. configs/amazon_beauty.toml, or a trained model's config.json)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="generative only: override one config field, dotted (repeatable), "
+                             "e.g. --set model.tasks=recommendation --set index_copies=0")
     parser.set_defaults(run=_train)
 
 
@@ -59,7 +62,7 @@ def train_sasrec(run: Path, *, steps: int | None = None, resume: bool = False, f
     split = leave_one_out(dataset.events)
     config = SASRecConfig()
     config.train = replace(config.train, device=device, **({"steps": steps} if steps is not None else {}))
-    SASRecRetriever.from_run(run, dataset, split, config, resume=resume, force=force)
+    SASRecRetriever.train(run, dataset, split, config, resume=resume, force=force)
     saved = json.loads((artefact_dir(run, split) / "manifest.json").read_text())["result"]
     return {"model": "sasrec", "folder": str(artefact_dir(run, split)), **{k: v for k, v in saved.items() if k != "history"}}
 
@@ -68,12 +71,16 @@ def _train(args: argparse.Namespace) -> int:
     if not (args.run_folder / "data").is_dir():
         print(f"run folder {args.run_folder} has no data/ folder; expected RUN/data with the dataset", file=sys.stderr)
         return 1
-    if args.causal_history and args.model != "generative":
-        print("--causal-history applies to --model generative only", file=sys.stderr)
+    if (args.config or args.overrides) and args.model != "generative":
+        print("--config and --set apply to --model generative only", file=sys.stderr)
         return 1
     began = time.perf_counter()
-    extra = {"causal_history": True} if args.causal_history else {}
     try:
+        extra = {}
+        if args.model == "generative":
+            from genrec.train.config_file import load_train_config
+
+            extra["config"] = load_train_config(args.config, args.overrides)
         summary = train_model(args.model, args.run_folder, steps=args.steps, resume=args.resume, force=args.force,
                               device=args.device, **extra)
     except ValueError as error:

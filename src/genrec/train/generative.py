@@ -21,15 +21,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from genrec.artifacts import code_fingerprint, folder_sha256, manifest, write_json_atomic
 from genrec.data.dataset import Dataset
@@ -37,28 +35,20 @@ from genrec.data.splits import Split, build_requests, interactions, leave_one_ou
 from genrec.eval.metrics import ndcg_at_k, ranked_matrix, recall_at_k
 from genrec.features import TEXT_DIM, encode_items
 from genrec.features.text_cache import TextVectorCache
+from genrec.decode.trie import PrefixTrie
+from genrec.model.config import GenerativeConfig, InputSpec
 from genrec.model.inputs import RequestEncoder, item_query_text, leaf_categories
-from genrec.model.transformer import EncoderBatch, GenerativeConfig, GenerativeModel, SequenceBatch
+from genrec.model.model import GenerativeModel
+from genrec.model.retriever import GENERATIVE_CODE, MODEL_DIR, GenerativeRetriever
 from genrec.retrieval import Request
+from genrec.sid.table import SidTable
+from genrec.train.examples import ExampleTable
 from genrec.train.loop import TrainConfig, train
 from genrec.train.mixed import MixedTable, mixed_loss
 from genrec.train.sequences import SequenceTable
 
-MODEL_DIR = ("train", "generative")
-GENERATIVE_CODE: tuple[str, ...] = ("genrec.model", "genrec.train")
-"""The packages whose source decides what the generative model learns; its manifest records their hash
-(`code`), so the demo retrains a model cached by older code and `GenerativeRetriever.from_run` says so."""
 NO_USER = 0
 """user_id of indexing-task requests: the item's text, asked by nobody in particular."""
-
-
-def _default_model_config() -> GenerativeConfig:
-    # Causal recommendation: on the default world's validation split it beat the per-request
-    # model on recommendation (NDCG@10 0.1008 vs 0.0861 on all 1,763 requests; SASRec 0.0954)
-    # and held search (Recall@10 0.333 vs 0.329) at the same steps and training time; copying
-    # the 3 newest leaves lifted both again (0.1028, 0.342). benchmarks/results/
-    # generative_variants.md, variants 22 and 28.
-    return GenerativeConfig(causal_recommendation=True, copy_recent=3)
 
 
 def _default_train_config() -> TrainConfig:
@@ -74,21 +64,16 @@ def _default_train_config() -> TrainConfig:
 class GenerativeTrainConfig:
     """What `train_generative` does; saved as `config.json` next to the model.
 
-    `model.codebook_sizes` is overwritten by the SID table's. `index_copies`:
-    how many times each item's text → SID example appears per epoch (0 turns
-    the indexing task off). `valid_requests`: how many validation requests the
-    inline evaluation decodes (a seeded sample; all when 0). `query_vectors`:
-    give the model the query's MiniLM vector as one more encoder token (only
-    when the training data has queries). `categories`: add each history item's
-    leaf-category embedding (only when items have categories).
-    `search_as_recommendation`: every search interaction is also a
-    recommendation example, its query dropped (`search_as_recommendation`).
-    `sequence_targets`: with `model.causal_recommendation`, which window
-    positions are recommendation targets: "all" interactions or only the
-    "recommendation" ones (`genrec.train.sequences`).
+    `index_copies`: how many times each item's text → SID example appears per epoch
+    (0 turns the indexing task off; a recommendation-only model reads no query, so it
+    must be 0). `valid_requests`: how many validation requests the inline evaluation
+    decodes (a seeded sample; all when 0). `query_vectors`: give the model the query's
+    MiniLM vector as one more encoder token (only when the training data has queries).
+    `categories`: add each history item's leaf-category embedding (only when items have
+    categories). A config file sets any of these (`genrec train --config FILE`).
     """
 
-    model: GenerativeConfig = field(default_factory=_default_model_config)
+    model: GenerativeConfig = field(default_factory=GenerativeConfig)
     train: TrainConfig = field(default_factory=_default_train_config)
     max_history: int = 50
     index_copies: int = 1
@@ -96,24 +81,30 @@ class GenerativeTrainConfig:
     beams: int = 20
     query_vectors: bool = True
     categories: bool = True
-    search_as_recommendation: bool = False
-    sequence_targets: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.index_copies < 0:
+            raise ValueError(f"index_copies must be ≥ 0, got {self.index_copies}")
+        if self.index_copies and not self.model.search:
+            raise ValueError("index_copies must be 0 for a recommendation-only model (tasks='recommendation'): "
+                             "it reads no query, so the text → SID indexing task cannot be fed to it")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model.to_dict(), "train": asdict(self.train), "max_history": self.max_history,
-                "index_copies": self.index_copies, "valid_requests": self.valid_requests, "beams": self.beams,
-                "query_vectors": self.query_vectors, "categories": self.categories,
-                "search_as_recommendation": self.search_as_recommendation,
-                "sequence_targets": self.sequence_targets}
+        return {**{f.name: getattr(self, f.name) for f in fields(self)},
+                "model": self.model.to_dict(), "train": asdict(self.train)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "GenerativeTrainConfig":
-        return cls(model=GenerativeConfig.from_dict(values.get("model", {})),
-                   train=TrainConfig.from_dict(values.get("train", {})),
-                   **{k: values[k] for k in ("max_history", "index_copies", "valid_requests", "beams",
-                                             "query_vectors", "categories", "search_as_recommendation",
-                                             "sequence_targets")
-                      if k in values})
+        """A config file's or `config.json`'s content (a saved "inputs" entry is the
+        trained model's, not a setting, and is skipped)."""
+        values = {k: v for k, v in values.items() if k != "inputs"}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"GenerativeTrainConfig has no field(s) {unknown}; known: {sorted(known)}")
+        train_values = {**asdict(_default_train_config()), **values.get("train", {})}  # the stage's defaults
+        return cls(**{**values, "model": GenerativeConfig.from_dict(values.get("model", {})),
+                      "train": TrainConfig.from_dict(train_values)})
 
 
 def train_generative(run: str | os.PathLike, config: GenerativeTrainConfig | None = None, *,
@@ -130,42 +121,40 @@ def train_generative(run: str | os.PathLike, config: GenerativeTrainConfig | Non
     dataset = dataset if dataset is not None else Dataset.load(run / "data")
     split = split if split is not None else leave_one_out(dataset.events)
     sids = sids if sids is not None else load_sid_table(run)
-    config = replace(config, model=replace(config.model, codebook_sizes=tuple(int(v) for v in sids.codebook_sizes)))
     torch.manual_seed(config.train.seed)
     out = run.joinpath(*MODEL_DIR)
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)  # the folder is incomplete until training ends
 
     prepared = prepare_training(run, config, dataset, split, sids, progress=progress)
-    config, encoder, examples, model = prepared.config, prepared.encoder, prepared.examples, prepared.model
-    n_interaction_examples, n_index_examples = prepared.n_interaction_examples, prepared.n_index_examples
+    encoder, examples, model = prepared.encoder, prepared.examples, prepared.model
     valid, valid_targets = validation_requests(split, config.valid_requests, config.train.seed,
-                                               recommendation_only=config.model.causal_history)
+                                               recommendation_only=not config.model.search)
     evaluate = _validation(encoder, sids, valid, valid_targets, config.beams) if len(valid) else None
     began = time.perf_counter()
-    result = train(model, training_loss(config.model), range(len(examples)), examples.collate, config.train, out,
+    result = train(model, mixed_loss, range(len(examples)), examples.collate, config.train, out,
                    evaluate=evaluate, metric="ndcg@10", resume=resume)
     seconds = time.perf_counter() - began
 
-    write_json_atomic(out / "config.json", config.to_dict())
+    saved = {**config.to_dict(), "inputs": model.spec.to_dict()}
+    write_json_atomic(out / "config.json", saved)
     write_json_atomic(out / "encoder.json", encoder.state())
     write_json_atomic(out / "manifest.json", manifest(
-        config.to_dict(), inputs={"data": _hash_or_none(run / "data"), "sid": _hash_or_none(run / "sid")},
+        saved, inputs={"data": _hash_or_none(run / "data"), "sid": _hash_or_none(run / "sid")},
         code=code_fingerprint(*GENERATIVE_CODE), result={"best_metric": result.best_metric, "best_step": result.best_step, "history": result.history,
                 "train_seconds": round(seconds, 1), "examples_per_second": round(result.examples_per_second, 1),
-                "n_examples": len(examples), "n_interaction_examples": n_interaction_examples,
-                "n_index_examples": n_index_examples, "parameters": model.num_parameters()}))
+                "n_examples": len(examples), "n_interaction_examples": prepared.n_interaction_examples,
+                "n_index_examples": prepared.n_index_examples, "parameters": model.num_parameters()}))
     return out
 
 
 @dataclass
 class PreparedTraining:
-    """What `prepare_training` hands the loop: the config completed from the data,
-    the fitted request encoder, every example, and a fresh model."""
+    """What `prepare_training` hands the loop: the fitted request encoder, every example
+    and a fresh model whose input spec was read off the data."""
 
-    config: GenerativeTrainConfig
     encoder: RequestEncoder
-    examples: "ExampleTable | SequenceTable | MixedTable"
+    examples: MixedTable
     model: GenerativeModel
     n_interaction_examples: int
     n_index_examples: int
@@ -173,58 +162,37 @@ class PreparedTraining:
 
 def prepare_training(run: Path, config: GenerativeTrainConfig, dataset: Dataset, split: Split, sids: Any,
                      progress: bool = True) -> PreparedTraining:
-    """Complete `config.model` from the data (codebook sizes, query-vector width when
-    there are queries, the leaf-category table when items have categories), fit the
-    request encoder and build every example: shared by `train_generative` and the
-    training benchmark, so the benchmark measures the model that is trained."""
-    causal = config.model.causal_history
-    if causal and config.index_copies:
-        raise ValueError("index_copies must be 0 for a causal_history model: it reads no query, "
-                         "so the text → SID indexing task cannot be fed to it")
-    requests, targets = training_requests(split, config.max_history) if not causal else ([], np.zeros(0, np.int64))
-    windowed = config.model.causal_recommendation  # recommendation is trained on windows, not request by request
-    if windowed:
-        if config.search_as_recommendation:
-            raise ValueError("search_as_recommendation and causal_recommendation exclude each other: the "
-                             "windows already train every search interaction as a recommendation target "
-                             "(sequence_targets='all')")
-        searches = np.asarray([bool(r.query) for r in requests], dtype=bool)
-        requests, targets = [r for r, s in zip(requests, searches) if s], targets[searches]
-    if config.search_as_recommendation:
-        extra, extra_targets = search_as_recommendation(requests, targets, config.train.seed)
-        requests, targets = requests + extra, np.concatenate([targets, extra_targets])
+    """Read the input spec off the data (codebook sizes, query-vector width when there
+    are queries, the leaf-category table when items have categories), fit the request
+    encoder and build every example: searches one by one, recommendation as windows of
+    each user's history. Shared by `train_generative` and the training benchmark, so the
+    benchmark measures the model that is trained."""
+    searches: list[Request] = []
+    search_targets = np.zeros(0, np.int64)
+    if config.model.search:
+        requests, targets = training_requests(split, config.max_history)
+        is_search = np.asarray([bool(r.query) for r in requests], dtype=bool)
+        searches, search_targets = [r for r, s in zip(requests, is_search) if s], targets[is_search]
     index_requests, index_targets = indexing_requests(dataset.items, config.index_copies)
-    queries = [r.query for r in requests if r.query]
     item_category, n_categories = leaf_categories(dataset.items)
     use_categories = config.categories and n_categories > 1
-    config = replace(config, model=replace(
-        config.model,
+    spec = InputSpec(
         codebook_sizes=tuple(int(v) for v in sids.codebook_sizes),
-        query_vector_dim=TEXT_DIM if config.query_vectors and (queries or index_requests) else 0,
+        query_vector_dim=TEXT_DIM if config.query_vectors and (searches or index_requests) else 0,
         n_categories=n_categories if use_categories else 0,
-        n_item_slots=len(item_category) if use_categories else 0))
-    encoder = RequestEncoder(config.model, sids.item_ids, sids.codes,
-                             query_vectors=_primed_query_vectors(run, dataset) if config.model.query_vector_dim else None)
-    encoder.fit(item_query_text(dataset.items) + queries, dataset.users)
-    if causal:
-        # a window reads at most model.max_short earlier items, the causal twin of max_history
-        examples = SequenceTable.build(encoder, interactions(split.train))
-        n_interaction_examples = examples.n_targets
-    elif windowed:
-        searches_table = (ExampleTable.build(encoder, sids, requests + index_requests,
-                                             np.concatenate([targets, index_targets]), progress=progress)
-                          if requests or index_requests else None)  # data without queries: windows alone
-        windows = SequenceTable.build(encoder, interactions(split.train), targets=config.sequence_targets)
-        examples = MixedTable(searches_table, windows)
-        n_interaction_examples = len(requests) + windows.n_targets
-    else:
-        examples = ExampleTable.build(encoder, sids, requests + index_requests,
-                                      np.concatenate([targets, index_targets]), progress=progress)
-        n_interaction_examples = len(requests)
-    model = GenerativeModel(config.model)
+        n_item_slots=len(item_category) if use_categories else 0)
+    encoder = RequestEncoder(config.model, spec, sids.item_ids, sids.codes,
+                             query_vectors=_primed_query_vectors(run, dataset) if spec.query_vector_dim else None)
+    encoder.fit(item_query_text(dataset.items) + [r.query for r in searches if r.query], dataset.users)
+    search_table = (ExampleTable.build(encoder, sids, searches + index_requests,
+                                       np.concatenate([search_targets, index_targets]), progress=progress)
+                    if searches or index_requests else None)  # data without queries: windows alone
+    windows = SequenceTable.build(encoder, interactions(split.train))
+    model = GenerativeModel(config.model, spec)
     if use_categories:
         model.set_item_categories(torch.from_numpy(item_category))
-    return PreparedTraining(config, encoder, examples, model, n_interaction_examples, len(index_requests))
+    return PreparedTraining(encoder, MixedTable(search_table, windows), model,
+                            len(searches) + windows.n_targets, len(index_requests))
 
 
 def training_requests(split: Split, max_history: int = 50) -> tuple[list[Request], np.ndarray]:
@@ -248,25 +216,6 @@ def training_requests(split: Split, max_history: int = 50) -> tuple[list[Request
             ts=int(times[row]), history=tuple(items[begin:row].tolist()),
             history_actions=tuple(actions[begin:row].tolist()), history_ts=tuple(times[begin:row].tolist())))
     return requests, items.astype(np.int64)
-
-
-def search_as_recommendation(requests: Sequence[Request], targets: np.ndarray,
-                             seed: int = 0) -> tuple[list[Request], np.ndarray]:
-    """A recommendation twin of every search request: same user, history, time and
-    target, no query, a recommendation scenario drawn as often as the training data
-    has each. Why: the item a user searched for is also an item they wanted, and a
-    recommendation example is short of data where a search one is not (search has
-    the query, recommendation only the history). In the generated world a session's
-    intended item is drawn from the user's taste whatever its scenario, so the
-    twins come from the distribution recommendation is evaluated on. Targets `[n]`."""
-    scenarios = [r.scenario for r in requests if not r.query]
-    search = [i for i, r in enumerate(requests) if r.query]
-    if not search or not scenarios:
-        return [], np.zeros(0, dtype=np.int64)
-    names, counts = np.unique(np.asarray(scenarios, dtype=object), return_counts=True)
-    drawn = np.random.default_rng(seed).choice(len(names), len(search), p=counts / counts.sum())
-    twins = [replace(requests[i], query=None, scenario=str(names[j])) for i, j in zip(search, drawn)]
-    return twins, np.asarray(targets)[search].astype(np.int64)
 
 
 def indexing_requests(items: pd.DataFrame, copies: int = 1) -> tuple[list[Request], np.ndarray]:
@@ -305,84 +254,13 @@ def _primed_query_vectors(run: Path, dataset: Dataset) -> TextVectorCache:
     return cache
 
 
-def load_sid_table(run: str | os.PathLike):
+def load_sid_table(run: str | os.PathLike) -> SidTable:
     """The SID table the `sid` stage wrote to `RUN/sid`."""
-    from genrec.sid import SidTable
-
     return SidTable.load(Path(run) / "sid")
-
-
-@dataclass
-class ExampleTable:
-    """All training examples as one pre-built `EncoderBatch` (int32) and target
-    codes `[n, L]`, so a training step only indexes tensors."""
-
-    batch: EncoderBatch
-    codes: torch.Tensor
-
-    @classmethod
-    def build(cls, encoder: RequestEncoder, sids: Any, requests: Sequence[Request], targets: np.ndarray,
-              chunk: int = 4096, progress: bool = True) -> "ExampleTable":
-        code_of = dict(zip(np.asarray(sids.item_ids).tolist(), range(len(sids.item_ids))))
-        keep = np.asarray([int(t) in code_of for t in targets], dtype=bool)
-        if not keep.all():  # an interaction with an item the SID table lacks cannot be a target
-            requests = [r for r, k in zip(requests, keep) if k]
-            targets = targets[keep]
-        if not len(requests):
-            raise ValueError("no training examples: split.train has no positive interaction with a SID")
-        parts = []
-        for start in tqdm(range(0, len(requests), chunk), desc="examples", unit="chunk", disable=not progress):
-            parts.append(_pad_to_config(encoder.transform(requests[start:start + chunk]), encoder.config))
-        def stacked(name: str) -> torch.Tensor | None:  # ints as int32, the query vector as float16
-            if getattr(parts[0], name) is None:
-                return None
-            return torch.cat([getattr(p, name) for p in parts]).to(torch.float16 if name == "query_vector" else torch.int32)
-
-        batch = EncoderBatch(**{f: stacked(f) for f in vars(parts[0])})
-        rows = np.asarray([code_of[int(t)] for t in targets])
-        return cls(batch, torch.from_numpy(np.asarray(sids.codes)[rows].astype(np.int64)))
-
-    def __len__(self) -> int:
-        return len(self.codes)
-
-    def collate(self, indices: list[int]) -> tuple[EncoderBatch, torch.Tensor]:
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        b = self.batch.index(idx)
-        return b.map(lambda t: t.float() if t.is_floating_point() else t.long()).trim(), self.codes[idx]
-
-
-def _pad_to_config(b: EncoderBatch, c: GenerativeConfig) -> EncoderBatch:
-    """Full fixed widths (left-aligned parts padded right, behaviour views padded left), so chunks concatenate."""
-    right = lambda t, n: F.pad(t, (0, n - t.shape[1]))  # noqa: E731
-    left = lambda t, n: F.pad(t, (0, 0, n - t.shape[1], 0)) if t.ndim == 3 else F.pad(t, (n - t.shape[1], 0))  # noqa: E731
-    return EncoderBatch(
-        query=right(b.query, c.max_query_tokens), user=right(b.user, c.max_user_tokens), context=right(b.context, 3),
-        **{f"{view}_{part}": left(getattr(b, f"{view}_{part}"), size)
-           for view, size in (("short", c.max_short), ("long", c.max_long))
-           for part in ("codes", "items", "action", "recency")},
-        query_vector=b.query_vector)
-
-
-def training_loss(model: GenerativeConfig):
-    """The loss `train` calls for the examples `prepare_training` builds for this model."""
-    if model.causal_history:
-        return _sequence_loss
-    return mixed_loss if model.causal_recommendation else _loss
-
-
-def _loss(model: GenerativeModel, batch: tuple[EncoderBatch, torch.Tensor]) -> torch.Tensor:
-    return model.loss(*batch)
-
-
-def _sequence_loss(model: GenerativeModel, batch: SequenceBatch) -> torch.Tensor:
-    return model.sequence_loss(batch)
 
 
 def _validation(encoder, sids, requests, targets, beams):
     """`evaluate(model)` for the loop: Recall@10 / NDCG@10 overall, for search and for recommendation."""
-    from genrec.decode.trie import PrefixTrie
-    from genrec.model.retriever import GenerativeRetriever
-
     trie = PrefixTrie.from_codes(sids.codes, sids.item_ids, list(sids.codebook_sizes))
     is_search = np.asarray([r.is_search for r in requests])
 
@@ -399,15 +277,12 @@ def _validation(encoder, sids, requests, targets, beams):
 
 
 def train_generative_command(run: Path, *, steps: int | None = None, resume: bool = False, force: bool = False,
-                             device: str = "auto", causal_history: bool = False) -> dict[str, Any]:
-    """`genrec train --model generative [--causal-history]`: train unless a finished model is
-    there (or `force`). `causal_history`: the recommendation-only model (no indexing task)."""
+                             device: str = "auto", config: GenerativeTrainConfig | None = None) -> dict[str, Any]:
+    """`genrec train --model generative [--config FILE] [--set key=value]`: train unless a
+    finished model is there (or `force`)."""
     out = run.joinpath(*MODEL_DIR)
     if force or resume or not (out / "manifest.json").exists():
-        config = GenerativeTrainConfig()
-        if causal_history:
-            config = replace(config, index_copies=0,
-                             model=replace(config.model, causal_history=True, causal_recommendation=False))
+        config = config or GenerativeTrainConfig()
         config.train = replace(config.train, device=device, **({"steps": steps} if steps is not None else {}))
         train_generative(run, config, resume=resume)
     result = json.loads((out / "manifest.json").read_text())["result"]

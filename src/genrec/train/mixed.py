@@ -1,6 +1,5 @@
-"""Training examples of a `causal_recommendation` model: search requests one at
-a time (the full encoder reads the query beside the whole history) and
-recommendation as windows of each user's history (the causal encoder trains
+"""Training examples of the generative model: search requests one at a time (the
+full encoder reads the query beside the whole history) and recommendation as windows of each user's history (the causal encoder trains
 every prefix in one pass), drawn from one index space so that every step holds
 both in proportion to how many there are.
 
@@ -11,15 +10,13 @@ both in proportion to how many there are.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
-from genrec.model.transformer import EncoderBatch, GenerativeModel, SequenceBatch
+from genrec.model.batches import EncoderBatch, SequenceBatch
+from genrec.model.model import GenerativeModel
+from genrec.train.examples import ExampleTable
 from genrec.train.sequences import SequenceTable
-
-if TYPE_CHECKING:
-    from genrec.train.generative import ExampleTable
 
 
 @dataclass
@@ -35,7 +32,7 @@ class MixedTable:
     """Indices `[0, len(requests))` are requests, the rest windows; `requests` is
     None when there are no searches (data without queries, no indexing task)."""
 
-    requests: "ExampleTable | None"
+    requests: ExampleTable | None
     windows: SequenceTable
 
     def __len__(self) -> int:

@@ -1,4 +1,4 @@
-"""Training windows for causal-history generative models: each user's training
+"""Recommendation training windows: each user's training
 interactions cut into windows of at most `max_short + 1` items, so that one
 encoder pass trains every prefix of the window (`GenerativeModel.sequence_loss`).
 
@@ -12,11 +12,11 @@ split would give the first target of each window (SASRec's windows have it).
 Interactions with an item that has no SID are dropped, as a request's
 history drops them.
 
-For a `causal_recommendation` model (search and recommendation in one model)
-each position also carries its own scenario and time, read when it is the
-target, and `targets="recommendation"` trains only the query-free ones (by
-default every interaction is a target: the item a user searched for is also
-one they wanted next, as SASRec trains on it).
+For a search+recommendation model each position also carries its own scenario
+and time, read when it is the target. Every interaction is a target, searches
+included: the item a user searched for is also one they wanted next, as SASRec
+trains on it (training on query-free targets only lost on validation,
+`benchmarks/results/generative_variants.md`, variant 23).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genrec.model.inputs import RequestEncoder, recency_bucket
-from genrec.model.transformer import SequenceBatch
+from genrec.model.batches import SequenceBatch
+from genrec.model.inputs import RequestEncoder
 from genrec.retrieval import ACTIONS
 
 
@@ -37,7 +37,7 @@ class SequenceTable:
     """Every training window as padded arrays; `collate` indexes them into a `SequenceBatch`.
 
     user [n, Tu], items / action [n, W] (oldest first, 0-padded at the end),
-    codes [n, W, L], target [n, W] bool, context [n, W, 3] or None, recency [n, W] or None.
+    codes [n, W, L], target [n, W] bool, context [n, W, 3] or None.
     """
 
     user: torch.Tensor
@@ -46,21 +46,15 @@ class SequenceTable:
     action: torch.Tensor
     target: torch.Tensor
     context: torch.Tensor | None = None
-    recency: torch.Tensor | None = None
 
     @classmethod
-    def build(cls, encoder: RequestEncoder, interactions: pd.DataFrame,
-              targets: str = "all") -> "SequenceTable":
+    def build(cls, encoder: RequestEncoder, interactions: pd.DataFrame) -> "SequenceTable":
         """`interactions`: `genrec.data.splits.interactions(split.train)` (user_id, item_id,
         action, ordered by user then time; scenario, ts and query too for a
-        `causal_recommendation` model). `targets`: "all" interactions, or only the
-        "recommendation" ones (no query)."""
-        if targets not in ("all", "recommendation"):
-            raise ValueError(f"targets must be 'all' or 'recommendation', got {targets!r}")
+        search+recommendation model)."""
         c = encoder.config
-        with_context = c.causal_recommendation
-        with_age = c.latest_age
-        needed = {"scenario", "query", "ts"} if with_context else {"ts"} if with_age else set()
+        with_context = c.search
+        needed = {"scenario", "query", "ts"} if with_context else set()
         missing = sorted(name for name in needed if name not in interactions)
         if missing:
             raise ValueError(f"this model's windows need interactions with {missing}")
@@ -73,16 +67,8 @@ class SequenceTable:
         known = encoder.has_sid(items)
         users, items, actions = users[known], items[known], actions[known]
         is_target = np.ones(len(items), dtype=bool)
-        if targets == "recommendation":
-            is_target = interactions["query"].isna().to_numpy()[known]
         context = (encoder.context_tokens(interactions["scenario"].to_numpy()[known], interactions["ts"].to_numpy()[known])
                    if with_context else None)
-        age = None
-        if with_age:  # the previous interaction's age at each one's time (a user's first has none: bucket 0)
-            ts = interactions["ts"].to_numpy(dtype=np.int64)[known]
-            gap = np.r_[0, np.diff(ts)]
-            gap[np.r_[True, users[1:] != users[:-1]]] = 0
-            age = recency_bucket(gap, c.n_recency)
         if not len(items):
             raise ValueError("no training windows: split.train has no positive interaction with a SID")
         starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1]
@@ -100,7 +86,6 @@ class SequenceTable:
         out_action = np.zeros((n, width), dtype=np.int64)
         out_target = np.zeros((n, width), dtype=bool)
         out_context = np.zeros((n, width, 3), dtype=np.int64) if with_context else None
-        out_age = np.zeros((n, width), dtype=np.int64) if with_age else None
         for row, (first, last, target_from, target_to) in enumerate(spans):
             tokens = encoder.user_tokens(int(users[first]))
             out_user[row, :len(tokens)] = tokens
@@ -109,14 +94,12 @@ class SequenceTable:
             out_target[row, target_from - first:target_to - first] = is_target[target_from:target_to]
             if with_context:
                 out_context[row, :last - first] = context[first:last]
-            if with_age:
-                out_age[row, :last - first] = age[first:last]
         keep = out_target.any(axis=1)  # a window whose targets are all searches trains nothing here
         codes = encoder.code_of_item[out_items[keep]]
         codes[out_items[keep] == 0] = 0
         t = torch.from_numpy
         return cls(t(out_user[keep]), t(out_items[keep]), t(codes), t(out_action[keep]), t(out_target[keep]),
-                   None if out_context is None else t(out_context[keep]), None if out_age is None else t(out_age[keep]))
+                   None if out_context is None else t(out_context[keep]))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -133,6 +116,5 @@ class SequenceTable:
         user = user[:, :max(1, int((user > 0).sum(1).max()))]
         return SequenceBatch(user=user, items=items[:, :width], codes=self.codes[idx, :width],
                              action=self.action[idx, :width], target=self.target[idx, :width],
-                             context=None if self.context is None else self.context[idx, :width],
-                             recency=None if self.recency is None else self.recency[idx, :width])
+                             context=None if self.context is None else self.context[idx, :width])
 

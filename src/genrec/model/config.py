@@ -1,0 +1,187 @@
+"""The generative model's two descriptions: what you choose, and what the data gives.
+
+`GenerativeConfig` holds the hyper-parameters — the only values a user or a
+benchmark tunes, and the only source of their defaults: `GenerativeConfig()` is
+the model `make demo` trains. `InputSpec` holds the shape of the data — codebook
+sizes from the SID table, vocabularies from the request encoder, the query
+vector's width and the category table from the catalog — filled at training
+time and saved beside the weights, never tuned.
+
+Why two: when both sat in one dataclass, training overwrote four "hyper-parameters"
+from the data, so a config file could not say what would actually be trained.
+
+`load_model_config` reads what any genrec version saved (a `config.json`'s
+"model" entry, plus "inputs" from this version on) and migrates older layouts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+Tasks = Literal["search+recommendation", "recommendation"]
+TASKS: tuple[str, ...] = ("search+recommendation", "recommendation")
+
+
+@dataclass(frozen=True)
+class GenerativeConfig:
+    """Hyper-parameters; the defaults are the demo's model (~2.7M parameters, minutes on two cores).
+
+    `tasks`: "search+recommendation" answers a request with a query through the full
+    encoder (query beside the whole history) and one without through the causal
+    encoder, trained on every prefix of each user's history at once; "recommendation"
+    has only the causal path (data without queries: Amazon reviews, MovieLens).
+    `latest_in_summary`: the causal encoder's newest position joins the decoder's summary
+    (SASRec's user vector). `copy_recent`: a recommendation's first-level logits get a
+    learned bias on the leaves of its k newest history items (0 = off). `item_buckets`:
+    behaviour positions also get a hashed item-id embedding (0 = off).
+    Each choice's evidence: `docs/generative.md`, `benchmarks/results/generative_variants.md`.
+    """
+
+    tasks: Tasks = "search+recommendation"
+    d_model: int = 128
+    n_heads: int = 4
+    n_encoder_layers: int = 2
+    n_decoder_layers: int = 2
+    d_ff: int = 512
+    dropout: float = 0.1
+    max_query_tokens: int = 24
+    max_user_tokens: int = 8
+    max_short: int = 10
+    max_long: int = 10
+    max_context: int = 8
+    item_buckets: int = 0
+    latest_in_summary: bool = False
+    copy_recent: int = 3
+
+    def __post_init__(self) -> None:
+        if self.tasks not in TASKS:
+            raise ValueError(f"tasks must be one of {TASKS}, got {self.tasks!r}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        for name in ("d_model", "n_heads", "d_ff", "max_query_tokens", "max_user_tokens", "max_short",
+                     "max_long", "max_context"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        for name in ("n_encoder_layers", "n_decoder_layers", "item_buckets", "copy_recent"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def search(self) -> bool:
+        """Whether the model answers searches (through the full encoder)."""
+        return self.tasks == "search+recommendation"
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_dict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "GenerativeConfig":
+        return _from_dict(cls, values)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the data gives the model; `prepare_training` fills it, the weights' folder keeps it.
+
+    `codebook_sizes`: the SID table's, one per level. `*_vocab_size`: the request
+    encoder's hashed vocabularies. `query_vector_dim` > 0: one more encoder token, the
+    query's sentence vector projected. `n_categories` > 0: behaviour positions also get
+    their item's leaf-category embedding, looked up in a table of `n_item_slots` item ids.
+    """
+
+    codebook_sizes: tuple[int, ...] = (64, 64, 64, 8)
+    query_vocab_size: int = 8192
+    user_vocab_size: int = 4096
+    context_vocab_size: int = 256
+    n_actions: int = 4
+    n_recency: int = 16
+    query_vector_dim: int = 0
+    n_categories: int = 0
+    n_item_slots: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "codebook_sizes", tuple(int(v) for v in self.codebook_sizes))
+        if not self.codebook_sizes or min(self.codebook_sizes) < 1:
+            raise ValueError(f"codebook_sizes must be a non-empty tuple of positive ints, got {self.codebook_sizes}")
+        for name in ("query_vocab_size", "user_vocab_size", "context_vocab_size", "n_actions", "n_recency"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        for name in ("query_vector_dim", "n_categories", "n_item_slots"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        if self.n_categories and self.n_item_slots < 1:
+            raise ValueError("n_categories > 0 needs n_item_slots ≥ 1 (the size of the item → category table)")
+
+    @property
+    def levels(self) -> int:
+        return len(self.codebook_sizes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_dict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "InputSpec":
+        return _from_dict(cls, values)
+
+
+def _to_dict(obj: Any) -> dict[str, Any]:
+    """Every field, tuples as lists (JSON)."""
+    return {f.name: list(v) if isinstance(v := getattr(obj, f.name), tuple) else v for f in fields(obj)}
+
+
+def _from_dict(cls: Any, values: dict[str, Any]) -> Any:
+    """`cls(**values)`, refusing names it does not have (a typo must not be ignored)."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {unknown}; known: {sorted(known)}")
+    return cls(**values)
+
+
+# ---- saved configs of earlier versions -----------------------------------------------------
+
+_SPEC_FIELDS = ("codebook_sizes", "query_vocab_size", "user_vocab_size", "context_vocab_size", "n_actions",
+                "n_recency", "query_vector_dim", "n_categories", "n_item_slots")
+_REMOVED: dict[str, tuple[Any, str]] = {
+    # field: (the only value this version can load, why the others were removed)
+    "tie_heads": (False, "tied output heads lost on validation"),
+    "latest_age": (False, "the newest item's age in the summary lost on validation"),
+    "memory_summary": (True, "every model since the causal modes reads the per-part summary"),
+    "input_init_std": (1.0, "models since the summary start with loud inputs"),
+}
+
+
+def load_model_config(saved: dict[str, Any], inputs: dict[str, Any] | None = None) -> tuple[GenerativeConfig, InputSpec]:
+    """The config and input spec of a saved model: `saved` is a `config.json`'s "model"
+    entry and `inputs` its "inputs" entry (absent before the two were split).
+
+    Older layouts are migrated: the data fields move to the spec, the two mode flags
+    become `tasks`. A model built with a removed variant cannot be rebuilt by this code
+    and is refused with the reason, rather than loaded into a different network.
+    """
+    saved = dict(saved)
+    if inputs is None:  # one dataclass held both before
+        inputs = {name: saved.pop(name) for name in _SPEC_FIELDS if name in saved}
+    if "tasks" in saved:  # this version's layout
+        return GenerativeConfig.from_dict(saved), InputSpec.from_dict(inputs)
+    legacy_defaults = {"memory_summary": False, "input_init_std": 0.02}  # what a field's absence meant
+    for name, (supported, why) in _REMOVED.items():
+        value = saved.pop(name, legacy_defaults.get(name, supported))
+        if value != supported:
+            raise ValueError(f"this model was saved with {name}={value!r}, which genrec no longer builds ({why}); "
+                             f"retrain it: genrec train --run RUN --model generative --force")
+    history_only = saved.pop("causal_history", False)
+    both = saved.pop("causal_recommendation", False)
+    if not (history_only or both):
+        raise ValueError("this model was saved by the per-request encoder mode, which genrec no longer builds "
+                         "(the causal modes beat it on validation); retrain it: "
+                         "genrec train --run RUN --model generative --force")
+    saved["tasks"] = "recommendation" if history_only else "search+recommendation"
+    saved.setdefault("copy_recent", 0)  # its default before it became the demo's
+    return GenerativeConfig.from_dict(saved), InputSpec.from_dict(inputs)
+
+
+__all__ = ["GenerativeConfig", "InputSpec", "Tasks", "TASKS", "load_model_config"]

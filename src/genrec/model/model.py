@@ -1,0 +1,255 @@
+"""`GenerativeModel`: the parts wired together, trained two ways, decoded by beam search.
+
+Parts (each its own module): `InputEmbedding` → `TransformerEncoder` (full and
+causal views) → `Summary` → `SidDecoder`, with `CopyBias` on recommendation's
+first level. A new part is a module plus its line in `__init__` and where it
+enters `encode_memory` or the decoder.
+
+Two paths through the encoder:
+- search (a request with a query): the full view, every part beside every other;
+- recommendation: the causal view of user tokens and the short history, the
+  target's own scenario and time added through the summary. Training reads each
+  user's history as windows and trains every prefix in one pass
+  (`sequence_loss`), and `forward` on one prefix equals `sequence_loss`'s view of
+  it (a test holds them equal).
+
+Decoding follows `genrec.decode`'s `BeamSearchModel` protocol:
+
+    state = model.encode(batch)                # cross-attention K/V, once per request
+    state = model.expand(state, beams)         # N = batch * beams rows
+    logits, state = model.step(state, tokens, level)   # tokens [N]: code chosen at level-1
+    state = model.reorder(state, index)        # index [N]: which row each beam continues
+
+Cross-attention keys and values stay at `[batch, heads, memory, head_dim]` and are
+never copied per beam: a request's beams are attended as `beams` queries against
+its one memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from genrec.model.batches import DecoderState, EncoderBatch, SequenceBatch
+from genrec.model.config import GenerativeConfig, InputSpec
+from genrec.model.copy_bias import CopyBias
+from genrec.model.decoder import SidDecoder
+from genrec.model.embedding import INPUT_INIT_STD, InputEmbedding, masked_mean
+from genrec.model.encoder import TransformerEncoder
+from genrec.model.layers import init_weights
+from genrec.model.summary import Summary
+
+Memory = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""Encoder output `[B, S, d]`, its key mask `[B, 1, 1, S]` (True = real), the summary `[B, d]`."""
+
+
+class GenerativeModel(nn.Module):
+    def __init__(self, config: GenerativeConfig, spec: InputSpec):
+        super().__init__()
+        self.config, self.spec = config, spec
+        self.inputs = InputEmbedding(config, spec)
+        self.encoder = TransformerEncoder(config)
+        self.summary = Summary(config)
+        self.copy = CopyBias(config.copy_recent, spec.codebook_sizes[0], config.d_model) if config.copy_recent else None
+        self.decoder = SidDecoder(config, spec)
+        self.apply(init_weights)
+        with torch.no_grad():  # loud inputs (see genrec.model.embedding)
+            for module in self.modules():
+                if isinstance(module, nn.Embedding):
+                    module.weight.normal_(0.0, INPUT_INIT_STD)
+                    if module.padding_idx is not None:
+                        module.weight[module.padding_idx].zero_()
+            if self.inputs.query_vector is not None:
+                self.inputs.query_vector.weight.normal_(0.0, INPUT_INIT_STD)
+
+    def set_item_categories(self, item_category: torch.Tensor) -> None:
+        self.inputs.set_item_categories(item_category)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ---- training ---------------------------------------------------------------------
+
+    def forward(self, batch: EncoderBatch, codes: torch.Tensor) -> list[torch.Tensor]:
+        """Teacher-forced logits for every level, a list of `[B, V_level]`; `codes [B, L]`
+        is the target SID and level l sees codes[:, :l]."""
+        self._check_codes(codes, "codes")
+        memory, mask, summary = self.encode_memory(batch)
+        previous = self.inputs.codes(codes[:, :-1])
+        logits = self.decoder(self.decoder.inputs(previous, summary), memory, mask)
+        bias = self._request_copy_bias(batch, summary)
+        if bias is not None:
+            logits[0] = logits[0] + bias
+        return logits
+
+    def loss(self, batch: EncoderBatch, codes: torch.Tensor) -> torch.Tensor:
+        """Mean over levels of the cross-entropy of each level's code."""
+        return _level_loss(self(batch, codes), codes)
+
+    def sequence_loss(self, batch: SequenceBatch) -> torch.Tensor:
+        """Mean over the batch's target positions of the mean over levels of each level's
+        cross-entropy: the loss `loss` gives when every target is its own request whose
+        history is the window's items before it (a test holds the two equal)."""
+        if self.config.search and batch.context is None:
+            raise ValueError("a search+recommendation model needs SequenceBatch.context (each target's scenario and time)")
+        self._check_codes(batch.codes.reshape(-1, self.spec.levels), "SequenceBatch.codes")
+        user = batch.user[:, : self.config.max_user_tokens]
+        items = batch.items[:, :-1]
+        memory, key_real = self._encode_causal(user, batch.codes[:, :-1], items, batch.action[:, :-1])
+        rows, positions = (batch.target & (batch.items > 0)).nonzero(as_tuple=True)  # N targets
+        if not len(rows):
+            raise ValueError("SequenceBatch has no target position")
+        n_user = user.shape[1]
+        columns = torch.arange(memory.shape[1], device=memory.device)
+        visible = key_real[rows] & (columns[None, :] < n_user + positions[:, None])  # user tokens, positions < t
+        history_real = items > 0
+        history = memory[:, n_user:] * history_real[..., None].to(memory.dtype)
+        sums = F.pad(history.cumsum(1), (0, 0, 1, 0))  # [B, T+1, d]: sum over positions < t
+        counts = F.pad(history_real.cumsum(1), (1, 0)).to(memory.dtype).clamp(min=1.0)
+        latest = None
+        if self.summary.latest is not None:  # the position just before the target (none for the first)
+            latest = memory[rows, (n_user + positions - 1).clamp(min=0)] * (positions > 0)[:, None].to(memory.dtype)
+        context = None
+        if self.config.search and batch.context is not None:
+            context = masked_mean(self.inputs.context_part(batch.context[rows, positions]),
+                                  batch.context[rows, positions][:, : self.config.max_context] > 0)
+        summary = self.summary.causal(masked_mean(memory[:, :n_user], user > 0)[rows],
+                                      sums[rows, positions] / counts[rows, positions][:, None], context, latest)
+        codes = batch.codes[rows, positions]  # [N, L]
+        previous = self.inputs.codes(codes[:, :-1])
+        logits = self.decoder(self.decoder.inputs(previous, summary), memory, visible[:, None, None, :], rows)
+        if self.copy is not None:
+            logits[0] = logits[0] + self.copy(summary, self.copy.recent_in_windows(batch.codes[..., 0], rows, positions))
+        return _level_loss(logits, codes)
+
+    # ---- encoder ----------------------------------------------------------------------
+
+    def encode_memory(self, batch: EncoderBatch) -> Memory:
+        """Searches through the full view, recommendations through the causal one; a
+        mixed batch is split and its memories right-padded to one width (padding masked)."""
+        self.inputs.check(batch)
+        recommendation = ~self.has_query(batch)
+        if not self.config.search or bool(recommendation.all()):
+            return self._encode_recommendation(batch)
+        if not bool(recommendation.any()):
+            return self._encode_search(batch)
+        groups = [(rows, encode(batch.index(rows).trim()))
+                  for rows, encode in ((recommendation.nonzero()[:, 0], self._encode_recommendation),
+                                       ((~recommendation).nonzero()[:, 0], self._encode_search))]
+        width = max(part_memory.shape[1] for _, (part_memory, _, _) in groups)
+        first = groups[0][1][0]
+        memory = first.new_zeros(batch.batch_size, width, first.shape[2])
+        mask = torch.zeros(batch.batch_size, 1, 1, width, dtype=torch.bool, device=first.device)
+        summary = first.new_zeros(batch.batch_size, first.shape[2])
+        for rows, (part_memory, part_mask, part_summary) in groups:
+            memory[rows, :part_memory.shape[1]] = part_memory
+            mask[rows, :, :, :part_mask.shape[-1]] = part_mask
+            summary[rows] = part_summary
+        return memory, mask, summary
+
+    def _encode_search(self, batch: EncoderBatch) -> Memory:
+        memory, mask, means = self.encoder.full(self.inputs.parts(batch))
+        return memory, mask, self.summary(means)
+
+    def _encode_recommendation(self, b: EncoderBatch) -> Memory:
+        c = self.config
+        user, items = b.user[:, : c.max_user_tokens], b.short_items[:, -c.max_short:]
+        memory, key_real = self._encode_causal(user, b.short_codes[:, -c.max_short:], items, b.short_action[:, -c.max_short:])
+        n_user = user.shape[1]
+        context = None
+        if c.search:  # the request's scenario and time (a recommendation-only model reads none)
+            context = masked_mean(self.inputs.context_part(b.context), b.context[:, : c.max_context] > 0)
+        latest = None
+        if self.summary.latest is not None:  # right-aligned: the last column is the newest item, if any
+            latest = (memory[:, -1] * (items[:, -1] > 0)[:, None].to(memory.dtype) if items.shape[1]
+                      else torch.zeros_like(memory[:, 0]))
+        summary = self.summary.causal(masked_mean(memory[:, :n_user], user > 0),
+                                      masked_mean(memory[:, n_user:], items > 0), context, latest)
+        return memory, key_real[:, None, None, :], summary
+
+    def _encode_causal(self, user: torch.Tensor, codes: torch.Tensor, items: torch.Tensor,
+                       action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        history = self.inputs.history_part(codes, items, action)
+        return self.encoder.causal(self.inputs.user_part(user), user > 0, history, items > 0)
+
+    @staticmethod
+    def has_query(b: EncoderBatch) -> torch.Tensor:
+        """`[B]` bool: which requests are searches (a query token or a query vector)."""
+        has = (b.query != 0).any(dim=1)
+        if b.query_vector is not None:
+            has = has | (b.query_vector != 0).any(dim=1)
+        return has
+
+    def _request_copy_bias(self, b: EncoderBatch, summary: torch.Tensor) -> torch.Tensor | None:
+        """The copy bias of requests' short views; 0 for searches, which the full view answers."""
+        if self.copy is None:
+            return None
+        m = self.config.max_short
+        bias = self.copy(summary, self.copy.recent_of_requests(b.short_items[:, -m:], b.short_codes[:, -m:, 0]))
+        return bias * (~self.has_query(b))[:, None].to(bias.dtype) if self.config.search else bias
+
+    # ---- decoding: the BeamSearchModel protocol ------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, batch: EncoderBatch) -> DecoderState:
+        """Encode requests and project the cross-attention K/V once per layer."""
+        memory, mask, summary = self.encode_memory(batch)
+        ks, vs = zip(*(block.cross.project_memory(memory) for block in self.decoder.blocks))
+        return DecoderState(list(ks), list(vs), mask, summary=summary,
+                            first_level_bias=self._request_copy_bias(batch, summary))
+
+    def expand(self, state: DecoderState, beams: int) -> DecoderState:
+        """Give every request `beams` decoder rows (N = B * beams), beams of a request adjacent."""
+        if beams < 1:
+            raise ValueError(f"beams must be ≥ 1, got {beams}")
+        rep = lambda ts: [t.repeat_interleave(beams, dim=0) for t in ts]  # noqa: E731
+        return replace(state, beams=state.beams * beams, self_k=rep(state.self_k), self_v=rep(state.self_v))
+
+    @torch.no_grad()
+    def step(self, state: DecoderState, tokens: torch.Tensor, level: int) -> tuple[torch.Tensor, DecoderState]:
+        """Feed the code chosen at `level - 1` (ignored at level 0, where beam search passes
+        `BOS_TOKEN`) and return `level`'s logits `[N, V]`, V = max(codebook_sizes)."""
+        if not 0 <= level < self.spec.levels:
+            raise ValueError(f"level must be in [0, {self.spec.levels}), got {level}")
+        if level != state.length:
+            raise ValueError(f"state has decoded {state.length} levels, cannot step level {level}")
+        n = state.batch_size * state.beams
+        if tokens.shape != (n,):
+            raise ValueError(f"tokens must have shape [{n}] (batch * beams), got {tuple(tokens.shape)}")
+        x = self.decoder.bos.expand(n, -1) if level == 0 else self.inputs.codes(tokens.long(), level - 1)
+        logits, k, v = self.decoder.step(x, level, state.summary, state.self_k, state.self_v, state.memory_k,
+                                         state.memory_v, state.memory_mask, state.beams)
+        if level == 0 and state.first_level_bias is not None:  # one bias per request, shared by its beams
+            logits = logits + state.first_level_bias.repeat_interleave(state.beams, dim=0)
+        return self.decoder.padded(logits), replace(state, self_k=k, self_v=v)
+
+    def num_rows(self, state: DecoderState) -> int:
+        """N = batch * beams (the memory tensors hold only `batch` rows)."""
+        return state.batch_size * state.beams
+
+    def reorder(self, state: DecoderState, index: torch.Tensor) -> DecoderState:
+        """Row i continues from row index[i]; a beam never moves to another request."""
+        n = state.batch_size * state.beams
+        index = index.long()
+        if index.shape != (n,):
+            raise ValueError(f"index must have shape [{n}], got {tuple(index.shape)}")
+        rows = torch.arange(n, device=index.device)
+        if not torch.equal(index // state.beams, rows // state.beams):
+            raise ValueError("reorder index moves a beam to another request's rows")
+        pick = lambda ts: [t.index_select(0, index) for t in ts]  # noqa: E731
+        return replace(state, self_k=pick(state.self_k), self_v=pick(state.self_v))
+
+    def _check_codes(self, codes: torch.Tensor, name: str) -> None:
+        levels = self.spec.levels
+        if codes.ndim != 2 or codes.shape[1] != levels:
+            raise ValueError(f"{name} must have shape [batch, {levels}], got {tuple(codes.shape)}")
+        sizes = torch.tensor(self.spec.codebook_sizes, device=codes.device)
+        if codes.numel() and (bool((codes < 0).any()) or bool((codes >= sizes).any())):
+            raise ValueError(f"{name} holds a code outside [0, codebook_sizes) = {self.spec.codebook_sizes}")
+
+
+def _level_loss(logits: list[torch.Tensor], codes: torch.Tensor) -> torch.Tensor:
+    return torch.stack([F.cross_entropy(lg, codes[:, level]) for level, lg in enumerate(logits)]).mean()
