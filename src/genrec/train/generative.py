@@ -399,7 +399,8 @@ def _validation(encoder, sids, requests, targets, beams):
 
 
 def train_generative_command(run: Path, *, steps: int | None = None, resume: bool = False, force: bool = False,
-                             device: str = "auto", causal_history: bool = False) -> dict[str, Any]:
+                             device: str = "auto", causal_history: bool = False, checkpoint_every: int | None = None,
+                             checkpoint_seconds: float | None = None) -> dict[str, Any]:
     """`genrec train --model generative [--causal-history]`: train unless a finished model is
     there (or `force`). `causal_history`: the recommendation-only model (no indexing task)."""
     out = run.joinpath(*MODEL_DIR)
@@ -408,7 +409,10 @@ def train_generative_command(run: Path, *, steps: int | None = None, resume: boo
         if causal_history:
             config = replace(config, index_copies=0,
                              model=replace(config.model, causal_history=True, causal_recommendation=False))
-        config.train = replace(config.train, device=device, **({"steps": steps} if steps is not None else {}))
+        from genrec.train.commands import train_options
+
+        config.train = train_options(config.train, steps=steps, device=device, checkpoint_every=checkpoint_every,
+                                     checkpoint_seconds=checkpoint_seconds)
         train_generative(run, config, resume=resume)
     result = json.loads((out / "manifest.json").read_text())["result"]
     return {"model": "generative", "folder": str(out), **{k: v for k, v in result.items() if k != "history"},
