@@ -41,3 +41,20 @@ def test_cli_resume_with_nothing_to_resume_exits_non_zero_and_says_so(small_worl
     err = capsys.readouterr().err
     assert "nothing to resume" in err and "last.pt" in err and "without --resume" in err
     assert not (tmp_path / "train").exists() or not any((tmp_path / "train").rglob("*.pt"))
+
+
+def test_sasrec_resume_survives_a_change_of_checkpoint_intervals(small_world):
+    """Otherwise `--resume --checkpoint-seconds 30` after a default run silently starts over
+    (SASRec resumes only when the fingerprint of what it learns matches)."""
+    from dataclasses import replace
+
+    from genrec.baselines import sasrec
+    from genrec.data.splits import interactions, leave_one_out
+
+    inter = interactions(leave_one_out(small_world.dataset.events).train)
+    categories, _ = sasrec.leaf_categories(small_world.dataset)
+    config = sasrec.SASRecConfig()
+    other = replace(config, train=replace(config.train, checkpoint_every=7, checkpoint_seconds=5.0))
+    learns_otherwise = replace(config, train=replace(config.train, lr=config.train.lr * 2))
+    assert sasrec._fingerprint(inter, categories, config) == sasrec._fingerprint(inter, categories, other)
+    assert sasrec._fingerprint(inter, categories, config) != sasrec._fingerprint(inter, categories, learns_otherwise)
