@@ -201,7 +201,7 @@ def load_best(model: nn.Module, out_dir: Path, map_location: str | torch.device 
     path = Path(out_dir) / BEST_CHECKPOINT
     if not path.exists():
         raise FileNotFoundError(f"no best checkpoint at {path}; train first")
-    checkpoint = _read_checkpoint(path, map_location, ("model",), "train again to write it")
+    checkpoint = read_checkpoint(path, map_location, ("model",), "train again to write it")
     try:
         model.load_state_dict(checkpoint["model"])
     except RuntimeError as error:
@@ -227,7 +227,7 @@ def _train(model, loss_fn, examples, collate, config, out_dir, evaluate, metric,
             raise CheckpointError(last_path, "nothing to resume: no checkpoint was written (the run stopped before "
                                   "its first one, or never started here)",
                                   "train without --resume (resume=False) to start from step 0")
-        state = _read_checkpoint(last_path, device, _LAST_KEYS, "delete it and train without --resume to start "
+        state = read_checkpoint(last_path, device, _LAST_KEYS, "delete it and train without --resume to start "
                                  "from step 0")
         _check_same_trajectory(config, state["config"])
         try:
@@ -370,10 +370,14 @@ def _checkpoint_due(config: TrainConfig, done: int, end_step: int, since_save: f
     return done % config.checkpoint_every == 0 or done == end_step or due_by_time
 
 
-def _read_checkpoint(path: Path, map_location: Any, keys: tuple[str, ...], remedy: str) -> dict[str, Any]:
-    """`torch.load` that names the file when it is truncated, not a checkpoint, or lacks `keys`."""
+def read_checkpoint(path: Path, map_location: Any = "cpu", keys: tuple[str, ...] = ("model",),
+                    remedy: str = "train again to write it") -> dict[str, Any]:
+    """`torch.load(weights_only=True)` that raises `CheckpointError` naming the file when it is
+    truncated, not a checkpoint, or lacks `keys` — for every reader of best.pt / last.pt."""
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except MemoryError:
+        raise
     except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, zip errors…
         raise CheckpointError(path, f"not a readable checkpoint ({type(error).__name__}: "
                               f"{str(error).splitlines()[0] if str(error) else 'no detail'})", remedy) from error
