@@ -301,3 +301,150 @@ def test_save_refuses_an_invalid_dataset_before_touching_the_disk(tmp_path):
     with pytest.raises(DatasetError, match="negative prices"):
         dataset.save(tmp_path / "data")
     assert not (tmp_path / "data").exists()
+
+
+# --- what the server cannot afford, and data that only looks valid ------------------------------
+
+
+def test_an_item_id_far_beyond_the_item_count_is_refused_with_how_to_remap():
+    dataset = _good()
+    dataset.items.loc[2, "item_id"] = 2**31  # three items: one slot per id up to 2**31 would be 16 GiB a table
+    dataset.events.loc[3, "item_id"] = 2**31
+    error = _refused(dataset, "items", "item_id", "largest id 2147483648", "3 items", "genrec data remap")
+    assert error.rows["item_id"].tolist() == [2**31]
+
+
+def test_a_user_id_far_beyond_the_user_count_is_refused():
+    dataset = _good()
+    dataset.users.loc[1, "user_id"] = 10**9
+    dataset.events.loc[[2, 3], "user_id"] = 10**9
+    _refused(dataset, "users", "user_id", "largest id 1000000000", "2 users", "genrec data remap")
+
+
+def test_ids_with_a_few_gaps_are_accepted():
+    dataset = _good()
+    dataset.items["item_id"] = np.array([1, 5, 9], dtype=np.int64)
+    dataset.events["item_id"] = np.array([1, 1, 5, 9], dtype=np.int64)
+    dataset.validate()
+
+
+def test_remap_ids_makes_ids_dense_keeps_the_old_ones_and_the_same_interactions():
+    from genrec.data.loaders.canonical import remap_ids
+
+    dataset = _good()
+    dataset.items["item_id"] = np.array([7, 2**31, 40], dtype=np.int64)
+    dataset.events["item_id"] = np.array([7, 7, 2**31, 40], dtype=np.int64)
+    dataset.users["user_id"] = np.array([10**9, 3], dtype=np.int64)
+    dataset.events["user_id"] = np.array([10**9, 10**9, 3, 3], dtype=np.int64)
+    dense = remap_ids(dataset)
+    dense.validate()
+    assert dense.items["item_id"].tolist() == [1, 3, 2]  # ordered by the old id
+    assert dense.items["original_item_id"].tolist() == [7, 2**31, 40]
+    assert dense.users["user_id"].tolist() == [2, 1] and dense.users["original_user_id"].tolist() == [10**9, 3]
+    old_item = dict(zip(dense.items["item_id"], dense.items["original_item_id"]))
+    old_user = dict(zip(dense.users["user_id"], dense.users["original_user_id"]))
+    assert [old_item[i] for i in dense.events["item_id"]] == dataset.events["item_id"].tolist()
+    assert [old_user[u] for u in dense.events["user_id"]] == dataset.events["user_id"].tolist()
+    assert dense.items["title"].tolist() == dataset.items["title"].tolist()
+
+
+def test_cli_remap_writes_a_dataset_that_validates(tmp_path, capsys):
+    def with_ids(ids: list[int]):
+        return lambda t: t.set_column(t.schema.get_field_index("item_id"), "item_id", pa.array(ids, type=pa.int64()))
+
+    root = _write_with(tmp_path, "items", with_ids([1, 2, 2**31]))
+    arrow = pq.read_table(root / "events.parquet")
+    pq.write_table(with_ids([1, 1, 2, 2**31])(arrow), root / "events.parquet")
+    assert genrec_main(["data", "validate", str(root)]) == 1
+    assert "genrec data remap" in capsys.readouterr().err
+    assert genrec_main(["data", "remap", str(root), "--out", str(tmp_path / "dense")]) == 0
+    dense = Dataset.load(tmp_path / "dense")
+    assert dense.items["item_id"].tolist() == [1, 2, 3] and dense.events["item_id"].tolist() == [1, 1, 2, 3]
+    assert dense.items["original_item_id"].tolist() == [1, 2, 2**31]
+
+
+def test_a_dataset_without_events_is_refused():
+    dataset = _good()
+    dataset.events = dataset.events.iloc[:0]
+    _refused(dataset, "events", None, "no events", "at least one event")
+
+
+@pytest.mark.parametrize("price", [np.inf, -np.inf])
+def test_an_infinite_price_is_refused(price):
+    dataset = _good()
+    dataset.items.loc[1, "price"] = price
+    _refused(dataset, "items", "price", "non-finite prices", "a finite price")
+
+
+def test_a_non_finite_image_vector_is_refused():
+    dataset = _good()
+    dataset.items["image_vector"] = [np.zeros(4, np.float32), np.array([0, np.nan, 0, 0], np.float32), None]
+    _refused(dataset, "items", "image_vector", "non-finite values", "finite numbers")
+
+
+def test_duplicate_event_rows_are_refused_and_shown():
+    dataset = _good()
+    dataset.events = pd.concat([dataset.events, dataset.events.iloc[[1]]], ignore_index=True)
+    error = _refused(dataset, "events", None, "duplicate event rows", "each event once")
+    assert len(error.rows) == 2
+
+
+def test_a_negative_timestamp_is_refused():
+    dataset = _good()
+    dataset.events.loc[0, "ts"] = -5
+    _refused(dataset, "events", "ts", "negative timestamps", "seconds since the epoch")
+
+
+def test_a_timestamp_in_the_future_is_refused_as_probably_milliseconds():
+    dataset = _good()
+    dataset.events.loc[2, "ts"] = 1_767_225_600_000  # 2026-01-01 in milliseconds
+    _refused(dataset, "events", "ts", "timestamps in the future", "milliseconds")
+
+
+def test_every_problem_is_listed_at_once_each_with_its_file_and_column():
+    dataset = _good()
+    dataset.items.loc[0, "price"] = np.inf
+    dataset.items.loc[2, "origin"] = "robot"
+    dataset.users.loc[1, "user_id"] = 0
+    dataset.events.loc[0, "ts"] = -1
+    dataset.events.loc[1, "action"] = "purchase"
+    dataset.events.loc[3, "item_id"] = 42
+    with pytest.raises(DatasetError) as caught:
+        dataset.validate("data")
+    error = caught.value
+    found = {(Path(e.file).name, e.column) for e in error.errors}
+    assert found >= {("items.parquet", "price"), ("items.parquet", "origin"), ("users.parquet", "user_id"),
+                     ("events.parquet", "ts"), ("events.parquet", "action"), ("events.parquet", "item_id")}
+    message = str(error)
+    for words in ("non-finite prices", "unknown origins", "ids below 1", "negative timestamps", "purchase", "42"):
+        assert words in message
+
+
+def test_load_lists_the_problems_of_every_file_at_once(tmp_path):
+    root = tmp_path / "data"
+    _good().save(root)
+    (root / "users.parquet").unlink()
+    arrow = pq.read_table(root / "events.parquet")
+    pq.write_table(arrow.drop_columns(["session_id"]), root / "events.parquet")
+    with pytest.raises(DatasetError) as caught:
+        Dataset.load(root)
+    message = str(caught.value)
+    assert "users.parquet: file is missing" in message and "'session_id': column is missing" in message
+
+
+def test_a_pandas_round_trip_of_a_valid_dataset_stays_valid(tmp_path):
+    root = tmp_path / "data"
+    _good().save(root)
+    frames = {table: pd.read_parquet(root / f"{table}.parquet") for table in ("items", "users", "events")}
+    assert isinstance(frames["items"]["attributes"].iloc[1], list)  # pyarrow gives a map as (key, value) pairs
+    dataset = Dataset(**frames)
+    dataset.validate()
+    assert dataset.items["attributes"].tolist() == _good().items["attributes"].tolist()
+    dataset.save(tmp_path / "again")
+    assert Dataset.load(tmp_path / "again").items["attributes"].tolist() == _good().items["attributes"].tolist()
+
+
+def test_attribute_pairs_that_are_not_pairs_are_still_refused():
+    dataset = _good()
+    dataset.items["attributes"] = [[("colour", "red", "extra")], {}, {}]
+    _refused(dataset, "items", "attributes", "key→value")

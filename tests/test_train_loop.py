@@ -184,3 +184,95 @@ def test_bad_config_values_name_the_field():
         TrainConfig(batch_size=0)
     with pytest.raises(ValueError, match="divisible"):
         batch_indices(0, 10, 5, seed=0, rank=0, world_size=2)
+
+
+# --- a crash loses at most a minute; resume says what it resumes, or why it cannot ----------------
+
+
+class _FakeClock:
+    """Training time that advances only when a step runs: checkpoint timing without sleeping."""
+
+    def __init__(self, seconds_per_step: float):
+        self.now, self.seconds_per_step = 0.0, seconds_per_step
+
+    def __call__(self) -> float:
+        return self.now
+
+    def loss(self, crash_at_call: int | None = None):
+        calls = [0]
+
+        def loss_fn(model, batch):
+            calls[0] += 1
+            if crash_at_call is not None and calls[0] == crash_at_call:
+                raise RuntimeError("simulated kill")
+            self.now += self.seconds_per_step
+            return mse(model, batch)
+
+        return loss_fn
+
+
+def test_the_default_checkpoint_interval_loses_at_most_a_minute_of_work():
+    assert TrainConfig().checkpoint_seconds == 60.0
+
+
+def test_a_checkpoint_is_written_when_the_time_interval_ends_long_before_the_step_interval(tmp_path, monkeypatch):
+    clock = _FakeClock(seconds_per_step=10.0)
+    monkeypatch.setattr(loop, "_clock", clock)
+    config = _config(checkpoint_every=1000, checkpoint_seconds=25.0)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train(make_model(), clock.loss(crash_at_call=8), toy_examples(), collate, config, tmp_path)
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert saved["step"] == 6  # saved at 2, 4, 6: each save comes before the next step would pass 25 s
+    lost_seconds = clock.now - saved["step"] * clock.seconds_per_step
+    assert lost_seconds <= config.checkpoint_seconds
+
+
+def test_a_run_killed_after_a_timed_checkpoint_resumes_bit_identically(tmp_path, monkeypatch):
+    config = _config(checkpoint_every=1000, checkpoint_seconds=35.0)
+    whole = make_model(dropout=0.3)
+    train(whole, mse, toy_examples(), collate, config, tmp_path / "whole")
+
+    clock = _FakeClock(seconds_per_step=10.0)
+    monkeypatch.setattr(loop, "_clock", clock)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train(make_model(dropout=0.3), clock.loss(crash_at_call=12), toy_examples(), collate, config, tmp_path / "parts")
+    assert torch.load(tmp_path / "parts" / "last.pt", weights_only=True)["step"] == 9
+    resumed = make_model(dropout=0.3, seed=7)
+    train(resumed, clock.loss(), toy_examples(), collate, config, tmp_path / "parts", resume=True)
+    assert weight_hash(resumed) == weight_hash(whole)
+
+
+def test_resume_with_no_checkpoint_says_so_instead_of_restarting_from_step_zero(tmp_path):
+    with pytest.raises(loop.CheckpointError) as caught:
+        train(make_model(), mse, toy_examples(), collate, _config(), tmp_path, resume=True)
+    message = str(caught.value)
+    assert "nothing to resume" in message and str(tmp_path / "last.pt") in message and "without --resume" in message
+    assert not (tmp_path / "last.pt").exists() and not (tmp_path / "best.pt").exists()  # nothing was trained
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong_content"])
+def test_a_corrupt_last_checkpoint_is_named_instead_of_a_raw_traceback(tmp_path, damage):
+    train(make_model(), mse, toy_examples(), collate, _config(), tmp_path, stop_after=7)
+    path = tmp_path / "last.pt"
+    if damage == "garbage":
+        path.write_bytes(b"not a checkpoint at all")
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:300])
+    else:
+        torch.save({"weights": torch.zeros(3)}, path)
+    with pytest.raises(loop.CheckpointError) as caught:
+        train(make_model(), mse, toy_examples(), collate, _config(), tmp_path, resume=True)
+    assert str(path) in str(caught.value) and "delete it" in str(caught.value)
+
+
+def test_a_corrupt_best_checkpoint_is_named(tmp_path):
+    train(make_model(), mse, toy_examples(), collate, _config(steps=5), tmp_path)
+    (tmp_path / "best.pt").write_bytes(b"\x00" * 64)
+    with pytest.raises(loop.CheckpointError, match="best.pt"):
+        load_best(make_model(), tmp_path)
+
+
+def test_bad_checkpoint_intervals_name_the_field():
+    with pytest.raises(ValueError, match="checkpoint_seconds"):
+        TrainConfig(checkpoint_seconds=0)
+    TrainConfig(checkpoint_seconds=None)  # step interval only

@@ -17,6 +17,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     validate.add_argument("path")
     validate.set_defaults(run=_validate)
 
+    remap = commands.add_parser("remap", help="re-number item and user ids 1..n (old ids kept in original_item_id / original_user_id)")
+    remap.add_argument("path", help="dataset folder whose ids are too sparse")
+    remap.add_argument("--out", required=True, help="folder to write the re-numbered dataset to")
+    remap.set_defaults(run=_remap)
+
     synth = commands.add_parser("synth", help="generate the embedded e-commerce world (dataset + hidden truth)")
     synth.add_argument("--out", required=True, help="folder to write, e.g. runs/demo/data")
     defaults = WorldConfig()
@@ -40,6 +45,21 @@ def _validate(args: argparse.Namespace) -> int:
         return 1
     counts = dataset.counts()
     print(f"valid dataset: {counts['items']} items, {counts['users']} users, {counts['events']} events")
+    return 0
+
+
+def _remap(args: argparse.Namespace) -> int:
+    from genrec.data.loaders.canonical import remap_ids
+
+    try:
+        dense = remap_ids(Dataset.load(args.path, validate=False))
+        dense.save(args.out)
+    except DatasetError as error:
+        print(f"cannot remap: {error}", file=sys.stderr)
+        return 1
+    counts = dense.counts()
+    print(f"wrote {args.out}: {counts['items']} items and {counts['users']} users re-numbered from 1, "
+          f"{counts['events']} events")
     return 0
 
 

@@ -3,10 +3,12 @@
 `TRAINERS` maps a model name to `"module:function"` (imported only when that
 model is trained). Each function has the signature
 
-    fn(run: Path, *, steps: int | None, resume: bool, force: bool, device: str) -> dict[str, Any]
+    fn(run: Path, *, steps: int | None, resume: bool, force: bool, device: str,
+       checkpoint_every: int | None, checkpoint_seconds: float | None) -> dict[str, Any]
 
 reads `RUN/data`, trains into `RUN/train/<name>` (skipping the work when a
 matching model is already there, unless `force`) and returns a summary to print.
+`None` means the model's own default (`TrainConfig`).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import importlib
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from genrec.train.loop import LAST_CHECKPOINT, CheckpointError, train_options
 
 TRAINERS: dict[str, str] = {
     "sasrec": "genrec.train.commands:train_sasrec",
@@ -40,6 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="generative only: override one config field, dotted (repeatable), "
                              "e.g. --set model.tasks=recommendation --set index_copies=0")
+    parser.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
+                        help="write last.pt every STEPS optimizer steps (default: the model's config)")
+    parser.add_argument("--checkpoint-seconds", type=float, default=None, metavar="SECONDS",
+                        help="also write last.pt before SECONDS of training pass without one, so a crash loses "
+                             "at most that much work (default: 60)")
     parser.set_defaults(run=_train)
 
 
@@ -52,7 +60,8 @@ def train_model(name: str, run: Path, **options: Any) -> dict[str, Any]:
 
 
 def train_sasrec(run: Path, *, steps: int | None = None, resume: bool = False, force: bool = False,
-                 device: str = "auto") -> dict[str, Any]:
+                 device: str = "auto", checkpoint_every: int | None = None,
+                 checkpoint_seconds: float | None = None) -> dict[str, Any]:
     """Train SASRec on the leave-one-out split of `RUN/data` into `RUN/train/sasrec`."""
     from genrec.baselines.sasrec import SASRecConfig, SASRecRetriever, artefact_dir
     from genrec.data.dataset import Dataset
@@ -61,7 +70,14 @@ def train_sasrec(run: Path, *, steps: int | None = None, resume: bool = False, f
     dataset = Dataset.load(run / "data")
     split = leave_one_out(dataset.events)
     config = SASRecConfig()
-    config.train = replace(config.train, device=device, **({"steps": steps} if steps is not None else {}))
+    config.train = train_options(config.train, steps=steps, device=device, checkpoint_every=checkpoint_every,
+                                 checkpoint_seconds=checkpoint_seconds)
+    folder = artefact_dir(run, split)
+    if resume and not (folder / LAST_CHECKPOINT).exists() and not (folder / "manifest.json").exists():
+        # SASRec's own resume falls back to a fresh start; --resume promised to continue.
+        raise CheckpointError(folder / LAST_CHECKPOINT, "nothing to resume: no checkpoint was written (the run "
+                              "stopped before its first one, or never started here)",
+                              "train without --resume to start from step 0")
     SASRecRetriever.train(run, dataset, split, config, resume=resume, force=force)
     saved = json.loads((artefact_dir(run, split) / "manifest.json").read_text())["result"]
     return {"model": "sasrec", "folder": str(artefact_dir(run, split)), **{k: v for k, v in saved.items() if k != "history"}}
@@ -82,7 +98,8 @@ def _train(args: argparse.Namespace) -> int:
 
             extra["config"] = load_train_config(args.config, args.overrides)
         summary = train_model(args.model, args.run_folder, steps=args.steps, resume=args.resume, force=args.force,
-                              device=args.device, **extra)
+                              device=args.device, checkpoint_every=args.checkpoint_every,
+                              checkpoint_seconds=args.checkpoint_seconds, **extra)
     except ValueError as error:
         print(f"cannot train {args.model}: {error}", file=sys.stderr)
         return 1

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from genrec.model.retriever import GENERATIVE_CODE, MODEL_DIR, GenerativeRetriev
 from genrec.retrieval import Request
 from genrec.sid.table import SidTable
 from genrec.train.examples import ExampleTable
-from genrec.train.loop import TrainConfig, train
+from genrec.train.loop import TrainConfig, train, train_options
 from genrec.train.mixed import MixedTable, mixed_loss
 from genrec.train.sequences import SequenceTable
 
@@ -277,13 +277,15 @@ def _validation(encoder, sids, requests, targets, beams):
 
 
 def train_generative_command(run: Path, *, steps: int | None = None, resume: bool = False, force: bool = False,
-                             device: str = "auto", config: GenerativeTrainConfig | None = None) -> dict[str, Any]:
+                             device: str = "auto", config: GenerativeTrainConfig | None = None,
+                             checkpoint_every: int | None = None, checkpoint_seconds: float | None = None) -> dict[str, Any]:
     """`genrec train --model generative [--config FILE] [--set key=value]`: train unless a
     finished model is there (or `force`)."""
     out = run.joinpath(*MODEL_DIR)
     if force or resume or not (out / "manifest.json").exists():
         config = config or GenerativeTrainConfig()
-        config.train = replace(config.train, device=device, **({"steps": steps} if steps is not None else {}))
+        config.train = train_options(config.train, steps=steps, device=device, checkpoint_every=checkpoint_every,
+                                     checkpoint_seconds=checkpoint_seconds)
         train_generative(run, config, resume=resume)
     result = json.loads((out / "manifest.json").read_text())["result"]
     return {"model": "generative", "folder": str(out), **{k: v for k, v in result.items() if k != "history"},

@@ -11,6 +11,12 @@ learning rate is a pure function of the step (`lr_at`), so `last.pt` (weights,
 optimizer, step, every rank's RNG states) is all a resumed run needs to take
 exactly the steps the uninterrupted run would have taken.
 
+`last.pt` is written every `checkpoint_every` steps *and* whenever the next
+step would end more than `checkpoint_seconds` (default 60) after the last
+save, so a crash loses at most about a minute of work however slow the steps
+are. Saving reads RNG states and never draws from them, so when a checkpoint
+is written does not change the trajectory.
+
 Usage::
 
     result = train(model, loss_fn, examples, collate, TrainConfig(steps=500), out_dir,
@@ -30,7 +36,7 @@ import random
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,6 +55,18 @@ LAST_CHECKPOINT = "last.pt"
 _TRAJECTORY_FIELDS = ("steps", "batch_size", "lr", "weight_decay", "warmup_steps", "min_lr_ratio", "grad_clip", "seed")
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that is missing or unreadable, with its path and what to do about it."""
+
+    def __init__(self, path: Path, problem: str, remedy: str):
+        self.path = Path(path)
+        super().__init__(f"{path}: {problem}; {remedy}")
+
+
+_clock = time.monotonic
+"""Seconds for the checkpoint interval (a module attribute, so tests can run a fake clock)."""
+
+
 @dataclass
 class TrainConfig:
     """Hyper-parameters of one run. `batch_size` is the global batch (split across ranks)."""
@@ -61,6 +79,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     eval_every: int = 500
     checkpoint_every: int = 250
+    # Also save last.pt before a step would end more than this many seconds (of training and
+    # evaluation) after the last save; None: the step interval only.
+    checkpoint_seconds: float | None = 60.0
     seed: int = 0
     device: str = "auto"
     bf16: bool = True  # bf16 autocast, on CUDA only
@@ -74,6 +95,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "eval_every", "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"TrainConfig.{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.checkpoint_seconds is not None and not self.checkpoint_seconds > 0:
+            raise ValueError(f"TrainConfig.checkpoint_seconds must be > 0 or None, got {self.checkpoint_seconds}")
         if self.warmup_steps < 0:
             raise ValueError(f"TrainConfig.warmup_steps must be ≥ 0, got {self.warmup_steps}")
         if self.lr <= 0:
@@ -87,6 +110,13 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def train_options(config: TrainConfig, *, steps: int | None = None, device: str = "auto",
+                  checkpoint_every: int | None = None, checkpoint_seconds: float | None = None) -> TrainConfig:
+    """`config` with the command line's settings; an option left as None keeps the config's value."""
+    given = {"steps": steps, "checkpoint_every": checkpoint_every, "checkpoint_seconds": checkpoint_seconds}
+    return replace(config, device=device, **{k: v for k, v in given.items() if v is not None})
 
 
 @dataclass
@@ -122,9 +152,11 @@ def train(
     `torch.no_grad()`; `metric` (higher is better) picks `best.pt`. Without
     `evaluate`, `best.pt` is the final model.
 
-    `resume=True` continues from `out_dir/last.pt` when it exists (else starts
-    fresh). `stop_after=n` returns after n steps of this call, with `last.pt`
-    written — a planned interruption (time budgets, tests).
+    `resume=True` continues from `out_dir/last.pt`; it raises `CheckpointError`
+    when there is none (a run stopped before its first checkpoint) or it cannot
+    be read, rather than silently starting over. `stop_after=n` returns after n
+    steps of this call, with `last.pt` written — a planned interruption (time
+    budgets, tests).
     """
     if len(examples) == 0:  # type: ignore[arg-type]
         raise ValueError("examples is empty; expected at least one training example")
@@ -176,8 +208,12 @@ def load_best(model: nn.Module, out_dir: Path, map_location: str | torch.device 
     path = Path(out_dir) / BEST_CHECKPOINT
     if not path.exists():
         raise FileNotFoundError(f"no best checkpoint at {path}; train first")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    model.load_state_dict(checkpoint["model"])
+    checkpoint = read_checkpoint(path, map_location, ("model",), "train again to write it")
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as error:
+        raise CheckpointError(path, f"weights do not fit this model ({str(error).splitlines()[0]})",
+                              "expected a best.pt trained with the same model configuration") from error
     return {k: v for k, v in checkpoint.items() if k != "model"}
 
 
@@ -193,11 +229,21 @@ def _train(model, loss_fn, examples, collate, config, out_dir, evaluate, metric,
 
     start_step, best_metric, best_step, history, losses = 0, None, 0, [], []
     last_path = out_dir / LAST_CHECKPOINT
-    if resume and last_path.exists():
-        state = torch.load(last_path, map_location=device, weights_only=True)
+    if resume:
+        if not last_path.exists():
+            raise CheckpointError(last_path, "nothing to resume: no checkpoint was written (the run stopped before "
+                                  "its first one, or never started here)",
+                                  "train without --resume (resume=False) to start from step 0")
+        state = read_checkpoint(last_path, device, _LAST_KEYS, "delete it and train without --resume to start "
+                                 "from step 0")
         _check_same_trajectory(config, state["config"])
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise CheckpointError(last_path, f"weights or optimizer state do not fit this model "
+                                  f"({str(error).splitlines()[0]})", "expected a last.pt of the same model; "
+                                  "delete it and train without --resume to start from step 0") from error
         start_step = int(state["step"])
         best_metric, best_step = state["best_metric"], int(state["best_step"])
         history, losses = list(state["history"]), list(state["losses"])
@@ -219,6 +265,7 @@ def _train(model, loss_fn, examples, collate, config, out_dir, evaluate, metric,
                disable=not (is_main and config.progress), dynamic_ncols=True)
     model.train()
     began, seen = time.perf_counter(), 0
+    saved_at = step_began = _clock()
     for step in range(start_step, end_step):
         indices = batch_indices(step, len(examples), config.batch_size, config.seed, rank, world_size)
         batch = _to_device(collate([examples[int(i)] for i in indices]), device)
@@ -252,8 +299,11 @@ def _train(model, loss_fn, examples, collate, config, out_dir, evaluate, metric,
                     best_metric, best_step = float(scores[metric]), done
                     _save_best(model, config, out_dir, done, metric, best_metric)
             _barrier()
-        if done % config.checkpoint_every == 0 or done == end_step:
+        now = _clock()
+        step_seconds, step_began = now - step_began, now
+        if _checkpoint_due(config, done, end_step, now - saved_at, step_seconds, device):
             _save_last(model, optimizer, config, out_dir, done, best_metric, best_step, history, losses, rank, world_size, len(examples))
+            saved_at = step_began = _clock()
     bar.close()
     seconds = time.perf_counter() - began
 
@@ -306,6 +356,42 @@ def _run_evaluation(model: nn.Module, evaluate: Callable, metric: str) -> dict[s
 
 
 # --------------------------------------------------------------------------- checkpoints
+
+
+_LAST_KEYS = ("model", "optimizer", "config", "step", "best_metric", "best_step", "history", "losses", "rng")
+
+
+def _checkpoint_due(config: TrainConfig, done: int, end_step: int, since_save: float, step_seconds: float,
+                    device: torch.device) -> bool:
+    """Save now if the step interval says so, or if the next step (assumed as long as the last,
+    evaluation included) would end more than `checkpoint_seconds` after the last save.
+
+    Under DDP every rank must agree (saving gathers RNG states from all of them), and clocks
+    differ a little per rank: the time rule counts when any rank says so.
+    """
+    due_by_time = config.checkpoint_seconds is not None and since_save + step_seconds >= config.checkpoint_seconds
+    if dist.is_initialized() and config.checkpoint_seconds is not None:
+        flag = torch.tensor([float(due_by_time)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        due_by_time = bool(flag.item())
+    return done % config.checkpoint_every == 0 or done == end_step or due_by_time
+
+
+def read_checkpoint(path: Path, map_location: Any = "cpu", keys: tuple[str, ...] = ("model",),
+                    remedy: str = "train again to write it") -> dict[str, Any]:
+    """`torch.load(weights_only=True)` that raises `CheckpointError` naming the file when it is
+    truncated, not a checkpoint, or lacks `keys` — for every reader of best.pt / last.pt."""
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except MemoryError:
+        raise
+    except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, zip errors…
+        raise CheckpointError(path, f"not a readable checkpoint ({type(error).__name__}: "
+                              f"{str(error).splitlines()[0] if str(error) else 'no detail'})", remedy) from error
+    missing = [k for k in keys if not isinstance(checkpoint, dict) or k not in checkpoint]
+    if missing:
+        raise CheckpointError(path, f"not a genrec training checkpoint (missing {missing})", remedy)
+    return checkpoint
 
 
 def _save_best(model, config, out_dir, step, metric, value) -> None:

@@ -4,6 +4,8 @@ Sources name users and items with strings or sparse numbers; the canonical
 tables use dense int64 ids from 1 (0 is padding). The source id is kept
 (`users.source_id`, `items.attributes["source_id"]`) so results can be mapped
 back.
+`remap_ids` does the same for a dataset already in the canonical shape whose
+ids are too sparse to allocate one slot per id (`genrec data remap`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from genrec.data.dataset import Dataset
+from genrec.data.dataset import Dataset, DatasetError
 from genrec.data.schema import UNKNOWN_POSITION
 
 
@@ -92,3 +94,40 @@ def finish(items: pd.DataFrame, users: pd.DataFrame, events: pd.DataFrame) -> Da
     dataset = Dataset(items=items.reset_index(drop=True), users=users.reset_index(drop=True), events=events)
     dataset.validate()
     return dataset
+
+
+def remap_ids(dataset: Dataset) -> Dataset:
+    """Re-number items and users 1..n in the order of their old ids; events follow.
+
+    Models and retrievers allocate one slot per id up to the largest, so a
+    catalogue of 600 items with one id of 2**31 costs gigabytes; validation
+    refuses it and points here. The old ids are kept in `items.original_item_id`
+    and `users.original_user_id` (when those columns already exist, from an
+    earlier re-map, they are kept as they are: they hold the first ids).
+    Raises `DatasetError` when events point to ids the tables do not have.
+    """
+    items, item_map = _renumbered(dataset.items, "item_id", "items.parquet")
+    users, user_map = _renumbered(dataset.users, "user_id", "users.parquet")
+    events = dataset.events.copy()
+    for column, mapping, table in (("item_id", item_map, "items"), ("user_id", user_map, "users")):
+        unknown = ~events[column].isin(mapping.index)
+        if unknown.any():
+            raise DatasetError("events.parquet", column, f"events point to unknown {table}",
+                               f"a {column} present in {table}.parquet", events[unknown])
+        events[column] = events[column].map(mapping).astype(np.int64)
+    return Dataset(items=items, users=users, events=events)
+
+
+def _renumbered(frame: pd.DataFrame, column: str, file: str) -> tuple[pd.DataFrame, pd.Series]:
+    """`frame` with `column` replaced by 1..n in the order of the old ids, and the old → new map."""
+    old = frame[column]
+    if old.isna().any() or old.duplicated().any():
+        raise DatasetError(file, column, "null or duplicate ids", "each id once, so it can be re-numbered",
+                           frame[old.isna() | old.duplicated(keep=False)])
+    old = old.astype(np.int64)
+    mapping = pd.Series(np.arange(1, len(old) + 1, dtype=np.int64), index=np.sort(old.to_numpy()))
+    frame = frame.copy()
+    if f"original_{column}" not in frame.columns:
+        frame[f"original_{column}"] = old.to_numpy()
+    frame[column] = old.map(mapping).to_numpy(dtype=np.int64)
+    return frame, mapping
