@@ -21,8 +21,7 @@ import torch
 from genrec.data.dataset import Dataset
 from genrec.data.splits import build_requests, leave_one_out
 from genrec.eval.metrics import ndcg_at_k, ranked_matrix, recall_at_k
-from genrec.model.retriever import GenerativeRetriever
-from genrec.model.retriever import MODEL_DIR
+from genrec.model.retriever import MODEL_DIR, GenerativeRetriever
 from genrec.train.generative import load_sid_table
 
 RESULTS = Path(__file__).parent / "results"

@@ -172,7 +172,7 @@ def compare_with_hf(config, codes, item_ids, beams, k, batches, repeats, hf_repe
         g, h = summarize(g_times, batch_size), summarize(h_times, batch_size)
         # The search machinery alone: same trie and beams, a table lookup in place of the Transformer.
         toy = TableStepModel(SPEC.levels, max(SPEC.codebook_sizes), buckets=64, seed=seed)
-        search_only = lambda: constrained_beam_search(toy, toy.initial_state(batch_size), trie, beams, k)  # noqa: E731
+        search_only = lambda toy=toy, n=batch_size: constrained_beam_search(toy, toy.initial_state(n), trie, beams, k)  # noqa: E731
         search_only()
         rows.append({"batch": batch_size, "genrec": g, "hf": h, "ratio": g["qps"] / h["qps"],
                      "cpu_ratio": h["cpu_ms"] / g["cpu_ms"], "hf_free": summarize(free_times, batch_size),
@@ -197,7 +197,7 @@ def latency_vs_catalog(config, sizes, beams, k, batches, repeats, seed) -> list[
         tries.append(trie)
     for batch_size in batches:
         batch = EncoderBatch.random(SPEC, batch_size, torch.Generator().manual_seed(seed + batch_size))
-        searches = [lambda trie=trie: constrained_beam_search(model, model.encode(batch), trie, beams, k)
+        searches = [lambda trie=trie, batch=batch: constrained_beam_search(model, model.encode(batch), trie, beams, k)
                     for trie in tries]
         times: list[list[tuple[float, float]]] = [[] for _ in tries]
         for search in searches:

@@ -105,8 +105,8 @@ def run_benchmark(
     names = [n.strip() for n in args.retrievers.split(",") if n.strip()]
 
     if "generative" in names:
-        from genrec.sid.build import build_sids
         from genrec.model.retriever import MODEL_DIR
+        from genrec.sid.build import build_sids
         from genrec.train.config_file import load_train_config
         from genrec.train.generative import train_generative
 

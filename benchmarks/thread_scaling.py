@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from amazon_beauty import GENERATIVE
-from genrec.train.config_file import load_train_config
+
 from genrec.data.dataset import Dataset
 from genrec.data.splits import leave_one_out
+from genrec.train.config_file import load_train_config
 from genrec.train.generative import load_sid_table, prepare_training
 from genrec.train.mixed import mixed_loss
 

@@ -36,8 +36,11 @@ from genrec.data.dataset import Dataset  # noqa: E402
 from genrec.data.splits import build_requests, leave_one_out  # noqa: E402
 from genrec.registry import build_retriever  # noqa: E402
 from genrec.train.generative import GenerativeTrainConfig, load_sid_table, prepare_training  # noqa: E402
-from genrec.train.mixed import mixed_loss  # noqa: E402
-from genrec.train.mixed import MixedBatch, batch_targets  # noqa: E402
+from genrec.train.mixed import (  # noqa: E402
+    MixedBatch,
+    batch_targets,
+    mixed_loss,  # noqa: E402
+)
 
 RESULTS = Path(__file__).parent / "results" / "train.md"
 

@@ -8,14 +8,18 @@ import warnings
 
 import numpy as np
 import pytest
-
 from cascade_toy import toy_dataset, toy_encode
+
 from genrec.cascade.features import PAIR_FEATURES, FeatureSpace
 from genrec.cascade.rank import MultiTaskRanker, RankerConfig
 from genrec.cascade.recall import NOT_RETRIEVED, PersonalizedRecallConfig, RecallUnion
 from genrec.cascade.rerank import PostRankConfig
 from genrec.cascade.retriever import (
-    CascadeConfig, CascadeRetriever, load_cascade, saved_cascade_fits, train_cascade,
+    CascadeConfig,
+    CascadeRetriever,
+    load_cascade,
+    saved_cascade_fits,
+    train_cascade,
 )
 from genrec.cascade.samples import impression_samples
 from genrec.data.dataset import Dataset
@@ -23,7 +27,6 @@ from genrec.data.splits import build_requests, leave_one_out
 from genrec.eval.metrics import auc
 from genrec.features.text import item_text
 from genrec.retrieval import Ranked, Request
-
 
 
 class ListRetriever:

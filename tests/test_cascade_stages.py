@@ -5,14 +5,21 @@ import pytest
 import torch
 
 from genrec.cascade.calibrate import (
-    IsotonicCalibrator, UMCCalibrator, UMCConfig, expected_calibration_error, pcoc,
+    IsotonicCalibrator,
+    UMCCalibrator,
+    UMCConfig,
+    expected_calibration_error,
+    pcoc,
 )
 from genrec.cascade.fuse import (
-    AUCEnsembleFusion, FixedWeightFusion, FusionConfig, PersonalizedWeightFusion, soft_grouped_auc,
+    AUCEnsembleFusion,
+    FixedWeightFusion,
+    FusionConfig,
+    PersonalizedWeightFusion,
+    soft_grouped_auc,
 )
-from genrec.eval.metrics import gauc
 from genrec.cascade.rerank import cap_origin_share, mmr_rerank
-
+from genrec.eval.metrics import gauc
 
 
 def _miscalibrated(n=4000, seed=0):

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from genrec.model.inputs import RequestEncoder
 from genrec.model import GenerativeConfig, GenerativeModel, InputSpec
+from genrec.model.inputs import RequestEncoder
 from genrec.retrieval import ACTIONS, Request
 from genrec.train.mixed import MixedBatch, MixedTable, mixed_loss
 from genrec.train.sequences import SequenceTable

@@ -8,8 +8,7 @@ import pytest
 
 from genrec.artifacts import code_fingerprint, manifest, write_json_atomic
 from genrec.demo import _complete
-from genrec.model.retriever import warn_if_other_code
-from genrec.model.retriever import GENERATIVE_CODE
+from genrec.model.retriever import GENERATIVE_CODE, warn_if_other_code
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from genrec.decode import (
 )
 
 
-
 def random_catalog(seed: int, n_items: int, levels: int, codebook: int) -> tuple[np.ndarray, np.ndarray]:
     """Distinct random SIDs `[n, levels]` (n ≤ n_items after removing duplicates) and shuffled item ids ≥ 1."""
     rng = np.random.default_rng(seed)

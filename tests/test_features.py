@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from genrec.data.dataset import Dataset
-from genrec.features import item_vectors as item_vectors_module
 from genrec.features import combine_views, encode_items, encode_texts, item_text
+from genrec.features import item_vectors as item_vectors_module
 
 
 def _dataset(image_vectors: list | None = None) -> Dataset:

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from genrec.decode.trie import PrefixTrie
+from genrec.model import GenerativeConfig, GenerativeModel, InputSpec
 from genrec.model.inputs import RequestEncoder
 from genrec.model.retriever import GenerativeRetriever
-from genrec.model import GenerativeConfig, GenerativeModel, InputSpec
 from genrec.retrieval import Request
 from genrec.sid.table import SidTable
 from genrec.train.generative import GenerativeTrainConfig, train_generative

@@ -4,7 +4,6 @@ import gzip
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from genrec.data.loaders import load_amazon2014, load_esci, load_kuaisar, load_p5_amazon, load_recbole

@@ -10,13 +10,19 @@ import pandas as pd
 import pytest
 import torch
 
+from genrec.artifacts import MissingStageError
 from genrec.baselines import sasrec
 from genrec.baselines.sasrec import (
-    SASRec, SASRecConfig, SASRecModelConfig, SASRecRetriever, collate_windows, leaf_categories, score_histories,
+    SASRec,
+    SASRecConfig,
+    SASRecModelConfig,
+    SASRecRetriever,
+    collate_windows,
+    leaf_categories,
+    score_histories,
     training_windows,
 )
 from genrec.data.dataset import Dataset
-from genrec.artifacts import MissingStageError
 from genrec.data.splits import SERVED, Split, build_requests, interactions, leave_one_out
 from genrec.retrieval import Request, Retriever
 from genrec.train.loop import TrainConfig

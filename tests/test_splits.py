@@ -44,7 +44,7 @@ def test_no_target_is_visible_as_history_or_training():
     split = leave_one_out(EVENTS)
     for part in ("valid", "test"):
         requests, targets = build_requests(split, part)
-        for request, target, ts in zip(requests, targets, split.targets(part).ts):
+        for request, ts in zip(requests, split.targets(part).ts):
             assert all(t < ts for t in request.history_ts)
         train_keys = set(zip(split.train.user_id, split.train.ts))
         assert not any((u, t) in train_keys for u, t in zip(split.targets(part).user_id, split.targets(part).ts))

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from toy_training import DDP_CONFIG, collate, make_model, mse, toy_examples, weight_hash
 
 from genrec.train import loop
 from genrec.train.loop import TrainConfig, batch_indices, load_best, lr_at, train
-from toy_training import DDP_CONFIG, collate, make_model, mse, toy_examples, weight_hash
 
 HERE = Path(__file__).parent
 
@@ -71,7 +71,7 @@ def test_resume_from_a_checkpoint_between_steps_replays_the_lost_steps_identical
     # The "crash" happens at step 13; the last checkpoint is from step 10.
     parts = make_model(dropout=0.3)
 
-    def crash_at_13(model, batch, calls=[0]):
+    def crash_at_13(model, batch, calls=[0]):  # noqa: B006 (one counter shared by every call, on purpose)
         calls[0] += 1
         if calls[0] == 14:
             raise RuntimeError("simulated crash")

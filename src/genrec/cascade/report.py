@@ -29,13 +29,24 @@ import pandas as pd
 
 from genrec.artifacts import write_json_atomic, write_text_atomic
 from genrec.cascade.calibrate import (
-    IsotonicCalibrator, UMCCalibrator, expected_calibration_error, pcoc, reliability_diagram,
-)
-from genrec.cascade.retriever import (
-    FUSIONS, CascadeModel, CascadeRetriever, TextEncoder, fusion_context, load_cascade, recall_sources, split_by_time,
-    training_windows,
+    IsotonicCalibrator,
+    UMCCalibrator,
+    expected_calibration_error,
+    pcoc,
+    reliability_diagram,
 )
 from genrec.cascade.rerank import PostRankConfig
+from genrec.cascade.retriever import (
+    FUSIONS,
+    CascadeModel,
+    CascadeRetriever,
+    TextEncoder,
+    fusion_context,
+    load_cascade,
+    recall_sources,
+    split_by_time,
+    training_windows,
+)
 from genrec.cascade.samples import TASKS, ImpressionSamples, impression_samples
 from genrec.data.dataset import Dataset
 from genrec.data.splits import Split, build_requests, leave_one_out

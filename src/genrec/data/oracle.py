@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-
 from genrec.data.dataset import Dataset
 from genrec.data.splits import Split
 from genrec.data.truth import TRUTH_FILE, WorldTruth

@@ -29,7 +29,7 @@ def run_evaluation(
     run: str | os.PathLike,
     retriever_names: Sequence[str],
     part: str = "test",
-    config: EvalConfig = EvalConfig(),
+    config: EvalConfig | None = None,
     max_requests: int | None = None,
     write: bool = True,
     progress: bool = True,
@@ -47,6 +47,7 @@ def run_evaluation(
     """
     from genrec.registry import build_retriever
 
+    config = config or EvalConfig()
     if threads is not None:
         set_threads(threads)
     run = Path(run)

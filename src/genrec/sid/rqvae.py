@@ -26,7 +26,6 @@ from tqdm.auto import tqdm
 from genrec.sid.kmeans import residual_kmeans
 from genrec.sid.tokenizer import SidTokenizer
 
-
 MAX_RESET_ROUNDS = 8
 
 

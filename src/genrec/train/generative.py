@@ -32,10 +32,10 @@ import torch
 from genrec.artifacts import code_fingerprint, folder_sha256, manifest, write_json_atomic
 from genrec.data.dataset import Dataset
 from genrec.data.splits import Split, build_requests, interactions, leave_one_out
+from genrec.decode.trie import PrefixTrie
 from genrec.eval.metrics import ndcg_at_k, ranked_matrix, recall_at_k
 from genrec.features import TEXT_DIM, encode_items
 from genrec.features.text_cache import TextVectorCache
-from genrec.decode.trie import PrefixTrie
 from genrec.model.config import GenerativeConfig, InputSpec
 from genrec.model.inputs import RequestEncoder, item_query_text, leaf_categories
 from genrec.model.model import GenerativeModel
