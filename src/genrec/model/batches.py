@@ -8,7 +8,7 @@ decoding carries from one SID level to the next.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -56,8 +56,9 @@ class EncoderBatch:
 
     def map(self, function: Callable[[torch.Tensor], torch.Tensor]) -> "EncoderBatch":
         """`function` applied to every tensor (a missing query_vector stays None)."""
-        return EncoderBatch(**{f.name: None if getattr(self, f.name) is None else function(getattr(self, f.name))
-                               for f in fields(self)})
+        mapped: dict[str, Any] = {f.name: None if getattr(self, f.name) is None else function(getattr(self, f.name))
+                                  for f in fields(self)}
+        return EncoderBatch(**mapped)
 
     def trim(self) -> "EncoderBatch":
         """Drop the padding columns no request in the batch uses: trailing ones of

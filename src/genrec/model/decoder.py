@@ -9,6 +9,8 @@ over all items (TIGER; OneSearch; OneMall).
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -41,7 +43,7 @@ class SidDecoder(nn.Module):
         """Logits of every level, a list of `[N, V_level]`, for inputs `x [N, L, d]` against
         `memory [B, S, d]`; `rows [N]` says which memory row each input reads (several
         targets of one window share it; None: row n reads memory n)."""
-        for block in self.blocks:
+        for block in self.layers():
             k, v = block.cross.project_memory(memory)
             if rows is not None:
                 k, v = k.index_select(0, rows), v.index_select(0, rows)
@@ -59,12 +61,16 @@ class SidDecoder(nn.Module):
             x = x + summary.repeat_interleave(beams, dim=0)
         h = x[:, None, :]
         new_k, new_v = [], []
-        for i, block in enumerate(self.blocks):
+        for i, block in enumerate(self.layers()):
             cache = (self_k[i], self_v[i]) if self_k else None
             h, (k, v) = block.step(h, cache, memory_k[i], memory_v[i], memory_mask, beams)
             new_k.append(k)
             new_v.append(v)
         return self.heads[level](self.norm(h[:, 0])), new_k, new_v
+
+    def layers(self) -> list[DecoderBlock]:
+        """The decoder blocks, typed (a ModuleList yields plain Modules)."""
+        return [cast(DecoderBlock, block) for block in self.blocks]
 
     def padded(self, logits: torch.Tensor) -> torch.Tensor:
         """One width V = max(codebook_sizes) for every level; codes past a level's codebook are -inf."""

@@ -34,6 +34,9 @@ class InputEmbedding(nn.Module):
     """The embedding tables; `parts` embeds a request batch, the other methods the
     pieces the causal encoder and the summary read one at a time."""
 
+    code_offsets: torch.Tensor  # [levels] first row of each level's codes in `code`
+    item_category: torch.Tensor  # [n_item_slots] leaf category of each item id
+
     def __init__(self, config: GenerativeConfig, spec: InputSpec):
         super().__init__()
         self.config, self.spec = config, spec

@@ -195,11 +195,12 @@ class RequestEncoder:
         t = torch.from_numpy
         query_vector = None
         if self.spec.query_vector_dim:
-            query_vector = np.zeros((n, self.spec.query_vector_dim), dtype=np.float32)
+            vectors = np.zeros((n, self.spec.query_vector_dim), dtype=np.float32)
             rows = [i for i, r in enumerate(requests) if r.query]
             if rows:
-                query_vector[rows] = self.query_vectors([requests[i].query for i in rows])
-            query_vector = t(query_vector)
+                assert self.query_vectors is not None  # __post_init__ makes one when the spec reads vectors
+                vectors[rows] = self.query_vectors([str(requests[i].query) for i in rows])
+            query_vector = t(vectors)
         return EncoderBatch(
             query=t(queries), user=t(user),
             short_codes=t(views["short"][0]), short_items=t(views["short"][1]),
@@ -224,6 +225,8 @@ class RequestEncoder:
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Compact query token ids `[n, T]` (0-padded, T ≤ max_query_tokens; T ≥ 1)."""
+        if self.piece_to_id_ is None:
+            raise ValueError("RequestEncoder is not fitted; call fit(texts, users) first")
         pieces = self._pieces(list(texts))
         width = max(1, min(self.config.max_query_tokens, max((len(p) for p in pieces), default=0)))
         out = np.zeros((len(texts), width), dtype=np.int64)
@@ -235,6 +238,8 @@ class RequestEncoder:
     # ---- persistence --------------------------------------------------------------------------
 
     def state(self) -> dict:
+        if self.piece_to_id_ is None:
+            raise ValueError("RequestEncoder is not fitted; call fit(texts, users) first")
         return {"piece_to_id": self.piece_to_id_.tolist(),
                 "user_profile": {str(k): v for k, v in self.user_profile_.items()}}
 

@@ -197,7 +197,7 @@ class GenerativeModel(nn.Module):
     def encode(self, batch: EncoderBatch) -> DecoderState:
         """Encode requests and project the cross-attention K/V once per layer."""
         memory, mask, summary = self.encode_memory(batch)
-        ks, vs = zip(*(block.cross.project_memory(memory) for block in self.decoder.blocks))
+        ks, vs = zip(*(block.cross.project_memory(memory) for block in self.decoder.layers()))
         return DecoderState(list(ks), list(vs), mask, summary=summary,
                             first_level_bias=self._request_copy_bias(batch, summary))
 

@@ -74,8 +74,8 @@ class GenerativeRetriever:
             for start in range(0, len(requests), self.batch_size):
                 chunk = requests[start:start + self.batch_size]
                 state = self.model.encode(self.encoder.transform(chunk).to(device))
-                items, scores = constrained_beam_search(self.model, state, self.trie, beams, k)
-                items, scores = items.cpu().numpy(), scores.cpu().numpy()
+                found, found_scores = constrained_beam_search(self.model, state, self.trie, beams, k)
+                items, scores = found.cpu().numpy(), found_scores.cpu().numpy()
                 for row in range(len(chunk)):
                     real = items[row] >= 0
                     out.append(Ranked(items[row][real], scores[row][real]))
