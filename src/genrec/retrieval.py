@@ -55,7 +55,8 @@ class Ranked:
     """
 
     item_ids: np.ndarray
-    scores: np.ndarray = field(default=None)  # type: ignore[assignment]
+    # None (no scores given) is replaced by an array in __post_init__, so readers always see an ndarray.
+    scores: np.ndarray = field(default=None)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         ids = np.asarray(self.item_ids, dtype=np.int64).reshape(-1)

@@ -106,6 +106,8 @@ class SASRec(nn.Module):
     category's: `item_category` `[n_items + 1]` maps item id → category 1..n (0 = none).
     """
 
+    item_category: Tensor  # buffer [n_items + 1], registered in __init__
+
     def __init__(self, config: SASRecModelConfig, item_category: Tensor | None = None):
         super().__init__()
         self.config = config
@@ -215,9 +217,9 @@ def collate_windows(windows: list[np.ndarray]) -> dict[str, Tensor]:
     inputs = torch.zeros(len(windows), length, dtype=torch.long)
     targets = torch.zeros(len(windows), length, dtype=torch.long)
     for row, window in enumerate(windows):
-        window = torch.tensor(window, dtype=torch.long)
-        inputs[row, : len(window) - 1] = window[:-1]
-        targets[row, : len(window) - 1] = window[1:]
+        sequence = torch.tensor(window, dtype=torch.long)
+        inputs[row, : len(sequence) - 1] = sequence[:-1]
+        targets[row, : len(sequence) - 1] = sequence[1:]
     return {"inputs": inputs, "targets": targets}
 
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
-from torch import FloatTensor, LongTensor
 
 BOS_TOKEN: int = -1
 """The token passed to `step` at level 0, where no code has been chosen yet."""
@@ -40,9 +39,9 @@ class BeamSearchModel(Protocol):
 
     def expand(self, state: Any, beams: int) -> Any: ...
 
-    def step(self, state: Any, tokens: LongTensor, level: int) -> tuple[FloatTensor, Any]: ...
+    def step(self, state: Any, tokens: torch.Tensor, level: int) -> tuple[torch.Tensor, Any]: ...
 
-    def reorder(self, state: Any, index: LongTensor) -> Any: ...
+    def reorder(self, state: Any, index: torch.Tensor) -> Any: ...
 
 
 def state_rows(model: BeamSearchModel, state: Any) -> int:
@@ -110,18 +109,17 @@ class TableStepModel:
         generator = torch.Generator().manual_seed(seed)
         self.table = scale * torch.randn(levels, buckets, vocab_size, generator=generator)
 
-    def initial_state(self, batch: int, request_seeds: LongTensor | None = None) -> TablePrefixState:
+    def initial_state(self, batch: int, request_seeds: torch.Tensor | None = None) -> TablePrefixState:
         """State for `batch` requests (before `expand`); `request_seeds` `[batch]` default to 0..batch-1."""
-        if request_seeds is None:
-            request_seeds = torch.arange(batch, dtype=torch.int64)
-        if request_seeds.shape != (batch,):
-            raise ValueError(f"request_seeds must have shape [{batch}], got {list(request_seeds.shape)}")
-        return TablePrefixState(prefix_hash=(request_seeds.to(torch.int64) * 7919 + 17) % self._MODULUS)
+        seeds = torch.arange(batch, dtype=torch.int64) if request_seeds is None else request_seeds
+        if seeds.shape != (batch,):
+            raise ValueError(f"request_seeds must have shape [{batch}], got {list(seeds.shape)}")
+        return TablePrefixState(prefix_hash=(seeds.to(torch.int64) * 7919 + 17) % self._MODULUS)
 
     def expand(self, state: TablePrefixState, beams: int) -> TablePrefixState:
         return TablePrefixState(prefix_hash=state.prefix_hash.repeat_interleave(beams))
 
-    def step(self, state: TablePrefixState, tokens: LongTensor, level: int) -> tuple[FloatTensor, TablePrefixState]:
+    def step(self, state: TablePrefixState, tokens: torch.Tensor, level: int) -> tuple[torch.Tensor, TablePrefixState]:
         if not 0 <= level < self.levels:
             raise ValueError(f"level must be in [0, {self.levels}), got {level}")
         if tokens.shape != state.prefix_hash.shape:
@@ -130,5 +128,5 @@ class TableStepModel:
         logits = self.table[level, new_hash % self.buckets]
         return logits, TablePrefixState(prefix_hash=new_hash)
 
-    def reorder(self, state: TablePrefixState, index: LongTensor) -> TablePrefixState:
+    def reorder(self, state: TablePrefixState, index: torch.Tensor) -> TablePrefixState:
         return TablePrefixState(prefix_hash=state.prefix_hash[index])

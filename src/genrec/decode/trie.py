@@ -42,6 +42,12 @@ class TrieLevel:
     def is_dense(self) -> bool:
         return self.child is not None
 
+    def csr(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(offsets, keys)` of a CSR level; callers check `child` first, so a miss is a malformed level."""
+        if self.offsets is None or self.keys is None:
+            raise ValueError("a TrieLevel without `child` must have both `offsets` and `keys`")
+        return self.offsets, self.keys
+
     def tensors(self) -> list[torch.Tensor]:
         return [t for t in (self.child, self.offsets, self.keys) if t is not None]
 
@@ -168,17 +174,18 @@ class PrefixTrie:
         """
         lv = self._level(level)
         node_ids = node_ids.to(torch.int64)
-        if lv.is_dense:
+        if lv.child is not None:  # dense
             child_ids = lv.child[node_ids].to(torch.int64)  # [N, V_l]
             valid = child_ids >= 0
             codes = torch.arange(lv.vocab_size, device=node_ids.device).expand_as(child_ids)
             return codes, child_ids.clamp_min(0), valid
-        start = lv.offsets[node_ids]  # [N]
-        fanout = lv.offsets[node_ids + 1] - start
+        offsets, keys = lv.csr()
+        start = offsets[node_ids]  # [N]
+        fanout = offsets[node_ids + 1] - start
         slot = torch.arange(lv.max_fanout, device=node_ids.device)
         valid = slot < fanout[:, None]  # [N, D]
         child_ids = torch.where(valid, start[:, None] + slot, 0)
-        codes = torch.where(valid, lv.keys[child_ids] % lv.vocab_size, 0)
+        codes = torch.where(valid, keys[child_ids] % lv.vocab_size, 0)
         return codes, child_ids, valid
 
     def allowed_mask(self, level: int, node_ids: torch.Tensor) -> torch.Tensor:
@@ -187,7 +194,7 @@ class PrefixTrie:
         node_ids = node_ids.to(torch.int64)
         # One spare column receives the padding slots of CSR rows, so they never overwrite a real code.
         mask = torch.zeros(node_ids.shape[0], self.vocab_size + 1, dtype=torch.bool, device=node_ids.device)
-        if lv.is_dense:
+        if lv.child is not None:  # dense
             mask[:, : lv.vocab_size] = lv.child[node_ids] >= 0
         else:
             codes, _, valid = self.children(level, node_ids)
@@ -201,12 +208,13 @@ class PrefixTrie:
         tokens = tokens.to(torch.int64)
         in_range = (tokens >= 0) & (tokens < lv.vocab_size)
         safe_tokens = torch.where(in_range, tokens, 0)
-        if lv.is_dense:
+        if lv.child is not None:  # dense
             found = lv.child[node_ids, safe_tokens].to(torch.int64)
         else:
+            _, keys = lv.csr()
             wanted = node_ids * lv.vocab_size + safe_tokens
-            position = torch.searchsorted(lv.keys, wanted).clamp_max(lv.num_children - 1)
-            found = torch.where(lv.keys[position] == wanted, position, -1)
+            position = torch.searchsorted(keys, wanted).clamp_max(lv.num_children - 1)
+            found = torch.where(keys[position] == wanted, position, -1)
         return torch.where(in_range, found, -1)
 
     def item_at(self, leaf_ids: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -110,11 +111,17 @@ def _title(config: SidConfig, report: dict) -> str:
     return f"Semantic IDs: {prefix}{config.method}, {config.levels} levels"
 
 
+class _RQVAEOverrides(TypedDict, total=False):
+    """`RQVAETokenizer` arguments set only when the config names them, so the tokenizer keeps its own defaults."""
+
+    epochs: int
+
+
 def make_tokenizer(config: SidConfig, progress: bool = False) -> SidTokenizer:
     if config.method == "rqkmeans":
         return RQKMeansTokenizer(config.levels, config.codebook_size, config.seed, config.spread_last_level)
     if config.method == "rqvae":
-        extra = {"epochs": config.epochs} if config.epochs is not None else {}
+        extra: _RQVAEOverrides = {"epochs": config.epochs} if config.epochs is not None else {}
         return RQVAETokenizer(
             config.levels, config.codebook_size, seed=config.seed, progress=progress, spread_last_level=config.spread_last_level, **extra
         )

@@ -75,7 +75,8 @@ class SidTokenizer:
     def save(self, path: str | os.PathLike) -> None:
         """Write hyper-parameters and learned arrays to one `.npz` file, atomically."""
         self._check_fitted()
-        arrays = {name: np.asarray(value) for name, value in self._learned_arrays().items()}
+        # Values typed Any: numpy's `savez` stub would otherwise match `**arrays` against its bool `allow_pickle`.
+        arrays: dict[str, Any] = {name: np.asarray(value) for name, value in self._learned_arrays().items()}
         state = {
             "class": type(self).__name__,
             "params": self.get_params(),

@@ -47,7 +47,9 @@ class ExampleTable:
                 return None
             return torch.cat([getattr(p, name) for p in parts]).to(torch.float16 if name == "query_vector" else torch.int32)
 
-        batch = EncoderBatch(**{f: stacked(f) for f in vars(parts[0])})
+        # Any: `stacked` gives None only for a field that is None in the parts, so required fields stay tensors.
+        columns: dict[str, Any] = {f: stacked(f) for f in vars(parts[0])}
+        batch = EncoderBatch(**columns)
         rows = np.asarray([code_of[int(t)] for t in targets])
         return cls(batch, torch.from_numpy(np.asarray(sids.codes)[rows].astype(np.int64)))
 

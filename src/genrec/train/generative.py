@@ -139,8 +139,11 @@ def train_generative(run: str | os.PathLike, config: GenerativeTrainConfig | Non
     saved = {**config.to_dict(), "inputs": model.spec.to_dict()}
     write_json_atomic(out / "config.json", saved)
     write_json_atomic(out / "encoder.json", encoder.state())
+    # Any: a missing input folder is recorded as None (what `genrec.demo` compares against), which
+    # `manifest`'s `dict[str, str]` annotation does not spell out.
+    inputs: dict[str, Any] = {"data": _hash_or_none(run / "data"), "sid": _hash_or_none(run / "sid")}
     write_json_atomic(out / "manifest.json", manifest(
-        saved, inputs={"data": _hash_or_none(run / "data"), "sid": _hash_or_none(run / "sid")},
+        saved, inputs=inputs,
         code=code_fingerprint(*GENERATIVE_CODE), result={"best_metric": result.best_metric, "best_step": result.best_step, "history": result.history,
                 "train_seconds": round(seconds, 1), "examples_per_second": round(result.examples_per_second, 1),
                 "n_examples": len(examples), "n_interaction_examples": prepared.n_interaction_examples,

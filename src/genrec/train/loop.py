@@ -38,7 +38,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -53,6 +53,18 @@ LAST_CHECKPOINT = "last.pt"
 # Fields that fix the trajectory of a run: resuming with different values would
 # silently produce a run that neither configuration describes.
 _TRAJECTORY_FIELDS = ("steps", "batch_size", "lr", "weight_decay", "warmup_steps", "min_lr_ratio", "grad_clip", "seed")
+
+
+ModelT = TypeVar("ModelT", bound=nn.Module)
+"""The model's own type, so `loss_fn` and `evaluate` may take the concrete model `train` was given."""
+
+
+class Examples(Protocol):
+    """What `train` reads from its examples: a length and integer indexing (a list, a range, a Dataset with `__len__`)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Any: ...
 
 
 class CheckpointError(ValueError):
@@ -115,8 +127,13 @@ class TrainConfig:
 def train_options(config: TrainConfig, *, steps: int | None = None, device: str = "auto",
                   checkpoint_every: int | None = None, checkpoint_seconds: float | None = None) -> TrainConfig:
     """`config` with the command line's settings; an option left as None keeps the config's value."""
-    given = {"steps": steps, "checkpoint_every": checkpoint_every, "checkpoint_seconds": checkpoint_seconds}
-    return replace(config, device=device, **{k: v for k, v in given.items() if v is not None})
+    return replace(
+        config,
+        device=device,
+        steps=config.steps if steps is None else steps,
+        checkpoint_every=config.checkpoint_every if checkpoint_every is None else checkpoint_every,
+        checkpoint_seconds=config.checkpoint_seconds if checkpoint_seconds is None else checkpoint_seconds,
+    )
 
 
 @dataclass
@@ -133,13 +150,13 @@ class TrainResult:
 
 
 def train(
-    model: nn.Module,
-    loss_fn: Callable[[nn.Module, Any], Tensor],
-    examples: torch.utils.data.Dataset,
+    model: ModelT,
+    loss_fn: Callable[[ModelT, Any], Tensor],
+    examples: Examples,
     collate: Callable[[list[Any]], Any],
     config: TrainConfig,
     out_dir: Path,
-    evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+    evaluate: Callable[[ModelT], dict[str, float]] | None = None,
     metric: str = "ndcg@10",
     resume: bool = False,
     stop_after: int | None = None,
@@ -158,7 +175,7 @@ def train(
     steps of this call, with `last.pt` written — a planned interruption (time
     budgets, tests).
     """
-    if len(examples) == 0:  # type: ignore[arg-type]
+    if len(examples) == 0:
         raise ValueError("examples is empty; expected at least one training example")
     if stop_after is not None and stop_after < 0:
         raise ValueError(f"stop_after must be ≥ 0 or None, got {stop_after}")
@@ -319,7 +336,7 @@ class _LossModule(nn.Module):
     """The loss as a module, so DDP's forward (which arms gradient averaging)
     wraps whatever methods of the model `loss_fn` calls."""
 
-    def __init__(self, model: nn.Module, loss_fn: Callable[[nn.Module, Any], Tensor]):
+    def __init__(self, model: nn.Module, loss_fn: Callable[[Any, Any], Tensor]):
         super().__init__()
         self.model = model
         self.loss_fn = loss_fn
@@ -408,7 +425,7 @@ def _save_best(model, config, out_dir, step, metric, value) -> None:
 
 def _save_last(model, optimizer, config, out_dir, step, best_metric, best_step, history, losses, rank, world_size, n_examples) -> None:
     rng = _rng_state()
-    states = [None] * world_size
+    states: list[dict[str, Any] | None] = [None] * world_size
     if world_size > 1:
         dist.all_gather_object(states, rng)
     else:
@@ -458,7 +475,9 @@ def _seed_everything(seed: int) -> None:
 
 def _rng_state() -> dict[str, Any]:
     """Every RNG a loss may draw from, as tensors and plain values (loadable with weights_only)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    legacy_state = np.random.get_state()  # legacy=True (the default): always the MT19937 5-tuple, never a dict
+    assert isinstance(legacy_state, tuple)
+    kind, keys, pos, has_gauss, cached = legacy_state
     state = {
         "python": random.getstate(),
         "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),

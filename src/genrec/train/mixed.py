@@ -48,9 +48,9 @@ class MixedTable:
 
     def collate(self, indices: list[int]) -> MixedBatch:
         n = self.n_requests
-        requests = [i for i in indices if i < n]
+        requests = [i for i in indices if i < n]  # always empty without a request table (n == 0)
         windows = [i - n for i in indices if i >= n]
-        return MixedBatch(self.requests.collate(requests) if requests else None,
+        return MixedBatch(self.requests.collate(requests) if requests and self.requests is not None else None,
                           self.windows.collate(windows) if windows else None)
 
 
@@ -77,4 +77,5 @@ def mixed_loss(model: GenerativeModel, batch: MixedBatch) -> torch.Tensor:
         losses.append(model.sequence_loss(batch.windows))
         weights.append(_window_targets(batch.windows))
     total = sum(weights)
-    return sum(loss * (weight / total) for loss, weight in zip(losses, weights))
+    terms = [loss * (weight / total) for loss, weight in zip(losses, weights)]
+    return sum(terms[1:], start=terms[0])  # starting from the first term (not 0) keeps the sum a tensor

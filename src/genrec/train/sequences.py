@@ -92,7 +92,7 @@ class SequenceTable:
             out_items[row, :last - first] = items[first:last]
             out_action[row, :last - first] = actions[first:last]
             out_target[row, target_from - first:target_to - first] = is_target[target_from:target_to]
-            if with_context:
+            if out_context is not None and context is not None:  # both exist exactly when with_context
                 out_context[row, :last - first] = context[first:last]
         keep = out_target.any(axis=1)  # a window whose targets are all searches trains nothing here
         codes = encoder.code_of_item[out_items[keep]]
