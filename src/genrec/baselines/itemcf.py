@@ -34,6 +34,7 @@ from genrec.baselines.bm25 import BM25Retriever
 from genrec.baselines.popularity import item_popularity, n_item_slots, popularity_prior
 from genrec.data.dataset import Dataset
 from genrec.data.splits import Split, interactions
+from genrec.features.cooccurrence import windowed_cooccurrence
 from genrec.retrieval import Ranked, Request, top_k
 
 
@@ -131,24 +132,9 @@ class ItemCFRetriever:
     def _similarity(self, users: np.ndarray, items: np.ndarray, n_slots: int) -> sp.csr_matrix:
         """Windowed, IUF-weighted, count-normalised co-occurrence, top `neighbours` per row."""
         per_user = np.bincount(np.unique(users, return_inverse=True)[1]) if len(users) else np.zeros(0, dtype=np.int64)
-        user_size = np.repeat(per_user, per_user)
-        iuf = 1.0 / np.log2(2.0 + user_size)
-        heads, tails, values = [], [], []
-        for gap in range(1, self.window + 1):
-            same_user = users[gap:] == users[:-gap] if len(users) > gap else np.zeros(0, dtype=bool)
-            a, b = items[:-gap][same_user], items[gap:][same_user]
-            different = a != b
-            weight = iuf[gap:][same_user][different] * self.position_decay ** (gap - 1)
-            heads += [a[different], b[different]]
-            tails += [b[different], a[different]]
-            values += [weight, weight]
-        if not heads:
-            return sp.csr_matrix((n_slots, n_slots))
-        co = sp.coo_matrix((np.concatenate(values), (np.concatenate(heads), np.concatenate(tails))), shape=(n_slots, n_slots)).tocsr()
-        count = np.bincount(items, minlength=n_slots).astype(np.float64)
-        norm = np.sqrt(np.maximum(count, 1.0))
-        co = sp.diags(1.0 / norm) @ co @ sp.diags(1.0 / norm)
-        return _keep_top_per_row(co.tocsr(), self.neighbours)
+        iuf = 1.0 / np.log2(2.0 + np.repeat(per_user, per_user))  # a pair from a long history says less
+        co = windowed_cooccurrence(users, items, n_slots, self.window, lambda gap: self.position_decay ** (gap - 1), iuf)
+        return _keep_top_per_row(co, self.neighbours)
 
 
 def _keep_top_per_row(matrix: sp.csr_matrix, n: int) -> sp.csr_matrix:

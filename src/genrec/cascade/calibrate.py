@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-EPS = 1e-6
+from genrec.cascade.logit import logit
 
 
 def _check_probabilities(name: str, p: np.ndarray) -> np.ndarray:
@@ -39,11 +39,6 @@ def _check_labels(name: str, y: np.ndarray, n: int) -> np.ndarray:
     if not np.isin(y, (0.0, 1.0)).all():
         raise ValueError(f"{name} must hold 0/1 labels")
     return y
-
-
-def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS)
-    return np.log(p) - np.log1p(-p)
 
 
 class IsotonicCalibrator:

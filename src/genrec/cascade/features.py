@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from genrec.features.cooccurrence import windowed_cooccurrence
 from genrec.retrieval import Request
 
 PAIR_FEATURES: tuple[str, ...] = (
@@ -163,23 +164,8 @@ class FeatureSpace:
         positive = positive.drop_duplicates(["user_id", "session_id", "item_id"]).sort_values(["user_id", "ts"], kind="stable")
         users = positive["user_id"].to_numpy()
         items = positive["item_id"].to_numpy(dtype=np.int64)
-        rows, cols, vals = [], [], []
-        for gap in range(1, self.cf_window + 1):
-            same = users[gap:] == users[:-gap]
-            a, b = items[:-gap][same], items[gap:][same]
-            keep = a != b
-            rows += [a[keep], b[keep]]
-            cols += [b[keep], a[keep]]
-            vals += [np.full(int(keep.sum()), 1.0 / gap)] * 2
-        size = self.n_items_
-        if rows:
-            matrix = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(size, size)).tocsr()
-        else:
-            matrix = sp.csr_matrix((size, size))
-        matrix.sum_duplicates()
-        count = np.bincount(items, minlength=size)[:size].astype(np.float64)
-        norm = 1.0 / np.sqrt(np.maximum(count, 1.0))
-        self.cooc_ = (sp.diags(norm) @ matrix @ sp.diags(norm)).tocsr().astype(np.float32)
+        co = windowed_cooccurrence(users, items, self.n_items_, self.cf_window, lambda gap: 1.0 / gap)
+        self.cooc_ = co.astype(np.float32)
 
     def _fit_vocabulary(self, items: pd.DataFrame, item_texts: Sequence[str]) -> None:
         vocabulary: dict[str, int] = {}

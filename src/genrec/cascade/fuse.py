@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-EPS = 1e-6
+from genrec.cascade.logit import log_probability, logit
 
 
 def _check(probs: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
@@ -39,12 +39,11 @@ def _check(probs: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
 
 
 def log_probs(probs: np.ndarray) -> np.ndarray:
-    return np.log(np.clip(probs, EPS, 1.0)).astype(np.float32)
+    return log_probability(probs, np.float32).astype(np.float32)
 
 
 def logits(probs: np.ndarray) -> np.ndarray:
-    p = np.clip(probs, EPS, 1 - EPS)
-    return (np.log(p) - np.log1p(-p)).astype(np.float32)
+    return logit(probs, np.float32).astype(np.float32)
 
 
 class FixedWeightFusion:
