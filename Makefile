@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN ?= runs/demo
 
-.PHONY: demo test install clean bench chromium
+.PHONY: demo test test-slow lint install clean bench chromium
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -20,7 +20,16 @@ demo: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/genrec demo --run $(RUN)
 
 test: $(STAMP) chromium
-	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q -m "not slow"
+
+# The tests `make test` skips (end-to-end training, multi-process): CI runs both.
+test-slow: $(STAMP)
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q -m slow
+
+# Lint and types on the packages held to them (pyproject.toml's [tool.ruff] and [tool.mypy]).
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy src/genrec/model src/genrec/decode src/genrec/sid src/genrec/train
 
 # Headless Chromium for the web page's browser test (tests/test_serve_browser.py skips, saying why, without it).
 chromium:

@@ -130,6 +130,7 @@ def test_bad_input_is_refused_with_a_message_naming_it(small_world, world_sids, 
         GenerativeRetriever(retriever.model, retriever.encoder, wrong_levels)
 
 
+@pytest.mark.slow
 def test_train_generative_writes_a_model_folder_that_from_run_serves(small_world, world_sids, world_requests, tmp_path):
     from genrec.data.splits import leave_one_out
 

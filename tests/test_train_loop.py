@@ -24,6 +24,7 @@ def _config(**overrides) -> TrainConfig:
     return TrainConfig(**{**values, **overrides})
 
 
+@pytest.mark.slow
 def test_two_torchrun_processes_end_with_identical_weights_equal_to_one_process(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                str(HERE / "toy_training.py"), str(tmp_path)]
