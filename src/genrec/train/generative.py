@@ -52,10 +52,8 @@ NO_USER = 0
 
 
 def _default_train_config() -> TrainConfig:
-    # 700 steps keep `make demo` within 15 minutes on 2 cores. With causal recommendation and
-    # the copy pointer, validation-sample search Recall@10 rose from 0.326 at 500 steps to
-    # 0.369 at 700 and recommendation NDCG@10 from 0.098 to 0.106 (generative_variants.md,
-    # variants 28 and 29); at 500 steps the per-request model had 0.309 and 0.075.
+    """The demo's schedule: 700 steps keep `make demo` within 15 minutes on 2 cores
+    (why 700 and not 500: docs/generative.md)."""
     return TrainConfig(steps=700, batch_size=256, lr=2e-3, warmup_steps=50, eval_every=350,
                        checkpoint_every=350, weight_decay=0.01)
 

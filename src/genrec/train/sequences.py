@@ -15,8 +15,8 @@ history drops them.
 For a search+recommendation model each position also carries its own scenario
 and time, read when it is the target. Every interaction is a target, searches
 included: the item a user searched for is also one they wanted next, as SASRec
-trains on it (training on query-free targets only lost on validation,
-`benchmarks/results/generative_variants.md`, variant 23).
+trains on it (training on query-free targets only lost on validation:
+docs/generative.md).
 """
 
 from __future__ import annotations
