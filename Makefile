@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN ?= runs/demo
 
-.PHONY: demo test test-slow lint install clean bench chromium
+.PHONY: demo readme-images test test-slow lint install clean bench chromium
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -18,6 +18,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/genrec demo --run $(RUN)
+
+# The README's pictures, from the demo's own evaluation (cached stages are reused).
+readme-images: $(STAMP)
+	OMP_NUM_THREADS=2 $(BIN)/genrec demo --run $(RUN) --images docs
 
 test: $(STAMP) chromium
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q -m "not slow"

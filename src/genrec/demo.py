@@ -42,8 +42,10 @@ class StageTimes:
 
 
 def run_demo(run: str | Path = "runs/demo", retrievers: tuple[str, ...] = DEMO_RETRIEVERS, fresh: bool = False,
-             max_requests: int | None = None) -> StageTimes:
-    """Run every stage on the default world in `run`; return the stage times."""
+             max_requests: int | None = None, images: Path | None = None) -> StageTimes:
+    """Run every stage on the default world in `run`; return the stage times. With `images`,
+    the evaluation's plots are also copied there as `demo_recall_at_k.png` and `demo_slices.png`
+    (the README's pictures, so they always show the table they sit beside)."""
     import shutil
 
     import torch
@@ -63,6 +65,10 @@ def run_demo(run: str | Path = "runs/demo", retrievers: tuple[str, ...] = DEMO_R
     from genrec.eval.report import print_report
 
     print_report(report)
+    if images is not None:
+        images.mkdir(parents=True, exist_ok=True)
+        for name in ("recall_at_k", "slices"):
+            shutil.copyfile(run / "eval" / f"{name}.png", images / f"demo_{name}.png")
     total = sum(times.seconds.values())
     print("\nstage times: " + ", ".join(f"{name} {s:.0f}s" for name, s in times.seconds.items()))
     print(f"total: {total / 60:.1f} min — report: {run / 'eval' / 'report.md'}, plots: {run / 'eval'}")
@@ -176,9 +182,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--retrievers", default=",".join(DEMO_RETRIEVERS), help="comma-separated names to evaluate")
     parser.add_argument("--fresh", action="store_true", help="delete the run folder first")
     parser.add_argument("--max-requests", type=int, default=None, help="evaluate a seeded subset of test requests")
+    parser.add_argument("--images", type=Path, default=None,
+                        help="also copy the plots there as demo_recall_at_k.png / demo_slices.png (make readme-images)")
     parser.set_defaults(run=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    run_demo(args.run_dir, tuple(n.strip() for n in args.retrievers.split(",") if n.strip()), args.fresh, args.max_requests)
+    run_demo(args.run_dir, tuple(n.strip() for n in args.retrievers.split(",") if n.strip()), args.fresh, args.max_requests,
+             args.images)
     return 0
