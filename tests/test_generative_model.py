@@ -226,7 +226,7 @@ def test_weights_saved_under_the_old_flat_names_load_into_the_parts():
         "inputs.recency.": "recency_embedding.", "inputs.part_type.": "type_embedding.",
         "inputs.position.": "position_embedding.", "inputs.item_category": "item_category",
         "encoder.blocks.": "encoder_blocks.", "encoder.norm.": "encoder_norm.",
-        "summary.projection.": "summary_projection.", "copy.gate.": "copy_gate.", "decoder.bos": "bos",
+        "summary.projection.": "summary_projection.", "copy.gate.": "copy_gate.",
         "decoder.level.": "level_embedding.", "decoder.blocks.": "decoder_blocks.", "decoder.norm.": "decoder_norm.",
         "decoder.heads.": "heads."}
     old = {}

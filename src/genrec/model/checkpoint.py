@@ -27,14 +27,14 @@ _OLD_PREFIXES: tuple[tuple[str, str], ...] = (
     ("type_embedding.", "inputs.part_type."), ("position_embedding.", "inputs.position."),
     ("encoder_blocks.", "encoder.blocks."), ("encoder_norm.", "encoder.norm."),
     ("summary_projection.", "summary.projection."), ("latest_projection.", "summary.latest."),
-    ("copy_gate.", "copy.gate."), ("bos", "decoder.bos"), ("level_embedding.", "decoder.level."),
+    ("copy_gate.", "copy.gate."), ("level_embedding.", "decoder.level."),
     ("decoder_blocks.", "decoder.blocks."), ("decoder_norm.", "decoder.norm."), ("heads.", "decoder.heads."),
 )
 
 
 def migrate_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Parameter names of a model saved before the parts split, renamed; others unchanged."""
-    if any(name.startswith(("inputs.", "decoder.")) for name in state):
+    if any(name.startswith(("inputs.", "decoder.")) for name in state):  # already this layout
         return state
     out = {}
     for name, value in state.items():

@@ -24,17 +24,16 @@ class SidDecoder(nn.Module):
         super().__init__()
         d = config.d_model
         self.codebook_sizes = spec.codebook_sizes
-        self.bos = nn.Parameter(torch.zeros(d))
         self.level = nn.Embedding(spec.levels, d)
         self.blocks = nn.ModuleList(DecoderBlock(config) for _ in range(config.n_decoder_layers))
         self.norm = nn.LayerNorm(d)
         self.heads = nn.ModuleList(nn.Linear(d, v) for v in spec.codebook_sizes)
         self.drop = nn.Dropout(config.dropout)
 
-    def inputs(self, previous: torch.Tensor, summary: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced inputs `[B, L, d]` from the embedded codes of levels 0..L-2
-        (`previous [B, L-1, d]`) and the summary `[B, d]`."""
-        x = torch.cat([self.bos.expand(previous.shape[0], 1, -1), previous], dim=1)
+    def inputs(self, bos: torch.Tensor, previous: torch.Tensor, summary: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced inputs `[B, L, d]` from the start vector `bos [d]`, the embedded codes
+        of levels 0..L-2 (`previous [B, L-1, d]`) and the summary `[B, d]`."""
+        x = torch.cat([bos.expand(previous.shape[0], 1, -1), previous], dim=1)
         x = self.drop(x + self.level.weight[:x.shape[1]])
         return x + summary[:, None, :]
 
@@ -55,7 +54,7 @@ class SidDecoder(nn.Module):
              self_v: list[torch.Tensor], memory_k: list[torch.Tensor], memory_v: list[torch.Tensor],
              memory_mask: torch.Tensor, beams: int) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """One level for `N = B * beams` rows: `x [N, d]` is the embedded previous code
-        (BOS at level 0); returns the level's logits `[N, V_level]` and the grown caches."""
+        (the start vector at level 0); returns the level's logits `[N, V_level]` and the grown caches."""
         x = x + self.level.weight[level]
         if summary is not None:  # one summary per request, shared by its beams
             x = x + summary.repeat_interleave(beams, dim=0)

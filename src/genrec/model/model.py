@@ -50,6 +50,10 @@ class GenerativeModel(nn.Module):
     def __init__(self, config: GenerativeConfig, spec: InputSpec):
         super().__init__()
         self.config, self.spec = config, spec
+        # The decoder's start vector sits here, not in SidDecoder, so that it comes first in
+        # `parameters()` as it did before the model was split into parts: gradient clipping sums
+        # the parameters' norms in that order, and so a training run is reproduced bit for bit.
+        self.bos = nn.Parameter(torch.zeros(config.d_model))
         self.inputs = InputEmbedding(config, spec)
         self.encoder = TransformerEncoder(config)
         self.summary = Summary(config)
@@ -79,7 +83,7 @@ class GenerativeModel(nn.Module):
         self._check_codes(codes, "codes")
         memory, mask, summary = self.encode_memory(batch)
         previous = self.inputs.codes(codes[:, :-1])
-        logits = self.decoder(self.decoder.inputs(previous, summary), memory, mask)
+        logits = self.decoder(self.decoder.inputs(self.bos, previous, summary), memory, mask)
         bias = self._request_copy_bias(batch, summary)
         if bias is not None:
             logits[0] = logits[0] + bias
@@ -120,7 +124,7 @@ class GenerativeModel(nn.Module):
                                       sums[rows, positions] / counts[rows, positions][:, None], context, latest)
         codes = batch.codes[rows, positions]  # [N, L]
         previous = self.inputs.codes(codes[:, :-1])
-        logits = self.decoder(self.decoder.inputs(previous, summary), memory, visible[:, None, None, :], rows)
+        logits = self.decoder(self.decoder.inputs(self.bos, previous, summary), memory, visible[:, None, None, :], rows)
         if self.copy is not None:
             logits[0] = logits[0] + self.copy(summary, self.copy.recent_in_windows(batch.codes[..., 0], rows, positions))
         return _level_loss(logits, codes)
@@ -219,7 +223,7 @@ class GenerativeModel(nn.Module):
         n = state.batch_size * state.beams
         if tokens.shape != (n,):
             raise ValueError(f"tokens must have shape [{n}] (batch * beams), got {tuple(tokens.shape)}")
-        x = self.decoder.bos.expand(n, -1) if level == 0 else self.inputs.codes(tokens.long(), level - 1)
+        x = self.bos.expand(n, -1) if level == 0 else self.inputs.codes(tokens.long(), level - 1)
         logits, k, v = self.decoder.step(x, level, state.summary, state.self_k, state.self_v, state.memory_k,
                                          state.memory_v, state.memory_mask, state.beams)
         if level == 0 and state.first_level_bias is not None:  # one bias per request, shared by its beams
