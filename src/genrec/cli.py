@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "genrec.data.loaders.commands",
     "genrec.eval.commands",
     "genrec.features.commands",
+    "genrec.portable.commands",
     "genrec.sid.commands",
     "genrec.serve.commands",
     "genrec.train.commands",
