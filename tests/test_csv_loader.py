@@ -102,3 +102,15 @@ def test_the_cli_names_the_problem_and_fails(tmp_path, capsys):
     assert not (tmp_path / "data").exists()
     assert main(["load", "recbole", str(tmp_path), "--map", "user=u", "--out", str(tmp_path / "data")]) == 1
     assert "apply to the csv format only" in capsys.readouterr().err
+
+
+def test_a_file_scoped_mapping_names_one_files_column(tmp_path):
+    (tmp_path / "events.csv").write_text("customer,sku\nc1,A\nc2,B\n")
+    (tmp_path / "items.csv").write_text("product_id,title\nA,Pen\nB,Pad\n")
+    (tmp_path / "users.csv").write_text("customer_id,city\nc1,Oslo\n")
+    dataset = load_csv(tmp_path / "events.csv", tmp_path / "items.csv", tmp_path / "users.csv",
+                       columns={"user": "customer", "item": "sku", "items.item": "product_id", "users.user": "customer_id"})
+    assert sorted(dataset.items.title) == ["Pad", "Pen"]
+    assert dict(zip(dataset.users.source_id, dataset.users.city.fillna("-"))) == {"c1": "Oslo", "c2": "-"}
+    with pytest.raises(ValueError, match="unknown field 'items.ts'"):
+        load_csv(tmp_path / "events.csv", columns={"items.ts": "when"})

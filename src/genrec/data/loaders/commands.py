@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     own.add_argument("--users", help="users file: user id and profile columns")
     own.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
                      help="which of your columns holds a field, e.g. --map user=customer_id --map item=sku --map ts=time "
-                          "(fields: user, item, ts, action, query, scenario, session, position, title, category, brand, price)")
+                          "(fields: user, item, ts, action, query, scenario, session, position, title, category, brand, price; "
+                          "items.item=product_id or users.user=id names one file's column)")
     own.add_argument("--action", action="append", default=[], metavar="WORD=ACTION",
                      help="map one of your action words to impression, click, cart or order, e.g. --action view=impression "
                           "(purchase→order and view→click are built in)")

@@ -4,8 +4,9 @@ A shop's export rarely uses genrec's column names or action words, so the loader
 takes two small mappings instead of asking for a rewritten export:
 
 * `columns`: canonical field → your column (`{"user": "customer_id", "item": "sku",
-  "ts": "time"}`). A field left out is looked up under its own name and the
-  canonical column name (`user` or `user_id`); only `user` and `item` are required.
+  "ts": "time"}`), for every file that has the field; `"items.item": "product_id"`
+  names one file's column only. A field left out is looked up under its own name
+  and the canonical column name (`user` or `user_id`); only `user` and `item` are required.
 * `actions`: your action word → one of `impression`, `click`, `cart`, `order`.
   `DEFAULT_ACTIONS` covers the usual words (`view` → `click`, `purchase` →
   `order`); entries given here are added to it and win.
@@ -40,6 +41,8 @@ EVENT_FIELDS: dict[str, str] = {
 """Event fields a column can be mapped to, and the canonical column each becomes."""
 ITEM_FIELDS: dict[str, str] = {"item": "item_id", "title": "title", "category": "category", "brand": "brand", "price": "price"}
 """Item fields a column can be mapped to; every other items column becomes an attribute."""
+USER_FIELDS: dict[str, str] = {"user": "user_id"}
+"""The users file's field: its id column; every other column is a profile field."""
 FALLBACK_NAMES: dict[str, tuple[str, ...]] = {"ts": ("timestamp", "time"), "session": ("session",)}
 """Further column names tried when a field is not mapped (after the field's own and canonical names)."""
 
@@ -72,11 +75,7 @@ def load_csv(
     ("Beauty > Skin > Cream"). Users-file columns other than the user column are
     profile fields. Raises one `DatasetError` listing every problem found.
     """
-    columns = dict(columns or {})
-    unknown_fields = sorted(set(columns) - set(EVENT_FIELDS) - set(ITEM_FIELDS))
-    if unknown_fields:
-        raise ValueError(f"columns: unknown field(s) {unknown_fields}; expected some of "
-                         f"{sorted(set(EVENT_FIELDS) | set(ITEM_FIELDS))}")
+    per_file = _columns_per_file(columns or {})
     if ts_unit not in TS_UNITS:
         raise ValueError(f"ts_unit must be one of {list(TS_UNITS)}, got {ts_unit!r}")
     action_map = {**DEFAULT_ACTIONS, **{_word(k): v for k, v in (actions or {}).items()}}
@@ -87,15 +86,15 @@ def load_csv(
     errors: list[DatasetError] = []
     event_file = str(events)
     raw = read_table(events)
-    found = _resolve(raw, event_file, EVENT_FIELDS, columns, required=("user", "item"), errors=errors)
+    found = _resolve(raw, event_file, EVENT_FIELDS, per_file["events"], required=("user", "item"), errors=errors)
     item_table, item_found = None, {}
     if items is not None:
         item_table = read_table(items)
-        item_found = _resolve(item_table, str(items), ITEM_FIELDS, columns, required=("item",), errors=errors)
+        item_found = _resolve(item_table, str(items), ITEM_FIELDS, per_file["items"], required=("item",), errors=errors)
     user_table, user_column = None, None
     if users is not None:
         user_table = read_table(users)
-        user_column = _resolve(user_table, str(users), {"user": "user_id"}, columns, required=("user",), errors=errors).get("user")
+        user_column = _resolve(user_table, str(users), USER_FIELDS, per_file["users"], required=("user",), errors=errors).get("user")
 
     ts = _timestamps(raw, found.get("ts"), event_file, ts_unit, errors)
     action = _actions(raw, found.get("action"), event_file, action_map, errors)
@@ -144,6 +143,26 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
         return pd.read_parquet(path)
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
     return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
+
+
+def _columns_per_file(columns: dict[str, str]) -> dict[str, dict[str, str]]:
+    """`columns` split per file. A plain field applies to every file that has it (`item=sku` names
+    the item column of events and items); `items.item=product_id` applies to one file only and wins."""
+    fields = {"events": EVENT_FIELDS, "items": ITEM_FIELDS, "users": USER_FIELDS}
+    out: dict[str, dict[str, str]] = {name: {} for name in fields}
+    scoped = []
+    for key, column in columns.items():
+        file, dot, field_ = key.rpartition(".")
+        targets = [file] if dot else [name for name in fields if field_ in fields[name]]
+        if not targets or any(t not in fields or field_ not in fields[t] for t in targets):
+            known = sorted({f for table in fields.values() for f in table}) + [f"{t}.{f}" for t in fields for f in fields[t]]
+            raise ValueError(f"columns: unknown field {key!r}; expected one of {known}")
+        (scoped if dot else []).append((targets[0], field_, column))
+        for target in targets:
+            out[target].setdefault(field_, column)
+    for target, field_, column in scoped:
+        out[target][field_] = column
+    return out
 
 
 def _word(value: object) -> str:
