@@ -57,6 +57,7 @@ def test_a_copied_folder_answers_the_same_items_and_scores_without_the_run(train
     assert {"model.safetensors", "config.json", "encoder.json", "sid/sids.parquet", "catalog.parquet", "users.parquet",
             "README.md"} <= files
     assert not any(name.endswith(".pt") for name in files)  # no pickles
+    assert (copied / "model.safetensors").stat().st_mode & 0o044 == 0o044  # others may read what is shared
     hidden = trained_run.with_name("hidden")
     trained_run.rename(hidden)  # the run is gone while the folder loads and answers
     try:

@@ -52,6 +52,7 @@ def save_pretrained(retriever: Any, folder: str | os.PathLike, *, items: pd.Data
     with atomic_path(folder) as tmp:
         tmp.mkdir(parents=True)
         save_model(model, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})
+        (tmp / WEIGHTS_FILE).chmod(0o644)  # safetensors writes 0600; the folder is meant to be shared
         write_json_atomic(tmp / CONFIG_FILE, saved)
         write_json_atomic(tmp / ENCODER_FILE, encoder.state())
         SidTable(encoder.item_ids, encoder.codes, list(model.spec.codebook_sizes)).save(tmp / SID_FOLDER)
@@ -107,7 +108,7 @@ def export_run(run: str | os.PathLike, folder: str | os.PathLike) -> Path:
     data_manifest = _json_or_empty(run / "data" / "manifest.json")
     train_manifest = _json_or_empty(trained / "manifest.json")
     config = json.loads((trained / CONFIG_FILE).read_text())
-    card = {
+    card: dict[str, Any] = {
         "data": {"counts": dataset.counts(), **{k: data_manifest[k] for k in ("source", "format") if k in data_manifest}},
         "result": train_manifest.get("result", {}),
         "created": train_manifest.get("created"),

@@ -60,14 +60,18 @@ class PretrainedModel:
 
     def search(self, query: str, user: str | int | None = None, k: int = 10, history: Sequence[str | int] = (),
                ts: int | None = None) -> list[Hit]:
-        """The k best items for `query`, personalised by `user` and `history` (oldest first) when given."""
+        """The k best items for `query`, personalised by `user` and `history` (oldest first) when given.
+
+        `ts`: the request's moment in seconds since the epoch (default: now); the model reads its
+        hour and weekday, so pass it when answers must be reproducible."""
         if not isinstance(query, str) or not query.strip():
             raise ValueError(f"query must be a non-empty string, got {query!r}")
         return self._answer(Request(**self._request(user, history, ts), query=query, scenario="search"), k)
 
     def recommend(self, user: str | int | None = None, history: Sequence[str | int] = (), k: int = 10,
                   scenario: str = "home_feed", ts: int | None = None) -> list[Hit]:
-        """The k items `user` is most likely to act on next, after `history` (their items, oldest first)."""
+        """The k items `user` is most likely to act on next, after `history` (their items, oldest first);
+        `scenario` is where they will be shown (home_feed, item_detail, …), `ts` as in `search`."""
         return self._answer(Request(**self._request(user, history, ts), scenario=scenario), k)
 
     def user_id(self, user: str | int | None) -> int:

@@ -150,7 +150,7 @@ def _columns_per_file(columns: dict[str, str]) -> dict[str, dict[str, str]]:
     the item column of events and items); `items.item=product_id` applies to one file only and wins."""
     fields = {"events": EVENT_FIELDS, "items": ITEM_FIELDS, "users": USER_FIELDS}
     out: dict[str, dict[str, str]] = {name: {} for name in fields}
-    scoped = []
+    scoped: list[tuple[str, str, str]] = []
     for key, column in columns.items():
         file, dot, field_ = key.rpartition(".")
         targets = [file] if dot else [name for name in fields if field_ in fields[name]]
