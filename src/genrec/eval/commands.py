@@ -108,6 +108,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--exclude-seen", action="store_true", help="remove history items from every answer")
     parser.add_argument("--threads", type=int, default=None, help="torch/faiss threads (default: leave as is)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RUN/eval untouched")
+    parser.add_argument("--trec-run", type=Path, default=None, metavar="FILE",
+                        help="also write the rankings as a TREC run file (one tag per retriever) and the targets "
+                             "as FILE with suffix .qrels, for trec_eval or ranx")
     parser.set_defaults(run=_eval)
 
 
@@ -116,6 +119,10 @@ def _eval(args: argparse.Namespace) -> int:
 
     config = replace(EvalConfig(), k=args.k, batch_size=args.batch_size, bootstrap=args.bootstrap,
                      seed=args.seed, exclude_seen=args.exclude_seen)
+    if args.trec_run is not None and args.trec_run.suffix == ".qrels":
+        print(f"genrec eval: --trec-run {args.trec_run} ends in .qrels, the name the qrels file gets; use e.g. run.trec",
+              file=sys.stderr)
+        return 2
     command = "genrec " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and sys.argv[0].endswith("genrec") else ""
     try:
         report = run_evaluation(args.run_dir, args.retrievers.split(","), part=args.part, config=config,
@@ -125,6 +132,11 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"genrec eval: {error}", file=sys.stderr)
         return 2
     print_report(report)
+    if args.trec_run is not None:
+        from genrec.eval.trec import write_trec_run
+
+        run_file, qrels_file = write_trec_run(report, args.trec_run)
+        print(f"wrote {run_file} and {qrels_file}")
     if not args.no_write:
         print(f"wrote {Path(args.run_dir) / 'eval' / 'report.md'}")
     return 0
