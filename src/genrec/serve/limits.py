@@ -14,37 +14,34 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+
+
+def _limit(default, help: str):
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
 class ServeLimits:
-    """Bounds on one call. The defaults keep one worst-case call under a second
-    of CPU on a laptop-sized generative model (64 requests × k=100)."""
+    """Bounds on one call (each field's `help` is its `genrec serve` flag's help). The
+    defaults keep one worst-case call under a second of CPU on the demo's generative
+    model (64 requests × k=100)."""
 
-    max_body_bytes: int = 256 * 1024
-    """Request body bytes (413 past it): 64 requests with 512-character queries fit."""
-    max_requests_per_call: int = 64
-    """Requests in one `POST /retrieve`."""
-    max_k: int = 100
-    """Items one request may ask for."""
-    max_query_chars: int = 512
-    max_history: int = 200
-    """Interactions `GET /users/{id}?recent=` may return."""
-    max_call_s: float = 10.0
-    """Compute time one call may take before it is answered 503 (its queued work is dropped)."""
-    keep_alive_s: float = 5.0
-    """An idle (or half-sent) connection is closed after this many seconds."""
-    max_connections: int = 1000
-    """Open connections and tasks before uvicorn answers 503."""
-    admin_calls_per_minute: int = 10
-    """`/admin/*` calls per client address per minute (429 past it), failed ones included."""
+    max_body_bytes: int = _limit(256 * 1024, "request body bytes, 413 past it (64 requests of 512-character queries fit)")
+    max_requests_per_call: int = _limit(64, "requests in one POST /retrieve")
+    max_k: int = _limit(100, "items one request may ask for")
+    max_query_chars: int = _limit(512, "characters in a query")
+    max_history: int = _limit(200, "interactions GET /users/{id}?recent= may return")
+    max_call_s: float = _limit(10.0, "seconds of compute one call may take before it is answered 503")
+    keep_alive_s: float = _limit(5.0, "seconds before an idle or half-sent connection is closed")
+    max_connections: int = _limit(1000, "open connections before new requests are answered 503")
+    admin_calls_per_minute: int = _limit(10, "/admin/* calls per client address per minute, 429 past it")
 
     def __post_init__(self) -> None:
-        for field in fields(self):
-            value = getattr(self, field.name)
+        for limit in fields(self):
+            value = getattr(self, limit.name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{field.name} must be a positive number, got {value!r}")
+                raise ValueError(f"{limit.name} must be a positive number, got {value!r}")
 
 
 class RateLimiter:
