@@ -352,3 +352,12 @@ def test_a_kept_alive_connection_is_closed_after_it_goes_idle(live):
     with socket.create_connection(("127.0.0.1", live), timeout=10) as sock:
         assert _exchange(sock, "GET", "/healthz")[0] == 200
         assert _closed_within(sock, 5.0)
+
+
+def test_serve_command_refuses_a_limit_that_is_not_positive(tmp_path, capsys):
+    from genrec.cli import main
+
+    run = save_run(tmp_path, tiny_dataset())
+    assert main(["serve", str(run), "--max-k", "0"]) == 2
+    assert "max_k" in capsys.readouterr().err
+    assert main(["serve", str(run), "--keep-alive-s", "nan"]) == 2

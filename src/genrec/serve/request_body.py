@@ -67,7 +67,7 @@ class RequestBodyGuard:
 def strict_json_problem(body: bytes) -> str | None:
     """Why `body` is not strict JSON, or None when it is."""
     try:
-        text = body.decode("utf-8")
+        text = body.decode("utf-8-sig")  # RFC 8259 lets a parser ignore a byte order mark, as FastAPI's does
     except UnicodeDecodeError as error:
         return f"body is not valid UTF-8 (byte {error.start})"
     try:
