@@ -115,3 +115,57 @@ class FakeRetriever:
 
 def _words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9]+", text.lower())
+
+
+class WeightedFakeRetriever(FakeRetriever):
+    """A FakeRetriever whose scores pass through a torch weight loaded from `RUN/train/fake/weights.pt`.
+
+    So a run folder can carry a good, a different, a NaN or a truncated
+    checkpoint, as a generative model's would: NaN weights make every score
+    NaN and every answer empty — the symptom a bad checkpoint shows in beam search.
+    """
+
+    def __init__(self, dataset: Dataset, layer, **options):
+        super().__init__(dataset, **options)
+        self.layer = layer
+
+    @classmethod
+    def from_run(cls, run: Path, dataset: Dataset, split=None, **options) -> "WeightedFakeRetriever":
+        import torch
+
+        layer = torch.nn.Linear(1, 1, bias=False)
+        layer.load_state_dict(torch.load(Path(run) / "train" / "fake" / "weights.pt", weights_only=True))
+        return cls(dataset, layer, **options)
+
+    def retrieve(self, requests: Sequence[Request], k: int) -> list[Ranked]:
+        weight = float(self.layer.weight.detach()[0, 0])
+        return [_scaled(ranked, weight, k) for ranked in super().retrieve(requests, 10**6)]
+
+
+def _scaled(ranked: Ranked, weight: float, k: int) -> Ranked:
+    scores = ranked.scores.astype(np.float32) * np.float32(weight)
+    keep = np.isfinite(scores)
+    order = np.argsort(-scores[keep], kind="stable")[:k]
+    return Ranked(ranked.item_ids[keep][order], scores[keep][order])
+
+
+def save_weighted_run(folder: Path, dataset: Dataset, weight: float = 1.0, sid_codes: str = "1,2,3") -> Path:
+    """A run folder with data, a tiny `sid/` and `train/fake/` (weights + a manifest naming the SID table's hash).
+
+    The manifest does not depend on `weight`: two runs that differ only in
+    their weights have identical manifests, as a retrained-in-place model does.
+    """
+    import json
+
+    import torch
+
+    from genrec.artifacts import folder_sha256
+
+    save_run(folder, dataset)
+    (folder / "sid").mkdir(parents=True, exist_ok=True)
+    (folder / "sid" / "sids.txt").write_text(sid_codes)
+    model = folder / "train" / "fake"
+    model.mkdir(parents=True, exist_ok=True)
+    torch.save({"weight": torch.full((1, 1), float(weight))}, model / "weights.pt")
+    (model / "manifest.json").write_text(json.dumps({"stage": "fake", "inputs": {"sid": folder_sha256(folder / "sid")}}))
+    return folder

@@ -8,43 +8,54 @@
     GET  /users?limit=                        most active users, for the page's picker
     GET  /healthz                             200 when serving, 503 while loading
     GET  /metrics                             Prometheus text
-    POST /admin/reload                        load another run folder and swap (token)
+    POST /admin/reload                        load, verify and swap in a run folder (token)
+    GET  /admin/status                        run folder and last load error (token)
     GET  /                                    the web page (static/)
 
 The live model and its micro-batchers are one immutable `Serving` object:
-a reload builds a new one beside the old and swaps a single reference, so a
-request that already picked up the old one finishes on it.
+a reload builds a new one beside the old, verifies it (`genrec.serve.verify`)
+and swaps a single reference, so a request that already picked up the old one
+finishes on it. Every call is bounded (`genrec.serve.limits`); public answers
+carry no paths or exception text — those go to the log and `/admin/status`.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the query bounds below come from `limits`, a local that
+# FastAPI could not resolve from a string annotation.
 
 import asyncio
 import hmac
+import logging
 import math
 import os
+import secrets
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Callable, Sequence
 
-from fastapi import Body, FastAPI, Header, HTTPException, Path as PathParam, Query
+from fastapi import Body, FastAPI, Header, HTTPException, Path as PathParam, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
 from genrec.retrieval import Ranked
 from genrec.serve.batching import BatchingConfig, MicroBatcher
+from genrec.serve.limits import RateLimiter, ServeLimits
 from genrec.serve.metrics import ServerMetrics
 from genrec.serve.model import ServedModel, load_served_model
+from genrec.serve.request_body import RequestBodyGuard
 from genrec.serve.schemas import (
-    MAX_K, MAX_QUERY_CHARS, MAX_USER_ID, ErrorBody, Health, Hit, HistoryEntry, Item, ReloadAnswer, ReloadBody,
+    MAX_USER_ID, AdminStatus, ErrorBody, Health, Hit, HistoryEntry, Item, ReloadAnswer, ReloadBody,
     RetrieveAnswer, RetrieveBatch, RetrieveBatchAnswer, UserList, UserProfile,
 )
+from genrec.serve.verify import verify_served_model
 
 STATIC_DIR = Path(__file__).parent / "static"
 ADMIN_TOKEN_ENV = "GENREC_ADMIN_TOKEN"
 RECENT_HISTORY = 20
+DEFAULT_K = 10
 PAGE_SECURITY_HEADERS = {
     # Defence in depth: even if catalog text ever reached innerHTML, no inline script could run.
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'",
@@ -52,10 +63,10 @@ PAGE_SECURITY_HEADERS = {
 }
 
 Loader = Callable[[Path], ServedModel]
+log = logging.getLogger("genrec.serve")
 
 # Query parameters shared by the retrieve endpoints (module level: FastAPI resolves them by name).
 RetrieverName = Annotated[str | None, Query(description="served retriever name; default: the first one served")]
-K = Annotated[int, Query(ge=1, le=MAX_K, description="how many items to return")]
 UserId = Annotated[int | None, Query(ge=0, le=MAX_USER_ID, description="unknown users are cold-start users")]
 
 
@@ -74,16 +85,24 @@ class Serving:
 class ServerState:
     """What the app holds between requests: the live `Serving` and how loading went."""
 
-    def __init__(self, run: Path, loader: Loader, batching: BatchingConfig, admin_token: str | None):
+    def __init__(self, run: Path, loader: Loader, batching: BatchingConfig, admin_token: str | None, limits: ServeLimits):
         self.run = run
         self.loader = loader
         self.batching = batching
         self.admin_token = admin_token
+        self.limits = limits
+        self.admin_rate = RateLimiter(limits.admin_calls_per_minute)
         self.metrics = ServerMetrics()
         self.live: Serving | None = None
         self.status = "loading"
         self.detail: str | None = None
         self.reload_lock = asyncio.Lock()
+
+    def load_verified(self, folder: Path) -> ServedModel:
+        """Load `folder` and verify it (`genrec.serve.verify`); raises with the reason. Runs on a worker thread."""
+        model = self.loader(folder)
+        verify_served_model(model)
+        return model
 
     def install(self, model: ServedModel) -> Serving | None:
         """Make `model` the live one; returns the previous `Serving` (to retire)."""
@@ -93,15 +112,27 @@ class ServerState:
         }
         previous, self.live = self.live, Serving(model, batchers)
         self.status, self.detail = "ok", None
-        self.metrics.set_model(model.version, str(model.run))
+        self.metrics.set_model(model.version)
         return previous
 
     def serving(self) -> Serving:
         live = self.live
         if live is None:
-            message = "model is loading" if self.status == "loading" else f"no model could be loaded: {self.detail}"
+            message = "model is loading" if self.status == "loading" else "no model could be loaded (see /admin/status or the server log)"
             raise HTTPException(503, detail=message, headers={"Retry-After": "1"})
         return live
+
+    def check_admin(self, request: Request, authorization: str | None, x_admin_token: str | None) -> None:
+        """Rate-limit by client address (429), then require the admin token (401)."""
+        wait_s = self.admin_rate.take(request.client.host if request.client else "unknown")
+        if wait_s:
+            raise HTTPException(429, detail="too many admin calls; retry later",
+                                headers={"Retry-After": str(max(1, math.ceil(wait_s)))})
+        expected = self.admin_token if self.admin_token is not None else os.environ.get(ADMIN_TOKEN_ENV)
+        given = x_admin_token or (authorization[7:] if authorization and authorization.startswith("Bearer ") else None)
+        if not expected or not given or not hmac.compare_digest(given.encode(), expected.encode()):
+            raise HTTPException(401, detail=f"this endpoint needs the admin token (${ADMIN_TOKEN_ENV})",
+                                headers={"WWW-Authenticate": "Bearer"})
 
 
 def create_app(
@@ -112,23 +143,28 @@ def create_app(
     batching: BatchingConfig = BatchingConfig(),
     admin_token: str | None = None,
     background_load: bool = True,
+    limits: ServeLimits = ServeLimits(),
 ) -> FastAPI:
     """Build the app for the run folder `run`.
 
     `loader(run_folder) -> ServedModel` defaults to `load_served_model` with
-    the named `retrievers` (tests pass a fake). With `background_load` the
+    the named `retrievers` (tests pass a fake); whatever it loads must pass
+    `verify_served_model` before it serves. With `background_load` the
     server answers at once (503 until the model is in); otherwise startup waits
-    for it. `admin_token` defaults to `$GENREC_ADMIN_TOKEN` read at each reload;
-    with neither, reload is refused (401).
+    for it. `admin_token` defaults to `$GENREC_ADMIN_TOKEN` read at each admin
+    call; with neither, admin calls are refused (401). `limits` bounds each call.
     """
     names = list(retrievers)
-    state = ServerState(Path(run), loader or (lambda folder: load_served_model(folder, names)), batching, admin_token)
+    state = ServerState(Path(run), loader or (lambda folder: load_served_model(folder, names)), batching, admin_token, limits)
+    K = Annotated[int, Query(ge=1, le=limits.max_k, description="how many items to return")]
+    default_k = min(DEFAULT_K, limits.max_k)
 
     async def initial_load() -> None:
         try:
-            model = await run_in_threadpool(state.loader, state.run)
-        except Exception as error:  # keep answering (503 with the reason); a reload can fix it
+            model = await run_in_threadpool(state.load_verified, state.run)
+        except Exception as error:  # keep answering 503; a reload can fix it
             state.status, state.detail = "failed", f"{type(error).__name__}: {error}"
+            log.error("could not load %s: %s", state.run, state.detail)
             return
         if state.live is None:  # a reload that finished first wins
             state.install(model)
@@ -148,44 +184,57 @@ def create_app(
         summary="Generative e-commerce search and recommendation over any retriever.",
         version="0.1.0",
         lifespan=lifespan,
-        responses={422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+        responses={413: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+        docs_url=None,  # Swagger UI and ReDoc load their scripts from a CDN; /openapi.json is served here
+        redoc_url=None,
     )
     app.state.genrec = state
 
     @app.exception_handler(Exception)
     async def server_error(request, error: Exception) -> JSONResponse:
-        # A bug (e.g. a retriever that crashes) still answers JSON; bad input never gets here.
-        return JSONResponse({"detail": f"internal error: {type(error).__name__}: {str(error)[:300]}"}, status_code=500)
+        # A bug (e.g. a retriever that crashes) still answers JSON; the details go to the log, not the client.
+        error_id = secrets.token_hex(4)
+        log.error("internal error %s on %s %s", error_id, request.method, request.url.path, exc_info=error)
+        return JSONResponse({"detail": f"internal error (id {error_id}; the server log has the details)"}, status_code=500)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes each bad input whole; an input JSON cannot carry would turn this 422 into a 500.
+        return JSONResponse({"detail": [_printable_error(e) for e in error.errors()]}, status_code=422)
+
+    app.add_middleware(RequestBodyGuard, max_bytes=limits.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=state.metrics)
 
     @app.get("/search", response_model=RetrieveAnswer, tags=["retrieve"])
     async def search(
-        q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="the query")],
-        user_id: UserId = None, k: K = 10, retriever: RetrieverName = None,
+        q: Annotated[str, Query(min_length=1, max_length=limits.max_query_chars, description="the query")],
+        user_id: UserId = None, k: K = default_k, retriever: RetrieverName = None,
     ) -> RetrieveAnswer:
         """Search: the query plus the user's recent history."""
         live = state.serving()
-        return await _answer(live, _retriever_name(live, retriever, ("query", "retriever")), _query(q, ("query", "q")), user_id, k)
+        name = _retriever_name(live, retriever, ("query", "retriever"))
+        return await _within_time(limits, _answer(live, name, _query(q, ("query", "q"), limits), user_id, k))
 
     @app.get("/recommend", response_model=RetrieveAnswer, tags=["retrieve"])
-    async def recommend(user_id: UserId = None, k: K = 10, retriever: RetrieverName = None) -> RetrieveAnswer:
+    async def recommend(user_id: UserId = None, k: K = default_k, retriever: RetrieverName = None) -> RetrieveAnswer:
         """Recommendation: no query, only the user's recent history."""
         live = state.serving()
-        return await _answer(live, _retriever_name(live, retriever, ("query", "retriever")), None, user_id, k)
+        name = _retriever_name(live, retriever, ("query", "retriever"))
+        return await _within_time(limits, _answer(live, name, None, user_id, k))
 
     @app.post("/retrieve", response_model=RetrieveBatchAnswer, tags=["retrieve"])
     async def retrieve(batch: RetrieveBatch) -> RetrieveBatchAnswer:
         """A batch of search/recommendation requests for one retriever (micro-batched together)."""
+        ks = _batch_ks(batch, limits)
         live = state.serving()
         name = _retriever_name(live, batch.retriever, ("body", "retriever"))
         queries = [
-            None if r.query is None else _query(r.query, ("body", "requests", i, "query"))
+            None if r.query is None else _query(r.query, ("body", "requests", i, "query"), limits)
             for i, r in enumerate(batch.requests)
         ]
-        answers = await asyncio.gather(*(
-            _answer(live, name, query, r.user_id, r.k) for query, r in zip(queries, batch.requests)
-        ))
+        answers = await _within_time(limits, asyncio.gather(*(
+            _answer(live, name, query, r.user_id, k) for query, r, k in zip(queries, batch.requests, ks)
+        )))
         return RetrieveBatchAnswer(answers=list(answers))
 
     @app.get("/items/{item_id}", response_model=Item, responses={404: {"model": ErrorBody}}, tags=["catalog"])
@@ -203,7 +252,7 @@ def create_app(
     @app.get("/users/{user_id}", response_model=UserProfile, tags=["users"])
     async def user(
         user_id: Annotated[int, PathParam(ge=0, le=MAX_USER_ID)],
-        recent: Annotated[int, Query(ge=1, le=200, description="how many recent interactions")] = RECENT_HISTORY,
+        recent: Annotated[int, Query(ge=1, le=limits.max_history, description="how many recent interactions")] = min(RECENT_HISTORY, limits.max_history),
     ) -> UserProfile:
         """Profile and recent history; an unknown user is a cold-start user (empty history), not an error."""
         model = state.serving().model
@@ -221,43 +270,43 @@ def create_app(
 
     @app.get("/healthz", response_model=Health, responses={503: {"model": Health}}, tags=["operations"])
     async def healthz():
-        """200 while a model is serving; 503 while the first one loads (or if it failed)."""
+        """200 while a model is serving; 503 while the first one loads (or if it failed: /admin/status says why)."""
         live = state.live
         if live is None:
-            body = Health(status=state.status, detail=state.detail)
-            return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "1"})
-        return Health(status="ok", model_version=live.model.version, run=str(live.model.run), retrievers=list(live.batchers))
+            return JSONResponse(Health(status=state.status).model_dump(), status_code=503, headers={"Retry-After": "1"})
+        return Health(status="ok", model_version=live.model.version, retrievers=list(live.batchers))
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"])
     async def metrics() -> PlainTextResponse:
         """Prometheus text format: request counts, latency histogram, batch sizes, model version."""
         return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    @app.post("/admin/reload", response_model=ReloadAnswer, responses={401: {"model": ErrorBody}}, tags=["operations"])
+    admin_errors = {401: {"model": ErrorBody}, 429: {"model": ErrorBody}}
+
+    @app.post("/admin/reload", response_model=ReloadAnswer, responses=admin_errors, tags=["operations"])
     async def reload(
+        request: Request,
         body: Annotated[ReloadBody | None, Body()] = None,
         authorization: Annotated[str | None, Header()] = None,
         x_admin_token: Annotated[str | None, Header()] = None,
     ) -> ReloadAnswer:
-        """Load a run folder beside the live one and swap atomically.
+        """Load a run folder beside the live one, verify it, and swap atomically.
 
         Needs the token from `$GENREC_ADMIN_TOKEN` (`Authorization: Bearer …`
-        or `X-Admin-Token`). A run folder that fails to load is rejected (422)
-        and the live model keeps serving; requests in flight finish on the
-        model they started with.
+        or `X-Admin-Token`). A run folder that fails to load or to verify
+        (non-finite weights, another SID table, a canary batch answering
+        nothing) is rejected (422, with the reason) and the live model keeps
+        serving; requests in flight finish on the model they started with.
         """
-        expected = state.admin_token if state.admin_token is not None else os.environ.get(ADMIN_TOKEN_ENV)
-        given = x_admin_token or (authorization[7:] if authorization and authorization.startswith("Bearer ") else None)
-        if not expected or not given or not hmac.compare_digest(given.encode(), expected.encode()):
-            raise HTTPException(401, detail=f"reload needs the admin token (${ADMIN_TOKEN_ENV})",
-                                headers={"WWW-Authenticate": "Bearer"})
+        state.check_admin(request, authorization, x_admin_token)
         async with state.reload_lock:
             previous = state.live
             folder = Path(body.run) if body and body.run else (previous.model.run if previous else state.run)
             try:
-                model = await run_in_threadpool(state.loader, folder)
+                model = await run_in_threadpool(state.load_verified, folder)
             except Exception as error:  # a broken run folder must never take the live model down
                 state.metrics.observe_reload(False)
+                log.warning("reload of %s rejected: %s: %s", folder, type(error).__name__, error)
                 raise HTTPException(422, detail=f"run folder rejected, still serving the previous model: "
                                                 f"{type(error).__name__}: {error}") from error
             retired = state.install(model)
@@ -269,7 +318,21 @@ def create_app(
             run=str(model.run), retrievers=list(model.retrievers),
         )
 
-    @app.get("/", include_in_schema=False)
+    @app.get("/admin/status", response_model=AdminStatus, responses=admin_errors, tags=["operations"])
+    async def admin_status(
+        request: Request,
+        authorization: Annotated[str | None, Header()] = None,
+        x_admin_token: Annotated[str | None, Header()] = None,
+    ) -> AdminStatus:
+        """What /healthz does not tell the public: the run folder and why the last load failed."""
+        state.check_admin(request, authorization, x_admin_token)
+        live = state.live
+        if live is None:
+            return AdminStatus(status=state.status, run=str(state.run), detail=state.detail)
+        return AdminStatus(status="ok", model_version=live.model.version, run=str(live.model.run),
+                           retrievers=list(live.batchers))
+
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers=PAGE_SECURITY_HEADERS)
 
@@ -330,13 +393,60 @@ def _retriever_name(live: Serving, name: str | None, loc: tuple) -> str:
     return name
 
 
-def _query(text: str, loc: tuple) -> str:
+def _query(text: str, loc: tuple, limits: ServeLimits) -> str:
     """Strip a query; empty (or whitespace-only) and over-long queries are 422."""
     stripped = text.strip()
     if not stripped:
-        raise HTTPException(422, detail=[{"loc": list(loc), "type": "value_error", "input": text,
+        raise HTTPException(422, detail=[{"loc": list(loc), "type": "value_error", "input": text[:40],
                                           "msg": "query must not be empty; use /recommend for no query"}])
-    if len(text) > MAX_QUERY_CHARS:
+    if len(text) > limits.max_query_chars:
         raise HTTPException(422, detail=[{"loc": list(loc), "type": "string_too_long", "input": text[:40] + "…",
-                                          "msg": f"query must be at most {MAX_QUERY_CHARS} characters"}])
+                                          "msg": f"query must be at most {limits.max_query_chars} characters"}])
     return stripped
+
+
+def _batch_ks(batch: RetrieveBatch, limits: ServeLimits) -> list[int]:
+    """Each request's k, after the limits a `POST /retrieve` body has beyond its schema (422).
+
+    A request without `k` gets the same default as a GET: 10, or `max_k` when that is smaller.
+    """
+    if len(batch.requests) > limits.max_requests_per_call:
+        raise HTTPException(422, detail=[{"loc": ["body", "requests"], "type": "too_long",
+                                          "msg": f"at most {limits.max_requests_per_call} requests per call, "
+                                                 f"got {len(batch.requests)}"}])
+    ks = [r.k if "k" in r.model_fields_set else min(DEFAULT_K, limits.max_k) for r in batch.requests]
+    for i, k in enumerate(ks):
+        if k > limits.max_k:
+            raise HTTPException(422, detail=[{"loc": ["body", "requests", i, "k"], "type": "less_than_equal",
+                                              "input": k, "msg": f"k must be at most {limits.max_k}"}])
+    return ks
+
+
+async def _within_time(limits: ServeLimits, work):
+    """Await `work` for at most `max_call_s`; past it, a 503 (requests not yet started are dropped)."""
+    try:
+        return await asyncio.wait_for(work, timeout=limits.max_call_s)
+    except asyncio.TimeoutError:
+        raise HTTPException(503, detail=f"the call took longer than the server's {limits.max_call_s:g} s "
+                                        f"compute limit; retry later or ask for fewer items",
+                            headers={"Retry-After": "1"}) from None
+
+
+def _printable_error(error: dict) -> dict:
+    """A validation error with its input kept only when short and plain (JSON-safe, no lone surrogates)."""
+    shown = {"loc": [_printable(part) for part in error.get("loc", ())], "msg": str(error.get("msg", "")),
+             "type": str(error.get("type", ""))}
+    value = error.get("input")
+    if isinstance(value, bool) or value is None or (isinstance(value, int) and abs(value) < 2**63):
+        shown["input"] = value
+    elif isinstance(value, float) and math.isfinite(value):
+        shown["input"] = value
+    elif isinstance(value, str):
+        shown["input"] = _printable(value[:100])
+    return shown
+
+
+def _printable(value):
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value if isinstance(value, int) else str(value)

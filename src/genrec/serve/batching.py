@@ -104,6 +104,7 @@ class MicroBatcher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._pending = [entry for entry in self._pending if not entry[2].done()]  # callers that gave up (timed out)
         if self._busy or not self._pending:
             return
         batch = self._pending[: self.config.max_batch]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
+
+from genrec.serve.limits import ServeLimits
 
 DEFAULT_RETRIEVERS = "bm25"
 
@@ -23,6 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-batch", type=int, default=64, help="micro-batch size bound; 1 turns batching off")
     serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for companions")
     serve.add_argument("--log-level", default="warning")
+    limits = serve.add_argument_group("limits", "what one call may cost (docs/serve.md, 'Limits')")
+    for limit in fields(ServeLimits):
+        limits.add_argument("--" + limit.name.replace("_", "-"), type=type(limit.default), default=limit.default,
+                            dest=limit.name, help=f"{limit.metadata['help']} (default: {limit.default})")
     serve.set_defaults(run=_serve)
 
 
@@ -32,6 +39,7 @@ def _serve(args: argparse.Namespace) -> int:
     from genrec.registry import retriever_names
     from genrec.serve.app import create_app
     from genrec.serve.batching import BatchingConfig
+    from genrec.serve.connections import uvicorn_config
 
     names = [n.strip() for n in args.retrievers.split(",") if n.strip()]
     unknown = [n for n in names if n not in retriever_names()]
@@ -43,11 +51,13 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     try:
         batching = BatchingConfig(max_batch=args.max_batch, max_wait_s=args.max_wait_ms / 1000)
+        limits = ServeLimits(**{limit.name: getattr(args, limit.name) for limit in fields(ServeLimits)})
     except ValueError as error:
-        print(f"invalid batching option: {error}", file=sys.stderr)
+        print(f"invalid option: {error}", file=sys.stderr)
         return 2
-    app = create_app(args.run_folder, names, batching=batching)
+    app = create_app(args.run_folder, names, batching=batching, limits=limits)
     print(f"genrec serving {args.run_folder} ({', '.join(names)}) on http://{args.host}:{args.port}/ "
-          f"(API docs at /docs; 503 until the model is loaded)", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+          f"(OpenAPI schema at /openapi.json; 503 until the model is loaded)", file=sys.stderr)
+    uvicorn.Server(uvicorn_config(app, args.host, args.port, limits, log_level=args.log_level)).run()
     return 0
+

@@ -46,7 +46,6 @@ class ServerMetrics:
         self.retrieve_calls: dict[str, int] = {}
         self.reloads: dict[str, int] = {"ok": 0, "rejected": 0}
         self.model_version: str | None = None
-        self.model_run: str | None = None
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -63,9 +62,9 @@ class ServerMetrics:
         with self._lock:
             self.reloads["ok" if ok else "rejected"] += 1
 
-    def set_model(self, version: str, run: str) -> None:
+    def set_model(self, version: str) -> None:
         with self._lock:
-            self.model_version, self.model_run = version, run
+            self.model_version = version
 
     def request_count(self, route: str, status: int | None = None) -> int:
         with self._lock:
@@ -98,11 +97,11 @@ class ServerMetrics:
             for outcome, n in sorted(self.reloads.items()):
                 lines.append(f'genrec_model_reloads_total{{outcome="{outcome}"}} {n}')
             lines += [
-                "# HELP genrec_model_info The model being served (value 1), labelled with its version and run folder.",
+                "# HELP genrec_model_info The model being served (value 1), labelled with its version (no paths: /metrics is public).",
                 "# TYPE genrec_model_info gauge",
             ]
             if self.model_version is not None:
-                lines.append(f'genrec_model_info{{version="{_escape(self.model_version)}",run="{_escape(self.model_run or "")}"}} 1')
+                lines.append(f'genrec_model_info{{version="{_escape(self.model_version)}"}} 1')
             lines += [
                 "# HELP genrec_model_loaded 1 when a model is serving, 0 while loading.",
                 "# TYPE genrec_model_loaded gauge",

@@ -27,6 +27,7 @@ import pandas as pd
 from genrec.data.dataset import Dataset
 from genrec.data.splits import INTERACTION_COLUMNS, Split, interactions
 from genrec.retrieval import Request, Retriever
+from genrec.serve.weights import weights_digest
 
 MAX_HISTORY = 50
 """Interactions a served request carries, as in `build_requests`."""
@@ -87,7 +88,7 @@ class ServedModel:
             run=run,
             dataset=dataset,
             retrievers=dict(retrievers),
-            version=version or run_version(run),
+            version=version or run_version(run, weights_digest(retrievers)),
             now_ts=now_ts,
             items_by_id=items_by_id,
             profiles=profiles,
@@ -163,11 +164,13 @@ def load_served_model(
     return ServedModel.build(run, dataset, retrievers)
 
 
-def run_version(run: str | Path) -> str:
-    """A short id of what a run folder holds: a hash of its manifests.
+def run_version(run: str | Path, weights: str = "") -> str:
+    """A short id of what is served: a hash of the run folder's manifests and of the weights.
 
     Every stage writes `manifest.json` (config, inputs, versions), so a new
     training run changes the id while re-serving the same folder keeps it.
+    `weights` (`genrec.serve.weights.weights_digest`) makes two models with the
+    same manifests but other weights — a checkpoint rewritten in place — differ too.
     """
     run = Path(run)
     digest = hashlib.sha256()
@@ -177,6 +180,7 @@ def run_version(run: str | Path) -> str:
         digest.update(path.read_bytes())
     if not manifests:
         digest.update(str(run.resolve()).encode())
+    digest.update(weights.encode())
     return digest.hexdigest()[:12]
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-MAX_QUERY_CHARS = 512
-MAX_K = 1000
-MAX_BATCH_REQUESTS = 256
 MAX_USER_ID = 2**63 - 1
+STRICT = ConfigDict(strict=True)
+"""Request bodies take JSON types as they are: `"k": true`, `"k": "5"` or `"k": 5.0` is a 422, not 1 or 5."""
 
 
 class Item(BaseModel):
@@ -37,16 +36,21 @@ class RetrieveAnswer(BaseModel):
 
 
 class RetrieveQuery(BaseModel):
-    """One request in a `POST /retrieve` batch; `query` null → recommendation."""
+    """One request in a `POST /retrieve` batch; `query` null → recommendation.
 
-    query: str | None = Field(default=None, max_length=MAX_QUERY_CHARS)
+    The server's limits (`genrec.serve.limits.ServeLimits`) bound `query` length and `k`.
+    """
+
+    model_config = STRICT
+    query: str | None = Field(default=None, description="at most the server's max_query_chars (default 512)")
     user_id: int | None = Field(default=None, ge=0, le=MAX_USER_ID)
-    k: int = Field(default=10, ge=1, le=MAX_K)
+    k: int = Field(default=10, ge=1, description="at most the server's max_k (default 100)")
 
 
 class RetrieveBatch(BaseModel):
+    model_config = STRICT
     retriever: str | None = Field(default=None, description="served retriever name; default: the first one served")
-    requests: list[RetrieveQuery] = Field(min_length=1, max_length=MAX_BATCH_REQUESTS)
+    requests: list[RetrieveQuery] = Field(min_length=1, description="at most the server's max_requests_per_call (default 64)")
 
 
 class RetrieveBatchAnswer(BaseModel):
@@ -71,14 +75,23 @@ class UserList(BaseModel):
 
 
 class Health(BaseModel):
+    """What anyone may know: no paths, no exception text (those are in `AdminStatus` and the log)."""
+
     status: str = Field(description="'ok', 'loading' or 'failed'")
     model_version: str | None = None
-    run: str | None = None
     retrievers: list[str] = []
-    detail: str | None = None
+
+
+class AdminStatus(BaseModel):
+    status: str = Field(description="'ok', 'loading' or 'failed'")
+    model_version: str | None = None
+    run: str | None = Field(description="the run folder being served (or that failed to load)")
+    retrievers: list[str] = []
+    detail: str | None = Field(default=None, description="why the last load or reload failed, if it did")
 
 
 class ReloadBody(BaseModel):
+    model_config = STRICT
     run: str | None = Field(default=None, description="run folder to load; default: the one being served")
 
 

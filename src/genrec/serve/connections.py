@@ -1,0 +1,64 @@
+"""How `genrec serve` runs uvicorn: connection limits and an idle timeout that holds.
+
+uvicorn closes a kept-alive connection `timeout_keep_alive` seconds after its
+last response, but a connection that never sends a whole request — opened and
+left silent, or a request line trickled in byte by byte — has no timer at all
+and is held for ever; a few thousand of them exhaust the server's file
+descriptors. `IdleTimeoutH11Protocol` starts the same timer when the
+connection opens and whenever it waits for a request, and stops it only once
+a whole request has arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from genrec.serve.limits import ServeLimits
+
+
+class IdleTimeoutH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, closing a connection that waits `timeout_keep_alive` s for a whole request."""
+
+    _idle_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_idle_timer()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._request_in_progress():
+            self._cancel_idle_timer()
+        elif self._idle_timer is None:  # a partial request does not reset the clock
+            self._arm_idle_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_idle_timer()
+        super().connection_lost(exc)
+
+    def _request_in_progress(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _arm_idle_timer(self) -> None:
+        self._idle_timer = self.loop.call_later(self.timeout_keep_alive, self._close_if_idle)
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _close_if_idle(self) -> None:
+        self._idle_timer = None
+        if not self._request_in_progress() and not self.transport.is_closing():
+            self.transport.close()
+
+
+def uvicorn_config(app, host: str, port: int, limits: ServeLimits = ServeLimits(), log_level: str = "warning") -> uvicorn.Config:
+    """The uvicorn configuration `genrec serve` runs `app` with."""
+    return uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, http=IdleTimeoutH11Protocol,
+        timeout_keep_alive=limits.keep_alive_s, limit_concurrency=limits.max_connections,
+    )
