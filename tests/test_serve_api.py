@@ -17,12 +17,12 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from serve_fakes import SCRIPT_TITLE, FakeRetriever, save_run, tiny_dataset
 
 from genrec.retrieval import Request
 from genrec.serve.app import create_app
 from genrec.serve.batching import BatchingConfig, MicroBatcher
 from genrec.serve.model import RunLoadError, ServedModel, load_served_model, served_split
-from serve_fakes import SCRIPT_TITLE, FakeRetriever, save_run, tiny_dataset
 
 TOKEN = "s3cret-token"
 
@@ -329,7 +329,7 @@ def test_concurrent_http_requests_share_retrieve_calls_only_when_batching_is_on(
     else:
         assert sizes == [1] * 32
     assert f'genrec_retrieve_batch_size_count{{retriever="fake"}} {len(sizes)}' in metrics
-    assert f'genrec_retrieve_batch_size_sum{{retriever="fake"}} 32.000000' in metrics
+    assert 'genrec_retrieve_batch_size_sum{retriever="fake"} 32.000000' in metrics
 
 
 # --- reload ----------------------------------------------------------------------------------

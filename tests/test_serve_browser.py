@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from serve_fakes import SCRIPT_TITLE, FakeRetriever, save_run, tiny_dataset
 
 from genrec.serve.app import create_app
 from genrec.serve.model import load_served_model
-from serve_fakes import SCRIPT_TITLE, FakeRetriever, save_run, tiny_dataset
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -97,7 +97,7 @@ def test_search_shows_results_and_catalog_text_stays_text(server, browser):
     assert hit.find_element(By.CLASS_NAME, "origin").text == "AI-generated"
     assert browser.find_elements(By.CSS_SELECTOR, "#results script, #results b") == []
     with pytest.raises(NoAlertPresentException):
-        browser.switch_to.alert.text
+        _ = browser.switch_to.alert.text  # reading it raises when no alert is open
     assert browser.execute_script("return document.scripts.length") == 1  # only app.js
 
 

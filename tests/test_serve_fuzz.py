@@ -16,11 +16,11 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from serve_fakes import FakeRetriever, save_run, tiny_dataset
 
 from genrec.serve.app import create_app
 from genrec.serve.limits import ServeLimits
 from genrec.serve.model import load_served_model
-from serve_fakes import FakeRetriever, save_run, tiny_dataset
 
 TOKEN = "fuzz-token"
 EXAMPLES = 400

@@ -20,13 +20,13 @@ import pytest
 import torch
 import uvicorn
 from fastapi.testclient import TestClient
+from serve_fakes import FakeRetriever, WeightedFakeRetriever, save_run, save_weighted_run, tiny_dataset
 
 from genrec.retrieval import Ranked
 from genrec.serve.app import create_app
 from genrec.serve.connections import uvicorn_config
 from genrec.serve.limits import ServeLimits
 from genrec.serve.model import load_served_model
-from serve_fakes import FakeRetriever, WeightedFakeRetriever, save_run, save_weighted_run, tiny_dataset
 
 TOKEN = "s3cret-token"
 AUTH = {"X-Admin-Token": TOKEN}

@@ -45,7 +45,7 @@ COMMAND_SUMMARIES: dict[str, tuple[str, str]] = {
 }
 """module → (command, help): what `genrec --help` lists without importing the module."""
 
-EXTRA_OF_MODULE: dict[str, str] = {"fastapi": "serve", "uvicorn": "serve", "pydantic": "serve"}
+EXTRA_OF_MODULE: dict[str, str] = {"fastapi": "serve", "uvicorn": "serve", "pydantic": "serve", "starlette": "serve"}
 """Third-party modules that come with an optional extra (`pip install 'genrec[serve]'`), not with genrec itself."""
 
 

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Callable, Sequence
 
-from fastapi import Body, FastAPI, Header, HTTPException, Path as PathParam, Query, Request
+from fastapi import Body, FastAPI, Header, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
@@ -47,8 +48,20 @@ from genrec.serve.metrics import ServerMetrics
 from genrec.serve.model import ServedModel, load_served_model
 from genrec.serve.request_body import RequestBodyGuard
 from genrec.serve.schemas import (
-    MAX_USER_ID, AdminStatus, ErrorBody, Health, Hit, HistoryEntry, Item, ReloadAnswer, ReloadBody,
-    RetrieveAnswer, RetrieveBatch, RetrieveBatchAnswer, UserList, UserProfile,
+    MAX_USER_ID,
+    AdminStatus,
+    ErrorBody,
+    Health,
+    HistoryEntry,
+    Hit,
+    Item,
+    ReloadAnswer,
+    ReloadBody,
+    RetrieveAnswer,
+    RetrieveBatch,
+    RetrieveBatchAnswer,
+    UserList,
+    UserProfile,
 )
 from genrec.serve.verify import verify_served_model
 
