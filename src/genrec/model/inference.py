@@ -228,7 +228,7 @@ class FastDecoder(nn.Module):
         """up → GELU → down, the `[N, d_ff]` middle left in the layers' precision (no round trip to fp32)."""
         if self.precision == "bf16":
             return cast(torch.Tensor, layer.down(F.gelu(layer.up(x.to(torch.bfloat16))))).float()
-        return cast(torch.Tensor, layer.down(_linear_gelu(layer.up, x)))
+        return cast(torch.Tensor, layer.down(F.gelu(layer.up(x))))
 
     def _self_attend(self, layer: _Layer, q: torch.Tensor, levels: list[torch.Tensor]) -> torch.Tensor:
         """One query `[N, d]` over the `t ≤ levels` positions so far, each `[N, 2d]` (keys, values):
@@ -259,12 +259,3 @@ class FastDecoder(nn.Module):
     def _layers(self) -> list[_Layer]:
         return [cast(_Layer, layer) for layer in self.layers]
 
-
-def _linear_gelu(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    """`gelu(layer(x))`, as one oneDNN kernel where PyTorch has it and `x` has enough rows (the
-    GELU applied while the product is still in cache: ~10% of an fp32 decode at batch 64; below
-    ~256 rows the kernel's setup costs more than it saves), else two."""
-    fused = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
-    if fused is not None and x.device.type == "cpu" and x.dtype == torch.float32 and x.shape[0] >= 256:
-        return cast(torch.Tensor, fused(x, layer.weight, layer.bias, "gelu", [], "none"))
-    return F.gelu(layer(x))
