@@ -1,14 +1,15 @@
 """`FastDecoder`: a decode-only copy of a trained `GenerativeModel`, for serving on CPU.
 
-Beam search over the small SID decoder spends its time in many small kernels on
-`N = batch * beams` rows, not in the search. This copy keeps the same weights
-and the same `BeamSearchModel` protocol, but rearranges the step's arithmetic:
+Beam search over the small SID decoder spends its time in the Transformer's
+kernels on `N = batch * beams` rows, not in the search. This copy keeps the same
+weights and the same `BeamSearchModel` protocol, but rearranges the step:
 
 - the self-attention's q, k and v are one matrix product (three in the model);
-- self-attention of one new position over at most `levels` cached ones is a few
-  element-wise products, not a `scaled_dot_product_attention` call;
-- the self-attention cache is one `[N, t, 2d]` tensor per layer (keys beside
-  values), so a reorder is one `index_select` per layer, not two;
+- self-attention of one new position over at most `levels` earlier ones is a
+  dot product and a multiply-add per position, not an attention kernel;
+- the self-attention cache is never copied on a reorder: each level's keys and
+  values stay where they were computed and beams keep integer ancestor indices
+  (see `FastState`);
 - each level's input constant (code embedding + level embedding) is one table
   lookup, and the request's summary is broadcast over its beams, not repeated;
 - logits are not padded to one width (beam search gathers only valid codes).
@@ -16,12 +17,12 @@ and the same `BeamSearchModel` protocol, but rearranges the step's arithmetic:
 `precision` picks the number format of the matrix products: "fp32" (the model's
 arithmetic up to rounding order: the same items as the model, a test holds it)
 or "bf16" (the linear layers' weights and inputs in bfloat16, which CPUs with
-AVX-512 BF16 / AMX multiply natively; layer norms, softmax and the residual
-stream stay fp32; the encoder runs under bf16 autocast). bf16 is faster but
-approximate: on near-ties it ranks items differently (benchmarks/results/decode.md
-measures how often the top-k differs). int8 dynamic quantization was measured
-too and lost on both counts (no faster at this size, far fewer equal answers).
-Training never sees this module: the model it copies is left untouched.
+AVX-512 BF16 / AMX multiply 4-6x faster; layer norms, softmax and the residual
+stream stay fp32; the encoder runs under bf16 autocast). bf16 is approximate:
+on near-ties it ranks items differently (benchmarks/results/decode.md measures
+how often the top-k differs). int8 dynamic quantization was measured too and
+lost on both counts (no faster than fp32 at this size, far fewer equal answers).
+Training never sees this module: the weights are copied, the model left as it was.
 """
 
 from __future__ import annotations
