@@ -23,6 +23,7 @@ from genrec.data.splits import Split
 from genrec.decode.beam_search import constrained_beam_search
 from genrec.decode.trie import PrefixTrie
 from genrec.model.checkpoint import load_model
+from genrec.model.inference import FastDecoder
 from genrec.model.inputs import RequestEncoder
 from genrec.model.model import GenerativeModel
 from genrec.retrieval import Ranked, Request
@@ -41,12 +42,17 @@ class GenerativeRetriever:
     cannot return more items than beams), but never past `max_beams`: a served
     k=1000 would otherwise run a 1000-beam search, so such a request gets the
     best `max_beams` items instead. `batch_size` requests are decoded together.
+
+    `precision` None decodes with the model's own code (bit for bit what training
+    evaluated); "fp32" or "bf16" decodes with a `FastDecoder` copy of it
+    (`genrec.model.inference`): "fp32" returns the same items, faster; "bf16" is
+    faster still on CPUs with bf16 arithmetic but may reorder near-tied items.
     """
 
     name = "generative"
 
     def __init__(self, model: GenerativeModel, encoder: RequestEncoder, trie: PrefixTrie,
-                 beams: int = 20, batch_size: int = 256, max_beams: int = 256):
+                 beams: int = 20, batch_size: int = 256, max_beams: int = 256, precision: str | None = None):
         if not 1 <= beams <= max_beams:
             raise ValueError(f"beams must be in 1..max_beams ({max_beams}), got {beams}")
         if batch_size < 1:
@@ -59,6 +65,9 @@ class GenerativeRetriever:
         self.beams = beams
         self.batch_size = batch_size
         self.max_beams = max_beams
+        self.precision = precision
+        self.decoder: GenerativeModel | FastDecoder = (self.model if precision is None
+                                                       else FastDecoder(self.model, precision))
 
     def retrieve(self, requests: Sequence[Request], k: int) -> list[Ranked]:
         if k < 1:
@@ -73,8 +82,8 @@ class GenerativeRetriever:
         with torch.no_grad():
             for start in range(0, len(requests), self.batch_size):
                 chunk = requests[start:start + self.batch_size]
-                state = self.model.encode(self.encoder.transform(chunk).to(device))
-                found, found_scores = constrained_beam_search(self.model, state, self.trie, beams, k)
+                state = self.decoder.encode(self.encoder.transform(chunk).to(device))
+                found, found_scores = constrained_beam_search(self.decoder, state, self.trie, beams, k)
                 items, scores = found.cpu().numpy(), found_scores.cpu().numpy()
                 for row in range(len(chunk)):
                     real = items[row] >= 0

@@ -1,0 +1,262 @@
+"""`FastDecoder`: a decode-only copy of a trained `GenerativeModel`, for serving on CPU.
+
+Beam search over the small SID decoder spends its time in the Transformer's
+kernels on `N = batch * beams` rows, not in the search. This copy keeps the same
+weights and the same `BeamSearchModel` protocol, but rearranges the step:
+
+- the self-attention's q, k and v are one matrix product (three in the model);
+- self-attention of one new position over at most `levels` earlier ones is a
+  dot product and a multiply-add per position, not an attention kernel;
+- the self-attention cache is never copied on a reorder: each level's keys and
+  values stay where they were computed and beams keep integer ancestor indices
+  (see `FastState`);
+- each level's input constant (code embedding + level embedding) is one table
+  lookup, and the request's summary is broadcast over its beams, not repeated;
+- logits are not padded to one width (beam search gathers only valid codes).
+
+`precision` picks the number format of the matrix products: "fp32" (the model's
+arithmetic up to rounding order: the same items as the model, a test holds it)
+or "bf16" (the linear layers' weights and inputs in bfloat16, which CPUs with
+AVX-512 BF16 / AMX multiply 4-6x faster; layer norms, softmax and the residual
+stream stay fp32; the encoder runs under bf16 autocast). bf16 is approximate:
+on near-ties it ranks items differently (benchmarks/results/decode.md measures
+how often the top-k differs). int8 dynamic quantization was measured too and
+lost on both counts (no faster than fp32 at this size, far fewer equal answers).
+Training never sees this module: the weights are copied, the model left as it was.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from typing import ContextManager, cast
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from genrec.model.batches import EncoderBatch
+from genrec.model.layers import DecoderBlock
+from genrec.model.model import GenerativeModel
+
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class FastState:
+    """What `FastDecoder` carries between levels; N = B * beams rows, request-major.
+
+    The self-attention cache is never copied when beams are reordered: level s's
+    keys and values stay in the order they were computed (`cache[layer][s]`,
+    `[rows_s, 2d]`, keys then values) and `ancestors[s]` `[N]` says which of
+    those rows each current beam descends from. A reorder gathers only these
+    integer indices; a step gathers each past level's `[N, 2d]` once.
+    """
+
+    memory_k: list[torch.Tensor]  # per layer [B, H, S, hd]
+    memory_v: list[torch.Tensor]  # per layer [B, H, S, hd]
+    memory_bias: torch.Tensor  # [B, 1, 1, S] float: 0 where the encoder position is real, -inf where padding
+    summary: torch.Tensor  # [B, d] fp32
+    first_level_bias: torch.Tensor | None  # [B, V0] (CopyBias) or None
+    beams: int = 1
+    cache: tuple[tuple[torch.Tensor, ...], ...] = ()  # [layer][level] → [rows at that level, 2d]
+    ancestors: tuple[torch.Tensor, ...] = ()  # [level] → [N] row of cache[layer][level] each beam reads
+
+    @property
+    def batch_size(self) -> int:
+        return self.summary.shape[0]
+
+    @property
+    def length(self) -> int:
+        return len(self.ancestors)
+
+
+class _Layer(nn.Module):
+    """One decoder block's weights, with the self-attention's q/k/v fused into one linear layer."""
+
+    def __init__(self, block: DecoderBlock):
+        super().__init__()
+        a, c = block.self_attn, block.cross
+        self.n_heads, self.head_dim = a.n_heads, a.head_dim
+        d = a.q.in_features
+        self.norm1, self.norm2, self.norm3 = (copy.deepcopy(n) for n in (block.norm1, block.norm2, block.norm3))
+        self.qkv = nn.Linear(d, 3 * d)
+        with torch.no_grad():
+            self.qkv.weight.copy_(torch.cat([a.q.weight, a.kv.weight]))
+            self.qkv.bias.copy_(torch.cat([a.q.bias, a.kv.bias]))
+        self.self_out = copy.deepcopy(a.out)
+        self.cross_q, self.cross_out = copy.deepcopy(c.q), copy.deepcopy(c.out)
+        self.cross_kv = copy.deepcopy(c.kv)
+        self.up, self.down = copy.deepcopy(block.mlp.up), copy.deepcopy(block.mlp.down)
+
+
+class FastDecoder(nn.Module):
+    """`GenerativeModel`'s `encode`/`expand`/`step`/`reorder` for inference only; see the module docstring.
+
+    `FastDecoder(model, "bf16")` copies what it needs from `model` (which stays as it was).
+    """
+
+    def __init__(self, model: GenerativeModel, precision: str = "bf16"):
+        super().__init__()
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.precision = precision
+        self.spec = model.spec
+        # The encoder is the model's own (not copied: its embedding tables can be large); the
+        # decoder's weights are copied, so build this after training, not before.
+        self.model = model.eval()
+        dec = model.decoder
+        levels = self.spec.levels
+        with torch.no_grad():
+            # Level l's input for code c chosen at level l-1: code embedding + level embedding; level 0: bos.
+            offsets = model.inputs.code_offsets.tolist()
+            tables = [(model.bos + dec.level.weight[0])[None, :]]
+            for level in range(1, levels):
+                rows = model.inputs.code.weight[offsets[level - 1]: offsets[level - 1] + self.spec.codebook_sizes[level - 1]]
+                tables.append(rows + dec.level.weight[level])
+        self.level_input_0: torch.Tensor  # [1, d]; level_input_l [codebook_sizes[l-1], d]
+        for level, table in enumerate(tables):
+            self.register_buffer(f"level_input_{level}", table.detach().clone())
+        self.layers = nn.ModuleList(_Layer(block) for block in dec.layers())
+        self.norm = copy.deepcopy(dec.norm)
+        self.heads = copy.deepcopy(dec.heads)
+        self.eval()
+        if precision == "bf16":
+            for part in (self.layers, self.heads):
+                for module in part.modules():
+                    if isinstance(module, nn.Linear):
+                        module.to(torch.bfloat16)
+
+    def _autocast(self) -> ContextManager[object]:
+        if self.precision != "bf16":
+            return nullcontext()
+        return torch.autocast(self.level_input_0.device.type, dtype=torch.bfloat16)
+
+    def _linear(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """A linear layer in its weights' precision; the result back in fp32."""
+        return cast(torch.Tensor, layer(x.to(cast(nn.Linear, layer).weight.dtype))).float()
+
+    # ---- the BeamSearchModel protocol ---------------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, batch: EncoderBatch) -> FastState:
+        m = self.model
+        memory, mask, summary = self._encode_memory(batch)
+        with self._autocast():
+            bias = m._request_copy_bias(batch, summary)
+        ks, vs = [], []
+        for layer in self._layers():
+            k, v = self._linear(layer.cross_kv, memory).chunk(2, dim=-1)
+            ks.append(self._heads(layer, k))
+            vs.append(self._heads(layer, v))
+        memory_bias = torch.zeros(mask.shape, device=mask.device).masked_fill(~mask, float("-inf"))
+        return FastState(ks, vs, memory_bias, summary.float(), None if bias is None else bias.float())
+
+    def _encode_memory(self, batch: EncoderBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The model's `encode_memory` (in fp32: exactly that). Under bf16 autocast, searches and
+        recommendations are encoded apart and merged here in fp32, as the model's own merge of a
+        mixed batch expects one dtype throughout."""
+        m = self.model
+        if self.precision == "fp32":
+            return m.encode_memory(batch)
+        search = m.has_query(batch) if m.config.search else torch.zeros(batch.batch_size, dtype=torch.bool)
+        groups = [rows for rows in (search.nonzero()[:, 0], (~search).nonzero()[:, 0]) if len(rows)]
+        with self._autocast():
+            parts = ([(groups[0], m.encode_memory(batch))] if len(groups) == 1 else
+                     [(rows, m.encode_memory(batch.index(rows).trim())) for rows in groups])
+        first_memory = parts[0][1][0]
+        width, d = max(p[0].shape[1] for _, p in parts), first_memory.shape[2]
+        memory = torch.zeros(batch.batch_size, width, d, device=first_memory.device)
+        mask = torch.zeros(batch.batch_size, 1, 1, width, dtype=torch.bool, device=first_memory.device)
+        summary = torch.zeros(batch.batch_size, d, device=first_memory.device)
+        for rows, (part_memory, part_mask, part_summary) in parts:
+            memory[rows, :part_memory.shape[1]] = part_memory.float()
+            mask[rows, :, :, :part_mask.shape[-1]] = part_mask
+            summary[rows] = part_summary.float()
+        return memory, mask, summary
+
+    def expand(self, state: FastState, beams: int) -> FastState:
+        if beams < 1:
+            raise ValueError(f"beams must be ≥ 1, got {beams}")
+        return replace(state, beams=state.beams * beams,
+                       ancestors=tuple(a.repeat_interleave(beams) for a in state.ancestors))
+
+    def num_rows(self, state: FastState) -> int:
+        return state.batch_size * state.beams
+
+    def reorder(self, state: FastState, index: torch.Tensor) -> FastState:
+        n = self.num_rows(state)
+        if index.shape != (n,):
+            raise ValueError(f"index must have shape [{n}], got {tuple(index.shape)}")
+        index = index.long()
+        return replace(state, ancestors=tuple(a.index_select(0, index) for a in state.ancestors))
+
+    @torch.no_grad()
+    def step(self, state: FastState, tokens: torch.Tensor, level: int) -> tuple[torch.Tensor, FastState]:
+        """`level`'s logits `[N, V_level]` (fp32) for the codes `tokens [N]` chosen at `level - 1`."""
+        if not 0 <= level < self.spec.levels:
+            raise ValueError(f"level must be in [0, {self.spec.levels}), got {level}")
+        if level != state.length:
+            raise ValueError(f"state has decoded {state.length} levels, cannot step level {level}")
+        b, beams = state.batch_size, state.beams
+        n = b * beams
+        if tokens.shape != (n,):
+            raise ValueError(f"tokens must have shape [{n}] (batch * beams), got {tuple(tokens.shape)}")
+        table = cast(torch.Tensor, getattr(self, f"level_input_{level}"))
+        x = table.expand(n, -1) if level == 0 else table.index_select(0, tokens.long())
+        x = (x.view(b, beams, -1) + state.summary[:, None, :]).view(n, -1)
+        caches = []
+        for i, layer in enumerate(self._layers()):
+            qkv = self._linear(layer.qkv, layer.norm1(x))  # [N, 3d]
+            d = qkv.shape[1] // 3
+            new = qkv[:, d:].contiguous()  # [N, 2d]: this level's keys and values
+            past = [c.index_select(0, a) for c, a in zip(state.cache[i], state.ancestors)] if state.cache else []
+            caches.append((*state.cache[i], new) if state.cache else (new,))
+            x = x + self._linear(layer.self_out, self._self_attend(layer, qkv[:, :d], [*past, new]))
+            x = x + self._linear(layer.cross_out, self._cross_attend(layer, layer.norm2(x), state, i))
+            x = x + self._mlp(layer, layer.norm3(x))
+        logits = self._linear(self.heads[level], self.norm(x))
+        if level == 0 and state.first_level_bias is not None:
+            logits = (logits.view(b, beams, -1) + state.first_level_bias[:, None, :]).view(n, -1)
+        here = torch.arange(n, device=x.device)
+        return logits, replace(state, cache=tuple(caches), ancestors=(*state.ancestors, here))
+
+    # ---- arithmetic ---------------------------------------------------------------------
+
+    def _mlp(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
+        """up → GELU → down, the `[N, d_ff]` middle left in the layers' precision (no round trip to fp32)."""
+        if self.precision == "bf16":
+            return cast(torch.Tensor, layer.down(F.gelu(layer.up(x.to(torch.bfloat16))))).float()
+        return cast(torch.Tensor, layer.down(F.gelu(layer.up(x))))
+
+    def _self_attend(self, layer: _Layer, q: torch.Tensor, levels: list[torch.Tensor]) -> torch.Tensor:
+        """One query `[N, d]` over the `t ≤ levels` positions so far, each `[N, 2d]` (keys, values):
+        one dot product and one multiply-add per position and a softmax over t, not an attention
+        kernel per head."""
+        n, d = q.shape
+        h, hd = layer.n_heads, layer.head_dim
+        q = q.reshape(n, h, hd) / math.sqrt(hd)
+        scores = torch.stack([torch.linalg.vecdot(kv[:, :d].reshape(n, h, hd), q) for kv in levels], dim=-1)
+        weights = torch.softmax(scores, dim=-1)[..., None]  # [N, H, t, 1]
+        out = weights[:, :, 0] * levels[0][:, d:].reshape(n, h, hd)
+        for j in range(1, len(levels)):
+            out.addcmul_(weights[:, :, j], levels[j][:, d:].reshape(n, h, hd))
+        return out.reshape(n, d)
+
+    def _cross_attend(self, layer: _Layer, x: torch.Tensor, state: FastState, i: int) -> torch.Tensor:
+        """A request's beams as `beams` queries against its one memory `[B, H, S, hd]`."""
+        b, beams = state.batch_size, state.beams
+        h, hd = layer.n_heads, layer.head_dim
+        q = self._linear(layer.cross_q, x).view(b, beams, h, hd).transpose(1, 2)  # [B, H, beams, hd]
+        y = F.scaled_dot_product_attention(q, state.memory_k[i], state.memory_v[i], attn_mask=state.memory_bias)
+        return y.transpose(1, 2).reshape(b * beams, h * hd)
+
+    @staticmethod
+    def _heads(layer: _Layer, x: torch.Tensor) -> torch.Tensor:  # [B, S, d] → [B, H, S, hd]
+        return x.view(x.shape[0], x.shape[1], layer.n_heads, layer.head_dim).transpose(1, 2).contiguous()
+
+    def _layers(self) -> list[_Layer]:
+        return [cast(_Layer, layer) for layer in self.layers]
+
