@@ -12,6 +12,7 @@
     model.py       GenerativeModel: the parts wired; losses; the beam-search protocol
     checkpoint.py  a trained folder → model (with the migration of older saves)
     retriever.py   GenerativeRetriever: requests in, items out
+    inference.py   FastDecoder: a decode-only copy for serving (fp32, same items; or bf16, faster)
 """
 
 from genrec.model.batches import DecoderState, EncoderBatch, SequenceBatch
