@@ -104,3 +104,12 @@ def test_pars_weights_order_behaviour_by_depth_and_lift_low_slots(small_world):
     reward = PARSReward.from_events(split.train, examples.visits(), weights)
     scores = reward.score(examples.requests, np.stack([examples.targets, np.full(len(examples), -1)], 1))
     assert (scores[:, 0] >= 1.0).all() and (scores[:, 1] == 0).all()  # the logged target is rewarded, padding not
+
+
+def test_the_demo_reuses_an_aligned_model_made_from_the_same_base_and_config(trained_run):
+    from genrec.align.stage import align_if_stale
+
+    folder = align_if_stale(trained_run, AlignConfig(**QUICK))
+    stamp = (folder / "best.pt").stat().st_mtime_ns
+    assert align_if_stale(trained_run, AlignConfig(**QUICK)) == folder
+    assert (folder / "best.pt").stat().st_mtime_ns == stamp

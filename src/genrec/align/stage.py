@@ -63,7 +63,7 @@ def align_generative(run: str | Path, config: AlignConfig | None = None, *, data
     if not resume and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
-    _check_same_config(work, config)
+    _check_same_run(work, config, folder_sha256(base))
     say = _reporter(config.progress)
     torch.manual_seed(config.seed)
 
@@ -99,6 +99,7 @@ def align_generative(run: str | Path, config: AlignConfig | None = None, *, data
         if start_scores is None:
             start_scores = _scores(validate, model)
             say(f"start: {_fmt(start_scores)}")
+        phase_start = start_scores
         loss, rows, batch_size, lr = _phase(phase, context, run, work, pars, ranker, say)
         if not len(rows):
             say(f"{phase}: no examples, skipped")
@@ -115,7 +116,7 @@ def align_generative(run: str | Path, config: AlignConfig | None = None, *, data
             model.load_state_dict(context.starts[phase])
         else:
             start_scores = next(h for h in result.history if h["step"] == result.best_step)
-        results[phase] = {"kept": kept, "best_step": result.best_step, "best_select": result.best_metric,
+        results[phase] = {"kept": kept, "start": phase_start, "best_step": result.best_step, "best_select": result.best_metric,
                           "history": result.history, "cpu_seconds": round(time.process_time() - cpu, 1),
                           "wall_seconds": round(time.perf_counter() - wall, 1), "examples": int(len(rows))}
         torch.save({"model": model.state_dict()}, work / phase / "result.pt")
@@ -173,15 +174,22 @@ def _teacher(run: Path, work: Path, c: AlignmentContext, say) -> TeacherLists:
     path = work / f"teacher-{config.teacher_size}-{config.teacher_temperature}-{config.target_share}.npz"
     if path.exists():
         return TeacherLists.load(path)
-    from genrec.cascade.retriever import CascadeRetriever
-
     say(f"teacher: the cascade ranks {len(c.examples):,} alignment requests")
     dataset = Dataset.load(run / "data")
-    cascade = CascadeRetriever.from_run(run, dataset, leave_one_out(dataset.events))
+    cascade = saved_cascade(run, dataset, leave_one_out(dataset.events))
     lists = teacher_lists(cascade, c.examples, config.teacher_size, config.teacher_temperature, config.target_share,
                           progress=lambda done, total: say(f"teacher {done}/{total}") if done % 1024 < 256 else None)
     lists.save(path)
     return lists
+
+
+def saved_cascade(run: Path, dataset: Dataset, split: Split):
+    """The cascade RUN/cascade/model holds, as a retriever, as it is (never retrained here: the
+    teacher is whatever cascade the run evaluates)."""
+    from genrec.cascade.retriever import CascadeRetriever, load_cascade, recall_sources
+
+    model = load_cascade(Path(run))
+    return CascadeRetriever(model, recall_sources(Path(run), dataset, split, model.config))
 
 
 # ---- validation ----------------------------------------------------------------------
@@ -265,16 +273,46 @@ def _sid_table(run: Path):
     return SidTable.load(run / "sid")
 
 
-def _check_same_config(work: Path, config: AlignConfig) -> None:
-    """A resumed run must be the same run: RUN/align/work remembers the config it was started with."""
-    path = work / "config.json"
+def _check_same_run(work: Path, config: AlignConfig, base_hash: str) -> None:
+    """A resumed run must be the same run: RUN/align/work remembers the config and the base model
+    it was started with. Work on another base model is stale and is discarded; another config is
+    refused (the caller chooses to start over)."""
+    path = work / "run.json"
+    wanted = {k: v for k, v in config.to_dict().items() if k != "progress"}
     if path.exists():
         saved = json.loads(path.read_text())
-        trajectory_fields = {k: v for k, v in config.to_dict().items() if k != "progress"}
-        if {k: v for k, v in saved.items() if k != "progress"} != trajectory_fields:
+        if saved.get("base_model") != base_hash:
+            print(f"{work} was started on another base model; starting over", file=sys.stderr)
+            shutil.rmtree(work)
+            work.mkdir(parents=True)
+        elif saved.get("config") != wanted:
             raise ValueError(f"{work} holds a run with another AlignConfig; pass resume=False (CLI: --fresh) to start over")
-    else:
-        write_json_atomic(path, config.to_dict())
+    write_json_atomic(path, {"config": wanted, "base_model": base_hash})
+
+
+def align_if_stale(run: str | Path, config: AlignConfig | None = None) -> Path:
+    """RUN/align/generative, re-made only when it is missing or was made from another base model,
+    config or align code (what `genrec demo` calls). Trains the cascade first when a phase needs
+    it and it is missing."""
+    run = Path(run)
+    config = config or AlignConfig()
+    out = run.joinpath(*ALIGNED_DIR)
+    base = run.joinpath(*BASE_DIR)
+    if (out / "manifest.json").exists() and (base / "manifest.json").exists():
+        saved = json.loads((out / "manifest.json").read_text())
+        same = (saved.get("inputs", {}).get("base_model") == folder_sha256(base)
+                and saved.get("code") == code_fingerprint(*ALIGN_CODE)
+                and {k: v for k, v in (saved.get("config") or {}).items() if k != "progress"}
+                == {k: v for k, v in config.to_dict().items() if k != "progress"})
+        if same:
+            print(f"reusing {out}", file=sys.stderr)
+            return out
+    if config.distill_steps or (config.grpo_steps and "ranker" in config.reward):
+        from genrec.cascade.retriever import CascadeRetriever
+
+        dataset = Dataset.load(run / "data")
+        CascadeRetriever.from_run(run, dataset, leave_one_out(dataset.events))  # trains it when missing or stale
+    return align_generative(run, config, resume=True)
 
 
 def _reporter(progress: bool) -> Callable[[str], None]:

@@ -1,0 +1,218 @@
+"""Post-training ladder on the default world: SFT → +PARS → +distillation → +GRPO / +debiased GRPO.
+
+    .venv/bin/python benchmarks/align.py --run runs/demo --part valid --max-requests 1000   # screening
+    .venv/bin/python benchmarks/align.py --run runs/demo                                    # the test table
+
+Each row post-trains the previous row's model (the aligned folder has the trained
+model's layout, so it can be the next row's base): row folders live under
+RUN/align-ladder/<row>/ and link RUN's data, SIDs, features and cascade. "+debiased
+GRPO" starts from the same model as "+GRPO" (the distilled one), so the two differ
+only in the advantage scale. Every row chooses its checkpoints on the validation
+split inside `align_generative`; the test part is evaluated once per row.
+
+Writes benchmarks/results/align.md (test) or align_valid.md (valid) and, from the
+GRPO rows' validation history, docs/align_reward.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+LINKED = ("data", "sid", "features", "cascade")
+
+COMMON = dict(per_user=2, max_examples=4000, valid_requests=500, beams=20, eval_every=50, select_metric="balanced")
+ZERO = dict(sft_steps=0, high_value_steps=0, distill_steps=0, grpo_steps=0)
+ROWS: dict[str, tuple[str, dict]] = {
+    # name: (the row whose model it starts from, the phases it adds)
+    "SFT": ("generative", {**ZERO, "sft_steps": 100, "high_value_steps": 50, "pars_weighted": False}),
+    "+PARS": ("generative", {**ZERO, "sft_steps": 100, "high_value_steps": 50, "pars_weighted": True}),
+    "+distillation": ("+PARS", {**ZERO, "distill_steps": 150}),
+    "+GRPO": ("+distillation", {**ZERO, "grpo_steps": 60, "debiased": False}),
+    "+debiased GRPO": ("+distillation", {**ZERO, "grpo_steps": 60, "debiased": True}),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", default="runs/demo", help="a demo run: data, sid, train/generative, cascade/model")
+    parser.add_argument("--part", default="test", choices=("valid", "test"))
+    parser.add_argument("--max-requests", type=int, default=None, help="evaluate a seeded subset of the part")
+    parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated rows to train and evaluate")
+    parser.add_argument("--set", action="append", default=[], metavar="ROW:FIELD=VALUE",
+                        help="override one AlignConfig field of one row (ROW may be * for every row)")
+    parser.add_argument("--ladder", default="align-ladder", help="folder under RUN for the rows' runs")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--plot", default=str(ROOT / "docs" / "align_reward.png"))
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from genrec.align import AlignConfig, align_generative
+    from genrec.align.retriever import AlignedGenerativeRetriever
+    from genrec.align.stage import saved_cascade
+    from genrec.data.dataset import Dataset
+    from genrec.data.splits import build_requests, leave_one_out
+    from genrec.eval.harness import EvalConfig, evaluate
+    from genrec.model.retriever import GenerativeRetriever
+    from genrec.train.generative import load_sid_table
+
+    run = Path(args.run).resolve()
+    dataset = Dataset.load(run / "data")
+    split = leave_one_out(dataset.events)
+    sids = load_sid_table(run)
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    overrides = _overrides(args.set)
+    folders = {"generative": run / "train" / "generative"}
+    cpu, wall, phases = {}, {}, {}
+    for name in ROWS:
+        if name not in rows and not _needed_by(name, rows):
+            continue
+        start_from, values = ROWS[name]
+        values = {**COMMON, **values, **overrides.get("*", {}), **overrides.get(name, {})}
+        row_run = _row_run(run, args.ladder, name, folders[start_from])
+        tick_cpu, tick = time.process_time(), time.perf_counter()
+        print(f"== {name}: from {start_from}, {values}", file=sys.stderr, flush=True)
+        folders[name] = align_generative(row_run, AlignConfig(**values), dataset=dataset, split=split, sids=sids)
+        cpu[name], wall[name] = time.process_time() - tick_cpu, time.perf_counter() - tick
+        phases[name] = json.loads((folders[name] / "manifest.json").read_text())["result"]["phases"]
+
+    requests, targets = build_requests(split, args.part)
+    if args.max_requests and args.max_requests < len(requests):
+        pick = np.sort(np.random.default_rng(0).choice(len(requests), args.max_requests, replace=False))
+        requests, targets = [requests[i] for i in pick], targets[pick]
+    retrievers = [saved_cascade(run, dataset, split), GenerativeRetriever.load(folders["generative"], sids)]
+    for name in rows:
+        model = AlignedGenerativeRetriever.load(folders[name], sids)
+        model.name = f"generative-aligned ({name})"
+        retrievers.append(model)
+    tick = time.perf_counter()
+    report = evaluate(retrievers, requests, targets, dataset=dataset, split=split,
+                      config=replace(EvalConfig(), k=50), progress=False)
+    eval_seconds = time.perf_counter() - tick
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"align{'' if args.part == 'test' else '_valid'}.md"
+    _write(out, report, args, rows, cpu, wall, phases, eval_seconds, len(requests))
+    history = {name: phases[name]["grpo"]["history"] for name in ("+GRPO", "+debiased GRPO")
+               if name in phases and "grpo" in phases[name]}
+    if history and args.plot:
+        _plot(history, Path(args.plot))
+    print(out.read_text())
+
+
+def _needed_by(name: str, rows: list[str]) -> bool:
+    """Whether a requested row starts (directly or not) from row `name`."""
+    for row in rows:
+        while row in ROWS:
+            row = ROWS[row][0]
+            if row == name:
+                return True
+    return False
+
+
+def _row_run(run: Path, ladder: str, name: str, base: Path) -> Path:
+    """RUN/<ladder>/<row>/ linking RUN's inputs, with train/generative → the model it starts from."""
+    folder = run / ladder / name.replace(" ", "_").replace("+", "plus_")
+    (folder / "train").mkdir(parents=True, exist_ok=True)
+    for part in LINKED:
+        link = folder / part
+        if not link.exists() and (run / part).exists():
+            link.symlink_to(run / part)
+    link = folder / "train" / "generative"
+    if link.is_symlink() and link.resolve() != base.resolve():
+        link.unlink()
+    if not link.exists():
+        link.symlink_to(base.resolve())
+    return folder
+
+
+def _overrides(items: list[str]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for item in items:
+        row, _, assignment = item.partition(":")
+        key, _, value = assignment.partition("=")
+        if not key or not _:
+            raise SystemExit(f"--set expects ROW:FIELD=VALUE, got {item!r}")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        out.setdefault(row, {})[key] = parsed
+    return out
+
+
+def _cell(report, name: str, metric: str, part: str) -> str:
+    mean, low, high = report.value(name, metric, part)
+    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _write(out: Path, report, args, rows, cpu, wall, phases, eval_seconds, n_requests) -> None:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    command = "PYTHONPATH=src .venv/bin/python benchmarks/align.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    lines = [f"# Post-training ladder ({args.part} split)", "",
+             f"Command: `{command}`  ",
+             f"Split part: **{args.part}** ({n_requests} requests; search {int(report.slices['search'].sum())}, "
+             f"recommendation {int(report.slices['recommendation'].sum())})  ",
+             f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other jobs, {args.threads} torch thread(s), CPU only  ",
+             f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; commit {commit}; seed 0  ",
+             f"Evaluation of every row: {eval_seconds:.0f} s wall", "",
+             "| row | search R@10 | search NDCG@10 | rec R@10 | rec NDCG@10 | latency p50 ms | align CPU s |",
+             "|---|---|---|---|---|---|---|"]
+    for name in report.retrievers:
+        result = report.results[name]
+        row = name.split("(")[-1].rstrip(")") if name.startswith("generative-aligned") else None
+        lines.append(f"| {name} | {_cell(report, name, 'recall@10', 'search')} | {_cell(report, name, 'ndcg@10', 'search')} "
+                     f"| {_cell(report, name, 'recall@10', 'recommendation')} | {_cell(report, name, 'ndcg@10', 'recommendation')} "
+                     f"| {result.latency_ms_p50:.1f} | {f'{cpu[row]:.0f}' if row in cpu else '—'} |")
+    lines += ["", "Cells: mean [95% bootstrap interval]. Latency: one request at a time, same process, same machine.",
+              "", "## Phases (validation, inside `align_generative`)", "",
+              "| row | phase | kept | best step | select (valid) | search R@10 | rec NDCG@10 | coverage@10 | popularity@10 | ranker reward@10 | true R@10 | CPU s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name in rows:
+        for phase, result in phases.get(name, {}).items():
+            best = next((h for h in result["history"] if h["step"] == result["best_step"]), {})
+            lines.append(f"| {name} | {phase} | {'yes' if result['kept'] else 'no'} | {result['best_step']} "
+                         f"| {result['best_select']:.4f} | {best.get('search_recall@10', float('nan')):.3f} "
+                         f"| {best.get('rec_ndcg@10', float('nan')):.4f} | {best.get('coverage@10', float('nan')):.3f} "
+                         f"| {best.get('popularity@10', float('nan')):.2f} | {best.get('ranker_reward@10', float('nan')):.4f} "
+                         f"| {best.get('true_recall@10', float('nan')):.4f} | {result['cpu_seconds']:.0f} |")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+
+
+def _plot(history: dict[str, list[dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = (("ranker_reward@10", "ranker reward (mean, top 10)"), ("true_recall@10", "true utility: oracle expected R@10"),
+            ("select", "validation metric (search R@10 + rec NDCG@10) / 2"))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for name, entries in history.items():
+        steps = [h["step"] for h in entries]
+        for ax, (key, title) in zip(axes, keys):
+            ax.plot(steps, [h.get(key, np.nan) for h in entries], marker="o", label=name)
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel("RL step")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("GRPO on the default world (validation sample): reward vs true utility vs metric", fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
