@@ -32,15 +32,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 LINKED = ("data", "sid", "features", "cascade")
 
-COMMON = dict(per_user=2, max_examples=4000, valid_requests=500, beams=20, eval_every=50, select_metric="balanced")
+COMMON = dict(valid_requests=1000, eval_every=50, select_metric="balanced")
 ZERO = dict(sft_steps=0, high_value_steps=0, distill_steps=0, grpo_steps=0)
+SFT = dict(sft_steps=100, high_value_steps=50, lr=3e-4)
 ROWS: dict[str, tuple[str, dict]] = {
-    # name: (the row whose model it starts from, the phases it adds)
-    "SFT": ("generative", {**ZERO, "sft_steps": 100, "high_value_steps": 50, "pars_weighted": False}),
-    "+PARS": ("generative", {**ZERO, "sft_steps": 100, "high_value_steps": 50, "pars_weighted": True}),
-    "+distillation": ("+PARS", {**ZERO, "distill_steps": 150}),
-    "+GRPO": ("+distillation", {**ZERO, "grpo_steps": 60, "debiased": False}),
-    "+debiased GRPO": ("+distillation", {**ZERO, "grpo_steps": 60, "debiased": True}),
+    # name: (the row whose model it starts from, the phases it adds); the rest of AlignConfig keeps its defaults
+    "SFT": ("generative", {**ZERO, **SFT, "pars_weighted": False}),
+    "+PARS": ("generative", {**ZERO, **SFT, "pars_weighted": True}),
+    "+distillation": ("+PARS", {**ZERO, "distill_steps": 200}),
+    "+GRPO": ("+distillation", {**ZERO, "grpo_steps": 60, "eval_every": 10, "debiased": False}),
+    "+debiased GRPO": ("+distillation", {**ZERO, "grpo_steps": 60, "eval_every": 10, "debiased": True}),
 }
 
 

@@ -113,3 +113,22 @@ def test_the_demo_reuses_an_aligned_model_made_from_the_same_base_and_config(tra
     stamp = (folder / "best.pt").stat().st_mtime_ns
     assert align_if_stale(trained_run, AlignConfig(**QUICK)) == folder
     assert (folder / "best.pt").stat().st_mtime_ns == stamp
+
+
+def test_teacher_lists_add_the_logged_target_and_teach_only_the_chosen_rows(small_world):
+    from genrec.align.examples import teacher_lists
+    from genrec.retrieval import Ranked
+
+    class Fixed:
+        def retrieve(self, requests, k):
+            return [Ranked(np.arange(1, k + 1), np.linspace(0.9, 0.5, k)) for _ in requests]
+
+    examples = align_examples(leave_one_out(small_world.dataset.events), per_user=1, limit=6)
+    examples.targets[:] = [1, 500, 1, 500, 1, 500]  # in the teacher's list or not
+    taught = np.array([True, True, True, True, False, False])
+    lists = teacher_lists(Fixed(), examples, size=4, temperature=0.1, target_share=0.3, taught=taught)
+    np.testing.assert_allclose(lists.weights.sum(1), 1.0, rtol=1e-5)
+    assert list(lists.item_ids[0]) == [1, 2, 3, 4, -1] and lists.weights[0, 0] > lists.weights[0, 1] > lists.weights[0, 3]
+    assert list(lists.item_ids[1]) == [1, 2, 3, 4, 500] and lists.weights[1, 4] == pytest.approx(0.3)
+    assert list(lists.item_ids[5]) == [-1, -1, -1, -1, 500] and lists.weights[5, 4] == pytest.approx(1.0)
+    assert lists.item_ids[4, 4] == 1 and lists.weights[4, 4] == pytest.approx(1.0)  # untaught: all on its target

@@ -24,7 +24,8 @@ class AlignConfig:
       example of both SFT phases is weighted by its PARS weight (depth × position);
     * `distill_steps` — list-wise distillation of the cascade's top-`teacher_size` list
       (softmax of its calibrated scores / `teacher_temperature`) plus `target_share` on the
-      logged target;
+      logged target; `teacher_for` = "search" distils search requests only (on
+      recommendation the cascade is the weaker model), "all" every request;
     * `grpo_steps` — GRPO over the policy's `grpo_group` beams per request, rewarded by
       `reward` (one of `TRAINING_REWARDS`; `pars_reward_weight` weighs PARS inside
       "ranker+pars"), with `kl_weight` · KL to the model that entered the phase;
@@ -37,22 +38,23 @@ class AlignConfig:
     """
 
     seed: int = 0
-    per_user: int = 2
-    max_examples: int = 4000
-    valid_requests: int = 500
+    per_user: int = 6
+    max_examples: int = 15000
+    valid_requests: int = 1000
     beams: int = 20
     select_metric: str = "balanced"
     eval_every: int = 50
     batch_size: int = 64
-    lr: float = 3e-4
+    lr: float = 2e-3
     sft_steps: int = 0
     high_value_steps: int = 0
     pars_weighted: bool = True
-    distill_steps: int = 150
-    teacher_size: int = 20
-    teacher_temperature: float = 0.05
+    distill_steps: int = 100
+    teacher_size: int = 10
+    teacher_temperature: float = 0.01
     target_share: float = 0.3
-    distill_batch_size: int = 32
+    teacher_for: str = "search"
+    distill_batch_size: int = 64
     grpo_steps: int = 0
     grpo_group: int = 8
     grpo_batch_size: int = 32
@@ -85,6 +87,8 @@ class AlignConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0.0 <= self.target_share <= 1.0:
             raise ValueError(f"target_share must be in [0, 1], got {self.target_share}")
+        if self.teacher_for not in ("search", "all"):
+            raise ValueError(f"teacher_for must be 'search' or 'all', got {self.teacher_for!r}")
         if self.kl_weight < 0:
             raise ValueError(f"kl_weight must be ≥ 0, got {self.kl_weight}")
 

@@ -105,12 +105,13 @@ class TeacherLists:
 
 
 def teacher_lists(teacher, examples: AlignExamples, size: int, temperature: float, target_share: float,
-                  batch_size: int = 256, progress=None) -> TeacherLists:
+                  batch_size: int = 256, progress=None, taught: np.ndarray | None = None) -> TeacherLists:
     """The teacher's top-`size` list for every example, as distillation targets.
 
     Weights: softmax(score / temperature) over the teacher's list scaled to 1 − `target_share`,
     plus `target_share` on the logged target (appended when the teacher missed it), so the
-    student learns the teacher's ranking *and* what the user actually chose.
+    student learns the teacher's ranking *and* what the user actually chose. Examples where
+    `taught` `[n]` is False get no teacher list: their whole weight is on the logged target.
     """
     if size < 1:
         raise ValueError(f"teacher list size must be ≥ 1, got {size}")
@@ -121,10 +122,11 @@ def teacher_lists(teacher, examples: AlignExamples, size: int, temperature: floa
     n = len(examples)
     item_ids = np.full((n, size + 1), -1, dtype=np.int64)
     weights = np.zeros((n, size + 1), dtype=np.float32)
-    for start in range(0, n, batch_size):
-        chunk = examples.requests[start:start + batch_size]
-        for offset, ranked in enumerate(teacher.retrieve(chunk, size)):
-            row = start + offset
+    taught_rows = np.flatnonzero(np.ones(n, bool) if taught is None else np.asarray(taught, bool))
+    share = np.where(np.isin(np.arange(n), taught_rows), target_share, 1.0)
+    for start in range(0, len(taught_rows), batch_size):
+        rows = taught_rows[start:start + batch_size]
+        for row, ranked in zip(rows, teacher.retrieve([examples.requests[i] for i in rows], size)):
             m = len(ranked.item_ids)
             item_ids[row, :m] = ranked.item_ids
             if m:
@@ -132,13 +134,13 @@ def teacher_lists(teacher, examples: AlignExamples, size: int, temperature: floa
                 p = np.exp(z - z.max())
                 weights[row, :m] = (1 - target_share) * p / p.sum()
         if progress is not None:
-            progress(min(start + batch_size, n), n)
+            progress(min(start + batch_size, len(taught_rows)), len(taught_rows))
     targets = examples.targets
     hit = item_ids == targets[:, None]
     has = hit.any(1)
-    weights[hit] += target_share
+    weights[hit] += np.broadcast_to(share[:, None], hit.shape)[hit]
     item_ids[~has, size] = targets[~has]
-    weights[~has, size] = target_share
+    weights[~has, size] = share[~has]
     return TeacherLists(item_ids, weights)
 
 

@@ -162,7 +162,8 @@ def _phase(phase: str, c: AlignmentContext, run: Path, work: Path, pars: PARSRew
         return sft_loss(c, weights), rows, config.batch_size, config.lr
     if phase == "distill":
         lists = _teacher(run, work, c, say)
-        return distillation_loss(c, lists), np.arange(n), config.distill_batch_size, config.lr
+        rows = np.flatnonzero(c.examples.is_search) if config.teacher_for == "search" else np.arange(n)
+        return distillation_loss(c, lists), rows, config.distill_batch_size, config.lr
     reward = build_reward(config.reward, run, pars=pars, pars_weight=config.pars_reward_weight)
     c.reference = _frozen_copy(c.model)
     return grpo_rollout_loss(c, reward), np.arange(n), config.grpo_batch_size, config.grpo_lr
@@ -171,13 +172,16 @@ def _phase(phase: str, c: AlignmentContext, run: Path, work: Path, pars: PARSRew
 def _teacher(run: Path, work: Path, c: AlignmentContext, say) -> TeacherLists:
     """The cascade's lists for the examples, computed once and cached in RUN/align/work."""
     config = c.config
-    path = work / f"teacher-{config.teacher_size}-{config.teacher_temperature}-{config.target_share}.npz"
+    path = work / (f"teacher-{config.teacher_size}-{config.teacher_temperature}-{config.target_share}"
+                   f"-{config.teacher_for}.npz")
     if path.exists():
         return TeacherLists.load(path)
     say(f"teacher: the cascade ranks {len(c.examples):,} alignment requests")
     dataset = Dataset.load(run / "data")
     cascade = saved_cascade(run, dataset, leave_one_out(dataset.events))
+    taught = c.examples.is_search if config.teacher_for == "search" else None
     lists = teacher_lists(cascade, c.examples, config.teacher_size, config.teacher_temperature, config.target_share,
+                          taught=taught,
                           progress=lambda done, total: say(f"teacher {done}/{total}") if done % 1024 < 256 else None)
     lists.save(path)
     return lists
