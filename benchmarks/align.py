@@ -57,7 +57,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
     parser.add_argument("--plot", default=str(ROOT / "docs" / "align_reward.png"))
+    parser.add_argument("--plot-only", action="store_true", help="redraw the plot from the ladder's manifests")
+    parser.add_argument("--latency", type=int, default=0, metavar="N",
+                        help="only time RUN/train/generative and RUN/align/generative on N test requests, "
+                             "alternating one request at a time (writes align_latency.md)")
     args = parser.parse_args()
+    if args.latency:
+        _paired_latency(Path(args.run), args.latency, args.threads)
+        return
+    if args.plot_only:
+        ladder = Path(args.run) / args.ladder
+        _plot({name: json.loads((ladder / _folder_name(name) / "align" / "generative" / "manifest.json").read_text())
+               ["result"]["phases"] for name in ROWS if (ladder / _folder_name(name) / "align" / "generative").is_dir()},
+              Path(args.plot))
+        return
 
     import torch
 
@@ -106,10 +119,8 @@ def main() -> None:
     eval_seconds = time.perf_counter() - tick
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"align{'' if args.part == 'test' else '_valid'}.md"
     _write(out, report, args, rows, cpu, wall, phases, eval_seconds, len(requests))
-    history = {name: phases[name]["grpo"]["history"] for name in ("+GRPO", "+debiased GRPO")
-               if name in phases and "grpo" in phases[name]}
-    if history and args.plot:
-        _plot(history, Path(args.plot))
+    if args.plot:
+        _plot(phases, Path(args.plot))
     print(out.read_text())
 
 
@@ -125,7 +136,7 @@ def _needed_by(name: str, rows: list[str]) -> bool:
 
 def _row_run(run: Path, ladder: str, name: str, base: Path) -> Path:
     """RUN/<ladder>/<row>/ linking RUN's inputs, with train/generative → the model it starts from."""
-    folder = run / ladder / name.replace(" ", "_").replace("+", "plus_")
+    folder = run / ladder / _folder_name(name)
     (folder / "train").mkdir(parents=True, exist_ok=True)
     for part in LINKED:
         link = folder / part
@@ -137,6 +148,49 @@ def _row_run(run: Path, ladder: str, name: str, base: Path) -> Path:
     if not link.exists():
         link.symlink_to(base.resolve())
     return folder
+
+
+def _paired_latency(run: Path, n: int, threads: int) -> None:
+    """Serving cost of the aligned model beside the unaligned one: the same N test requests, one at a
+    time, the two models alternating request by request so a busy machine slows both alike."""
+    import torch
+
+    from genrec.data.dataset import Dataset
+    from genrec.data.splits import build_requests, leave_one_out
+    from genrec.model.retriever import GenerativeRetriever
+    from genrec.train.generative import load_sid_table
+
+    torch.set_num_threads(threads)
+    sids = load_sid_table(run)
+    models = {"generative": GenerativeRetriever.load(run / "train" / "generative", sids),
+              "generative-aligned": GenerativeRetriever.load(run / "align" / "generative", sids)}
+    requests, _ = build_requests(leave_one_out(Dataset.load(run / "data").events), "test")
+    pick = np.random.default_rng(0).choice(len(requests), min(n, len(requests)), replace=False)
+    for model in models.values():  # warm up
+        model.retrieve([requests[int(pick[0])]], 50)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for i in pick:
+        for name, model in models.items():
+            tick = time.perf_counter()
+            model.retrieve([requests[int(i)]], 50)
+            times[name].append((time.perf_counter() - tick) * 1000)
+    lines = ["# Serving latency: aligned vs unaligned generative model", "",
+             f"Command: `PYTHONPATH=src .venv/bin/python benchmarks/align.py --run {run} --latency {n} --threads {threads}`  ",
+             f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other jobs, {threads} torch thread(s), CPU only  ",
+             f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {len(pick)} test requests, k = 50, "
+             "one request at a time, the two models alternating request by request", "",
+             "| model | p50 ms | p90 ms | p99 ms |", "|---|---|---|---|"]
+    for name, values in times.items():
+        p50, p90, p99 = np.percentile(values, [50, 90, 99])
+        lines.append(f"| {name} | {p50:.1f} | {p90:.1f} | {p99:.1f} |")
+    lines += ["", "Same architecture, same beam search, same beams: the aligned model answers alone, no ranker runs."]
+    out = ROOT / "benchmarks" / "results" / "align_latency.md"
+    out.write_text("\n".join(lines) + "\n")
+    print(out.read_text())
+
+
+def _folder_name(row: str) -> str:
+    return row.replace(" ", "_").replace("+", "plus_")
 
 
 def _overrides(items: list[str]) -> dict[str, dict]:
@@ -193,7 +247,12 @@ def _write(out: Path, report, args, rows, cpu, wall, phases, eval_seconds, n_req
     out.write_text("\n".join(lines) + "\n")
 
 
-def _plot(history: dict[str, list[dict]], path: Path) -> None:
+def _plot(phases: dict[str, dict], path: Path) -> None:
+    """The GRPO rows' validation history, from the model the phase started from (step 0)."""
+    history = {name: [{**phases[name]["grpo"]["start"], "step": 0}, *phases[name]["grpo"]["history"]]
+               for name in ("+GRPO", "+debiased GRPO") if name in phases and "grpo" in phases[name]}
+    if not history:
+        return
     import matplotlib
 
     matplotlib.use("Agg")

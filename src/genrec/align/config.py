@@ -14,7 +14,11 @@ SELECT_METRICS: tuple[str, ...] = ("ndcg@10", "recall@10", "search_recall@10", "
 
 @dataclass
 class AlignConfig:
-    """Post-training of a trained generative model (defaults: the demo's ≤ 4-minute schedule).
+    """Post-training of a trained generative model.
+
+    Defaults: the demo's schedule (distillation 100 steps, then debiased GRPO 30 steps on
+    the ranker + PARS reward), a shortened version of the ladder chosen on validation in
+    `benchmarks/results/align.md` (200 + 60 steps) that fits `genrec demo`'s budget.
 
     Examples: the `per_user` newest interactions of each user in split.train, at most
     `max_examples` (seeded sample). Phases, in order (0 steps turns one off):
@@ -55,7 +59,7 @@ class AlignConfig:
     target_share: float = 0.3
     teacher_for: str = "search"
     distill_batch_size: int = 64
-    grpo_steps: int = 0
+    grpo_steps: int = 30
     grpo_group: int = 8
     grpo_batch_size: int = 32
     grpo_lr: float = 5e-5
