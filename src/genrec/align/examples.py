@@ -11,8 +11,6 @@ targets are never among them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
-
 import numpy as np
 import pandas as pd
 
@@ -142,7 +140,3 @@ def teacher_lists(teacher, examples: AlignExamples, size: int, temperature: floa
     item_ids[~has, size] = targets[~has]
     weights[~has, size] = share[~has]
     return TeacherLists(item_ids, weights)
-
-
-def requests_of(examples: AlignExamples, rows: Sequence[int]) -> list[Request]:
-    return [examples.requests[int(i)] for i in rows]
