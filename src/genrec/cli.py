@@ -17,6 +17,7 @@ import importlib
 import sys
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "genrec.align.commands",
     "genrec.data.commands",
     "genrec.cascade.commands",
     "genrec.demo",

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 DEMO_RETRIEVERS: tuple[str, ...] = (
-    "popularity", "bm25", "dense", "itemcf", "sasrec", "cascade", "generative", "oracle",
+    "popularity", "bm25", "dense", "itemcf", "sasrec", "cascade", "generative", "generative-aligned", "oracle",
 )
 
 
@@ -60,6 +60,7 @@ def run_demo(run: str | Path = "runs/demo", retrievers: tuple[str, ...] = DEMO_R
     times.run("embed items (MiniLM)", lambda: _embed(run))
     times.run("Semantic IDs (leaf + brand + RQ-KMeans)", lambda: _sids(run))
     times.run("train the generative retriever", lambda: _generative(run))
+    times.run("align it: distil the cascade into it (genrec align)", lambda: _align(run))
     report = times.run("evaluate every retriever (test split)", lambda: _evaluate(run, retrievers, max_requests))
 
     from genrec.eval.report import print_report
@@ -162,6 +163,12 @@ def _generative(run: Path) -> None:
         print(f"reusing {run.joinpath(*MODEL_DIR)}", file=sys.stderr)
         return
     train_generative(run)
+
+
+def _align(run: Path) -> None:
+    from genrec.align.stage import align_if_stale
+
+    align_if_stale(run)  # the cascade (teacher and reward) is trained first when missing
 
 
 def _evaluate(run: Path, retrievers: tuple[str, ...], max_requests: int | None):

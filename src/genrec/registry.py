@@ -26,6 +26,7 @@ RETRIEVERS: dict[str, str] = {
     "sasrec": "genrec.baselines.sasrec:SASRecRetriever",
     "oracle": "genrec.data.oracle:OracleRetriever",
     "generative": "genrec.model.retriever:GenerativeRetriever",
+    "generative-aligned": "genrec.align.retriever:AlignedGenerativeRetriever",
     "cascade": "genrec.cascade.retriever:CascadeRetriever",
 }
 

@@ -1,0 +1,112 @@
+"""`AlignConfig`: everything `align_generative` does, saved inside the aligned model's config.json."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from genrec.align.rewards import TRAINING_REWARDS
+
+PHASES: tuple[str, ...] = ("sft", "high_value", "distill", "grpo")
+"""The post-training phases, in the order they run; a phase with 0 steps is skipped."""
+SELECT_METRICS: tuple[str, ...] = ("ndcg@10", "recall@10", "search_recall@10", "rec_ndcg@10", "balanced")
+
+
+@dataclass
+class AlignConfig:
+    """Post-training of a trained generative model.
+
+    Defaults: the demo's schedule (distillation 100 steps, then debiased GRPO 30 steps on
+    the ranker + PARS reward), a shortened version of the ladder chosen on validation in
+    `benchmarks/results/align.md` (200 + 60 steps) that fits `genrec demo`'s budget.
+
+    Examples: the `per_user` newest interactions of each user in split.train, at most
+    `max_examples` (seeded sample). Phases, in order (0 steps turns one off):
+
+    * `sft_steps` — SFT on every logged target (clicks, carts, orders alike);
+    * `high_value_steps` — SFT on carts and orders only; with `pars_weighted`, every
+      example of both SFT phases is weighted by its PARS weight (depth × position);
+    * `distill_steps` — list-wise distillation of the cascade's top-`teacher_size` list
+      (softmax of its calibrated scores / `teacher_temperature`) plus `target_share` on the
+      logged target; `teacher_for` = "search" distils search requests only (on
+      recommendation the cascade is the weaker model), "all" every request;
+    * `grpo_steps` — GRPO over the policy's `grpo_group` beams per request, rewarded by
+      `reward` (one of `TRAINING_REWARDS`; `pars_reward_weight` weighs PARS inside
+      "ranker+pars"), with `kl_weight` · KL to the model that entered the phase;
+      `debiased` pools the advantage scale over the batch (`genrec.align.objectives`).
+
+    Every `eval_every` steps each phase measures `valid_requests` validation requests and
+    keeps its best checkpoint by `select_metric` ("balanced" = mean of search Recall@10
+    and recommendation NDCG@10); a phase whose best is below the model it started from
+    is dropped (validation decides, never test).
+    """
+
+    seed: int = 0
+    per_user: int = 6
+    max_examples: int = 15000
+    valid_requests: int = 1000
+    beams: int = 20
+    select_metric: str = "balanced"
+    eval_every: int = 50
+    batch_size: int = 64
+    lr: float = 2e-3
+    sft_steps: int = 0
+    high_value_steps: int = 0
+    pars_weighted: bool = True
+    distill_steps: int = 100
+    teacher_size: int = 10
+    teacher_temperature: float = 0.01
+    target_share: float = 0.3
+    teacher_for: str = "search"
+    distill_batch_size: int = 64
+    grpo_steps: int = 30
+    grpo_group: int = 8
+    grpo_batch_size: int = 32
+    grpo_lr: float = 5e-5
+    reward: str = "ranker+pars"
+    pars_reward_weight: float = 0.1
+    kl_weight: float = 0.1
+    debiased: bool = True
+    dropout: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.reward not in TRAINING_REWARDS:
+            why = " ('oracle' only measures reward hacking; it never trains the reported model)" \
+                if self.reward == "oracle" else ""
+            raise ValueError(f"reward must be one of {list(TRAINING_REWARDS)}, got {self.reward!r}{why}")
+        if self.select_metric not in SELECT_METRICS:
+            raise ValueError(f"select_metric must be one of {list(SELECT_METRICS)}, got {self.select_metric!r}")
+        for name in ("sft_steps", "high_value_steps", "distill_steps", "grpo_steps", "valid_requests"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        for name in ("per_user", "beams", "eval_every", "batch_size", "teacher_size", "grpo_group",
+                     "distill_batch_size", "grpo_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.grpo_group < 2:
+            raise ValueError(f"grpo_group must be ≥ 2 (GRPO compares candidates within a group), got {self.grpo_group}")
+        for name in ("lr", "grpo_lr", "teacher_temperature"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 <= self.target_share <= 1.0:
+            raise ValueError(f"target_share must be in [0, 1], got {self.target_share}")
+        if self.teacher_for not in ("search", "all"):
+            raise ValueError(f"teacher_for must be 'search' or 'all', got {self.teacher_for!r}")
+        if self.kl_weight < 0:
+            raise ValueError(f"kl_weight must be ≥ 0, got {self.kl_weight}")
+
+    def steps(self, phase: str) -> int:
+        return {"sft": self.sft_steps, "high_value": self.high_value_steps, "distill": self.distill_steps,
+                "grpo": self.grpo_steps}[phase]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "AlignConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown AlignConfig fields {unknown}; expected some of {sorted(known)}")
+        return cls(**values)

@@ -1,0 +1,175 @@
+"""Post-training objectives on a toy catalogue: 16 items with 2-level SIDs, one word per item."""
+
+import numpy as np
+import pytest
+import torch
+
+from genrec.align.config import AlignConfig
+from genrec.align.examples import AlignExamples, TeacherLists
+from genrec.align.objectives import group_advantages, level_kl
+from genrec.align.phases import AlignmentContext, distillation_loss, grpo_rollout_loss
+from genrec.align.policy import CodeBook, item_log_probs, propose, repeat_rows, trajectory
+from genrec.decode.beam_search import constrained_beam_search
+from genrec.decode.trie import PrefixTrie
+from genrec.model.inputs import RequestEncoder
+from genrec.model.transformer import GenerativeConfig, GenerativeModel
+from genrec.retrieval import Request
+
+WORDS = ["apple", "banana", "cherry", "grape", "lemon", "mango", "olive", "peach",
+         "pear", "plum", "kiwi", "melon", "lime", "fig", "date", "guava"]
+TINY = dict(d_model=32, n_heads=2, d_ff=64, dropout=0.0, n_encoder_layers=1, n_decoder_layers=1,
+            query_vocab_size=64, user_vocab_size=64, max_short=4, max_long=4)
+ITEMS = np.arange(101, 101 + len(WORDS))
+CODES = np.stack([np.arange(16) // 4, np.arange(16) % 4], 1)  # 4 × 4: every level has real choices
+
+
+def _context(seed: int = 0, **config) -> AlignmentContext:
+    torch.manual_seed(seed)
+    model_config = GenerativeConfig(codebook_sizes=(4, 4), **TINY)
+    encoder = RequestEncoder(model_config, ITEMS, CODES).fit(WORDS)
+    trie = PrefixTrie.from_codes(CODES, ITEMS, [4, 4])
+    requests = [Request(user_id=1, query=w, scenario="search") for w in WORDS[:4]]
+    n = len(requests)
+    examples = AlignExamples(requests, ITEMS[:n], np.array(["click"] * n), np.zeros(n, np.int64), np.arange(n))
+    align = AlignConfig(**{"grpo_group": 16, "kl_weight": 0.0, "reward": "ranker", **config})
+    return AlignmentContext(align, GenerativeModel(model_config), encoder, trie, CodeBook(ITEMS, CODES),
+                            examples, np.ones(n, np.float32))
+
+
+def _log_probs(c: AlignmentContext, requests) -> torch.Tensor:
+    """log π of every catalogue item for each request `[B, 16]`."""
+    batch = repeat_rows(c.encoder.transform(requests), len(ITEMS))
+    codes = torch.from_numpy(np.tile(CODES, (len(requests), 1)))
+    with torch.no_grad():
+        return item_log_probs(c.model.eval(), batch, codes, c.trie).view(len(requests), -1)
+
+
+def _optimise(c: AlignmentContext, loss_fn, steps: int, lr: float = 0.05) -> None:
+    optimizer = torch.optim.Adam(c.model.parameters(), lr=lr)
+    rows = np.arange(len(c.examples))
+    for _ in range(steps):
+        loss = loss_fn(c.model, rows)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+class _TableReward:
+    """reward[request row][item id], looked up by the request's query word."""
+
+    name = "table"
+
+    def __init__(self, table: dict[str, dict[int, float]], noise: float = 0.0, seed: int = 0):
+        self.table, self.noise, self.rng = table, noise, np.random.default_rng(seed)
+
+    def score(self, requests, item_ids):
+        out = np.array([[self.table.get(r.query, {}).get(int(i), 0.0) for i in row] for r, row in zip(requests, item_ids)],
+                       dtype=np.float32)
+        return out + self.noise * self.rng.standard_normal(out.shape).astype(np.float32)
+
+
+def _reference(model):
+    import copy
+
+    ref = copy.deepcopy(model).eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref
+
+
+def test_item_log_probs_equal_the_beam_search_scores():
+    c = _context()
+    requests = c.examples.requests
+    state = c.model.eval().encode(c.encoder.transform(requests))
+    items, scores = constrained_beam_search(c.model, state, c.trie, 16, 16)
+    every = _log_probs(c, requests)
+    column = {int(i): j for j, i in enumerate(ITEMS)}
+    for row in range(len(requests)):
+        expected = every[row, [column[int(i)] for i in items[row]]]
+        torch.testing.assert_close(scores[row], expected, rtol=1e-4, atol=1e-4)
+    assert torch.allclose(every.exp().sum(1), torch.ones(len(requests)), atol=1e-5)  # a distribution over real items
+
+
+def test_a_reward_that_prefers_one_item_makes_grpo_raise_its_probability():
+    c = _context(seed=1)
+    before = _log_probs(c, c.examples.requests)
+    # each request's least likely item is the one the reward prefers
+    favourite = {r.query: int(ITEMS[int(before[i].argmin())]) for i, r in enumerate(c.examples.requests)}
+    reward = _TableReward({q: {item: 1.0} for q, item in favourite.items()})
+    _optimise(c, grpo_rollout_loss(c, reward), steps=30, lr=0.02)
+    after = _log_probs(c, c.examples.requests)
+    for i, r in enumerate(c.examples.requests):
+        col = int(np.flatnonzero(ITEMS == favourite[r.query])[0])
+        assert after[i, col] > before[i, col] + 2.0
+        assert int(after[i].argmax()) == col
+
+
+def test_the_kl_term_keeps_the_policy_near_the_reference_when_the_reward_is_flat():
+    drift = {}
+    for kl_weight in (0.0, 2.0):
+        c = _context(seed=2, kl_weight=kl_weight)
+        c.reference = _reference(c.model)
+        reward = _TableReward({}, noise=1.0, seed=3)  # no item is better than another, only noise
+        _optimise(c, grpo_rollout_loss(c, reward), steps=25, lr=0.02)
+        batch = repeat_rows(c.encoder.transform(c.examples.requests), len(ITEMS))
+        codes = torch.from_numpy(np.tile(CODES, (len(c.examples), 1)))
+        with torch.no_grad():
+            _, policy = trajectory(c.model.eval(), batch, codes, c.trie)
+            _, reference = trajectory(c.reference, batch, codes, c.trie)
+        drift[kl_weight] = float(level_kl(policy, reference))
+    assert drift[0.0] > 0.05  # without the KL term the noise pushes the policy around
+    assert drift[2.0] < drift[0.0] / 4
+
+
+def test_distillation_from_a_fixed_teacher_list_reproduces_that_list():
+    c = _context(seed=4)
+    rng = np.random.default_rng(0)
+    lists = np.stack([rng.choice(ITEMS, 5, replace=False) for _ in range(len(c.examples))])
+    weights = np.tile(np.array([0.4, 0.25, 0.15, 0.12, 0.08], np.float32), (len(c.examples), 1))
+    _optimise(c, distillation_loss(c, TeacherLists(lists, weights)), steps=150, lr=0.02)
+    top = propose(c.model, c.encoder, c.trie, c.examples.requests, beams=16, k=5)
+    np.testing.assert_array_equal(top, lists)
+
+
+def test_debiased_grpo_does_not_reorder_a_request_whose_rewards_are_only_noise():
+    """Two requests in one batch: "apple" has a clearly right item; "banana"'s rewards differ by
+    1e-3 (a ranker that cannot tell its candidates apart), favouring its least likely item.
+    Plain GRPO's per-group std turns banana's 1e-3 into advantages as large as apple's and
+    lifts that item as far as apple's real one; the debiased variant learns apple as well
+    and leaves banana's noise alone."""
+    lifted = {}
+    for debiased in (False, True):
+        c = _context(seed=5, debiased=debiased)
+        c.examples = c.examples.subset(np.array([0, 1]))
+        before = _log_probs(c, c.examples.requests)
+        apple_col = int(before[0].argmin())
+        order = [j for j in torch.argsort(before[1]).tolist() if j != apple_col]  # banana, least likely first
+        noise = {int(ITEMS[j]): 1e-3 * (len(order) - rank) for rank, j in enumerate(order)}
+        reward = _TableReward({"apple": {int(ITEMS[apple_col]): 1.0}, "banana": noise})
+        _optimise(c, grpo_rollout_loss(c, reward), steps=20, lr=0.02)
+        after = _log_probs(c, c.examples.requests)
+        lifted[debiased] = (float(after[0, apple_col] - before[0, apple_col]),
+                            float(after[1, order[0]] - before[1, order[0]]))
+    plain, debiased = lifted[False], lifted[True]
+    assert plain[0] > 2.0 and debiased[0] > 2.0  # both learn the real preference
+    assert plain[1] > 2.0  # plain GRPO: banana's noise favourite lifted like a real preference
+    assert debiased[1] < 0.5
+
+
+def test_group_advantages_scale_by_the_group_or_by_the_batch():
+    rewards = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.501, 0.5, 0.5, 0.499]])
+    valid = torch.ones_like(rewards, dtype=torch.bool)
+    plain = group_advantages(rewards, valid)
+    pooled = group_advantages(rewards, valid, debiased=True)
+    assert plain[1].abs().max() > 1.0  # a 0.001 spread becomes a unit advantage
+    assert pooled[1].abs().max() < 0.01 and pooled[0].abs().max() > 1.0
+    one = group_advantages(torch.tensor([[1.0, 0.0]]), torch.tensor([[True, False]]))
+    assert torch.equal(one, torch.zeros(1, 2))  # nothing to compare in a group of one
+
+
+def test_a_sid_outside_the_catalogue_is_refused():
+    c = _context()
+    batch = c.encoder.transform(c.examples.requests[:1])
+    bad = PrefixTrie.from_codes(CODES[:8], ITEMS[:8], [4, 4])
+    with pytest.raises(ValueError, match="not in the trie"):
+        item_log_probs(c.model, batch, torch.tensor([[3, 3]]), bad)
