@@ -11,28 +11,29 @@ from genrec.align.phases import AlignmentContext, distillation_loss, grpo_rollou
 from genrec.align.policy import CodeBook, item_log_probs, propose, repeat_rows, trajectory
 from genrec.decode.beam_search import constrained_beam_search
 from genrec.decode.trie import PrefixTrie
+from genrec.model import GenerativeConfig, GenerativeModel, InputSpec
 from genrec.model.inputs import RequestEncoder
-from genrec.model.transformer import GenerativeConfig, GenerativeModel
 from genrec.retrieval import Request
 
 WORDS = ["apple", "banana", "cherry", "grape", "lemon", "mango", "olive", "peach",
          "pear", "plum", "kiwi", "melon", "lime", "fig", "date", "guava"]
 TINY = dict(d_model=32, n_heads=2, d_ff=64, dropout=0.0, n_encoder_layers=1, n_decoder_layers=1,
-            query_vocab_size=64, user_vocab_size=64, max_short=4, max_long=4)
+            max_short=4, max_long=4, copy_recent=0)
 ITEMS = np.arange(101, 101 + len(WORDS))
 CODES = np.stack([np.arange(16) // 4, np.arange(16) % 4], 1)  # 4 × 4: every level has real choices
 
 
 def _context(seed: int = 0, **config) -> AlignmentContext:
     torch.manual_seed(seed)
-    model_config = GenerativeConfig(codebook_sizes=(4, 4), **TINY)
-    encoder = RequestEncoder(model_config, ITEMS, CODES).fit(WORDS)
+    model_config = GenerativeConfig(**TINY)
+    spec = InputSpec(codebook_sizes=(4, 4), query_vocab_size=64, user_vocab_size=64)
+    encoder = RequestEncoder(model_config, spec, ITEMS, CODES).fit(WORDS)
     trie = PrefixTrie.from_codes(CODES, ITEMS, [4, 4])
     requests = [Request(user_id=1, query=w, scenario="search") for w in WORDS[:4]]
     n = len(requests)
     examples = AlignExamples(requests, ITEMS[:n], np.array(["click"] * n), np.zeros(n, np.int64), np.arange(n))
     align = AlignConfig(**{"grpo_group": 16, "kl_weight": 0.0, "reward": "ranker", **config})
-    return AlignmentContext(align, GenerativeModel(model_config), encoder, trie, CodeBook(ITEMS, CODES),
+    return AlignmentContext(align, GenerativeModel(model_config, spec), encoder, trie, CodeBook(ITEMS, CODES),
                             examples, np.ones(n, np.float32))
 
 

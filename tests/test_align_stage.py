@@ -10,12 +10,12 @@ from genrec.align import AlignConfig, align_generative, build_reward
 from genrec.align.examples import align_examples
 from genrec.align.rewards import PARSReward, PreferenceWeights, RankerReward
 from genrec.data.splits import leave_one_out
-from genrec.model.transformer import GenerativeConfig
+from genrec.model import GenerativeConfig
 from genrec.train.generative import GenerativeTrainConfig, train_generative
 from genrec.train.loop import TrainConfig
 
 TINY = dict(d_model=32, n_heads=2, d_ff=64, dropout=0.0, n_encoder_layers=1, n_decoder_layers=1,
-            query_vocab_size=256, user_vocab_size=64, max_short=4, max_long=4)
+            max_short=4, max_long=4)
 QUICK = dict(per_user=1, max_examples=60, valid_requests=30, beams=5, eval_every=2, batch_size=16,
              sft_steps=2, high_value_steps=2, distill_steps=0, grpo_steps=2, grpo_group=4, grpo_batch_size=8,
              reward="pars", kl_weight=0.1, progress=False)

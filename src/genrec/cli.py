@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 COMMAND_SUMMARIES: dict[str, tuple[str, str]] = {
+    "genrec.align.commands": ("align", "post-train the generative model (SFT, PARS, distillation, GRPO)"),
     "genrec.data.commands": ("data", "create, validate and describe datasets"),
     "genrec.cascade.commands": ("cascade", "the multi-stage cascade: recall → rank → fuse → calibrate → post-rank"),
     "genrec.demo": ("demo", "the whole path on the embedded default world (≤ 15 min on 2 cores)"),

@@ -5,8 +5,15 @@ RUN/align/generative, served as the retriever `generative-aligned`. See docs/ali
 """
 
 from genrec.align.config import AlignConfig
-from genrec.align.rewards import (MixedReward, OracleUtility, PARSReward, PreferenceWeights, RankerReward,
-                                  RewardSource, build_reward)
+from genrec.align.rewards import (
+                                  MixedReward,
+                                  OracleUtility,
+                                  PARSReward,
+                                  PreferenceWeights,
+                                  RankerReward,
+                                  RewardSource,
+                                  build_reward,
+)
 from genrec.align.stage import align_generative
 
 __all__ = ["AlignConfig", "align_generative", "RewardSource", "RankerReward", "PARSReward", "PreferenceWeights",

@@ -11,6 +11,7 @@ targets are never among them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 

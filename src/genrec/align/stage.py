@@ -33,7 +33,7 @@ from genrec.data.dataset import Dataset
 from genrec.data.splits import Split, build_requests, leave_one_out
 from genrec.eval.metrics import ndcg_at_k, ranked_matrix, recall_at_k
 from genrec.model.retriever import GenerativeRetriever
-from genrec.train.loop import TrainConfig, load_best, train
+from genrec.train.loop import LAST_CHECKPOINT, TrainConfig, load_best, train
 
 BASE_DIR = ("train", "generative")
 ALIGNED_DIR = ("align", "generative")
@@ -109,7 +109,7 @@ def align_generative(run: str | Path, config: AlignConfig | None = None, *, data
                                    eval_every=min(config.eval_every, steps), checkpoint_every=min(config.eval_every, steps),
                                    seed=config.seed, device="cpu", progress=config.progress, min_lr_ratio=1.0)
         result = train(model, loss, rows.tolist(), _as_rows, train_config, work / phase, evaluate=validate,
-                       metric="select", resume=True)
+                       metric="select", resume=(work / phase / LAST_CHECKPOINT).exists())  # continue an interrupted phase
         load_best(model, work / phase)
         kept = result.best_metric is not None and result.best_metric > start_scores["select"]
         if not kept:  # validation says this phase hurt: go back to the model it started from
@@ -315,7 +315,7 @@ def align_if_stale(run: str | Path, config: AlignConfig | None = None) -> Path:
         from genrec.cascade.retriever import CascadeRetriever
 
         dataset = Dataset.load(run / "data")
-        CascadeRetriever.from_run(run, dataset, leave_one_out(dataset.events))  # trains it when missing or stale
+        CascadeRetriever.train(run, dataset, leave_one_out(dataset.events))  # when missing or stale
     return align_generative(run, config, resume=True)
 
 
