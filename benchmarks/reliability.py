@@ -17,9 +17,11 @@ runs four bounded phases against it:
 4. **Load** — 64 clients on mixed routes for a bounded time, with good and
    corrupt reloads during it; every answer must be a 200; p50/p99 per route.
 
-Writes `benchmarks/results/reliability.md`.
+Writes `benchmarks/results/reliability.md`; with `--baseline-ref COMMIT` the
+same probe also runs against that commit's `src/` and the tables show both.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reliability.py --run runs/demo --retrievers generative,bm25
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reliability.py --run runs/demo --retrievers generative,bm25 \
+        --seconds 30 --baseline-ref b7be8c5
 """
 
 from __future__ import annotations
@@ -440,14 +442,17 @@ def load(server: Server, run: Path, retrievers: list[str], clients: int, seconds
 async def _load(server, retrievers, titles, item_ids, user_ids, clients, seconds, think_s, reload_folders, seed):
     latencies: dict[str, list[float]] = {name: [] for name, _ in ROUTES}
     statuses: dict[int, int] = {}
+    empty = {"answers": 0, "empty": 0}  # answers of the first retriever, and how many had no hits
     failures: list[str] = []
     reloads: list[dict] = []
     start = time.perf_counter()
     names, shares = zip(*ROUTES)
 
-    def target(rng: random.Random) -> tuple[str, str, bytes | None]:
-        route = rng.choices(names, shares)[0]
-        retriever = rng.choice(retrievers)
+    def target(rng: random.Random) -> tuple[str, str, bytes | None, bool]:
+        route, retriever = rng.choices(names, shares)[0], rng.choice(retrievers)
+        return (*_target(rng, route, retriever), route in ("search", "recommend") and retriever == retrievers[0])
+
+    def _target(rng: random.Random, route: str, retriever: str) -> tuple[str, str, bytes | None]:
         query = " ".join(rng.choice(titles).split()[:4])
         user = rng.choice(user_ids)
         if route == "search":
@@ -469,10 +474,13 @@ async def _load(server, retrievers, titles, item_ids, user_ids, clients, seconds
         reader, writer = await asyncio.open_connection(HOST, server.port)
         try:
             while time.perf_counter() - start < seconds:
-                route, path, body = target(rng)
+                route, path, body, watched = target(rng)
                 sent = time.perf_counter()
                 try:
-                    status = await _request(reader, writer, path, body)
+                    status, answer = await _request(reader, writer, path, body)
+                    if watched and status == 200:
+                        empty["answers"] += 1
+                        empty["empty"] += b'"hits":[]' in answer
                 except (OSError, ValueError, asyncio.IncompleteReadError) as error:
                     status = 0
                     failures.append(f"{route}: {type(error).__name__}")
@@ -498,10 +506,11 @@ async def _load(server, retrievers, titles, item_ids, user_ids, clients, seconds
     await asyncio.gather(reloader(), *(client(i) for i in range(clients)))
     elapsed = time.perf_counter() - start
     return {"latencies": {k: np.asarray(v) for k, v in latencies.items()}, "statuses": statuses, "failures": failures,
+            "empty": empty,
             "reloads": reloads, "seconds": elapsed, "server_cpu_s": server.cpu_seconds() - cpu_before}
 
 
-async def _request(reader, writer, path: str, body: bytes | None) -> int:
+async def _request(reader, writer, path: str, body: bytes | None) -> tuple[int, bytes]:
     method = "GET" if body is None else "POST"
     extra = "" if body is None else f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
     writer.write(f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\n{extra}\r\n".encode() + (body or b""))
@@ -511,8 +520,7 @@ async def _request(reader, writer, path: str, body: bytes | None) -> int:
     length = next((int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:")), None)
     if length is None:
         raise ValueError("response without content-length")
-    await reader.readexactly(length)
-    return int(lines[0].split()[1])
+    return int(lines[0].split()[1]), await reader.readexactly(length)
 
 
 def costliest_call(server: Server, retriever: str, max_requests: int, max_k: int, titles: list[str]) -> float:
@@ -537,99 +545,133 @@ def main() -> int:
     parser.add_argument("--idle", type=int, default=1500, help="idle connections opened in the connection phase")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--src", type=Path, default=ROOT / "src",
-                        help="the genrec source tree to serve (another checkout's src/ measures the code before a change)")
+    parser.add_argument("--baseline-ref", default=None,
+                        help="a git commit whose src/ is probed too and shown beside (e.g. the code before a change)")
     args = parser.parse_args()
 
+    from genrec.data.dataset import Dataset
     from genrec.serve.limits import ServeLimits
 
     limits = ServeLimits(admin_calls_per_minute=60)  # the probe reloads often; the rate limit itself is probed last
-    supported = subprocess.run([sys.executable, "-m", "genrec.cli", "serve", "--help"], capture_output=True, text=True,
-                               env={**os.environ, "PYTHONPATH": str(args.src)}).stdout
-    extra = ["--admin-calls-per-minute", str(limits.admin_calls_per_minute)] if "--admin-calls-per-minute" in supported else []
     retrievers = [n.strip() for n in args.retrievers.split(",") if n.strip()]
     run = args.run.resolve()
-    with tempfile.TemporaryDirectory(prefix="genrec-reliability-") as tmp, Server(run, retrievers, extra, args.src.resolve()) as server:
-        print(f"serving {run} on {server.url}", file=sys.stderr)
-        first = retrievers[0]
-        probes = bad_inputs(first, limits.max_k, limits.max_requests_per_call, limits.max_query_chars, run)
-        bad_rows, resets = run_bad_inputs(server, probes)
-        bad_rows += oversized_bodies(server, limits.max_body_bytes)
-        print(f"bad inputs: {sum(r['ok'] for r in bad_rows)}/{len(bad_rows)} as expected, {resets} resets", file=sys.stderr)
-        idle = idle_connections(server, args.idle, limits.keep_alive_s)
-        print(f"idle connections: {idle}", file=sys.stderr)
-        from genrec.data.dataset import Dataset
-
-        titles = Dataset.load(run / "data").items["title"].astype(str).tolist()
-        costly = costliest_call(server, first, limits.max_requests_per_call, limits.max_k, titles)
-        print(f"costliest allowed call: {costly:.2f} s", file=sys.stderr)
-        corrupt_rows = run_corruptions(server, run, Path(tmp), first)
-        print(f"corrupt artefacts: {sum(r['ok'] for r in corrupt_rows)}/{len(corrupt_rows)} rejected", file=sys.stderr)
-        nan_copy = mirror(run, Path(tmp) / "load-corrupt")
-        corrupt_name, corrupt = next(iter(corruptions(run).items()))
-        corrupt(nan_copy)
-        step = args.seconds / 5
-        schedule = [(step, run, "good"), (2 * step, nan_copy, corrupt_name), (3 * step, run, "good"), (4 * step, nan_copy, corrupt_name)]
-        loaded = load(server, run, retrievers, args.clients, args.seconds, args.think_ms / 1000, schedule, args.seed)
-        print(f"load: {loaded['statuses']} in {loaded['seconds']:.1f} s", file=sys.stderr)
-        rate = admin_rate_limit(server, limits.admin_calls_per_minute)
-        counts = Dataset.load(run / "data").counts()
-    args.out.write_text(report(args, run, counts, limits, extra, bad_rows, resets, idle, costly, corrupt_rows, loaded, rate))
+    now = probe(args, ROOT / "src", limits, run, retrievers)
+    before = None
+    if args.baseline_ref:
+        with tempfile.TemporaryDirectory(prefix="genrec-baseline-") as tree:
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline_ref, "src"], capture_output=True, check=True)
+            subprocess.run(["tar", "-x", "-C", tree], input=archive.stdout, check=True)
+            before = probe(args, Path(tree) / "src", limits, run, retrievers)
+    counts = Dataset.load(run / "data").counts()
+    args.out.write_text(report(args, counts, limits, now, before))
     print(f"wrote {args.out}", file=sys.stderr)
-    clean = (all(r["ok"] for r in bad_rows) and resets == 0 and all(r["ok"] for r in corrupt_rows)
-             and set(loaded["statuses"]) == {200} and idle["closed"] == idle["opened"])
+    clean = (all(r["ok"] for r in now["bad"]) and now["resets"] == 0 and all(r["ok"] for r in now["corrupt"])
+             and set(now["load"]["statuses"]) == {200} and now["idle"]["closed"] == now["idle"]["opened"])
     return 0 if clean else 1
 
 
-def report(args, run, counts, limits, extra, bad_rows, resets, idle, costly, corrupt_rows, loaded, rate) -> str:
-    fivexx = sum(1 for r in bad_rows if r["status"] >= 500)
+def probe(args, src: Path, limits, run: Path, retrievers: list[str]) -> dict:
+    """Every phase against a server running the code in `src`."""
+    from genrec.data.dataset import Dataset
+
+    supported = subprocess.run([sys.executable, "-m", "genrec.cli", "serve", "--help"], capture_output=True, text=True,
+                               env={**os.environ, "PYTHONPATH": str(src)}).stdout
+    extra = ["--admin-calls-per-minute", str(limits.admin_calls_per_minute)] if "--admin-calls-per-minute" in supported else []
+    first = retrievers[0]
+    out: dict = {"src": src, "limit_flags": bool(extra), "first": first}
+    with tempfile.TemporaryDirectory(prefix="genrec-reliability-") as tmp, Server(run, retrievers, extra, src) as server:
+        print(f"serving {run} from {src} on {server.url}", file=sys.stderr)
+        probes = bad_inputs(first, limits.max_k, limits.max_requests_per_call, limits.max_query_chars, run)
+        out["bad"], out["resets"] = run_bad_inputs(server, probes)
+        out["bad"] += oversized_bodies(server, limits.max_body_bytes)
+        print(f"bad inputs: {sum(r['ok'] for r in out['bad'])}/{len(out['bad'])} as expected, {out['resets']} resets", file=sys.stderr)
+        out["idle"] = idle_connections(server, args.idle, limits.keep_alive_s)
+        print(f"idle connections: {out['idle']}", file=sys.stderr)
+        titles = Dataset.load(run / "data").items["title"].astype(str).tolist()
+        out["costly"] = costliest_call(server, first, limits.max_requests_per_call, limits.max_k, titles)
+        print(f"costliest allowed call: {out['costly']:.2f} s", file=sys.stderr)
+        out["corrupt"] = run_corruptions(server, run, Path(tmp), first)
+        print(f"corrupt artefacts: {sum(r['ok'] for r in out['corrupt'])}/{len(out['corrupt'])} rejected", file=sys.stderr)
+        reload(server, run)  # start the load from the good model, whatever the corrupt reloads left behind
+        corrupt_copy = mirror(run, Path(tmp) / "load-corrupt")
+        corrupt_name, corrupt = next(iter(corruptions(run).items()))
+        corrupt(corrupt_copy)
+        step = args.seconds / 5
+        schedule = [(step, run, "good"), (2 * step, corrupt_copy, corrupt_name),
+                    (3 * step, run, "good"), (4 * step, corrupt_copy, corrupt_name)]
+        out["load"] = load(server, run, retrievers, args.clients, args.seconds, args.think_ms / 1000, schedule, args.seed)
+        print(f"load: {out['load']['statuses']} in {out['load']['seconds']:.1f} s", file=sys.stderr)
+        out["rate"] = admin_rate_limit(server, limits.admin_calls_per_minute)
+    return out
+
+
+def _summary(r: dict, limits, clients: int) -> list[tuple[str, str, str]]:
+    """(probe, tried, outcome) rows for one probed code tree."""
+    bad, idle, loaded, rate = r["bad"], r["idle"], r["load"], r["rate"]
+    fivexx = sum(1 for row in bad if row["status"] >= 500)
+    total = sum(loaded["statuses"].values())
+    all_ms = np.concatenate([v for v in loaded["latencies"].values() if len(v)])
+    errors = total - loaded["statuses"].get(200, 0)
+    return [
+        ("bad inputs, one keep-alive connection", str(len(bad)),
+         f"{sum(row['ok'] for row in bad)} as expected (clean 4xx, or the stated code); **{fivexx} × 5xx**, {r['resets']} connection resets"),
+        ("idle + half-sent connections", str(idle["opened"]),
+         f"{idle['closed']} closed after {limits.keep_alive_s:g} s + 2 s; healthy after: {idle['healthy_after']}"),
+        ("corrupt artefacts reloaded", str(len(r["corrupt"])),
+         f"{sum(row['ok'] for row in r['corrupt'])} rejected (422) with the old model still serving"),
+        (f"load: {clients} clients, mixed routes, {loaded['seconds']:.0f} s, {len(loaded['reloads'])} reloads", f"{total} requests",
+         f"**{errors} errors**; p50 {np.percentile(all_ms, 50):.0f} ms, **p99 {np.percentile(all_ms, 99):.0f} ms**; "
+         f"{loaded['empty']['empty']} of {loaded['empty']['answers']} `{r['first']}` searches/recommendations answered no items"),
+        (f"admin calls with a wrong token ({limits.admin_calls_per_minute}/min allowed)", str(rate["sent"]),
+         f"{rate['401']} × 401, {rate['429']} × 429, {rate['other']} other"),
+        (f"most expensive call the limits allow ({limits.max_requests_per_call} searches, k={limits.max_k})", "1",
+         f"{r['costly']:.2f} s"),
+    ]
+
+
+def report(args, counts, limits, now: dict, before: dict | None) -> str:
+    command = (f"OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reliability.py --run {args.run} --retrievers {args.retrievers} "
+               f"--clients {args.clients} --seconds {args.seconds:g} --think-ms {args.think_ms:g} --idle {args.idle} --seed {args.seed}"
+               + (f" --baseline-ref {args.baseline_ref}" if before else ""))
+    first = args.retrievers.split(",")[0]
     lines = [
         "# Reliability probe of `genrec serve` (loopback only)",
         "",
-        f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reliability.py --run {args.run} --retrievers {args.retrievers} "
-        f"--clients {args.clients} --seconds {args.seconds:g} --think-ms {args.think_ms:g} --idle {args.idle} --seed {args.seed}"
-        f"{'' if args.src.resolve() == (ROOT / 'src').resolve() else f' --src {args.src}'}`",
+        f"Command: `{command}`",
         "",
         f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: {platform.machine()}, {os.cpu_count()} CPUs "
         f"(shared with other jobs), Python {platform.python_version()}; server and client on the same machine, 127.0.0.1 only.",
         f"- Run: `{args.run}` — {counts['items']} items, {counts['users']} users, {counts['events']} events; "
-        f"served retrievers: {args.retrievers}.",
-        (f"- Server: `genrec serve` with the default limits ({_limits_text(limits)}), "
-         f"except `--admin-calls-per-minute {limits.admin_calls_per_minute}` so the probe may reload often."
-         if extra else f"- Server: `genrec serve` from `{args.src}`, which has no limit flags."),
-        "",
-        "## Summary",
-        "",
-        "| probe | tried | as expected | 5xx / errors |",
-        "|---|---|---|---|",
-        f"| bad inputs (one keep-alive connection) | {len(bad_rows)} | {sum(r['ok'] for r in bad_rows)} clean 4xx (or the stated code) | "
-        f"{fivexx} 5xx, {resets} connection resets |",
-        f"| idle + half-sent connections | {idle['opened']} | {idle['closed']} closed after {limits.keep_alive_s:g} s | "
-        f"server healthy after: {idle['healthy_after']} |",
-        f"| corrupt artefacts reloaded | {len(corrupt_rows)} | {sum(r['ok'] for r in corrupt_rows)} rejected (422), old model still serving | "
-        f"{sum(not r['ok'] for r in corrupt_rows)} |",
-        f"| load: {args.clients} clients, mixed routes, {loaded['seconds']:.0f} s, {len(loaded['reloads'])} reloads | "
-        f"{sum(loaded['statuses'].values())} requests | {loaded['statuses'].get(200, 0)} × 200 | "
-        f"{sum(n for s, n in loaded['statuses'].items() if s != 200)} |",
-        f"| admin rate limit ({limits.admin_calls_per_minute}/min, wrong token) | {rate['sent']} | "
-        f"{rate['401']} × 401 then {rate['429']} × 429 | {rate['other']} other |",
-        "",
-        f"The most expensive call the default limits allow ({limits.max_requests_per_call} searches at k={limits.max_k} "
-        f"on `{args.retrievers.split(',')[0]}`) took {costly:.2f} s on the idle server.",
-        "",
-        "## Load",
-        "",
+        f"served retrievers: {args.retrievers} (bad inputs, the costly call and the canary search go to `{first}`).",
+        f"- Server: `genrec serve` with the default limits ({_limits_text(limits)}), "
+        f"except `--admin-calls-per-minute {limits.admin_calls_per_minute}` so the probe may reload often.",
     ]
-    all_ms = np.concatenate([v for v in loaded["latencies"].values() if len(v)])
+    if before:
+        lines.append(f"- Before: the same probe against the server code of commit `{args.baseline_ref}` (`git archive`; "
+                     f"the code before these limits and checks, run with the options it has).")
+    lines += ["", "## Summary", ""]
+    rows_now = _summary(now, limits, args.clients)
+    if before:
+        rows_before = _summary(before, limits, args.clients)
+        lines += ["| probe | tried | this code | before |", "|---|---|---|---|"]
+        lines += [f"| {a[0]} | {a[1]} | {a[2]} | {b[2]} |" for a, b in zip(rows_now, rows_before)]
+    else:
+        lines += ["| probe | tried | outcome |", "|---|---|---|"]
+        lines += [f"| {a[0]} | {a[1]} | {a[2]} |" for a in rows_now]
+    if before:
+        lines += ["", "The two code trees ran one after the other on a machine shared with other jobs, so their latencies "
+                  "compare only roughly. During the load the earlier code accepts the corrupt reloads and serves that "
+                  "model until the next good reload: its answers stay 200, but empty (the count in the load row), and "
+                  "its `model_version` does not change, so monitoring cannot tell."]
+    loaded = now["load"]
+    total = sum(loaded["statuses"].values())
     lines += [
-        f"{sum(loaded['statuses'].values())} requests in {loaded['seconds']:.1f} s "
-        f"({sum(loaded['statuses'].values()) / loaded['seconds']:.0f}/s), mean think time {args.think_ms:g} ms per client; "
-        f"server CPU {loaded['server_cpu_s']:.1f} s ({loaded['server_cpu_s'] / loaded['seconds']:.2f} cores). "
-        f"Statuses: {dict(sorted(loaded['statuses'].items()))}. "
-        f"**p50 {np.percentile(all_ms, 50):.0f} ms, p99 {np.percentile(all_ms, 99):.0f} ms** over every request.",
-        "",
-        "| route | requests | p50 ms | p99 ms | max ms |",
-        "|---|---|---|---|---|",
+        "", "## Load (this code)", "",
+        f"{total} requests in {loaded['seconds']:.1f} s ({total / loaded['seconds']:.0f}/s), mean think time "
+        f"{args.think_ms:g} ms per client; server CPU {loaded['server_cpu_s']:.1f} s ({loaded['server_cpu_s'] / loaded['seconds']:.2f} "
+        f"cores); statuses {dict(sorted(loaded['statuses'].items()))}. One server process; the reloads load a second "
+        f"model beside the live one on the same CPU, which is most of the tail.",
+        "", "| route | requests | p50 ms | p99 ms | max ms |", "|---|---|---|---|---|",
     ]
     for route, values in loaded["latencies"].items():
         if len(values):
@@ -643,15 +685,27 @@ def report(args, run, counts, limits, extra, bad_rows, resets, idle, costly, cor
     lines += ["", "## Corrupt artefacts", "",
               "Each is a copy of the run with one artefact corrupted, sent to `POST /admin/reload`; after it, `/healthz` "
               "must show the same `model_version` and a search must still answer hits from the old model.", "",
-              "| artefact | status | reason given (admin only) | reload s | same version | still serving |", "|---|---|---|---|---|---|"]
-    for r in corrupt_rows:
+              "| artefact | status | reason given (admin only) | reload s | same version | still serving |"
+              + (" before: status, still serving |" if before else ""),
+              "|---|---|---|---|---|---|" + ("---|" if before else "")]
+    old = {r["name"]: r for r in before["corrupt"]} if before else {}
+    for r in now["corrupt"]:
+        was = old.get(r["name"])
         lines.append(f"| {r['name']} | {r['status']} | {r['reason'].replace('|', '/')} | {r['seconds']:.1f} | "
-                     f"{r['same_version']} | {r['serving']} |")
-    lines += ["", "## Bad inputs", "", "| input | expected | got |", "|---|---|---|"]
-    for r in bad_rows:
+                     f"{r['same_version']} | {r['serving']} |" + (f" {was['status']}, {was['serving']} |" if was else ""))
+    lines += ["", "## Bad inputs", "", "| input | expected | got |" + (" before |" if before else ""),
+              "|---|---|---|" + ("---|" if before else "")]
+    old = {r["name"]: r for r in before["bad"]} if before else {}
+    for r in now["bad"]:
+        was = old.get(r["name"])
         note = f" ({r['note']})" if r.get("note") else ""
-        lines.append(f"| {r['name']} | {'/'.join(map(str, r['expect']))} | {r['status']}{'' if r['ok'] else ' ✗'}{note} |")
+        lines.append(f"| {r['name']} | {'/'.join(map(str, r['expect']))} | {_got(r)}{note} |" + (f" {_got(was)} |" if was else ""))
+    lines += ["", "A status 0 is no answer: the connection was reset (after a 500) or nothing came back within 10 s."]
     return "\n".join(lines) + "\n"
+
+
+def _got(row: dict) -> str:
+    return f"{row['status']}{'' if row['ok'] else ' ✗'}"
 
 
 def _limits_text(limits) -> str:
