@@ -361,3 +361,16 @@ def test_serve_command_refuses_a_limit_that_is_not_positive(tmp_path, capsys):
     assert main(["serve", str(run), "--max-k", "0"]) == 2
     assert "max_k" in capsys.readouterr().err
     assert main(["serve", str(run), "--keep-alive-s", "nan"]) == 2
+
+
+def test_serving_a_run_whose_models_were_never_trained_refuses_without_training(small_sid_run):
+    """Loading never trains: the server names the stage to run instead of training inside itself."""
+    from genrec.serve.model import RunLoadError, load_served_model
+
+    before = sorted(p.relative_to(small_sid_run) for p in small_sid_run.rglob("*"))
+    for name, command in (("generative", "genrec train --run .* --model generative"),
+                          ("sasrec", "genrec train --run .* --model sasrec"),
+                          ("cascade", "genrec cascade train --run")):
+        with pytest.raises(RunLoadError, match=command):
+            load_served_model(small_sid_run, [name])
+    assert sorted(p.relative_to(small_sid_run) for p in small_sid_run.rglob("*")) == before  # nothing written
