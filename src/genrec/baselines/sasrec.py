@@ -441,8 +441,10 @@ def _model_for(dataset: Dataset, split: Split, config: SASRecConfig) -> tuple[SA
     """A fresh model sized for `dataset` and the fingerprint of what it trains on."""
     n_items = int(dataset.items["item_id"].max())
     item_category, n_categories = leaf_categories(dataset)
-    model = SASRec(config.model_config(n_items, n_categories),
-                   torch.from_numpy(item_category) if config.use_category else None)
+    with torch.random.fork_rng():  # initialised from the config's seed, whatever ran before in this process
+        torch.manual_seed(config.train.seed)
+        model = SASRec(config.model_config(n_items, n_categories),
+                       torch.from_numpy(item_category) if config.use_category else None)
     return model, _fingerprint(interactions(split.train), item_category, config)
 
 
