@@ -44,6 +44,7 @@ from urllib.parse import urlencode
 
 import httpx
 import numpy as np
+from loopback_server import stop, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "reliability.md"
@@ -72,24 +73,11 @@ class Server:
                "PYTHONPATH": str(self.src) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(self.command, env=env, stdout=self.log, stderr=self.log)
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log_tail()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        raise RuntimeError("server did not become healthy in 600 s")
+        wait_until_healthy(self.process, self.url, self.log_tail)
+        return self
 
     def __exit__(self, *exc) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop(self.process)
 
     def log_tail(self, n: int = 3000) -> str:
         self.log.seek(0)

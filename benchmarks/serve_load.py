@@ -32,6 +32,7 @@ from urllib.parse import urlencode
 
 import httpx
 import numpy as np
+from loopback_server import stop, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "serve.md"
@@ -192,24 +193,11 @@ class Server:
     def __enter__(self) -> "Server":
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         self.process = subprocess.Popen(self.command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        raise RuntimeError("server did not become healthy in 600 s")
+        wait_until_healthy(self.process, self.url, lambda: self.process.stderr.read().decode()[-2000:])
+        return self
 
     def __exit__(self, *exc) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop(self.process)
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server process so far (all its threads)."""
