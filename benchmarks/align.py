@@ -77,7 +77,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from genrec.align import AlignConfig, align_generative
     from genrec.align.retriever import AlignedGenerativeRetriever
-    from genrec.align.stage import saved_cascade
+    from genrec.cascade.retriever import CascadeRetriever
     from genrec.data.dataset import Dataset
     from genrec.data.splits import build_requests, leave_one_out
     from genrec.eval.harness import EvalConfig, evaluate
@@ -108,7 +108,7 @@ def main() -> None:
     if args.max_requests and args.max_requests < len(requests):
         pick = np.sort(np.random.default_rng(0).choice(len(requests), args.max_requests, replace=False))
         requests, targets = [requests[i] for i in pick], targets[pick]
-    retrievers = [saved_cascade(run, dataset, split), GenerativeRetriever.load(folders["generative"], sids)]
+    retrievers = [CascadeRetriever.from_run(run, dataset, split), GenerativeRetriever.load(folders["generative"], sids)]
     for name in rows:
         model = AlignedGenerativeRetriever.load(folders[name], sids)
         model.name = f"generative-aligned ({name})"

@@ -29,6 +29,7 @@ from genrec.align.phases import AlignmentContext, distillation_loss, grpo_rollou
 from genrec.align.policy import CodeBook
 from genrec.align.rewards import OracleUtility, PARSReward, PreferenceWeights, RankerReward, build_reward
 from genrec.artifacts import atomic_path, code_fingerprint, folder_sha256, manifest, write_json_atomic
+from genrec.cascade.retriever import CascadeRetriever
 from genrec.data.dataset import Dataset
 from genrec.data.splits import Split, build_requests, leave_one_out
 from genrec.eval.metrics import ndcg_at_k, ranked_matrix, recall_at_k
@@ -178,22 +179,13 @@ def _teacher(run: Path, work: Path, c: AlignmentContext, say) -> TeacherLists:
         return TeacherLists.load(path)
     say(f"teacher: the cascade ranks {len(c.examples):,} alignment requests")
     dataset = Dataset.load(run / "data")
-    cascade = saved_cascade(run, dataset, leave_one_out(dataset.events))
+    cascade = CascadeRetriever.from_run(run, dataset, leave_one_out(dataset.events))  # loads; never trains
     taught = c.examples.is_search if config.teacher_for == "search" else None
     lists = teacher_lists(cascade, c.examples, config.teacher_size, config.teacher_temperature, config.target_share,
                           taught=taught,
                           progress=lambda done, total: say(f"teacher {done}/{total}") if done % 1024 < 256 else None)
     lists.save(path)
     return lists
-
-
-def saved_cascade(run: Path, dataset: Dataset, split: Split):
-    """The cascade RUN/cascade/model holds, as a retriever, as it is (never retrained here: the
-    teacher is whatever cascade the run evaluates)."""
-    from genrec.cascade.retriever import CascadeRetriever, load_cascade, recall_sources
-
-    model = load_cascade(Path(run))
-    return CascadeRetriever(model, recall_sources(Path(run), dataset, split, model.config))
 
 
 # ---- validation ----------------------------------------------------------------------
@@ -312,8 +304,6 @@ def align_if_stale(run: str | Path, config: AlignConfig | None = None) -> Path:
             print(f"reusing {out}", file=sys.stderr)
             return out
     if config.distill_steps or (config.grpo_steps and "ranker" in config.reward):
-        from genrec.cascade.retriever import CascadeRetriever
-
         dataset = Dataset.load(run / "data")
         CascadeRetriever.train(run, dataset, leave_one_out(dataset.events))  # when missing or stale
     return align_generative(run, config, resume=True)

@@ -280,8 +280,10 @@ class SASRecRetriever:
         folder = artefact_dir(run, split)
         model, fingerprint = _model_for(dataset, split, config)
         if force or not _manifest_matches(folder, fingerprint):
-            fit(model, interactions(split.train), split, config, folder, fingerprint, resume=resume)
-        return cls.from_run(run, dataset, split, config)
+            fit(model, interactions(split.train), split, config, folder, fingerprint, resume=resume)  # ends on best.pt
+        else:
+            load_best(model, folder)
+        return cls(model, _popularity(split, model.config.n_items), config.exclude_history)
 
     def retrieve(self, requests: Sequence[Request], k: int) -> list[Ranked]:
         if k < 1:

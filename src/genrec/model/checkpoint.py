@@ -17,6 +17,7 @@ import torch
 
 from genrec.model.config import load_model_config
 from genrec.model.model import GenerativeModel
+from genrec.train.loop import read_checkpoint
 
 _OLD_PREFIXES: tuple[tuple[str, str], ...] = (
     ("query_embedding.", "inputs.query."), ("user_embedding.", "inputs.user."),
@@ -52,10 +53,6 @@ def load_model(folder: str | Path, checkpoint: str = "best.pt") -> tuple[Generat
     meta = json.loads((folder / "config.json").read_text())
     config, spec = load_model_config(meta["model"], meta.get("inputs"))
     model = GenerativeModel(config, spec)
-    path = folder / checkpoint
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated or foreign file: say which one
-        raise ValueError(f"cannot read the checkpoint {path}: {error}") from error
+    saved = read_checkpoint(folder / checkpoint)  # a truncated or foreign file is an error naming it
     model.load_state_dict(migrate_state_dict(saved["model"]))
     return model.eval(), meta
