@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from dataclasses import fields
-from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser("align", help="post-train the generative model (SFT, PARS, distillation, GRPO)")
     parser.add_argument("--run", required=True, dest="run_dir", help="run folder with train/generative (and cascade/model)")
-    parser.add_argument("--config", default=None, help="JSON file of AlignConfig fields (the rest keep their defaults)")
+    parser.add_argument("--config", default=None, help="TOML or JSON file of AlignConfig fields (the rest keep their defaults)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help=f"override one AlignConfig field, e.g. --set grpo_steps=100 (fields: "
                              f"{', '.join(f.name for f in fields(AlignConfig))})")
@@ -25,15 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _align(args: argparse.Namespace) -> int:
     from genrec.align.config import AlignConfig
     from genrec.align.stage import align_generative
+    from genrec.config_file import load_config
 
     try:
-        values = json.loads(Path(args.config).read_text()) if args.config else {}
-        for item in args.set:
-            if "=" not in item:
-                raise ValueError(f"--set expects FIELD=VALUE, got {item!r}")
-            key, value = item.split("=", 1)
-            values[key] = _parse(value)
-        folder = align_generative(args.run_dir, AlignConfig.from_dict(values), resume=not args.fresh)
+        folder = align_generative(args.run_dir, load_config(AlignConfig, args.config, args.set), resume=not args.fresh)
     except ValueError as error:
         print(f"genrec align: {error}", file=sys.stderr)
         return 2
@@ -43,9 +37,3 @@ def _align(args: argparse.Namespace) -> int:
                                  for k, v in result["phases"].items()}}, indent=2))
     return 0
 
-
-def _parse(value: str):
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return value

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from genrec.align.rewards import TRAINING_REWARDS
+from genrec.config_file import check_known
 
 PHASES: tuple[str, ...] = ("sft", "high_value", "distill", "grpo")
 """The post-training phases, in the order they run; a phase with 0 steps is skipped."""
@@ -105,8 +106,5 @@ class AlignConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "AlignConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown AlignConfig fields {unknown}; expected some of {sorted(known)}")
+        check_known(cls, values)
         return cls(**values)

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
+from genrec.config_file import check_known
+
 Tasks = Literal["search+recommendation", "recommendation"]
 TASKS: tuple[str, ...] = ("search+recommendation", "recommendation")
 
@@ -134,10 +136,7 @@ def _to_dict(obj: Any) -> dict[str, Any]:
 
 def _from_dict(cls: Any, values: dict[str, Any]) -> Any:
     """`cls(**values)`, refusing names it does not have (a typo must not be ignored)."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{cls.__name__} has no field(s) {unknown}; known: {sorted(known)}")
+    check_known(cls, values)
     return cls(**values)
 
 

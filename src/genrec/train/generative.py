@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 
 from genrec.artifacts import code_fingerprint, folder_sha256, manifest, write_json_atomic
+from genrec.config_file import check_known
 from genrec.data.dataset import Dataset
 from genrec.data.splits import Split, build_requests, interactions, leave_one_out
 from genrec.decode.trie import PrefixTrie
@@ -96,10 +97,7 @@ class GenerativeTrainConfig:
         """A config file's or `config.json`'s content (a saved "inputs" entry is the
         trained model's, not a setting, and is skipped)."""
         values = {k: v for k, v in values.items() if k != "inputs"}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"GenerativeTrainConfig has no field(s) {unknown}; known: {sorted(known)}")
+        check_known(cls, values)
         train_values = {**asdict(_default_train_config()), **values.get("train", {})}  # the stage's defaults
         return cls(**{**values, "model": GenerativeConfig.from_dict(values.get("model", {})),
                       "train": TrainConfig.from_dict(train_values)})
