@@ -221,9 +221,10 @@ class OracleUtility:
 
 
 def build_reward(name: str, run: str | Path, *, pars: PARSReward | None = None,
-                 pars_weight: float = 0.1, training: bool = True) -> RewardSource:
+                 pars_weight: float = 0.1, training: bool = True, ranker: RankerReward | None = None) -> RewardSource:
     """The reward source called `name` for `run`. `pars` supplies the logged visits PARS rewards
-    look up. With `training`, only `TRAINING_REWARDS` are accepted."""
+    look up; `ranker`, a ranker already loaded (else the run's cascade is read). With
+    `training`, only `TRAINING_REWARDS` are accepted."""
     allowed = TRAINING_REWARDS if training else (*TRAINING_REWARDS, "oracle")
     if name not in allowed:
         why = " ('oracle' only measures reward hacking; it never trains the reported model)" \
@@ -233,11 +234,10 @@ def build_reward(name: str, run: str | Path, *, pars: PARSReward | None = None,
         return OracleUtility.from_run(run)
     if "pars" in name and pars is None:
         raise ValueError(f"reward {name!r} needs the logged visits (pars=PARSReward.from_events(...))")
-    if name == "ranker":
-        return RankerReward.from_run(run)
     if name == "pars":
         return pars
-    return MixedReward([(RankerReward.from_run(run), 1.0), (pars, pars_weight)])
+    ranker = ranker if ranker is not None else RankerReward.from_run(run)
+    return ranker if name == "ranker" else MixedReward([(ranker, 1.0), (pars, pars_weight)])
 
 
 def _check(requests: Sequence[Request], item_ids: np.ndarray) -> np.ndarray:

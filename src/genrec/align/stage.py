@@ -165,7 +165,7 @@ def _phase(phase: str, c: AlignmentContext, run: Path, work: Path, pars: PARSRew
         lists = _teacher(run, work, c, say)
         rows = np.flatnonzero(c.examples.is_search) if config.teacher_for == "search" else np.arange(n)
         return distillation_loss(c, lists), rows, config.distill_batch_size, config.lr
-    reward = build_reward(config.reward, run, pars=pars, pars_weight=config.pars_reward_weight)
+    reward = build_reward(config.reward, run, pars=pars, pars_weight=config.pars_reward_weight, ranker=ranker)
     c.reference = _frozen_copy(c.model)
     return grpo_rollout_loss(c, reward), np.arange(n), config.grpo_batch_size, config.grpo_lr
 
