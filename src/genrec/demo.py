@@ -3,25 +3,19 @@
 generate → validate → embed → Semantic IDs → train the generative model → align
 it → evaluate it beside every baseline, the cascade and the oracle ceiling →
 table, plots and `report.md` in the run folder. `genrec demo` is `genrec run`
-(`genrec.pipeline`) with the default `PipelineConfig`, whose defaults are the
-constants below and each stage's own config defaults; `configs/demo.yaml` spells
-the same config out as a file to copy and edit.
+(`genrec.pipeline`) with the default `PipelineConfig`: the demo's retrievers and
+SIDs (`DEMO_RETRIEVERS`, `DEMO_SIDS`) and each stage's own config defaults;
+`configs/demo.yaml` spells the same config out as a file to copy and edit.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
-DEMO_RETRIEVERS: tuple[str, ...] = (
-    "popularity", "bm25", "dense", "itemcf", "sasrec", "cascade", "generative", "generative-aligned", "oracle",
-)
+from genrec.pipeline.config import DEMO_RETRIEVERS, DEMO_SIDS
 
-
-DEMO_SIDS: dict[str, Any] = {"prefix": ("category", "brand"), "levels": 1}
-"""`build_sids` arguments of the demo: leaf and brand first, one residual RQ-KMeans level
-(chosen on the validation split, `benchmarks/generative_variants.py`)."""
+__all__ = ["DEMO_RETRIEVERS", "DEMO_SIDS", "run_demo"]
 
 
 def run_demo(run: str | Path = "runs/demo", retrievers: tuple[str, ...] = DEMO_RETRIEVERS, fresh: bool = False,
