@@ -73,3 +73,10 @@ def test_genrec_run_with_a_bad_config_names_every_problem_and_runs_nothing(tmp_p
     err = capsys.readouterr().err
     assert "3 problems" in err and "train.model.dropuot" in err and "train.model.d_model" in err and "eval.part" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_genrec_run_with_a_missing_loader_source_says_what_it_could_not_read(tmp_path, capsys):
+    config = tmp_path / "beauty.toml"
+    config.write_text(f'[data]\nloader = "p5-amazon"\nsource = "{tmp_path / "nowhere"}"\n')
+    assert genrec_main(["run", "--config", str(config), "--run", str(tmp_path / "run")]) == 1
+    assert "nowhere" in capsys.readouterr().err

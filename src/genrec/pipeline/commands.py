@@ -29,9 +29,13 @@ def _run(args: argparse.Namespace) -> int:
     try:
         config = load_config(PipelineConfig, args.config, args.set)
     except ValueError as error:
-        print(error, file=sys.stderr)
+        print(f"genrec run: {error}", file=sys.stderr)
         return 2
     command = " ".join(["genrec run", *(["--config", str(args.config)] if args.config else []),
                         *(f"--set {s}" for s in args.set), "--run", str(args.run_dir)])
-    run_pipeline(args.run_dir, config, fresh=args.fresh, command=command)
+    try:
+        run_pipeline(args.run_dir, config, fresh=args.fresh, command=command)
+    except (ValueError, FileNotFoundError) as error:  # a stage refusing its input (missing files, a model that does not fit)
+        print(f"genrec run: {error}", file=sys.stderr)
+        return 1
     return 0
