@@ -11,9 +11,10 @@ import yaml
 from genrec.align.config import AlignConfig
 from genrec.config_file import load_config
 from genrec.data.synth import WorldConfig
-from genrec.demo import DEMO_RETRIEVERS, DEMO_SIDS, run_demo
+from genrec.demo import run_demo
 from genrec.eval.harness import EvalConfig
 from genrec.pipeline import PipelineConfig
+from genrec.pipeline.config import DEMO_RETRIEVERS, DEMO_SIDS
 from genrec.sid.build import SidConfig
 from genrec.train.generative import GenerativeTrainConfig
 
