@@ -7,8 +7,8 @@ import warnings
 import pytest
 
 from genrec.artifacts import code_fingerprint, manifest, write_json_atomic
-from genrec.demo import _complete
 from genrec.model.retriever import GENERATIVE_CODE, warn_if_other_code
+from genrec.pipeline.run import _complete
 
 
 @pytest.fixture

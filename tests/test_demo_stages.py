@@ -1,9 +1,9 @@
-"""The demo reuses a finished stage only when it was made with today's config and inputs."""
+"""A pipeline stage (`genrec run`, `genrec demo`) is reused only when it was made with today's config and inputs."""
 
 import json
 
 from genrec.artifacts import folder_sha256, manifest, write_json_atomic
-from genrec.demo import _complete
+from genrec.pipeline.run import _complete
 
 
 def test_a_stage_is_reused_only_with_the_same_config_and_unchanged_inputs(tmp_path):

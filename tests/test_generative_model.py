@@ -214,7 +214,7 @@ def test_an_older_saved_config_migrates_and_a_removed_variant_is_refused_with_th
                            ({"causal_recommendation": False}, "per-request"), ({"memory_summary": False}, "summary")):
         with pytest.raises(ValueError, match=reason):
             load_model_config({**OLD_LAYOUT, **change})
-    with pytest.raises(ValueError, match="no field"):
+    with pytest.raises(ValueError, match="d_modle: unknown key .did you mean 'd_model'"):
         GenerativeConfig.from_dict({"d_modle": 64})
 
 

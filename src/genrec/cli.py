@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "genrec.data.loaders.commands",
     "genrec.eval.commands",
     "genrec.features.commands",
+    "genrec.pipeline.commands",
     "genrec.portable.commands",
     "genrec.sid.commands",
     "genrec.serve.commands",
@@ -39,6 +40,7 @@ COMMAND_SUMMARIES: dict[str, tuple[str, str]] = {
                                              "KuaiSAR, ESCI) into a genrec dataset"),
     "genrec.eval.commands": ("eval", "evaluate retrievers on a run's split; writes RUN/eval"),
     "genrec.features.commands": ("embed", "encode item text (+ precomputed views) into RUN/features"),
+    "genrec.pipeline.commands": ("run", "the whole pipeline (data → SIDs → train → align → eval) from one config file"),
     "genrec.portable.commands": ("export", "save a run's generative model as a self-contained folder (safetensors, "
                                            "config, SIDs, catalog, model card) for genrec.load"),
     "genrec.sid.commands": ("sid", "give every item a Semantic ID (writes RUN/sid)"),

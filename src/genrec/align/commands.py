@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser("align", help="post-train the generative model (SFT, PARS, distillation, GRPO)")
     parser.add_argument("--run", required=True, dest="run_dir", help="run folder with train/generative (and cascade/model)")
-    parser.add_argument("--config", default=None, help="TOML or JSON file of AlignConfig fields (the rest keep their defaults)")
+    parser.add_argument("--config", default=None, help="TOML, YAML or JSON file of AlignConfig fields (the rest keep their defaults)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help=f"override one AlignConfig field, e.g. --set grpo_steps=100 (fields: "
                              f"{', '.join(f.name for f in fields(AlignConfig))})")

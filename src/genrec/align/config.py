@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from genrec.align.rewards import TRAINING_REWARDS
-from genrec.config_file import check_known
+from genrec.config_check import build_config
 
 PHASES: tuple[str, ...] = ("sft", "high_value", "distill", "grpo")
 """The post-training phases, in the order they run; a phase with 0 steps is skipped."""
@@ -106,5 +106,4 @@ class AlignConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "AlignConfig":
-        check_known(cls, values)
-        return cls(**values)
+        return build_config(cls, values)

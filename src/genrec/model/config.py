@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
-from genrec.config_file import check_known
+from genrec.config_check import build_config
 
 Tasks = Literal["search+recommendation", "recommendation"]
 TASKS: tuple[str, ...] = ("search+recommendation", "recommendation")
@@ -135,9 +135,8 @@ def _to_dict(obj: Any) -> dict[str, Any]:
 
 
 def _from_dict(cls: Any, values: dict[str, Any]) -> Any:
-    """`cls(**values)`, refusing names it does not have (a typo must not be ignored)."""
-    check_known(cls, values)
-    return cls(**values)
+    """`cls(**values)`, refusing names it does not have (a typo must not be ignored) and values of the wrong type."""
+    return build_config(cls, values)
 
 
 # ---- saved configs of earlier versions -----------------------------------------------------

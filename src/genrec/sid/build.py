@@ -48,6 +48,14 @@ class SidConfig:
     spread_last_level: bool = True
     prefix: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:  # before the embedding stage, not after it
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.levels < 1:
+            raise ValueError(f"levels must be ≥ 1, got {self.levels}")
+        if self.codebook_size is not None and self.codebook_size < 2:
+            raise ValueError(f"codebook_size must be ≥ 2 (or absent: sized from the catalog), got {self.codebook_size}")
+
 
 def build_sids(
     run: str | os.PathLike,

@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--force", action="store_true", help="train even if a matching model is saved")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--config", type=Path, default=None,
-                        help="generative only: a TOML or JSON training config (fields that differ from the "
+                        help="generative only: a TOML, YAML or JSON training config (fields that differ from the "
                              "defaults, e.g. configs/amazon_beauty.toml, or a trained model's config.json)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="generative only: override one config field, dotted (repeatable), "

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from genrec.artifacts import code_fingerprint, folder_sha256, manifest, write_json_atomic
-from genrec.config_file import check_known
+from genrec.config_check import build_config
 from genrec.data.dataset import Dataset
 from genrec.data.splits import Split, build_requests, interactions, leave_one_out
 from genrec.decode.trie import PrefixTrie
@@ -47,6 +47,9 @@ from genrec.train.examples import ExampleTable
 from genrec.train.loop import TrainConfig, train, train_options
 from genrec.train.mixed import MixedTable, mixed_loss
 from genrec.train.sequences import SequenceTable
+
+SAVED_RECORDS: tuple[str, ...] = ("inputs", "align")
+"""Entries of a saved `config.json` beside the training config (see `GenerativeTrainConfig.from_dict`)."""
 
 NO_USER = 0
 """user_id of indexing-task requests: the item's text, asked by nobody in particular."""
@@ -94,13 +97,10 @@ class GenerativeTrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "GenerativeTrainConfig":
-        """A config file's or `config.json`'s content (a saved "inputs" entry is the
-        trained model's, not a setting, and is skipped)."""
-        values = {k: v for k, v in values.items() if k != "inputs"}
-        check_known(cls, values)
-        train_values = {**asdict(_default_train_config()), **values.get("train", {})}  # the stage's defaults
-        return cls(**{**values, "model": GenerativeConfig.from_dict(values.get("model", {})),
-                      "train": TrainConfig.from_dict(train_values)})
+        """A config file's or `config.json`'s content; `train` starts from the stage's defaults. A saved
+        "inputs" entry (the data's shape) and "align" entry (an aligned model's post-training) record
+        what the model is, not how to train it, and are skipped."""
+        return build_config(cls, {k: v for k, v in values.items() if k not in SAVED_RECORDS})
 
 
 def train_generative(run: str | os.PathLike, config: GenerativeTrainConfig | None = None, *,
