@@ -115,6 +115,17 @@ def test_the_demo_reuses_an_aligned_model_made_from_the_same_base_and_config(tra
     assert (folder / "best.pt").stat().st_mtime_ns == stamp
 
 
+def test_the_demo_realigns_when_the_config_changed_instead_of_refusing_the_old_work(trained_run):
+    import json
+
+    from genrec.align.stage import align_if_stale
+
+    align_if_stale(trained_run, AlignConfig(**QUICK))
+    changed = AlignConfig(**{**QUICK, "seed": 1})
+    folder = align_if_stale(trained_run, changed)  # a resumed run of another config would be refused
+    assert json.loads((folder / "manifest.json").read_text())["config"]["seed"] == 1
+
+
 def test_teacher_lists_add_the_logged_target_and_teach_only_the_chosen_rows(small_world):
     from genrec.align.examples import teacher_lists
     from genrec.retrieval import Ranked

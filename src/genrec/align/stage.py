@@ -306,7 +306,17 @@ def align_if_stale(run: str | Path, config: AlignConfig | None = None) -> Path:
     if config.distill_steps or (config.grpo_steps and "ranker" in config.reward):
         dataset = Dataset.load(run / "data")
         CascadeRetriever.train(run, dataset, leave_one_out(dataset.events))  # when missing or stale
-    return align_generative(run, config, resume=True)
+    # an interrupted run of this config continues; work left by another config is stale, not an error
+    return align_generative(run, config, resume=_work_is_for(run.joinpath(*WORK_DIR), config))
+
+
+def _work_is_for(work: Path, config: AlignConfig) -> bool:
+    """Whether RUN/align/work was started with `config` (so resuming it is the same run)."""
+    path = work / "run.json"
+    if not path.exists():
+        return True
+    wanted = {k: v for k, v in config.to_dict().items() if k != "progress"}
+    return json.loads(path.read_text()).get("config") == wanted
 
 
 def _reporter(progress: bool) -> Callable[[str], None]:
