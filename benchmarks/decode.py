@@ -440,7 +440,10 @@ def write_report(args, config, hf_rows, size_rows, hf_catalog, batches, elapsed,
     first, last = size_rows[0], size_rows[-1]
     ratios = ", ".join(f"batch {b}: {last[b]['p50_ms'] / first[b]['p50_ms']:.2f}× "
                        f"(CPU time {last[b]['cpu_ms'] / first[b]['cpu_ms']:.2f}×)" for b in batches)
-    lines += ["", f"p50 at {last['items']:,} items / p50 at {first['items']:,} items — {ratios} (target ≤ 1.5×).", ""]
+    per_million = last["memory_mb"] / (last["items"] / 1e6)
+    lines += ["", f"p50 at {last['items']:,} items / p50 at {first['items']:,} items — {ratios} (target ≤ 1.5×).",
+              f"Trie memory at {last['items']:,} items: {per_million:.1f} MiB per million items (target ≤ 100); "
+              f"build {last['build_s']:.1f} s.", ""]
     return "\n".join(lines)
 
 
@@ -462,6 +465,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hf-catalog", type=int, default=100_000)
+    parser.add_argument("--catalog-sizes", default="10000,100000,1000000,10000000",
+                        help="comma-separated catalog sizes of the latency-vs-size table")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--agreement-run", type=Path, default=Path("runs/demo"),
                         help="a run with a trained generative model: agreement on its real test requests (skipped if absent)")
@@ -488,7 +493,7 @@ def main() -> None:
     if (args.agreement_run / "train" / "generative" / "manifest.json").exists():
         trained = trained_agreement(args.agreement_run, args.k, 200 if args.quick else 2000)
     print("latency vs catalog size", flush=True)
-    size_rows = latency_vs_catalog(config, (10_000, 100_000, 1_000_000), args.beams, args.k, batches,
+    size_rows = latency_vs_catalog(config, tuple(int(n) for n in args.catalog_sizes.split(",")), args.beams, args.k, batches,
                                    size_repeats, args.seed)
     report = write_report(args, config, hf_rows, size_rows, args.hf_catalog, batches, time.perf_counter() - started,
                           trained)

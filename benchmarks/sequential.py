@@ -58,6 +58,8 @@ def parse_args(description: str, default_run: str) -> argparse.Namespace:
                              "e.g. --set model.latest_in_summary=true --set train.lr=3e-3")
     parser.add_argument("--sasrec-steps", type=int, default=None,
                         help="SASRec training steps (default: the benchmark's choice, else SASRecConfig's)")
+    parser.add_argument("--align-config", type=Path, default=None,
+                        help="AlignConfig file for the generative-aligned row (default: the demo's schedule)")
     parser.add_argument("--exclude-seen", action="store_true",
                         help="remove each request's history items from every row's answer (the harness's exclude_seen)")
     return parser.parse_args()
@@ -104,7 +106,7 @@ def run_benchmark(
     split = leave_one_out(dataset.events)
     names = [n.strip() for n in args.retrievers.split(",") if n.strip()]
 
-    if "generative" in names:
+    if "generative" in names or "generative-aligned" in names:
         from genrec.model.retriever import MODEL_DIR
         from genrec.sid.build import build_sids
         from genrec.train.config_file import load_train_config
@@ -127,6 +129,12 @@ def run_benchmark(
             if steps:
                 config = replace(config, train=replace(config.train, steps=steps))
             return SASRecRetriever.train(run, dataset, split, config)  # loads a matching saved model
+        if retriever_name == "generative-aligned":  # post-trains the generative model above when stale
+            from genrec.align.config import AlignConfig
+            from genrec.align.stage import align_if_stale
+            from genrec.config_file import load_config
+
+            align_if_stale(run, load_config(AlignConfig, args.align_config))
         train_missing(run, [retriever_name], dataset, split)
         return build_retriever(retriever_name, run, dataset, split)
 
