@@ -30,10 +30,10 @@ inside the DDP forward so gradients are still synchronised.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
@@ -47,6 +47,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from genrec.artifacts import atomic_path
+
+log = logging.getLogger(__name__)
 
 BEST_CHECKPOINT = "best.pt"
 LAST_CHECKPOINT = "last.pt"
@@ -310,8 +312,8 @@ def _train(model, loss_fn, examples, collate, config, out_dir, evaluate, metric,
                 scores = _run_evaluation(model, evaluate, metric)
                 recent = losses[-config.eval_every:]
                 history.append({"step": done, "loss": float(np.mean(recent)), **scores})
-                if config.progress:
-                    bar.write(f"step {done}: " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()), file=sys.stderr)
+                log.log(logging.INFO if config.progress else logging.DEBUG, "step %d: %s", done,
+                        "  ".join(f"{k}={v:.4f}" for k, v in scores.items()))
                 if best_metric is None or scores[metric] > best_metric:
                     best_metric, best_step = float(scores[metric]), done
                     _save_best(model, config, out_dir, done, metric, best_metric)
