@@ -51,7 +51,8 @@ COMMAND_SUMMARIES: dict[str, tuple[str, str]] = {
 }
 """module → (command, help): what `genrec --help` lists without importing the module."""
 
-EXTRA_OF_MODULE: dict[str, str] = {"fastapi": "serve", "uvicorn": "serve", "pydantic": "serve", "starlette": "serve"}
+EXTRA_OF_MODULE: dict[str, str] = {"fastapi": "serve", "uvicorn": "serve", "pydantic": "serve", "starlette": "serve",
+                                   "prometheus_client": "serve"}
 """Third-party modules that come with an optional extra (`pip install 'genrec[serve]'`), not with genrec itself."""
 
 
