@@ -7,7 +7,6 @@ run folder and a fake retriever that records its batch sizes.
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 from serve_fakes import SCRIPT_TITLE, FakeRetriever, save_run, tiny_dataset
 
 from genrec.retrieval import Request
@@ -328,8 +328,9 @@ def test_concurrent_http_requests_share_retrieve_calls_only_when_batching_is_on(
         assert max(sizes) > 1 and len(sizes) < 32
     else:
         assert sizes == [1] * 32
-    assert f'genrec_retrieve_batch_size_count{{retriever="fake"}} {len(sizes)}' in metrics
-    assert 'genrec_retrieve_batch_size_sum{retriever="fake"} 32.000000' in metrics
+    samples = {(s.name, s.labels.get("retriever")): s.value for f in text_string_to_metric_families(metrics) for s in f.samples}
+    assert samples[("genrec_retrieve_batch_size_count", "fake")] == len(sizes)
+    assert samples[("genrec_retrieve_batch_size_sum", "fake")] == 32
 
 
 # --- reload ----------------------------------------------------------------------------------
@@ -400,13 +401,45 @@ def test_metrics_count_requests_by_route_and_status_and_name_the_model(client):
     client.get("/items/1")
     client.get("/items/777")
     text = client.get("/metrics").text
-    assert 'genrec_requests_total{method="GET",route="/search",status="200"} 3' in text
-    assert 'genrec_requests_total{method="GET",route="/search",status="422"} 1' in text
-    assert 'genrec_requests_total{method="GET",route="/items/{item_id}",status="404"} 1' in text
-    assert 'genrec_request_duration_seconds_count{route="/search"} 4' in text
-    assert re.search(r'genrec_request_duration_seconds_bucket\{route="/search",le="\+Inf"\} 4', text)
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    assert samples[("genrec_requests_total", (("method", "GET"), ("route", "/search"), ("status", "200")))] == 3
+    assert samples[("genrec_requests_total", (("method", "GET"), ("route", "/search"), ("status", "422")))] == 1
+    assert samples[("genrec_requests_total", (("method", "GET"), ("route", "/items/{item_id}"), ("status", "404")))] == 1
+    assert samples[("genrec_request_duration_seconds_count", (("route", "/search"),))] == 4
+    assert samples[("genrec_request_duration_seconds_bucket", (("le", "+Inf"), ("route", "/search")))] == 4
     version = client.get("/healthz").json()["model_version"]
-    assert f'genrec_model_info{{version="{version}"' in text and "genrec_model_loaded 1" in text
+    assert samples[("genrec_model_info", (("version", version),))] == 1 and samples[("genrec_model_loaded", ())] == 1
+
+
+def _request_counts(client) -> dict[tuple[str, str], float]:
+    """(route, status) → genrec_requests_total, read from /metrics by Prometheus's own parser."""
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    assert families["genrec_requests"].type == "counter"
+    return {(s.labels["route"], s.labels["status"]): s.value
+            for s in families["genrec_requests"].samples if s.name == "genrec_requests_total"}
+
+
+def test_metrics_parse_as_prometheus_text_and_request_counts_go_up_after_requests(client):
+    before = _request_counts(client)
+    for _ in range(2):
+        client.get("/search", params={"q": "shoe"})
+    client.get("/recommend", params={"user_id": 1})
+    after = _request_counts(client)
+    assert after[("/search", "200")] == before.get(("/search", "200"), 0) + 2
+    assert after[("/recommend", "200")] == before.get(("/recommend", "200"), 0) + 1
+    assert after[("/metrics", "200")] == before.get(("/metrics", "200"), 0) + 1  # the scrape that read `before`
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    assert families["genrec_request_duration_seconds"].type == "histogram"
+    assert {"genrec_model_loaded", "genrec_model_reloads", "process_resident_memory_bytes"} <= set(families)
+
+
+def test_two_apps_in_one_process_count_their_own_requests(run_folder, client):
+    other = create_app(run_folder, loader=fake_loader(), background_load=False)
+    with TestClient(other) as second:
+        for _ in range(3):
+            second.get("/search", params={"q": "shoe"})
+        assert _request_counts(second)[("/search", "200")] == 3
+    assert ("/search", "200") not in _request_counts(client)
 
 
 def test_openapi_documents_every_endpoint(client):

@@ -33,6 +33,8 @@ def test_sasrec_trains_with_the_checkpoint_intervals_from_the_cli(small_world, t
     folder = Path(json.loads(capsys.readouterr().out)["folder"])
     saved = json.loads((folder / "config.json").read_text())["train"]
     assert (saved["steps"], saved["checkpoint_every"], saved["checkpoint_seconds"]) == (3, 1, 15.0)
+    curve = (folder / "metrics.csv").read_text().splitlines()  # RUN/train/sasrec/metrics.csv: the last step's row
+    assert folder == tmp_path / "train" / "sasrec" and curve[0].startswith("step,loss,lr,examples_per_s") and curve[-1].startswith("3,")
 
 
 def test_cli_resume_with_nothing_to_resume_exits_non_zero_and_says_so(small_world, tmp_path, capsys):

@@ -174,7 +174,7 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_loadable(tmp_path, 
         train(make_model(), mse, toy_examples(), collate, config, tmp_path, resume=True, stop_after=5)
     monkeypatch.setattr(torch, "save", real_save)
 
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no half-written file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "metrics.csv"]  # no half-written file left
     assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 5
     result = train(make_model(), mse, toy_examples(), collate, config, tmp_path, resume=True)
     assert result.last_step == config.steps

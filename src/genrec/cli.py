@@ -16,6 +16,8 @@ import argparse
 import importlib
 import sys
 
+from genrec.console_log import LEVEL_ENV, LEVELS, configure_logging, log_level
+
 COMMAND_MODULES: tuple[str, ...] = (
     "genrec.align.commands",
     "genrec.data.commands",
@@ -49,7 +51,8 @@ COMMAND_SUMMARIES: dict[str, tuple[str, str]] = {
 }
 """module → (command, help): what `genrec --help` lists without importing the module."""
 
-EXTRA_OF_MODULE: dict[str, str] = {"fastapi": "serve", "uvicorn": "serve", "pydantic": "serve", "starlette": "serve"}
+EXTRA_OF_MODULE: dict[str, str] = {"fastapi": "serve", "uvicorn": "serve", "pydantic": "serve", "starlette": "serve",
+                                   "prometheus_client": "serve"}
 """Third-party modules that come with an optional extra (`pip install 'genrec[serve]'`), not with genrec itself."""
 
 
@@ -60,6 +63,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="genrec", description="Generative e-commerce search and recommendation.")
     parser.add_argument("--version", action="version", version=f"genrec {__version__}")
+    parser.add_argument("--log-level", dest="genrec_log_level", default=None, type=str.lower, choices=LEVELS, metavar="LEVEL",
+                        help=f"what the library logs to stderr: {', '.join(LEVELS)} (default: ${LEVEL_ENV} or info)")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
         summary = COMMAND_SUMMARIES.get(module)
@@ -85,13 +90,29 @@ def _command_module(name: str):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    command = next((a for a in argv if not a.startswith("-")), None)
-    args = build_parser(command).parse_args(argv)
+    args = build_parser(_command_name(argv)).parse_args(argv)
+    try:
+        configure_logging(log_level(args.genrec_log_level))
+    except ValueError as error:
+        print(f"genrec: {error}", file=sys.stderr)
+        return 2
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _command_name(argv: list[str]) -> str | None:
+    """The sub-command in `argv`: its first word that is neither an option nor the value of
+    the one top-level option that takes a value (`genrec --log-level debug train ...`)."""
+    words = iter(argv)
+    for word in words:
+        if word == "--log-level":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 if __name__ == "__main__":

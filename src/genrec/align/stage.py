@@ -14,8 +14,8 @@ file atomically, its manifest after everything else.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -35,6 +35,8 @@ from genrec.data.splits import Split, build_requests, leave_one_out
 from genrec.eval.metrics import ndcg_at_k, ranked_matrix, recall_at_k
 from genrec.model.retriever import GenerativeRetriever
 from genrec.train.loop import LAST_CHECKPOINT, TrainConfig, load_best, train
+
+log = logging.getLogger(__name__)
 
 BASE_DIR = ("train", "generative")
 ALIGNED_DIR = ("align", "generative")
@@ -278,7 +280,7 @@ def _check_same_run(work: Path, config: AlignConfig, base_hash: str) -> None:
     if path.exists():
         saved = json.loads(path.read_text())
         if saved.get("base_model") != base_hash:
-            print(f"{work} was started on another base model; starting over", file=sys.stderr)
+            log.info("%s was started on another base model; starting over", work)
             shutil.rmtree(work)
             work.mkdir(parents=True)
         elif saved.get("config") != wanted:
@@ -301,7 +303,7 @@ def align_if_stale(run: str | Path, config: AlignConfig | None = None) -> Path:
                 and {k: v for k, v in (saved.get("config") or {}).items() if k != "progress"}
                 == {k: v for k, v in config.to_dict().items() if k != "progress"})
         if same:
-            print(f"reusing {out}", file=sys.stderr)
+            log.info("reusing %s", out)
             return out
     if config.distill_steps or (config.grpo_steps and "ranker" in config.reward):
         dataset = Dataset.load(run / "data")
@@ -320,10 +322,11 @@ def _work_is_for(work: Path, config: AlignConfig) -> bool:
 
 
 def _reporter(progress: bool) -> Callable[[str], None]:
+    """Progress lines on the module's logger, each with the seconds since the stage began;
+    without `progress` they go to DEBUG (shown only when asked for)."""
     began = time.perf_counter()
-    if not progress:
-        return lambda message: None
-    return lambda message: print(f"[align {time.perf_counter() - began:6.1f}s] {message}", file=sys.stderr, flush=True)
+    level = logging.INFO if progress else logging.DEBUG
+    return lambda message: log.log(level, "[align %6.1fs] %s", time.perf_counter() - began, message)
 
 
 def _fmt(scores: dict[str, float]) -> str:

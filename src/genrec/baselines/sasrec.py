@@ -433,7 +433,7 @@ def _fingerprint(train_inter: pd.DataFrame, item_category: np.ndarray, config: S
         digest.update(np.ascontiguousarray(train_inter[column].to_numpy(dtype=np.int64)).tobytes())
     digest.update(np.ascontiguousarray(item_category, dtype=np.int64).tobytes())
     settings = asdict(config)
-    for where_it_runs in ("device", "progress", "checkpoint_every", "checkpoint_seconds"):  # how it runs, not what it learns
+    for where_it_runs in ("device", "progress", "checkpoint_every", "checkpoint_seconds", "log_every"):  # how it runs, not what it learns
         settings["train"].pop(where_it_runs)
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()

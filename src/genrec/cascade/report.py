@@ -18,8 +18,8 @@ Writes RUN/cascade/report.md, report.json and reliability.png.
 
 from __future__ import annotations
 
+import logging
 import shutil
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -52,6 +52,8 @@ from genrec.data.dataset import Dataset
 from genrec.data.splits import Split, build_requests, leave_one_out
 from genrec.eval.metrics import auc, gauc, ndcg_at_k, ranked_matrix, recall_at_k
 
+log = logging.getLogger(__name__)
+
 K = 10
 
 
@@ -61,8 +63,11 @@ def evaluate_cascade(run: str | Path, dataset: Dataset | None = None, split: Spl
     """Measure every stage of the cascade saved in RUN/cascade/model; returns the numbers written to report.json."""
     run = Path(run)
     began = time.perf_counter()
-    say = (lambda m: print(f"[cascade eval {time.perf_counter() - began:5.1f}s] {m}", file=sys.stderr, flush=True)) \
-        if progress else (lambda m: None)
+    level = logging.INFO if progress else logging.DEBUG
+
+    def say(message: str) -> None:
+        log.log(level, "[cascade eval %5.1fs] %s", time.perf_counter() - began, message)
+
     dataset = dataset if dataset is not None else Dataset.load(run / "data")
     split = split if split is not None else leave_one_out(dataset.events)
     model = load_cascade(run, encoder)

@@ -13,7 +13,7 @@ ranker's predictions there, as they would be on the day after a ranker ships.
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -35,6 +35,8 @@ from genrec.cascade.samples import ImpressionSamples, add_sampled_negatives, imp
 from genrec.data.dataset import Dataset
 from genrec.data.splits import Split, leave_one_out
 from genrec.retrieval import Ranked, Request, Retriever
+
+log = logging.getLogger(__name__)
 
 MODEL_FOLDER = "model"
 CASCADE_CODE: tuple[str, ...] = ("genrec.cascade",)
@@ -142,8 +144,10 @@ def train_cascade(run: str | Path, config: CascadeConfig | None = None, dataset:
     split = split if split is not None else leave_one_out(dataset.events)
     torch.manual_seed(config.seed)
     began = time.perf_counter()
-    say = (lambda message: print(f"[cascade {time.perf_counter() - began:5.1f}s] {message}", file=sys.stderr, flush=True)) \
-        if config.progress else (lambda message: None)
+    level = logging.INFO if config.progress else logging.DEBUG
+
+    def say(message: str) -> None:
+        log.log(level, "[cascade %5.1fs] %s", time.perf_counter() - began, message)
 
     from genrec.features.text import item_text
 

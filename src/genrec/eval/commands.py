@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import shlex
@@ -23,6 +24,8 @@ from genrec.artifacts import MissingStageError, folder_sha256, manifest, write_j
 from genrec.data.dataset import Dataset
 from genrec.data.splits import build_requests, leave_one_out
 from genrec.eval.harness import EvalConfig, EvalReport, evaluate
+
+log = logging.getLogger(__name__)
 
 
 def run_evaluation(
@@ -66,8 +69,7 @@ def run_evaluation(
     for name in names:
         tick = time.perf_counter()
         retrievers.append(build_retriever(name, run, dataset, split))
-        if progress:
-            print(f"built {name} in {time.perf_counter() - tick:.1f}s", file=sys.stderr)
+        log.log(logging.INFO if progress else logging.DEBUG, "built %s in %.1fs", name, time.perf_counter() - tick)
     report = evaluate(retrievers, requests, targets, dataset=dataset, split=split, config=config, progress=progress)
     report.meta.update({"run": str(run), "split": split.name, "part": part, "retriever_names": names,
                         "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "max_requests": max_requests,

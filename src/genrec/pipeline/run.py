@@ -11,13 +11,15 @@ change), not the ones before it.
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from genrec.pipeline.config import SYNTH, DataConfig, EvalStageConfig, PipelineConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -27,11 +29,11 @@ class StageTimes:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def run(self, name: str, action: Callable[[], Any]) -> Any:
-        print(f"\n== {name}", file=sys.stderr, flush=True)
+        log.info("== %s", name)
         start = time.perf_counter()
         result = action()
         self.seconds[name] = time.perf_counter() - start
-        print(f"== {name}: {self.seconds[name]:.1f}s", file=sys.stderr, flush=True)
+        log.info("== %s: %.1fs", name, self.seconds[name])
         return result
 
 
@@ -98,7 +100,7 @@ def _complete(folder: Path, config: dict | None = None, inputs: dict[str, Path] 
     if code is not None and recorded.get("code") != code:
         stale.append("code")
     if stale:
-        print(f"{folder} was made with another {', '.join(stale)}; rebuilding it", file=sys.stderr)
+        log.info("%s was made with another %s; rebuilding it", folder, ", ".join(stale))
     return not stale
 
 
@@ -129,7 +131,7 @@ def _world(run: Path, config: DataConfig) -> None:
     from genrec.data.synth import generate_world
 
     if (run / "data" / "truth.npz").exists() and _complete(run / "data", asdict(config.world)):
-        print(f"reusing {run / 'data'}", file=sys.stderr)
+        log.info("reusing %s", run / "data")
         return
     generate_world(config.world).save(run / "data")
 
@@ -144,7 +146,7 @@ def _load(run: Path, config: DataConfig) -> None:
     if saved.exists():
         recorded = json.loads(saved.read_text())
         if (recorded.get("format"), recorded.get("source")) == (config.loader, config.source):
-            print(f"reusing {run / 'data'}", file=sys.stderr)
+            log.info("reusing %s", run / "data")
             return
     LOADERS[config.loader](config.source).save(run / "data", source=config.source, format=config.loader)
 
@@ -171,7 +173,7 @@ def _sids(run: Path, config: PipelineConfig) -> None:
     from genrec.sid.build import build_sids
 
     if _complete(run / "sid", asdict(config.sid), {"data": run / "data"}):
-        print(f"reusing {run / 'sid'}", file=sys.stderr)
+        log.info("reusing %s", run / "sid")
         return
     build_sids(run, **asdict(config.sid))
 
@@ -186,7 +188,7 @@ def _generative(run: Path, config: PipelineConfig) -> None:
     wanted.update({f"model.{key}": value for key, value in model.items()})
     if _complete(run.joinpath(*MODEL_DIR), wanted, {"sid": run / "sid", "data": run / "data"},
                  code=code_fingerprint(*GENERATIVE_CODE)):
-        print(f"reusing {run.joinpath(*MODEL_DIR)}", file=sys.stderr)
+        log.info("reusing %s", run.joinpath(*MODEL_DIR))
         return
     train_generative(run, config.train)
 

@@ -44,6 +44,7 @@ from fastapi.staticfiles import StaticFiles
 from genrec.retrieval import Ranked
 from genrec.serve.batching import BatchingConfig, MicroBatcher
 from genrec.serve.limits import RateLimiter, ServeLimits
+from genrec.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from genrec.serve.metrics import ServerMetrics
 from genrec.serve.model import ServedModel, load_served_model
 from genrec.serve.request_body import RequestBodyGuard
@@ -292,7 +293,7 @@ def create_app(
     @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"])
     async def metrics() -> PlainTextResponse:
         """Prometheus text format: request counts, latency histogram, batch sizes, model version."""
-        return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return PlainTextResponse(state.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     admin_errors = {401: {"model": ErrorBody}, 429: {"model": ErrorBody}}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 from genrec.serve.limits import ServeLimits
 
 DEFAULT_RETRIEVERS = "bm25"
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help=f"comma-separated registry names, first is the default (default: {DEFAULT_RETRIEVERS})")
     serve.add_argument("--max-batch", type=int, default=64, help="micro-batch size bound; 1 turns batching off")
     serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for companions")
-    serve.add_argument("--log-level", default="warning")
+    serve.add_argument("--log-level", default="warning", help="uvicorn's access and server log level (genrec's own: genrec --log-level)")
     limits = serve.add_argument_group("limits", "what one call may cost (docs/serve.md, 'Limits')")
     for limit in fields(ServeLimits):
         limits.add_argument("--" + limit.name.replace("_", "-"), type=type(limit.default), default=limit.default,
@@ -56,8 +59,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"invalid option: {error}", file=sys.stderr)
         return 2
     app = create_app(args.run_folder, names, batching=batching, limits=limits)
-    print(f"genrec serving {args.run_folder} ({', '.join(names)}) on http://{args.host}:{args.port}/ "
-          f"(OpenAPI schema at /openapi.json; 503 until the model is loaded)", file=sys.stderr)
+    log.info("genrec serving %s (%s) on http://%s:%d/ (OpenAPI schema at /openapi.json; 503 until the model is loaded)",
+             args.run_folder, ", ".join(names), args.host, args.port)
     uvicorn.Server(uvicorn_config(app, args.host, args.port, limits, log_level=args.log_level)).run()
     return 0
 

@@ -30,10 +30,10 @@ inside the DDP forward so gradients are still synchronised.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
@@ -47,6 +47,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from genrec.artifacts import atomic_path
+from genrec.train.metrics_csv import METRICS_FILE, MetricsCSV
+
+log = logging.getLogger(__name__)
 
 BEST_CHECKPOINT = "best.pt"
 LAST_CHECKPOINT = "last.pt"
@@ -91,6 +94,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     eval_every: int = 500
     checkpoint_every: int = 250
+    log_every: int = 50  # a metrics.csv row every this many steps (and at every evaluation)
     # Also save last.pt before a step would end more than this many seconds (of training and
     # evaluation) after the last save; None: the step interval only.
     checkpoint_seconds: float | None = 60.0
@@ -104,7 +108,7 @@ class TrainConfig:
     find_unused_parameters: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "eval_every", "checkpoint_every"):
+        for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"TrainConfig.{name} must be ≥ 1, got {getattr(self, name)}")
         if self.checkpoint_seconds is not None and not self.checkpoint_seconds > 0:
@@ -161,7 +165,8 @@ def train(
     resume: bool = False,
     stop_after: int | None = None,
 ) -> TrainResult:
-    """Train `model` in place for `config.steps` optimizer steps; checkpoints go to `out_dir`.
+    """Train `model` in place for `config.steps` optimizer steps; checkpoints go to `out_dir`,
+    and the training curve to `out_dir/metrics.csv` (`genrec.train.metrics_csv`).
 
     `examples[i]` are fed to `collate(list_of_examples)`; tensors in the batch
     (also inside dicts, lists, tuples) are moved to the device. `evaluate(model)`
@@ -283,7 +288,10 @@ def _train(model, loss_fn, examples, collate, config, out_dir, evaluate, metric,
     model.train()
     began, seen = time.perf_counter(), 0
     saved_at = step_began = _clock()
+    curve = MetricsCSV(out_dir / METRICS_FILE, keep_until=start_step if resume else None) if is_main else None
+    window_seen, window_seconds = 0, 0.0  # training examples and seconds since the last metrics.csv row
     for step in range(start_step, end_step):
+        tick = time.perf_counter()
         indices = batch_indices(step, len(examples), config.batch_size, config.seed, rank, world_size)
         batch = _to_device(collate([examples[int(i)] for i in indices]), device)
         for group in optimizer.param_groups:
@@ -301,21 +309,29 @@ def _train(model, loss_fn, examples, collate, config, out_dir, evaluate, metric,
         done = step + 1
         seen += len(indices) * world_size
         losses.append(float(loss.detach()))
+        window_seen += len(indices) * world_size
+        window_seconds += time.perf_counter() - tick
         rate = seen / max(time.perf_counter() - began, 1e-9)
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.4f}", ex_s=f"{rate:,.0f}", lr=f"{lr_at(step, config):.2e}", refresh=False)
 
+        scores: dict[str, float] = {}
         if evaluate is not None and (done % config.eval_every == 0 or done == config.steps):
             if is_main:
                 scores = _run_evaluation(model, evaluate, metric)
                 recent = losses[-config.eval_every:]
                 history.append({"step": done, "loss": float(np.mean(recent)), **scores})
-                if config.progress:
-                    bar.write(f"step {done}: " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()), file=sys.stderr)
+                log.log(logging.INFO if config.progress else logging.DEBUG, "step %d: %s", done,
+                        "  ".join(f"{k}={v:.4f}" for k, v in scores.items()))
                 if best_metric is None or scores[metric] > best_metric:
                     best_metric, best_step = float(scores[metric]), done
                     _save_best(model, config, out_dir, done, metric, best_metric)
             _barrier()
+        if curve is not None and (scores or done % config.log_every == 0 or done == config.steps):
+            window_losses = losses[curve.last_step:done] or losses[-1:]  # losses[i] is step i's, kept across resumes
+            curve.append({"step": done, "loss": float(np.mean(window_losses)), "lr": lr_at(step, config),
+                          "examples_per_s": window_seen / max(window_seconds, 1e-9), **scores})
+            window_seen, window_seconds = 0, 0.0
         now = _clock()
         step_seconds, step_began = now - step_began, now
         if _checkpoint_due(config, done, end_step, now - saved_at, step_seconds, device):
