@@ -73,7 +73,7 @@ def folder_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def manifest(config: Any = None, inputs: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
+def manifest(config: Any = None, inputs: dict[str, str | None] | None = None, **extra: Any) -> dict[str, Any]:
     """The record saved next to an artefact: what made it, from what, with what."""
     import numpy
     import pandas

@@ -18,7 +18,8 @@ class AlignedGenerativeRetriever(GenerativeRetriever):
     name = "generative-aligned"
 
     @classmethod
-    def from_run(cls, run: Path, dataset: Dataset, split: Split) -> "AlignedGenerativeRetriever":
+    def from_run(cls, run: str | Path, dataset: Dataset | None = None,
+                 split: Split | None = None) -> "AlignedGenerativeRetriever":
         """Load RUN/align/generative (loading never trains: `genrec align --run RUN` makes it)."""
         from genrec.align.stage import ALIGN_CODE, ALIGNED_DIR, _sid_table
         from genrec.artifacts import code_fingerprint

@@ -123,9 +123,9 @@ class PreferenceWeights:
         self.propensity_ = np.clip(ctr / max(ctr[0], 1e-9), 1.0 / self.max_position_weight, 1.0).astype(np.float32)
         return self
 
-    def weight(self, actions: Sequence[str], positions: np.ndarray) -> np.ndarray:
+    def weight(self, actions: Sequence[str] | np.ndarray, positions: np.ndarray) -> np.ndarray:
         """PARS weight `[n]` of interactions: depth[action] / propensity[position] (unknown slot: 1)."""
-        if self.depth_ is None:
+        if self.depth_ is None or self.propensity_ is None:
             raise ValueError("PreferenceWeights is not fitted; call fit(events) first")
         index = {a: i for i, a in enumerate(ACTIONS)}
         depth = self.depth_[[index[str(a)] for a in actions]]
@@ -182,7 +182,10 @@ class MixedReward:
         self.name = "+".join(source.name for source, _ in self.parts)
 
     def score(self, requests: Sequence[Request], item_ids: np.ndarray) -> np.ndarray:
-        return sum(weight * source.score(requests, item_ids) for source, weight in self.parts).astype(np.float32)
+        total = np.zeros(np.shape(item_ids), dtype=np.float64)
+        for source, weight in self.parts:
+            total += weight * source.score(requests, item_ids)
+        return total.astype(np.float32)
 
 
 # ---- the oracle: measurement only ------------------------------------------------------
@@ -232,12 +235,14 @@ def build_reward(name: str, run: str | Path, *, pars: PARSReward | None = None,
         raise ValueError(f"reward must be one of {list(allowed)}, got {name!r}{why}")
     if name == "oracle":
         return OracleUtility.from_run(run)
-    if "pars" in name and pars is None:
+    if "pars" not in name:
+        return ranker if ranker is not None else RankerReward.from_run(run)
+    if pars is None:
         raise ValueError(f"reward {name!r} needs the logged visits (pars=PARSReward.from_events(...))")
     if name == "pars":
         return pars
     ranker = ranker if ranker is not None else RankerReward.from_run(run)
-    return ranker if name == "ranker" else MixedReward([(ranker, 1.0), (pars, pars_weight)])
+    return MixedReward([(ranker, 1.0), (pars, pars_weight)])
 
 
 def _check(requests: Sequence[Request], item_ids: np.ndarray) -> np.ndarray:

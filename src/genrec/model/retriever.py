@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Self, Sequence
 
 import torch
 
@@ -93,7 +93,7 @@ class GenerativeRetriever:
     # ---- loading ----------------------------------------------------------------------
 
     @classmethod
-    def load(cls, folder: str | Path, sids: Any, beams: int | None = None) -> "GenerativeRetriever":
+    def load(cls, folder: str | Path, sids: Any, beams: int | None = None) -> Self:
         """Load `folder` (what `train_generative` wrote) for the SID table it was trained on."""
         folder = Path(folder)
         model, meta = load_model(folder)
