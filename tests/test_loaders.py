@@ -142,6 +142,7 @@ def _kuaisearch_lines(tmp_path, edit):
 
     lines = [json.loads(line) for line in (FIXTURES / "kuaisearch" / "relevance.jsonl").read_text().splitlines()]
     edit(lines)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "relevance.jsonl").write_text("\n".join(json.dumps(line, ensure_ascii=False) for line in lines) + "\n")
     return tmp_path
 
@@ -158,6 +159,17 @@ def test_kuaisearch_rejects_a_missing_column_naming_file_and_column(tmp_path, co
     folder = _kuaisearch_lines(tmp_path, lambda lines: [line.pop(column) for line in lines])
     with pytest.raises(ValueError, match=rf"^relevance\.jsonl: column {column} is missing"):
         load_kuaisearch(folder)
+
+
+def test_genrec_load_kuaisearch_writes_the_dataset_and_names_a_bad_row(tmp_path, capsys):
+    from genrec.cli import main
+    from genrec.data.dataset import Dataset
+
+    assert main(["load", "kuaisearch", str(FIXTURES / "kuaisearch"), "--out", str(tmp_path / "data")]) == 0
+    assert sorted(Dataset.load(tmp_path / "data").events.relevance) == [0, 0, 1, 2, 3, 3]
+    folder = _kuaisearch_lines(tmp_path / "bad", lambda lines: lines[0].update(label="3+"))
+    assert main(["load", "kuaisearch", str(folder), "--out", str(tmp_path / "bad_data")]) == 1
+    assert "relevance.jsonl: column label, row 1: '3+' is not one of 0/1/2/3" in capsys.readouterr().err
 
 
 def test_kuaisearch_rejects_an_empty_query_and_a_broken_line(tmp_path):

@@ -3,8 +3,10 @@
 Each judged (query, product) pair becomes a search event whose action follows
 the ESCI label — Exact → order, Substitute → cart, Complement → click,
 Irrelevant → impression — and whose graded relevance (3/2/1/0) is kept in a
-`relevance` column. A query id plays the user (the data has no users), so a
-search model sees one session per query.
+`relevance` column, the judgements `genrec.eval.relevance` scores rankers
+against. A query id plays the user (the data has no users), so a search model
+sees one session per query. A table with a missing column or a label other
+than E/S/C/I is refused with the file, column and row.
 """
 
 from __future__ import annotations
