@@ -106,6 +106,10 @@ def test_dense_encodes_each_distinct_query_once_and_searches_with_it(monkeypatch
     assert calls == [["steel kettle", "hiking boot"]], "one batched encoder call, each distinct query once"
     retriever.retrieve([Request(user_id=2, query="hiking boot")], k=2)
     assert len(calls) == 1, "a repeated query is served from the cache"
+    scores = retriever.score_query("steel kettle")
+    answer = retriever.retrieve([Request(user_id=3, query="steel kettle")], k=6)[0]
+    assert scores.shape == (7,) and scores[0] == -np.inf, "one slot per id; 0 is padding"
+    assert np.allclose(scores[answer.item_ids], answer.scores, atol=1e-6), "the pair scores are the search's scores"
 
 
 def test_itemcf_recommends_the_co_occurring_item():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from genrec.data.loaders import load_amazon2014, load_esci, load_kuaisar, load_p5_amazon, load_recbole
+from genrec.data.loaders import load_amazon2014, load_esci, load_kuaisar, load_kuaisearch, load_p5_amazon, load_recbole
 from genrec.data.loaders.amazon2014 import k_core
 from genrec.data.loaders.download import DownloadError, download
 from genrec.data.splits import build_requests, leave_one_out
@@ -91,6 +91,94 @@ def test_esci_turns_judgements_into_graded_search_events():
     assert {by_title[i]: a for i, a in zip(red.item_id, red.action)} == {
         "OPI Red Nail Lacquer": "order", "Essie Crimson Polish": "cart", "Garden Hose 50ft": "impression"}
     assert sorted(red.relevance) == [0, 2, 3]
+
+
+def _copy_esci(tmp_path, edit_examples=None, edit_products=None):
+    import pandas as pd
+
+    for name, edit in (("examples", edit_examples), ("products", edit_products)):
+        frame = pd.read_csv(FIXTURES / "esci" / f"shopping_queries_dataset_{name}.csv")
+        (edit or (lambda f: f))(frame).to_csv(tmp_path / f"shopping_queries_dataset_{name}.csv", index=False)
+    return tmp_path
+
+
+def test_esci_rejects_a_bad_label_naming_file_column_and_row(tmp_path):
+    def bad(frame):
+        frame.loc[3, "esci_label"] = "X"  # the file's 4th row
+        return frame
+
+    with pytest.raises(ValueError, match=r"^shopping_queries_dataset_examples\.csv: column esci_label, row 4: 'X' is not one of E/S/C/I$"):
+        load_esci(_copy_esci(tmp_path, edit_examples=bad))
+
+
+@pytest.mark.parametrize("table, column", [("examples", "esci_label"), ("examples", "query"), ("products", "product_id")])
+def test_esci_rejects_a_missing_column_naming_file_and_column(tmp_path, table, column):
+    drop = {f"edit_{table}": lambda frame: frame.drop(columns=[column])}
+    with pytest.raises(ValueError, match=rf"^shopping_queries_dataset_{table}\.csv: column {column} is missing"):
+        load_esci(_copy_esci(tmp_path, **drop))
+
+
+def test_kuaisearch_turns_graded_judgements_into_search_events():
+    import pandas as pd
+
+    dataset = load_kuaisearch(FIXTURES / "kuaisearch")
+    events = dataset.events
+    assert len(events) == 6 and (events.scenario == "search").all()
+    titles = dict(zip(dataset.items.item_id, dataset.items.title))
+    red = events[events["query"] == "红色指甲油"]
+    assert {titles[i]: (a, r) for i, a, r in zip(red.item_id, red.action, red.relevance)} == {
+        "显白正红色指甲油免烤快干": ("order", 3), "裸色指甲油温柔显白": ("cart", 2),
+        "指甲油卸甲水大瓶": ("click", 1), "加厚园艺水管20米": ("impression", 0)}
+    items = dataset.items.set_index("title")
+    assert items.loc["显白正红色指甲油免烤快干"].brand == "甲色"
+    assert pd.isna(items.loc["指甲油卸甲水大瓶"].brand)  # 无品牌, "no brand"
+    assert "attr_value" not in items.loc["指甲油卸甲水大瓶"].attributes  # \N, the export's null
+    assert items.loc["加厚园艺水管20米"].attributes["seller"] == "园丁五金"
+    assert dataset.users.user_id.nunique() == 2  # one per query
+
+
+def _kuaisearch_lines(tmp_path, edit):
+    import json
+
+    lines = [json.loads(line) for line in (FIXTURES / "kuaisearch" / "relevance.jsonl").read_text().splitlines()]
+    edit(lines)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "relevance.jsonl").write_text("\n".join(json.dumps(line, ensure_ascii=False) for line in lines) + "\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize("label", [4, -1, "high", 2.5, None])
+def test_kuaisearch_rejects_a_bad_label_naming_file_column_and_row(tmp_path, label):
+    folder = _kuaisearch_lines(tmp_path, lambda lines: lines[4].update(label=label))
+    with pytest.raises(ValueError, match=rf"^relevance\.jsonl: column label, row 5: {label!r} is not one of 0/1/2/3"):
+        load_kuaisearch(folder)
+
+
+@pytest.mark.parametrize("column", ["query", "item_title", "label"])
+def test_kuaisearch_rejects_a_missing_column_naming_file_and_column(tmp_path, column):
+    folder = _kuaisearch_lines(tmp_path, lambda lines: [line.pop(column) for line in lines])
+    with pytest.raises(ValueError, match=rf"^relevance\.jsonl: column {column} is missing"):
+        load_kuaisearch(folder)
+
+
+def test_genrec_load_kuaisearch_writes_the_dataset_and_names_a_bad_row(tmp_path, capsys):
+    from genrec.cli import main
+    from genrec.data.dataset import Dataset
+
+    assert main(["load", "kuaisearch", str(FIXTURES / "kuaisearch"), "--out", str(tmp_path / "data")]) == 0
+    assert sorted(Dataset.load(tmp_path / "data").events.relevance) == [0, 0, 1, 2, 3, 3]
+    folder = _kuaisearch_lines(tmp_path / "bad", lambda lines: lines[0].update(label="3+"))
+    assert main(["load", "kuaisearch", str(folder), "--out", str(tmp_path / "bad_data")]) == 1
+    assert "relevance.jsonl: column label, row 1: '3+' is not one of 0/1/2/3" in capsys.readouterr().err
+
+
+def test_kuaisearch_rejects_an_empty_query_and_a_broken_line(tmp_path):
+    folder = _kuaisearch_lines(tmp_path, lambda lines: lines[1].update(query=" "))
+    with pytest.raises(ValueError, match=r"^relevance\.jsonl: column query, row 2: ' ' is empty"):
+        load_kuaisearch(folder)
+    (tmp_path / "relevance.jsonl").write_text('{"query": "a"}\n{not json\n')
+    with pytest.raises(ValueError, match=r"relevance\.jsonl: line 2 is not valid JSON"):
+        load_kuaisearch(tmp_path)
 
 
 def test_kuaisar_interleaves_search_and_recommendation_per_user():

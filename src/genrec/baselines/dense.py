@@ -87,6 +87,16 @@ class DenseRetriever:
                 answers[i] = Ranked(self.item_ids_[row_found[keep]], row_scores[keep])
         return answers  # type: ignore[return-value]
 
+    def score_query(self, query: str) -> np.ndarray:
+        """Cosine of `query`'s text vector with every item's, float64 `[n_slots]` (-inf for unindexed ids).
+
+        The pair scorer behind a relevance classifier: any (query, item) pair
+        gets a score, not only the items a top-k search returns.
+        """
+        scores = np.full(len(self.row_of_item_), -np.inf)
+        scores[self.item_ids_] = self.vectors_ @ self._query_vectors([query])[0]
+        return scores
+
     def _build_index(self, vectors: np.ndarray) -> faiss.Index:
         index = faiss.IndexFlatIP(vectors.shape[1])
         index.add(vectors)

@@ -189,6 +189,21 @@ class WorldTruth:
             count += carries
         return count
 
+    def graded_relevance(self, query: str) -> np.ndarray:
+        """The world's relevance grade 0–3 of every item for `query`, int64 `[n_items]`.
+
+        grade = round(3 × matched / named), where `named` is the number of
+        concept groups the query names (category, brand, attributes) and
+        `matched` how many of them the item carries: 3 when it carries all
+        (ESCI's Exact), 0 when none. The scale is ESCI's and KuaiSearch's 0–3,
+        so the same relevance task runs on real judgements and on the world.
+        A query that names no concept judges every item 0.
+        """
+        named = len(self.parse_query(query))
+        if named == 0:
+            return np.zeros(self.n_items, dtype=np.int64)
+        return np.floor(3 * self.query_matches(query) / named + 0.5).astype(np.int64)
+
     # --- files ----------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> None:

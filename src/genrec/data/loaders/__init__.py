@@ -11,6 +11,7 @@ from genrec.data.loaders.amazon2014 import load_amazon2014
 from genrec.data.loaders.csv_files import load_csv
 from genrec.data.loaders.esci import load_esci
 from genrec.data.loaders.kuaisar import load_kuaisar
+from genrec.data.loaders.kuaisearch import load_kuaisearch
 from genrec.data.loaders.p5_amazon import load_p5_amazon
 from genrec.data.loaders.recbole import load_recbole
 
@@ -19,7 +20,8 @@ LOADERS: dict[str, Callable[..., Dataset]] = {
     "recbole": load_recbole,
     "kuaisar": load_kuaisar,
     "esci": load_esci,
+    "kuaisearch": load_kuaisearch,
     "csv": load_csv,
 }
 
-__all__ = ["LOADERS", "load_amazon2014", "load_csv", "load_esci", "load_kuaisar", "load_p5_amazon", "load_recbole"]
+__all__ = ["LOADERS", "load_amazon2014", "load_csv", "load_esci", "load_kuaisar", "load_kuaisearch", "load_p5_amazon", "load_recbole"]

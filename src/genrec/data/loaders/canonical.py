@@ -88,6 +88,37 @@ def make_users(user_ids: dict, profile: pd.DataFrame | None = None) -> pd.DataFr
     return users
 
 
+def require_columns(frame: pd.DataFrame, required: tuple[str, ...], file: str) -> None:
+    """Raise a `ValueError` naming `file` and the first of `required` that `frame` lacks."""
+    for column in required:
+        if column not in frame.columns:
+            raise ValueError(f"{file}: column {column} is missing; expected columns {list(required)}, "
+                             f"the file has {list(frame.columns)}")
+
+
+def require_values(frame: pd.DataFrame, column: str, allowed: list, file: str) -> None:
+    """Raise a `ValueError` naming `file`, `column` and the first row whose value is not in `allowed`."""
+    reject_rows(frame[column], ~frame[column].isin(allowed).to_numpy(), column, file,
+                f"is not one of {'/'.join(str(a) for a in allowed)}")
+
+
+def reject_rows(values: pd.Series, bad: np.ndarray, column: str, file: str, problem: str) -> None:
+    """Raise a `ValueError` for the first row where `bad` `[n]` is set: `file: column C, row R: 'v' problem`.
+
+    Rows are counted from 1 in file order (a header is not a row), so a user
+    can go straight to the bad one: `values` must hold the file's rows in
+    file order, unfiltered.
+    """
+    bad = np.asarray(bad, dtype=bool)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        more = f" ({int(bad.sum())} bad rows in all)" if bad.sum() > 1 else ""
+        value = values.iloc[row]
+        value = value.item() if isinstance(value, np.generic) else value  # 4, not np.int64(4)
+        shown = "None" if value is None or (isinstance(value, float) and np.isnan(value)) else repr(value)
+        raise ValueError(f"{file}: column {column}, row {row + 1}: {shown} {problem}{more}")
+
+
 def finish(items: pd.DataFrame, users: pd.DataFrame, events: pd.DataFrame) -> Dataset:
     """Sort events by user and time (stable, so source order breaks ties) and validate."""
     events = events.sort_values(["user_id", "ts"], kind="stable").reset_index(drop=True)

@@ -12,7 +12,7 @@ from genrec.data.loaders import LOADERS
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     load = subparsers.add_parser(
-        "load", help="convert your CSV/Parquet files or a public data set (P5 Amazon, RecBole, KuaiSAR, ESCI) into a genrec dataset",
+        "load", help="convert your CSV/Parquet files or a public data set (P5 Amazon, RecBole, KuaiSAR, KuaiSearch, ESCI) into a genrec dataset",
         description="csv: SOURCE is your events file (.csv, .tsv or .parquet); --items, --users, --map and --action "
                     "apply to it. Other formats: SOURCE is the folder holding the public files.")
     load.add_argument("format", choices=sorted(LOADERS))

@@ -3,8 +3,10 @@
 Each judged (query, product) pair becomes a search event whose action follows
 the ESCI label — Exact → order, Substitute → cart, Complement → click,
 Irrelevant → impression — and whose graded relevance (3/2/1/0) is kept in a
-`relevance` column. A query id plays the user (the data has no users), so a
-search model sees one session per query.
+`relevance` column, the judgements `genrec.eval.relevance` scores rankers
+against. A query id plays the user (the data has no users), so a search model
+sees one session per query. A table with a missing column or a label other
+than E/S/C/I is refused with the file, column and row.
 """
 
 from __future__ import annotations
@@ -16,11 +18,21 @@ import numpy as np
 import pandas as pd
 
 from genrec.data.dataset import Dataset
-from genrec.data.loaders.canonical import dense_ids, finish, make_events, make_items, make_users
+from genrec.data.loaders.canonical import (
+    dense_ids,
+    finish,
+    make_events,
+    make_items,
+    make_users,
+    require_columns,
+    require_values,
+)
 from genrec.data.loaders.download import download
 
 SOURCE = "https://github.com/amazon-science/esci-data/raw/main/shopping_queries_dataset"
 LABELS = {"E": ("order", 3), "S": ("cart", 2), "C": ("click", 1), "I": ("impression", 0)}
+EXAMPLE_COLUMNS = ("query", "query_id", "product_id", "product_locale", "esci_label")
+PRODUCT_COLUMNS = ("product_id", "product_locale")
 
 
 def fetch_esci(folder: str | os.PathLike) -> tuple[Path, Path]:
@@ -33,17 +45,14 @@ def fetch_esci(folder: str | os.PathLike) -> tuple[Path, Path]:
 def load_esci(folder: str | os.PathLike, locale: str = "us", small_version: bool = True) -> Dataset:
     """Read the examples and products tables (Parquet or CSV) from `folder`."""
     folder = Path(folder)
-    examples = _read(folder, "shopping_queries_dataset_examples")
-    products = _read(folder, "shopping_queries_dataset_products")
-    for column in ("query", "query_id", "product_id", "product_locale", "esci_label"):
-        if column not in examples.columns:
-            raise ValueError(f"{folder}: examples table lacks column '{column}'")
+    examples, examples_file = _read(folder, "shopping_queries_dataset_examples")
+    products, products_file = _read(folder, "shopping_queries_dataset_products")
+    require_columns(examples, EXAMPLE_COLUMNS, examples_file)
+    require_columns(products, PRODUCT_COLUMNS, products_file)
+    require_values(examples, "esci_label", list(LABELS), examples_file)
     examples = examples[examples["product_locale"] == locale]
     if small_version and "small_version" in examples.columns:
         examples = examples[examples["small_version"].astype(int) == 1]
-    unknown = ~examples["esci_label"].isin(list(LABELS))
-    if unknown.any():
-        raise ValueError(f"{folder}: esci_label values {sorted(examples.loc[unknown, 'esci_label'].unique())[:5]}; expected one of {list(LABELS)}")
     products = products[products["product_locale"] == locale].drop_duplicates("product_id").set_index("product_id")
 
     item_ids, item_map = dense_ids(examples["product_id"].drop_duplicates().reset_index(drop=True))
@@ -67,8 +76,9 @@ def load_esci(folder: str | os.PathLike, locale: str = "us", small_version: bool
     return finish(items, make_users(user_map), events)
 
 
-def _read(folder: Path, stem: str) -> pd.DataFrame:
+def _read(folder: Path, stem: str) -> tuple[pd.DataFrame, str]:
+    """The table and its file name (for error messages), Parquet preferred over CSV."""
     for suffix, reader in ((".parquet", pd.read_parquet), (".csv", pd.read_csv)):
         if (folder / f"{stem}{suffix}").exists():
-            return reader(folder / f"{stem}{suffix}")
+            return reader(folder / f"{stem}{suffix}").reset_index(drop=True), f"{stem}{suffix}"
     raise FileNotFoundError(f"{folder}/{stem}.parquet (or .csv) not found; download it with fetch_esci")
