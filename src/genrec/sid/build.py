@@ -19,7 +19,8 @@ import numpy as np
 from genrec.artifacts import atomic_path, folder_sha256, write_json_atomic, write_text_atomic
 from genrec.data.dataset import Dataset
 from genrec.features.embed import EmbedConfig, embed_run
-from genrec.sid.codebook import adaptive_codebook_size
+from genrec.sid.codebook import adaptive_codebook_size, append_disambiguation_level
+from genrec.sid.last_level import LAST_LEVELS, BalancedLastLevel, balanced_codebook_size
 from genrec.sid.prefix import attribute_prefix, group_sizes, within_group_residual
 from genrec.sid.report import sid_report, sid_report_markdown
 from genrec.sid.rqkmeans import RQKMeansTokenizer
@@ -47,6 +48,16 @@ class SidConfig:
     epochs: int | None = None
     spread_last_level: bool = True
     prefix: tuple[str, ...] = ()
+    last_level: str | None = None
+    last_level_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.last_level is not None and self.last_level not in LAST_LEVELS:
+            raise ValueError(f"last_level must be None (the disambiguation counter only) or one of {LAST_LEVELS}, got {self.last_level!r}")
+        if self.last_level_size is not None and self.last_level != "balanced":
+            raise ValueError(f"last_level_size applies to last_level='balanced' only, got last_level={self.last_level!r}")
 
 
 def build_sids(
@@ -61,35 +72,54 @@ def build_sids(
     out: str | os.PathLike | None = None,
     spread_last_level: bool = True,
     prefix: tuple[str, ...] = (),
+    last_level: str | None = None,
+    last_level_size: int | None = None,
 ) -> SidTable:
-    """Give every item of RUN/data a Semantic ID; write RUN/sid (or `out`). Same config + seed → same SIDs."""
-    config = SidConfig(method, levels, codebook_size, seed, tuple(views), epochs, spread_last_level, tuple(prefix))
+    """Give every item of RUN/data a Semantic ID; write RUN/sid (or `out`). Same config + seed → same SIDs.
+
+    New options default to None (off), so a run folder made before they existed still
+    matches its config. `last_level="balanced"` adds the learned level of `genrec.sid.last_level` (its
+    codebook size `last_level_size`, None: `balanced_codebook_size`) before the
+    disambiguation level."""
+    config = SidConfig(method, levels, codebook_size, seed, tuple(views), epochs, spread_last_level, tuple(prefix),
+                       last_level, last_level_size)
     run = Path(run)
     vectors = embed_run(run, EmbedConfig(views=config.views), progress=progress)
     start = time.perf_counter()
     if config.prefix:
         attributes = attribute_prefix(Dataset.load(run / "data").items, vectors.item_ids, config.prefix)
-        residual = within_group_residual(vectors.vectors, attributes.codes)
+        parents, parent_sizes = attributes.codes, attributes.sizes
+        x = within_group_residual(vectors.vectors, parents)
         sized = config
         if config.codebook_size is None:  # room for the typical group, not the whole catalog
-            typical = int(np.ceil(np.percentile(group_sizes(attributes.codes), 90)))
+            typical = int(np.ceil(np.percentile(group_sizes(parents), 90)))
             sized = replace(config, codebook_size=adaptive_codebook_size(max(typical, 1), levels))
-        tokenizer = make_tokenizer(sized, progress=progress).fit(residual)
-        codes = tokenizer.transform(residual, parents=attributes.codes)
-        sizes = [*attributes.sizes, *tokenizer.codebook_sizes_[:-1], int(codes[:, -1].max()) + 1]
     else:
-        tokenizer = make_tokenizer(config, progress=progress)
-        codes = tokenizer.fit_transform(vectors.vectors)
-        sizes = tokenizer.codebook_sizes_
+        parents, parent_sizes = np.zeros((len(vectors), 0), dtype=np.int64), []
+        x, sized = vectors.vectors, config
+    tokenizer = make_tokenizer(sized, progress=progress).fit(x)
+    codes = tokenizer.transform(x, parents=parents)
+    sizes = [*parent_sizes, *tokenizer.codebook_sizes_[:-1]]
+    last: BalancedLastLevel | None = None
+    if config.last_level == "balanced":
+        semantic = codes[:, :-1]
+        residual = tokenizer.residual(x, semantic[:, parents.shape[1]:])
+        last = BalancedLastLevel(config.last_level_size or balanced_codebook_size(group_sizes(semantic)), seed=config.seed)
+        codes = append_disambiguation_level(np.concatenate([semantic, last.fit_assign(residual, semantic)[:, None]], axis=1))
+        sizes.append(last.codebook_size)
+    sizes.append(int(codes[:, -1].max()) + 1)
     fit_seconds = time.perf_counter() - start
     table = SidTable(vectors.item_ids, codes, sizes)
     report = sid_report(codes, codes.shape[1] - 1, table.codebook_sizes)
     report["method"] = method
     report["prefix"] = list(attributes.fields) if config.prefix else []
+    report["last_level"] = config.last_level
     report["fit_seconds"] = fit_seconds
     with atomic_path(Path(out) if out is not None else run / "sid") as tmp:
         tmp.mkdir(parents=True)
         tokenizer.save(tmp / "tokenizer.npz")
+        if last is not None:
+            np.savez(tmp / "last_level.npz", centroids=last.centroids_)
         if config.prefix:  # how attribute values map to the prefix codes, to code new items alike
             write_json_atomic(tmp / "prefix.json", {"fields": list(attributes.fields), "sizes": attributes.sizes,
                                                      "vocab": attributes.vocab})
@@ -108,7 +138,8 @@ def build_sids(
 
 def _title(config: SidConfig, report: dict) -> str:
     prefix = f"{' + '.join(report['prefix'])} prefix, then " if report["prefix"] else ""
-    return f"Semantic IDs: {prefix}{config.method}, {config.levels} levels"
+    last = ", then a learned balanced level" if config.last_level == "balanced" else ""
+    return f"Semantic IDs: {prefix}{config.method}, {config.levels} levels{last}"
 
 
 class _RQVAEOverrides(TypedDict, total=False):

@@ -131,6 +131,13 @@ class RQVAETokenizer(SidTokenizer):
             codes, last_distances = self.model_.encode(torch.from_numpy(x))
         return codes.numpy().astype(np.int64), last_distances.numpy()
 
+    def _reconstruct(self, codes: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            index = torch.from_numpy(np.asarray(codes, dtype=np.int64))
+            books = self.model_.quantizer.codebooks
+            quantized = sum((books[level][index[:, level]] for level in range(self.levels)), torch.zeros(len(index), books.shape[2]))
+            return self.model_.decoder(quantized).numpy()
+
     def _learned_arrays(self) -> dict[str, np.ndarray]:
         arrays = {f"model.{k}": v.detach().numpy() for k, v in self.model_.state_dict().items()}
         arrays["reconstruction_loss_"] = np.asarray(self.reconstruction_loss_, dtype=np.float64)
