@@ -20,6 +20,7 @@ from genrec.artifacts import atomic_path, folder_sha256, write_json_atomic, writ
 from genrec.data.dataset import Dataset
 from genrec.features.embed import EmbedConfig, embed_run
 from genrec.sid.codebook import adaptive_codebook_size, append_disambiguation_level
+from genrec.sid.collaborative import collaborative_vectors, train_cooccurrence, with_collaborative_view
 from genrec.sid.last_level import LAST_LEVELS, BalancedLastLevel, balanced_codebook_size
 from genrec.sid.prefix import attribute_prefix, group_sizes, within_group_residual
 from genrec.sid.report import sid_report, sid_report_markdown
@@ -50,6 +51,7 @@ class SidConfig:
     prefix: tuple[str, ...] = ()
     last_level: str | None = None
     last_level_size: int | None = None
+    collaborative_weight: float | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -58,6 +60,8 @@ class SidConfig:
             raise ValueError(f"last_level must be None (the disambiguation counter only) or one of {LAST_LEVELS}, got {self.last_level!r}")
         if self.last_level_size is not None and self.last_level != "balanced":
             raise ValueError(f"last_level_size applies to last_level='balanced' only, got last_level={self.last_level!r}")
+        if self.collaborative_weight is not None and not self.collaborative_weight >= 0:
+            raise ValueError(f"collaborative_weight must be None or ≥ 0, got {self.collaborative_weight!r}")
 
 
 def build_sids(
@@ -74,29 +78,37 @@ def build_sids(
     prefix: tuple[str, ...] = (),
     last_level: str | None = None,
     last_level_size: int | None = None,
+    collaborative_weight: float | None = None,
 ) -> SidTable:
     """Give every item of RUN/data a Semantic ID; write RUN/sid (or `out`). Same config + seed → same SIDs.
 
     New options default to None (off), so a run folder made before they existed still
     matches its config. `last_level="balanced"` adds the learned level of `genrec.sid.last_level` (its
     codebook size `last_level_size`, None: `balanced_codebook_size`) before the
-    disambiguation level."""
+    disambiguation level. `collaborative_weight` w > 0 appends w × the item's collaborative
+    vector (`genrec.sid.collaborative`, from the training histories only) to its text vector
+    before the residual levels quantize it."""
     config = SidConfig(method, levels, codebook_size, seed, tuple(views), epochs, spread_last_level, tuple(prefix),
-                       last_level, last_level_size)
+                       last_level, last_level_size, collaborative_weight)
     run = Path(run)
     vectors = embed_run(run, EmbedConfig(views=config.views), progress=progress)
+    dataset = Dataset.load(run / "data")
     start = time.perf_counter()
+    item_vectors = vectors.vectors
+    if config.collaborative_weight:
+        collaborative = collaborative_vectors(train_cooccurrence(dataset, vectors.item_ids), seed=config.seed)
+        item_vectors = with_collaborative_view(item_vectors, collaborative, config.collaborative_weight)
     if config.prefix:
-        attributes = attribute_prefix(Dataset.load(run / "data").items, vectors.item_ids, config.prefix)
+        attributes = attribute_prefix(dataset.items, vectors.item_ids, config.prefix)
         parents, parent_sizes = attributes.codes, attributes.sizes
-        x = within_group_residual(vectors.vectors, parents)
+        x = within_group_residual(item_vectors, parents)
         sized = config
         if config.codebook_size is None:  # room for the typical group, not the whole catalog
             typical = int(np.ceil(np.percentile(group_sizes(parents), 90)))
             sized = replace(config, codebook_size=adaptive_codebook_size(max(typical, 1), levels))
     else:
         parents, parent_sizes = np.zeros((len(vectors), 0), dtype=np.int64), []
-        x, sized = vectors.vectors, config
+        x, sized = item_vectors, config
     tokenizer = make_tokenizer(sized, progress=progress).fit(x)
     codes = tokenizer.transform(x, parents=parents)
     sizes = [*parent_sizes, *tokenizer.codebook_sizes_[:-1]]

@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="learned level before the disambiguation counter: 'balanced' splits crowded prefixes "
                           "by balanced k-means on the residual")
     sid.add_argument("--last-level-size", type=int, default=None, help="codes of the learned last level (default: adaptive)")
+    sid.add_argument("--collaborative-weight", type=float, default=None,
+                     help="append this weight × a co-occurrence vector (training histories only) to the text vector")
     sid.add_argument("--out", default=None, help="output folder (default RUN/sid)")
     sid.set_defaults(run=_sid)
 
@@ -45,6 +47,7 @@ def _sid(args: argparse.Namespace) -> int:
         prefix=tuple(args.prefix),
         last_level=args.last_level,
         last_level_size=args.last_level_size,
+        collaborative_weight=args.collaborative_weight,
     )
     print(f"{len(table)} items, codebook sizes {table.codebook_sizes} → {out}/sids.parquet")
     print((out / "sid_report.md").read_text())
