@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypedDict
 
 import numpy as np
+import scipy.sparse as sp
 
 from genrec.artifacts import atomic_path, folder_sha256, write_json_atomic, write_text_atomic
 from genrec.data.dataset import Dataset
@@ -23,6 +24,7 @@ from genrec.sid.codebook import adaptive_codebook_size, append_disambiguation_le
 from genrec.sid.collaborative import collaborative_vectors, train_cooccurrence, with_collaborative_view
 from genrec.sid.last_level import LAST_LEVELS, BalancedLastLevel, balanced_codebook_size
 from genrec.sid.prefix import attribute_prefix, group_sizes, within_group_residual
+from genrec.sid.quasid import benign_groups
 from genrec.sid.report import sid_report, sid_report_markdown
 from genrec.sid.rqkmeans import RQKMeansTokenizer
 from genrec.sid.rqvae import RQVAETokenizer
@@ -52,16 +54,26 @@ class SidConfig:
     last_level: str | None = None
     last_level_size: int | None = None
     collaborative_weight: float | None = None
+    repulsion_weight: float | None = None
+    contrastive_weight: float | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.last_level is not None and self.last_level not in LAST_LEVELS:
-            raise ValueError(f"last_level must be None (the disambiguation counter only) or one of {LAST_LEVELS}, got {self.last_level!r}")
+            raise ValueError(f"last_level must be None (the disambiguation counter only) or one of {LAST_LEVELS}, "
+                             f"got {self.last_level!r}")
         if self.last_level_size is not None and self.last_level != "balanced":
             raise ValueError(f"last_level_size applies to last_level='balanced' only, got last_level={self.last_level!r}")
         if self.collaborative_weight is not None and not self.collaborative_weight >= 0:
             raise ValueError(f"collaborative_weight must be None or ≥ 0, got {self.collaborative_weight!r}")
+        for name in ("repulsion_weight", "contrastive_weight"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ValueError(f"{name} must be None or ≥ 0, got {value!r}")
+            if value and self.method != "rqvae":
+                raise ValueError(f"{name} is a QuaSID loss for the trainable quantizer: it needs method='rqvae', "
+                                 f"got method={self.method!r}")
 
 
 def build_sids(
@@ -79,6 +91,8 @@ def build_sids(
     last_level: str | None = None,
     last_level_size: int | None = None,
     collaborative_weight: float | None = None,
+    repulsion_weight: float | None = None,
+    contrastive_weight: float | None = None,
 ) -> SidTable:
     """Give every item of RUN/data a Semantic ID; write RUN/sid (or `out`). Same config + seed → same SIDs.
 
@@ -87,9 +101,12 @@ def build_sids(
     codebook size `last_level_size`, None: `balanced_codebook_size`) before the
     disambiguation level. `collaborative_weight` w > 0 appends w × the item's collaborative
     vector (`genrec.sid.collaborative`, from the training histories only) to its text vector
-    before the residual levels quantize it."""
+    before the residual levels quantize it. `repulsion_weight` and `contrastive_weight`
+    (method `rqvae` only) turn on the QuaSID losses of `genrec.sid.quasid`: repulsion
+    between colliding items (masking pairs with the same normalised title) and a
+    contrastive pull between items co-occurring in the training histories."""
     config = SidConfig(method, levels, codebook_size, seed, tuple(views), epochs, spread_last_level, tuple(prefix),
-                       last_level, last_level_size, collaborative_weight)
+                       last_level, last_level_size, collaborative_weight, repulsion_weight, contrastive_weight)
     run = Path(run)
     vectors = embed_run(run, EmbedConfig(views=config.views), progress=progress)
     dataset = Dataset.load(run / "data")
@@ -109,7 +126,15 @@ def build_sids(
     else:
         parents, parent_sizes = np.zeros((len(vectors), 0), dtype=np.int64), []
         x, sized = item_vectors, config
-    tokenizer = make_tokenizer(sized, progress=progress).fit(x)
+    tokenizer = make_tokenizer(sized, progress=progress)
+    if isinstance(tokenizer, RQVAETokenizer) and (config.repulsion_weight or config.contrastive_weight):
+        titles = dataset.items.set_index("item_id").loc[vectors.item_ids, "title"].tolist()
+        benign = benign_groups(titles) if config.repulsion_weight else None
+        together = sp.triu(train_cooccurrence(dataset, vectors.item_ids), k=1).tocoo() if config.contrastive_weight else None
+        positive = np.stack([together.row, together.col], axis=1) if together is not None else None
+        tokenizer.fit(x, parents=parents, benign=benign, positive_pairs=positive)
+    else:
+        tokenizer.fit(x)
     codes = tokenizer.transform(x, parents=parents)
     sizes = [*parent_sizes, *tokenizer.codebook_sizes_[:-1]]
     last: BalancedLastLevel | None = None
@@ -158,6 +183,8 @@ class _RQVAEOverrides(TypedDict, total=False):
     """`RQVAETokenizer` arguments set only when the config names them, so the tokenizer keeps its own defaults."""
 
     epochs: int
+    repulsion_weight: float
+    contrastive_weight: float
 
 
 def make_tokenizer(config: SidConfig, progress: bool = False) -> SidTokenizer:
@@ -165,6 +192,10 @@ def make_tokenizer(config: SidConfig, progress: bool = False) -> SidTokenizer:
         return RQKMeansTokenizer(config.levels, config.codebook_size, config.seed, config.spread_last_level)
     if config.method == "rqvae":
         extra: _RQVAEOverrides = {"epochs": config.epochs} if config.epochs is not None else {}
+        if config.repulsion_weight:
+            extra["repulsion_weight"] = config.repulsion_weight
+        if config.contrastive_weight:
+            extra["contrastive_weight"] = config.contrastive_weight
         return RQVAETokenizer(
             config.levels, config.codebook_size, seed=config.seed, progress=progress, spread_last_level=config.spread_last_level, **extra
         )

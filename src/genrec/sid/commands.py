@@ -28,6 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sid.add_argument("--last-level-size", type=int, default=None, help="codes of the learned last level (default: adaptive)")
     sid.add_argument("--collaborative-weight", type=float, default=None,
                      help="append this weight × a co-occurrence vector (training histories only) to the text vector")
+    sid.add_argument("--repulsion-weight", type=float, default=None,
+                     help="rqvae: QuaSID Hamming-guided repulsion between colliding items (same-title pairs masked)")
+    sid.add_argument("--contrastive-weight", type=float, default=None,
+                     help="rqvae: QuaSID dual-tower contrastive pull between items co-occurring in training histories")
     sid.add_argument("--out", default=None, help="output folder (default RUN/sid)")
     sid.set_defaults(run=_sid)
 
@@ -48,6 +52,8 @@ def _sid(args: argparse.Namespace) -> int:
         last_level=args.last_level,
         last_level_size=args.last_level_size,
         collaborative_weight=args.collaborative_weight,
+        repulsion_weight=args.repulsion_weight,
+        contrastive_weight=args.contrastive_weight,
     )
     print(f"{len(table)} items, codebook sizes {table.codebook_sizes} → {out}/sids.parquet")
     print((out / "sid_report.md").read_text())
