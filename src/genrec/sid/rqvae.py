@@ -68,7 +68,7 @@ class RQVAETokenizer(SidTokenizer):
         spread_last_level: bool = True,
         repulsion_weight: float = 0.0,
         repulsion_margin: float = 0.5,
-        repulsion_max_differing: int = 1,
+        repulsion_max_differing: int = 0,
         contrastive_weight: float = 0.0,
         contrastive_temperature: float = 0.1,
     ):
