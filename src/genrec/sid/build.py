@@ -41,7 +41,10 @@ class SidConfig:
     see `genrec.sid.codebook`. `prefix`: item fields whose values become the first
     levels (`genrec.sid.prefix`, e.g. `("category", "brand")`); the tokenizer's
     `levels` then quantize each item's offset from its prefix group's mean, with an
-    adaptive codebook sized for the 90th-percentile group instead of the catalog."""
+    adaptive codebook sized for the 90th-percentile group instead of the catalog.
+    `last_level` ("balanced" or None), `last_level_size`, `collaborative_weight`,
+    `repulsion_weight` and `contrastive_weight`: see `build_sids`; all None (off) by
+    default, so a folder made before they existed still matches its config."""
 
     method: str = "rqkmeans"
     levels: int = 3

@@ -1,4 +1,5 @@
-"""`genrec sid --run RUN --method rqkmeans|rqvae`: Semantic IDs and their report."""
+"""`genrec sid --run RUN --method rqkmeans|rqvae [--last-level balanced] [--collaborative-weight W]
+[--repulsion-weight W --contrastive-weight W]`: Semantic IDs and their report."""
 
 from __future__ import annotations
 
