@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from sid_tokenizers import MARKER
 
 from genrec.data.dataset import Dataset
 from genrec.features import encode_items, encode_texts, item_text, load_text_encoder
@@ -85,8 +86,11 @@ def main() -> int:
         print(f"{name}: collision rate {report['collision_rate']:.4f}, fit {seconds:.1f} s", file=sys.stderr)
 
     text = _markdown(args, n, size, len(sample), embed_seconds, per_10k, rows)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    old = out.read_text() if out.exists() else ""
+    kept = old[old.index(MARKER):] if MARKER in old else ""  # the tokenizer comparison of sid_tokenizers.py
+    out.write_text(text + ("\n" + kept if kept else ""))
     print(text)
     return 0
 

@@ -15,12 +15,16 @@ from pathlib import Path
 from typing import TypedDict
 
 import numpy as np
+import scipy.sparse as sp
 
 from genrec.artifacts import atomic_path, folder_sha256, write_json_atomic, write_text_atomic
 from genrec.data.dataset import Dataset
 from genrec.features.embed import EmbedConfig, embed_run
-from genrec.sid.codebook import adaptive_codebook_size
+from genrec.sid.codebook import adaptive_codebook_size, append_disambiguation_level
+from genrec.sid.collaborative import collaborative_vectors, train_cooccurrence, with_collaborative_view
+from genrec.sid.last_level import LAST_LEVELS, BalancedLastLevel, balanced_codebook_size
 from genrec.sid.prefix import attribute_prefix, group_sizes, within_group_residual
+from genrec.sid.quasid import benign_groups
 from genrec.sid.report import sid_report, sid_report_markdown
 from genrec.sid.rqkmeans import RQKMeansTokenizer
 from genrec.sid.rqvae import RQVAETokenizer
@@ -37,7 +41,10 @@ class SidConfig:
     see `genrec.sid.codebook`. `prefix`: item fields whose values become the first
     levels (`genrec.sid.prefix`, e.g. `("category", "brand")`); the tokenizer's
     `levels` then quantize each item's offset from its prefix group's mean, with an
-    adaptive codebook sized for the 90th-percentile group instead of the catalog."""
+    adaptive codebook sized for the 90th-percentile group instead of the catalog.
+    `last_level` ("balanced" or None), `last_level_size`, `collaborative_weight`,
+    `repulsion_weight` and `contrastive_weight`: see `build_sids`; all None (off) by
+    default, so a folder made before they existed still matches its config."""
 
     method: str = "rqkmeans"
     levels: int = 3
@@ -47,6 +54,29 @@ class SidConfig:
     epochs: int | None = None
     spread_last_level: bool = True
     prefix: tuple[str, ...] = ()
+    last_level: str | None = None
+    last_level_size: int | None = None
+    collaborative_weight: float | None = None
+    repulsion_weight: float | None = None
+    contrastive_weight: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.last_level is not None and self.last_level not in LAST_LEVELS:
+            raise ValueError(f"last_level must be None (the disambiguation counter only) or one of {LAST_LEVELS}, "
+                             f"got {self.last_level!r}")
+        if self.last_level_size is not None and self.last_level != "balanced":
+            raise ValueError(f"last_level_size applies to last_level='balanced' only, got last_level={self.last_level!r}")
+        if self.collaborative_weight is not None and not self.collaborative_weight >= 0:
+            raise ValueError(f"collaborative_weight must be None or ≥ 0, got {self.collaborative_weight!r}")
+        for name in ("repulsion_weight", "contrastive_weight"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ValueError(f"{name} must be None or ≥ 0, got {value!r}")
+            if value and self.method != "rqvae":
+                raise ValueError(f"{name} is a QuaSID loss for the trainable quantizer: it needs method='rqvae', "
+                                 f"got method={self.method!r}")
 
     def __post_init__(self) -> None:  # before the embedding stage, not after it
         if self.method not in METHODS:
@@ -69,35 +99,75 @@ def build_sids(
     out: str | os.PathLike | None = None,
     spread_last_level: bool = True,
     prefix: tuple[str, ...] = (),
+    last_level: str | None = None,
+    last_level_size: int | None = None,
+    collaborative_weight: float | None = None,
+    repulsion_weight: float | None = None,
+    contrastive_weight: float | None = None,
 ) -> SidTable:
-    """Give every item of RUN/data a Semantic ID; write RUN/sid (or `out`). Same config + seed → same SIDs."""
-    config = SidConfig(method, levels, codebook_size, seed, tuple(views), epochs, spread_last_level, tuple(prefix))
+    """Give every item of RUN/data a Semantic ID; write RUN/sid (or `out`). Same config + seed → same SIDs.
+
+    New options default to None (off), so a run folder made before they existed still
+    matches its config. `last_level="balanced"` adds the learned level of `genrec.sid.last_level` (its
+    codebook size `last_level_size`, None: `balanced_codebook_size`) before the
+    disambiguation level. `collaborative_weight` w > 0 appends w × the item's collaborative
+    vector (`genrec.sid.collaborative`, from the training histories only) to its text vector
+    before the residual levels quantize it. `repulsion_weight` and `contrastive_weight`
+    (method `rqvae` only) turn on the QuaSID losses of `genrec.sid.quasid`: repulsion
+    between colliding items (masking pairs with the same normalised title) and a
+    contrastive pull between items co-occurring in the training histories."""
+    config = SidConfig(method, levels, codebook_size, seed, tuple(views), epochs, spread_last_level, tuple(prefix),
+                       last_level, last_level_size, collaborative_weight, repulsion_weight, contrastive_weight)
     run = Path(run)
     vectors = embed_run(run, EmbedConfig(views=config.views), progress=progress)
+    dataset = Dataset.load(run / "data")
     start = time.perf_counter()
+    item_vectors = vectors.vectors
+    if config.collaborative_weight:
+        collaborative = collaborative_vectors(train_cooccurrence(dataset, vectors.item_ids), seed=config.seed)
+        item_vectors = with_collaborative_view(item_vectors, collaborative, config.collaborative_weight)
     if config.prefix:
-        attributes = attribute_prefix(Dataset.load(run / "data").items, vectors.item_ids, config.prefix)
-        residual = within_group_residual(vectors.vectors, attributes.codes)
+        attributes = attribute_prefix(dataset.items, vectors.item_ids, config.prefix)
+        parents, parent_sizes = attributes.codes, attributes.sizes
+        x = within_group_residual(item_vectors, parents)
         sized = config
         if config.codebook_size is None:  # room for the typical group, not the whole catalog
-            typical = int(np.ceil(np.percentile(group_sizes(attributes.codes), 90)))
+            typical = int(np.ceil(np.percentile(group_sizes(parents), 90)))
             sized = replace(config, codebook_size=adaptive_codebook_size(max(typical, 1), levels))
-        tokenizer = make_tokenizer(sized, progress=progress).fit(residual)
-        codes = tokenizer.transform(residual, parents=attributes.codes)
-        sizes = [*attributes.sizes, *tokenizer.codebook_sizes_[:-1], int(codes[:, -1].max()) + 1]
     else:
-        tokenizer = make_tokenizer(config, progress=progress)
-        codes = tokenizer.fit_transform(vectors.vectors)
-        sizes = tokenizer.codebook_sizes_
+        parents, parent_sizes = np.zeros((len(vectors), 0), dtype=np.int64), []
+        x, sized = item_vectors, config
+    tokenizer = make_tokenizer(sized, progress=progress)
+    if isinstance(tokenizer, RQVAETokenizer) and (config.repulsion_weight or config.contrastive_weight):
+        titles = dataset.items.set_index("item_id").loc[vectors.item_ids, "title"].tolist()
+        benign = benign_groups(titles) if config.repulsion_weight else None
+        together = sp.triu(train_cooccurrence(dataset, vectors.item_ids), k=1).tocoo() if config.contrastive_weight else None
+        positive = np.stack([together.row, together.col], axis=1) if together is not None else None
+        tokenizer.fit(x, parents=parents, benign=benign, positive_pairs=positive)
+    else:
+        tokenizer.fit(x)
+    codes = tokenizer.transform(x, parents=parents)
+    sizes = [*parent_sizes, *tokenizer.codebook_sizes_[:-1]]
+    last: BalancedLastLevel | None = None
+    if config.last_level == "balanced":
+        semantic = codes[:, :-1]
+        residual = tokenizer.residual(x, semantic[:, parents.shape[1]:])
+        last = BalancedLastLevel(config.last_level_size or balanced_codebook_size(group_sizes(semantic)), seed=config.seed)
+        codes = append_disambiguation_level(np.concatenate([semantic, last.fit_assign(residual, semantic)[:, None]], axis=1))
+        sizes.append(last.codebook_size)
+    sizes.append(int(codes[:, -1].max()) + 1)
     fit_seconds = time.perf_counter() - start
     table = SidTable(vectors.item_ids, codes, sizes)
     report = sid_report(codes, codes.shape[1] - 1, table.codebook_sizes)
     report["method"] = method
     report["prefix"] = list(attributes.fields) if config.prefix else []
+    report["last_level"] = config.last_level
     report["fit_seconds"] = fit_seconds
     with atomic_path(Path(out) if out is not None else run / "sid") as tmp:
         tmp.mkdir(parents=True)
         tokenizer.save(tmp / "tokenizer.npz")
+        if last is not None:
+            np.savez(tmp / "last_level.npz", centroids=last.centroids_)
         if config.prefix:  # how attribute values map to the prefix codes, to code new items alike
             write_json_atomic(tmp / "prefix.json", {"fields": list(attributes.fields), "sizes": attributes.sizes,
                                                      "vocab": attributes.vocab})
@@ -116,13 +186,16 @@ def build_sids(
 
 def _title(config: SidConfig, report: dict) -> str:
     prefix = f"{' + '.join(report['prefix'])} prefix, then " if report["prefix"] else ""
-    return f"Semantic IDs: {prefix}{config.method}, {config.levels} levels"
+    last = ", then a learned balanced level" if config.last_level == "balanced" else ""
+    return f"Semantic IDs: {prefix}{config.method}, {config.levels} levels{last}"
 
 
 class _RQVAEOverrides(TypedDict, total=False):
     """`RQVAETokenizer` arguments set only when the config names them, so the tokenizer keeps its own defaults."""
 
     epochs: int
+    repulsion_weight: float
+    contrastive_weight: float
 
 
 def make_tokenizer(config: SidConfig, progress: bool = False) -> SidTokenizer:
@@ -130,6 +203,10 @@ def make_tokenizer(config: SidConfig, progress: bool = False) -> SidTokenizer:
         return RQKMeansTokenizer(config.levels, config.codebook_size, config.seed, config.spread_last_level)
     if config.method == "rqvae":
         extra: _RQVAEOverrides = {"epochs": config.epochs} if config.epochs is not None else {}
+        if config.repulsion_weight:
+            extra["repulsion_weight"] = config.repulsion_weight
+        if config.contrastive_weight:
+            extra["contrastive_weight"] = config.contrastive_weight
         return RQVAETokenizer(
             config.levels, config.codebook_size, seed=config.seed, progress=progress, spread_last_level=config.spread_last_level, **extra
         )

@@ -1,4 +1,5 @@
-"""`genrec sid --run RUN --method rqkmeans|rqvae`: Semantic IDs and their report."""
+"""`genrec sid --run RUN --method rqkmeans|rqvae [--last-level balanced] [--collaborative-weight W]
+[--repulsion-weight W --contrastive-weight W]`: Semantic IDs and their report."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from genrec.features.item_vectors import VIEWS
 from genrec.sid.build import METHODS, build_sids
+from genrec.sid.last_level import LAST_LEVELS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,6 +23,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sid.add_argument("--no-spread", action="store_true", help="plain nearest-code last level (more collisions)")
     sid.add_argument("--prefix", nargs="*", default=[], choices=("category", "brand"),
                      help="item fields whose values become the first SID levels (e.g. --prefix category brand)")
+    sid.add_argument("--last-level", choices=LAST_LEVELS, default=None,
+                     help="learned level before the disambiguation counter: 'balanced' splits crowded prefixes "
+                          "by balanced k-means on the residual")
+    sid.add_argument("--last-level-size", type=int, default=None, help="codes of the learned last level (default: adaptive)")
+    sid.add_argument("--collaborative-weight", type=float, default=None,
+                     help="append this weight × a co-occurrence vector (training histories only) to the text vector")
+    sid.add_argument("--repulsion-weight", type=float, default=None,
+                     help="rqvae: QuaSID Hamming-guided repulsion between colliding items (same-title pairs masked)")
+    sid.add_argument("--contrastive-weight", type=float, default=None,
+                     help="rqvae: QuaSID dual-tower contrastive pull between items co-occurring in training histories")
     sid.add_argument("--out", default=None, help="output folder (default RUN/sid)")
     sid.set_defaults(run=_sid)
 
@@ -38,6 +50,11 @@ def _sid(args: argparse.Namespace) -> int:
         out=out,
         spread_last_level=not args.no_spread,
         prefix=tuple(args.prefix),
+        last_level=args.last_level,
+        last_level_size=args.last_level_size,
+        collaborative_weight=args.collaborative_weight,
+        repulsion_weight=args.repulsion_weight,
+        contrastive_weight=args.contrastive_weight,
     )
     print(f"{len(table)} items, codebook sizes {table.codebook_sizes} → {out}/sids.parquet")
     print((out / "sid_report.md").read_text())

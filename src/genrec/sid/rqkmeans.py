@@ -53,6 +53,9 @@ class RQKMeansTokenizer(SidTokenizer):
         codes[:, -1] = last_distances.argmin(axis=1)
         return codes, last_distances
 
+    def _reconstruct(self, codes: np.ndarray) -> np.ndarray:
+        return sum((self.codebooks_[level][codes[:, level]] for level in range(self.levels)), np.zeros((len(codes), self.dim_), np.float32))
+
     def _learned_arrays(self) -> dict[str, np.ndarray]:
         return {"codebooks_": self.codebooks_}
 

@@ -24,7 +24,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from genrec.sid.kmeans import residual_kmeans
-from genrec.sid.tokenizer import SidTokenizer
+from genrec.sid.quasid import colliding_pairs, cooccurrence_contrastive, hamming_margin_repulsion
+from genrec.sid.tokenizer import SidTokenizer, check_vectors
 
 MAX_RESET_ROUNDS = 8
 
@@ -39,9 +40,17 @@ class RQVAETokenizer(SidTokenizer):
     `spread_last_level` lets siblings under one parent prefix take distinct
     last-level codes where the codebook allows (`genrec.sid.codebook`).
 
+    QuaSID plug-ins (`genrec.sid.quasid`; 0 turns each off): `repulsion_weight` of the
+    Hamming-guided margin repulsion between items whose full codes differ in at most
+    `repulsion_max_differing` positions, with a margin of `repulsion_margin` × the batch's
+    mean latent norm (pairs of one `benign` group are masked out); `contrastive_weight`
+    of the dual-tower InfoNCE over `positive_pairs` (co-occurring items) at
+    `contrastive_temperature`. The side inputs are `fit` arguments.
+
     Learned: `model_` (an `RQVAE` module), `reconstruction_loss_` (mean squared
     L2 error `||x - x̂||²` per epoch, `[epochs]`), `dead_codes_reset_` (codes
-    reset per epoch, `[epochs]`), plus `codebook_size_`, `dim_`, `disambiguation_size_`.
+    reset per epoch, `[epochs]`), `colliding_pairs_` (valid colliding pairs the
+    repulsion saw per epoch; empty without it), plus `codebook_size_`, `dim_`, `disambiguation_size_`.
     """
 
     def __init__(
@@ -57,6 +66,11 @@ class RQVAETokenizer(SidTokenizer):
         seed: int = 0,
         progress: bool = False,
         spread_last_level: bool = True,
+        repulsion_weight: float = 0.0,
+        repulsion_margin: float = 0.5,
+        repulsion_max_differing: int = 0,
+        contrastive_weight: float = 0.0,
+        contrastive_temperature: float = 0.1,
     ):
         self.levels = levels
         self.codebook_size = codebook_size
@@ -69,6 +83,11 @@ class RQVAETokenizer(SidTokenizer):
         self.seed = seed
         self.progress = progress
         self.spread_last_level = spread_last_level
+        self.repulsion_weight = repulsion_weight
+        self.repulsion_margin = repulsion_margin
+        self.repulsion_max_differing = repulsion_max_differing
+        self.contrastive_weight = contrastive_weight
+        self.contrastive_temperature = contrastive_temperature
 
     def get_params(self) -> dict[str, Any]:
         return {
@@ -83,7 +102,45 @@ class RQVAETokenizer(SidTokenizer):
             "seed": self.seed,
             "progress": self.progress,
             "spread_last_level": self.spread_last_level,
+            "repulsion_weight": self.repulsion_weight,
+            "repulsion_margin": self.repulsion_margin,
+            "repulsion_max_differing": self.repulsion_max_differing,
+            "contrastive_weight": self.contrastive_weight,
+            "contrastive_temperature": self.contrastive_temperature,
         }
+
+    def fit(self, vectors: np.ndarray, parents: np.ndarray | None = None, benign: np.ndarray | None = None,
+            positive_pairs: np.ndarray | None = None) -> "RQVAETokenizer":
+        """Learn from item vectors `[n, d]`; the QuaSID losses read the optional side inputs:
+        `parents` int `[n, P]` the attribute prefix (part of the code two items collide on),
+        `benign` int `[n]` group ids whose members may share a code (`quasid.benign_groups`),
+        `positive_pairs` int `[m, 2]` rows of co-occurring items (for `contrastive_weight`)."""
+        n = len(check_vectors(vectors))
+        parents = np.zeros((n, 0), dtype=np.int64) if parents is None else np.asarray(parents, dtype=np.int64)
+        if parents.ndim != 2 or len(parents) != n:
+            raise ValueError(f"parents must be [n={n}, P], got shape {parents.shape}")
+        if benign is not None and self.repulsion_weight == 0:
+            raise ValueError("benign is given but repulsion_weight is 0; the mask only applies to the repulsion loss")
+        benign = np.arange(n, dtype=np.int64) if benign is None else np.asarray(benign, dtype=np.int64)
+        if benign.shape != (n,):
+            raise ValueError(f"benign must be [n={n}] group ids, got shape {benign.shape}")
+        if (positive_pairs is not None) != (self.contrastive_weight > 0):
+            raise ValueError("contrastive_weight > 0 and positive_pairs go together; got contrastive_weight="
+                             f"{self.contrastive_weight!r} with positive_pairs {'given' if positive_pairs is not None else 'None'}")
+        pairs = np.zeros((0, 2), dtype=np.int64) if positive_pairs is None else np.asarray(positive_pairs, dtype=np.int64)
+        if pairs.ndim != 2 or pairs.shape[1] != 2 or (len(pairs) and (pairs.min() < 0 or pairs.max() >= n)):
+            raise ValueError(f"positive_pairs must be [m, 2] row indices in [0, {n}), got shape {pairs.shape}")
+        if self.contrastive_weight > 0 and not len(pairs):
+            raise ValueError("positive_pairs is empty; contrastive_weight > 0 needs co-occurring items")
+        if self.repulsion_weight > 0 and not self.repulsion_max_differing < parents.shape[1] + self.levels:
+            raise ValueError(f"repulsion_max_differing must be < the code length ({parents.shape[1] + self.levels}), "
+                             f"got {self.repulsion_max_differing!r}")
+        self._side = (parents, benign, pairs)
+        try:
+            super().fit(vectors)
+        finally:
+            del self._side
+        return self
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -97,8 +154,19 @@ class RQVAETokenizer(SidTokenizer):
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if not self.beta >= 0:
             raise ValueError(f"beta must be ≥ 0, got {self.beta!r}")
+        for name in ("repulsion_weight", "contrastive_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)!r}")
+        for name in ("repulsion_margin", "contrastive_temperature"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if not isinstance(self.repulsion_max_differing, (int, np.integer)) or self.repulsion_max_differing < 0:
+            raise ValueError(f"repulsion_max_differing must be an integer ≥ 0, got {self.repulsion_max_differing!r}")
 
     def _fit(self, x: np.ndarray) -> None:
+        parents, benign, positive = getattr(self, "_side", None) or (
+            np.zeros((len(x), 0), np.int64), np.arange(len(x)), np.zeros((0, 2), np.int64))
+        rng = np.random.default_rng(self.seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             generator = torch.Generator().manual_seed(self.seed)
@@ -107,18 +175,43 @@ class RQVAETokenizer(SidTokenizer):
             with torch.no_grad():
                 codebooks, _ = residual_kmeans(model.encoder(data).numpy(), self.levels, self.codebook_size_, self.seed)
                 model.quantizer.codebooks.copy_(torch.from_numpy(codebooks))
-            optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
+            towers = nn.ModuleList([nn.Linear(self.latent_dim, self.latent_dim) for _ in range(2)])  # contrastive only
+            parameters = [*model.parameters(), *(towers.parameters() if self.contrastive_weight > 0 else [])]
+            optimizer = torch.optim.Adam(parameters, lr=self.lr)
+            parents_t, benign_t, positive_t = torch.from_numpy(parents), torch.from_numpy(benign), torch.from_numpy(positive)
             self.reconstruction_loss_: list[float] = []
             self.dead_codes_reset_: list[int] = []
+            self.colliding_pairs_: list[int] = []
             for _ in tqdm(range(self.epochs), desc="rq-vae", unit="epoch", disable=not self.progress):
                 model.train()
+                colliding = torch.zeros((0, 2), dtype=torch.int64)
+                if self.repulsion_weight > 0:
+                    with torch.no_grad():
+                        codes = model.codes(model.encoder(data)).numpy()
+                    found = colliding_pairs(np.concatenate([parents, codes], axis=1), self.repulsion_max_differing, rng)
+                    colliding = torch.from_numpy(found[benign[found[:, 0]] != benign[found[:, 1]]])
+                    self.colliding_pairs_.append(len(colliding))
                 total, order = 0.0, torch.randperm(len(data), generator=generator)
                 for start in range(0, len(data), self.batch_size):
                     batch = data[order[start : start + self.batch_size]]
                     reconstruction, _, vq_loss = model(batch)
                     reconstruction_loss = ((reconstruction - batch) ** 2).sum(1).mean()
+                    loss = reconstruction_loss + vq_loss
+                    if len(colliding):
+                        a, b = colliding[torch.randint(len(colliding), (self.batch_size,), generator=generator)].T
+                        latent_a, latent_b = model.encoder(data[a]), model.encoder(data[b])
+                        codes_a = torch.cat([parents_t[a], model.codes(latent_a.detach())], dim=1)
+                        codes_b = torch.cat([parents_t[b], model.codes(latent_b.detach())], dim=1)
+                        margin = self.repulsion_margin * latent_a.detach().norm(dim=1).mean()  # scale-free
+                        loss = loss + self.repulsion_weight * hamming_margin_repulsion(
+                            latent_a, latent_b, codes_a, codes_b, self.repulsion_max_differing, margin,
+                            valid=benign_t[a] != benign_t[b])
+                    if len(positive_t):
+                        a, b = positive_t[torch.randint(len(positive_t), (self.batch_size,), generator=generator)].T
+                        loss = loss + self.contrastive_weight * cooccurrence_contrastive(
+                            towers[0](model.encoder(data[a])), towers[1](model.encoder(data[b])), self.contrastive_temperature)
                     optimizer.zero_grad(set_to_none=True)
-                    (reconstruction_loss + vq_loss).backward()
+                    loss.backward()
                     optimizer.step()
                     total += reconstruction_loss.item() * len(batch)
                 self.reconstruction_loss_.append(total / len(data))
@@ -131,10 +224,18 @@ class RQVAETokenizer(SidTokenizer):
             codes, last_distances = self.model_.encode(torch.from_numpy(x))
         return codes.numpy().astype(np.int64), last_distances.numpy()
 
+    def _reconstruct(self, codes: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            index = torch.from_numpy(np.asarray(codes, dtype=np.int64))
+            books = self.model_.quantizer.codebooks
+            quantized = sum((books[level][index[:, level]] for level in range(self.levels)), torch.zeros(len(index), books.shape[2]))
+            return self.model_.decoder(quantized).numpy()
+
     def _learned_arrays(self) -> dict[str, np.ndarray]:
         arrays = {f"model.{k}": v.detach().numpy() for k, v in self.model_.state_dict().items()}
         arrays["reconstruction_loss_"] = np.asarray(self.reconstruction_loss_, dtype=np.float64)
         arrays["dead_codes_reset_"] = np.asarray(self.dead_codes_reset_, dtype=np.int64)
+        arrays["colliding_pairs_"] = np.asarray(self.colliding_pairs_, dtype=np.int64)
         return arrays
 
     def _restore(self, arrays: dict[str, np.ndarray], scalars: dict[str, Any]) -> None:
@@ -145,6 +246,7 @@ class RQVAETokenizer(SidTokenizer):
         self.model_ = model
         self.reconstruction_loss_ = arrays["reconstruction_loss_"].tolist()
         self.dead_codes_reset_ = arrays["dead_codes_reset_"].tolist()
+        self.colliding_pairs_ = arrays["colliding_pairs_"].tolist() if "colliding_pairs_" in arrays else []
 
 
 class RQVAE(nn.Module):
@@ -163,6 +265,14 @@ class RQVAE(nn.Module):
         latent = self.encoder(x)
         quantized, codes, vq_loss = self.quantizer(latent)
         return self.decoder(quantized), codes, vq_loss
+
+    def codes(self, latent: torch.Tensor) -> torch.Tensor:
+        """Nearest-code path `[b, levels]` of latents `[b, latent_dim]`, level by level on the residual."""
+        residual, codes = latent, []
+        for codebook in self.quantizer.codebooks:
+            codes.append(_nearest(residual, codebook))
+            residual = residual - codebook[codes[-1]]
+        return torch.stack(codes, dim=1)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(codes `[b, levels]`, squared distances to the last level's codes `[b, K]`)."""

@@ -66,6 +66,18 @@ class SidTokenizer:
     def fit_transform(self, vectors: np.ndarray) -> np.ndarray:
         return self.fit(vectors).transform(vectors)
 
+    def residual(self, vectors: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """What the semantic codes leave unexplained: `vectors [n, d]` minus their reconstruction
+        from `codes [n, levels]` (this tokenizer's semantic levels, as `transform` chose them,
+        without parents or disambiguation), float32 `[n, d]`. The learned last level
+        (`genrec.sid.last_level`) quantizes it."""
+        self._check_fitted()
+        x = check_vectors(vectors, dim=self.dim_)
+        codes = np.asarray(codes, dtype=np.int64)
+        if codes.shape != (len(x), self.levels):
+            raise ValueError(f"codes must be [n={len(x)}, levels={self.levels}], got shape {codes.shape}")
+        return (x - self._reconstruct(codes)).astype(np.float32)
+
     @property
     def codebook_sizes_(self) -> list[int]:
         """Vocabulary size per level, the disambiguation level (as fitted) last."""
@@ -119,6 +131,10 @@ class SidTokenizer:
         raise NotImplementedError
 
     def _learned_arrays(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _reconstruct(self, codes: np.ndarray) -> np.ndarray:
+        """Vectors `[n, d]` (input space) the semantic `codes [n, levels]` stand for."""
         raise NotImplementedError
 
     def _learned_scalars(self) -> dict[str, Any]:
