@@ -9,7 +9,7 @@ alone evaluates, writes checkpoints and metrics.csv and shows the progress bar
 
 Averaging gradients averages each rank's *mean* loss. When a batch's loss is a
 mean over a number of targets that differs between the halves of a batch (the
-generative model's windows hold 1 to 21 targets each), that is not the mean over
+generative model's windows hold 1 to max_short + 1 targets each), that is not the mean over
 the global batch; `batch_weight` (targets per batch) makes it so: each rank's loss
 is scaled by world_size · its targets / all ranks' targets, and N processes then
 take the steps one process takes with the whole batch. The loss the loop reports
