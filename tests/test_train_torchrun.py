@@ -124,3 +124,33 @@ def test_two_torchrun_agents_meeting_at_a_rendezvous_as_two_machines_would_train
     printed = [out for out, _ in outputs if out.strip()]
     assert len(printed) == 1  # the agent that hosts rank 0 prints the summary; the other prints nothing
     _assert_trained_like_one_process(run, printed[0], "".join(err for _, err in outputs), one_process)
+
+
+def test_outside_torchrun_every_helper_is_a_no_op_and_the_torchrun_rank_decides_who_writes(monkeypatch):
+    from genrec.train import distributed
+
+    monkeypatch.delenv("RANK", raising=False)
+    assert distributed.is_main() and distributed.world_size() == 1 and distributed.from_main([3]) == [3]
+    with distributed.main_first():
+        distributed.barrier()
+    monkeypatch.setenv("RANK", "1")  # a torchrun worker before it joins the group, or after it left
+    assert not distributed.is_main()
+
+
+def test_ranks_other_than_0_log_warnings_only(monkeypatch):
+    import logging
+
+    from genrec.console_log import configure_logging
+
+    logger = logging.getLogger("genrec")
+    handlers, level = list(logger.handlers), logger.level
+    try:
+        monkeypatch.setenv("RANK", "1")
+        configure_logging(logging.INFO)
+        assert logger.level == logging.WARNING
+        monkeypatch.setenv("RANK", "0")
+        configure_logging(logging.INFO)
+        assert logger.level == logging.INFO
+    finally:  # leave the library's logger as other tests expect it
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
