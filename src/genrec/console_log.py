@@ -34,7 +34,12 @@ def log_level(requested: str | None = None) -> int:
 
 def configure_logging(level: int) -> None:
     """Send `genrec.*` records at `level` and above to stderr, once: a second call (tests run
-    `main` many times in one process) replaces the handler instead of adding another."""
+    `main` many times in one process) replaces the handler instead of adding another.
+
+    Under torchrun, ranks other than 0 log warnings and errors only: every rank runs the same
+    code, and the progress lines of N processes would otherwise all be printed N times."""
+    if int(os.environ.get("RANK", "0")) > 0:
+        level = max(level, logging.WARNING)
     logger = logging.getLogger("genrec")
     for handler in [h for h in logger.handlers if isinstance(h, StderrHandler)]:
         logger.removeHandler(handler)

@@ -9,6 +9,13 @@ model is trained). Each function has the signature
 reads `RUN/data`, trains into `RUN/train/<name>` (skipping the work when a
 matching model is already there, unless `force`) and returns a summary to print.
 `None` means the model's own default (`TrainConfig`).
+
+Under torchrun the separator `--` keeps torchrun from reading genrec's options
+(`--run` is otherwise an ambiguous abbreviation of torchrun's `--run-path`):
+
+    torchrun --standalone --nproc_per_node=2 -m genrec.cli -- train --run RUN --model generative
+
+Every rank trains its share of each batch; rank 0 writes and prints (docs/scale.md).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from genrec.train.distributed import is_main
 from genrec.train.loop import LAST_CHECKPOINT, CheckpointError, train_options
 
 TRAINERS: dict[str, str] = {
@@ -104,5 +112,6 @@ def _train(args: argparse.Namespace) -> int:
         print(f"cannot train {args.model}: {error}", file=sys.stderr)
         return 1
     summary["wall_seconds"] = round(time.perf_counter() - began, 1)
-    print(json.dumps(summary, indent=2, default=str))
+    if is_main():  # under torchrun every rank gets here; the summary is printed once
+        print(json.dumps(summary, indent=2, default=str))
     return 0

@@ -13,6 +13,12 @@ The loss is teacher-forced cross-entropy over the SID levels. The loop is
 measures Recall@10 / NDCG@10 of trie-constrained beam search on the validation
 requests and keeps the best checkpoint.
 
+Under torchrun every rank builds the same example tables (tensors indexed by the
+loop, see docs/scale.md for their size) and trains its share of each global
+batch; rank 0 alone computes the MiniLM item-vector cache (the others then read
+it), evaluates, and writes the folder (checkpoints, metrics.csv, config.json,
+encoder.json, manifest.json); the other ranks wait for it before returning.
+
     path = train_generative(run)            # RUN/train/generative/{best.pt, config.json, encoder.json, manifest.json}
 """
 
@@ -43,9 +49,10 @@ from genrec.model.model import GenerativeModel
 from genrec.model.retriever import GENERATIVE_CODE, MODEL_DIR, GenerativeRetriever
 from genrec.retrieval import Request
 from genrec.sid.table import SidTable
+from genrec.train.distributed import barrier, is_main, main_first, process_group
 from genrec.train.examples import ExampleTable
 from genrec.train.loop import TrainConfig, train, train_options
-from genrec.train.mixed import MixedTable, mixed_loss
+from genrec.train.mixed import MixedTable, batch_targets, mixed_loss
 from genrec.train.sequences import SequenceTable
 
 SAVED_RECORDS: tuple[str, ...] = ("inputs", "align")
@@ -110,17 +117,26 @@ def train_generative(run: str | os.PathLike, config: GenerativeTrainConfig | Non
 
     `dataset`, `split` and `sids` default to `RUN/data`, its leave-one-out split
     and `RUN/sid`. `sids` is anything with `item_ids [n]`, `codes [n, L]` and
-    `codebook_sizes`.
+    `codebook_sizes`. Under torchrun (`WORLD_SIZE > 1`) every rank calls this;
+    rank 0 writes, and every rank returns once the folder is complete.
     """
-    run = Path(run)
     config = config or GenerativeTrainConfig()
+    with process_group(config.train.device):
+        out = _train_generative(Path(run), config, dataset, split, sids, resume, progress and is_main())
+        barrier()  # the other ranks return (and may read the folder) once rank 0 has written it
+    return out
+
+
+def _train_generative(run: Path, config: GenerativeTrainConfig, dataset: Dataset | None, split: Split | None,
+                      sids: Any, resume: bool, progress: bool) -> Path:
     dataset = dataset if dataset is not None else Dataset.load(run / "data")
     split = split if split is not None else leave_one_out(dataset.events)
     sids = sids if sids is not None else load_sid_table(run)
     torch.manual_seed(config.train.seed)
     out = run.joinpath(*MODEL_DIR)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "manifest.json").unlink(missing_ok=True)  # the folder is incomplete until training ends
+    if is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "manifest.json").unlink(missing_ok=True)  # the folder is incomplete until training ends
 
     prepared = prepare_training(run, config, dataset, split, sids, progress=progress)
     encoder, examples, model = prepared.encoder, prepared.examples, prepared.model
@@ -129,8 +145,10 @@ def train_generative(run: str | os.PathLike, config: GenerativeTrainConfig | Non
     evaluate = _validation(encoder, sids, valid, valid_targets, config.beams) if len(valid) else None
     began = time.perf_counter()
     result = train(model, mixed_loss, range(len(examples)), examples.collate, config.train, out,
-                   evaluate=evaluate, metric="ndcg@10", resume=resume)
+                   evaluate=evaluate, metric="ndcg@10", resume=resume, batch_weight=batch_targets)
     seconds = time.perf_counter() - began
+    if not is_main():
+        return out
 
     saved = {**config.to_dict(), "inputs": model.spec.to_dict()}
     write_json_atomic(out / "config.json", saved)
@@ -245,7 +263,8 @@ def _primed_query_vectors(run: Path, dataset: Dataset) -> TextVectorCache:
     """A MiniLM query-vector cache that already knows the indexing task's texts: an
     item's pseudo-query gets the item's own text vector (`RUN/features`, computed
     there if missing), so 10k item texts are not encoded a second time."""
-    vectors = encode_items(dataset, run / "features", views=("text",), progress=False)
+    with main_first():  # rank 0 computes and caches them; the other ranks read the cache
+        vectors = encode_items(dataset, run / "features", views=("text",), progress=False)
     row_of = dict(zip(vectors.item_ids.tolist(), range(len(vectors))))
     rows = [row_of[int(i)] for i in dataset.items["item_id"]]
     cache = TextVectorCache()

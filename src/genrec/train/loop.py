@@ -3,7 +3,17 @@
 Distributed data parallel is switched on by the environment, not by a second
 code path: when `torchrun` sets `WORLD_SIZE > 1` (with `RANK`, `LOCAL_RANK`),
 `train` joins the process group (gloo on CPU, nccl on GPU), shards every batch
-across the ranks and averages gradients with `DistributedDataParallel`.
+across the ranks and averages gradients with `DistributedDataParallel`. Rank 0
+alone evaluates, writes checkpoints and metrics.csv and shows the progress bar
+(`genrec.train.distributed` says who does what).
+
+Averaging gradients averages each rank's *mean* loss. When a batch's loss is a
+mean over a number of targets that differs between the halves of a batch (the
+generative model's windows hold 1 to max_short + 1 targets each), that is not the mean over
+the global batch; `batch_weight` (targets per batch) makes it so: each rank's loss
+is scaled by world_size · its targets / all ranks' targets, and N processes then
+take the steps one process takes with the whole batch. The loss the loop reports
+is the global batch's on every rank.
 
 Determinism is the design constraint. The examples a step sees are a pure
 function of (seed, step, rank, world size) — see `batch_indices` — and the
@@ -47,6 +57,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from genrec.artifacts import atomic_path
+from genrec.train.distributed import barrier, from_main, init_process_group, rank, world_size
 from genrec.train.metrics_csv import METRICS_FILE, MetricsCSV
 
 log = logging.getLogger(__name__)
@@ -148,7 +159,7 @@ class TrainResult:
     best_step: int
     last_step: int
     history: list[dict[str, float]] = field(default_factory=list)  # one entry per evaluation
-    losses: list[float] = field(default_factory=list)  # rank 0's training loss, one per step
+    losses: list[float] = field(default_factory=list)  # the global batch's training loss, one per step
     seconds: float = 0.0  # wall time of this call
     examples_per_second: float = 0.0  # global examples per second in this call
 
@@ -164,6 +175,7 @@ def train(
     metric: str = "ndcg@10",
     resume: bool = False,
     stop_after: int | None = None,
+    batch_weight: Callable[[Any], float] | None = None,
 ) -> TrainResult:
     """Train `model` in place for `config.steps` optimizer steps; checkpoints go to `out_dir`,
     and the training curve to `out_dir/metrics.csv` (`genrec.train.metrics_csv`).
@@ -179,15 +191,20 @@ def train(
     be read, rather than silently starting over. `stop_after=n` returns after n
     steps of this call, with `last.pt` written — a planned interruption (time
     budgets, tests).
+
+    `batch_weight(batch)`: how many targets `loss_fn`'s mean runs over, for a loss
+    whose per-batch count varies (see the module's docstring); None when every
+    example weighs the same. It changes nothing in one process.
     """
     if len(examples) == 0:
         raise ValueError("examples is empty; expected at least one training example")
     if stop_after is not None and stop_after < 0:
         raise ValueError(f"stop_after must be ≥ 0 or None, got {stop_after}")
     out_dir = Path(out_dir)
-    started_group = _init_distributed(config.device)
+    started_group = init_process_group(config.device)
     try:
-        return _train(model, loss_fn, examples, collate, config, out_dir, evaluate, metric, resume, stop_after)
+        return _train(model, loss_fn, examples, collate, config, out_dir, evaluate, metric, resume, stop_after,
+                      batch_weight)
     finally:
         if started_group:
             dist.destroy_process_group()
@@ -242,9 +259,10 @@ def load_best(model: nn.Module, out_dir: Path, map_location: str | torch.device 
 # --------------------------------------------------------------------------- the loop
 
 
-def _train(model, loss_fn, examples, collate, config, out_dir, evaluate, metric, resume, stop_after) -> TrainResult:
-    rank, world_size = _rank(), _world_size()
-    is_main = rank == 0
+def _train(model, loss_fn, examples, collate, config, out_dir, evaluate, metric, resume, stop_after,
+           batch_weight) -> TrainResult:
+    rank_, world_size_ = rank(), world_size()
+    is_main = rank_ == 0
     device = _device(config.device)
     model.to(device)
     optimizer = _optimizer(model, config, device)
@@ -269,13 +287,13 @@ def _train(model, loss_fn, examples, collate, config, out_dir, evaluate, metric,
         start_step = int(state["step"])
         best_metric, best_step = state["best_metric"], int(state["best_step"])
         history, losses = list(state["history"]), list(state["losses"])
-        _set_rng_states(state["rng"], rank, world_size, config.seed + start_step)
+        _set_rng_states(state["rng"], rank_, world_size_, config.seed + start_step)
     else:
-        _seed_everything(config.seed + rank)
+        _seed_everything(config.seed + rank_)
 
     loss_module = _LossModule(model, loss_fn)
     runner: nn.Module = loss_module
-    if world_size > 1:
+    if world_size_ > 1:
         runner = nn.parallel.DistributedDataParallel(
             loss_module, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=config.find_unused_parameters,
@@ -292,14 +310,18 @@ def _train(model, loss_fn, examples, collate, config, out_dir, evaluate, metric,
     window_seen, window_seconds = 0, 0.0  # training examples and seconds since the last metrics.csv row
     for step in range(start_step, end_step):
         tick = time.perf_counter()
-        indices = batch_indices(step, len(examples), config.batch_size, config.seed, rank, world_size)
+        indices = batch_indices(step, len(examples), config.batch_size, config.seed, rank_, world_size_)
         batch = _to_device(collate([examples[int(i)] for i in indices]), device)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config)
+        share = _loss_share(batch_weight(batch) if batch_weight is not None and world_size_ > 1 else None, device)
         with autocast:
             loss = runner(batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower TrainConfig.lr or check the data")
+        if share != 1.0:
+            loss = loss * share
+        global_loss = _global_mean(loss.detach(), world_size_)
+        if not torch.isfinite(global_loss):  # every rank sees the same value, so every rank stops here
+            raise FloatingPointError(f"loss is {global_loss.item()} at step {step}; lower TrainConfig.lr or check the data")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:
@@ -307,9 +329,9 @@ def _train(model, loss_fn, examples, collate, config, out_dir, evaluate, metric,
         optimizer.step()
 
         done = step + 1
-        seen += len(indices) * world_size
-        losses.append(float(loss.detach()))
-        window_seen += len(indices) * world_size
+        seen += len(indices) * world_size_
+        losses.append(float(global_loss))
+        window_seen += len(indices) * world_size_
         window_seconds += time.perf_counter() - tick
         rate = seen / max(time.perf_counter() - began, 1e-9)
         bar.update(1)
@@ -326,7 +348,7 @@ def _train(model, loss_fn, examples, collate, config, out_dir, evaluate, metric,
                 if best_metric is None or scores[metric] > best_metric:
                     best_metric, best_step = float(scores[metric]), done
                     _save_best(model, config, out_dir, done, metric, best_metric)
-            _barrier()
+            barrier()
         if curve is not None and (scores or done % config.log_every == 0 or done == config.steps):
             window_losses = losses[curve.last_step:done] or losses[-1:]  # losses[i] is step i's, kept across resumes
             curve.append({"step": done, "loss": float(np.mean(window_losses)), "lr": lr_at(step, config),
@@ -335,7 +357,7 @@ def _train(model, loss_fn, examples, collate, config, out_dir, evaluate, metric,
         now = _clock()
         step_seconds, step_began = now - step_began, now
         if _checkpoint_due(config, done, end_step, now - saved_at, step_seconds, device):
-            _save_last(model, optimizer, config, out_dir, done, best_metric, best_step, history, losses, rank, world_size, len(examples))
+            _save_last(model, optimizer, config, out_dir, done, best_metric, best_step, history, losses, rank_, world_size_, len(examples))
             saved_at = step_began = _clock()
     bar.close()
     seconds = time.perf_counter() - began
@@ -344,8 +366,30 @@ def _train(model, loss_fn, examples, collate, config, out_dir, evaluate, metric,
     if evaluate is None and last_step == config.steps and is_main:
         best_step = last_step
         _save_best(model, config, out_dir, last_step, None, None)
-    best_metric, best_step, history = _from_main((best_metric, best_step, history))
+    best_metric, best_step, history = from_main((best_metric, best_step, history))
     return TrainResult(best_metric, best_step, last_step, history, losses, seconds, seen / max(seconds, 1e-9))
+
+
+def _loss_share(weight: float | None, device: torch.device) -> float:
+    """world_size · this rank's weight / every rank's weight: the factor that turns this rank's mean
+    loss into its part of the global batch's mean once DDP averages the gradients (1.0 without weights)."""
+    if weight is None:
+        return 1.0
+    weights = torch.tensor([float(weight)], dtype=torch.float64, device=device)
+    dist.all_reduce(weights)
+    total = float(weights.item())
+    if not total > 0:
+        raise ValueError(f"batch_weight summed to {total} over the ranks' batches; expected a positive count of targets")
+    return world_size() * float(weight) / total
+
+
+def _global_mean(loss: Tensor, world_size_: int) -> Tensor:
+    """The mean over ranks of each rank's (share-scaled) loss: the global batch's loss, on every rank."""
+    if world_size_ == 1:
+        return loss
+    total = loss.float().clone()
+    dist.all_reduce(total)
+    return total / world_size_
 
 
 class _LossModule(nn.Module):
@@ -523,39 +567,6 @@ def _set_rng_states(states: list[dict[str, Any]], rank: int, world_size: int, fa
 
 
 # --------------------------------------------------------------------------- processes and devices
-
-
-def _init_distributed(device: str) -> bool:
-    """Join the torchrun process group if the environment asks for one; True if this call started it."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return False
-    use_cuda = device != "cpu" and torch.cuda.is_available()
-    if use_cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return True
-
-
-def _rank() -> int:
-    return dist.get_rank() if dist.is_initialized() else 0
-
-
-def _world_size() -> int:
-    return dist.get_world_size() if dist.is_initialized() else 1
-
-
-def _barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()
-
-
-def _from_main(value: Any) -> Any:
-    """Rank 0's value on every rank (evaluation and best-checkpoint choice happen there)."""
-    if not dist.is_initialized():
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def _device(name: str) -> torch.device:
