@@ -21,7 +21,9 @@ def genrec_logger():
     logger.setLevel(level)
 
 
-def test_a_stale_stage_is_reported_as_a_log_record_not_printed(tmp_path, caplog, capsys):
+def test_a_stale_stage_is_reported_as_a_log_record_not_printed(tmp_path, caplog, capsys, monkeypatch):
+    # a CLI test run earlier in this process may have left the console handler on "genrec"
+    monkeypatch.setattr(logging.getLogger("genrec"), "handlers", [])
     stage = tmp_path / "sid"
     stage.mkdir()
     write_json_atomic(stage / "manifest.json", manifest({"levels": 1}))

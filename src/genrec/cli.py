@@ -39,7 +39,7 @@ COMMAND_SUMMARIES: dict[str, tuple[str, str]] = {
     "genrec.cascade.commands": ("cascade", "the multi-stage cascade: recall → rank → fuse → calibrate → post-rank"),
     "genrec.demo": ("demo", "the whole path on the embedded default world (≤ 15 min on 2 cores)"),
     "genrec.data.loaders.commands": ("load", "convert your CSV/Parquet files or a public data set (P5 Amazon, RecBole, "
-                                             "KuaiSAR, ESCI) into a genrec dataset"),
+                                             "KuaiSAR, KuaiSearch, ESCI) into a genrec dataset"),
     "genrec.eval.commands": ("eval", "evaluate retrievers on a run's split; writes RUN/eval"),
     "genrec.features.commands": ("embed", "encode item text (+ precomputed views) into RUN/features"),
     "genrec.pipeline.commands": ("run", "the whole pipeline (data → SIDs → train → align → eval) from one config file"),

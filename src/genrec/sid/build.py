@@ -60,9 +60,13 @@ class SidConfig:
     repulsion_weight: float | None = None
     contrastive_weight: float | None = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # checked before the embedding stage, not after it
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.levels < 1:
+            raise ValueError(f"levels must be ≥ 1, got {self.levels}")
+        if self.codebook_size is not None and self.codebook_size < 2:
+            raise ValueError(f"codebook_size must be ≥ 2 (or absent: sized from the catalog), got {self.codebook_size}")
         if self.last_level is not None and self.last_level not in LAST_LEVELS:
             raise ValueError(f"last_level must be None (the disambiguation counter only) or one of {LAST_LEVELS}, "
                              f"got {self.last_level!r}")
@@ -77,14 +81,6 @@ class SidConfig:
             if value and self.method != "rqvae":
                 raise ValueError(f"{name} is a QuaSID loss for the trainable quantizer: it needs method='rqvae', "
                                  f"got method={self.method!r}")
-
-    def __post_init__(self) -> None:  # before the embedding stage, not after it
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.levels < 1:
-            raise ValueError(f"levels must be ≥ 1, got {self.levels}")
-        if self.codebook_size is not None and self.codebook_size < 2:
-            raise ValueError(f"codebook_size must be ≥ 2 (or absent: sized from the catalog), got {self.codebook_size}")
 
 
 def build_sids(
