@@ -111,7 +111,10 @@ class TrainConfig:
     checkpoint_seconds: float | None = 60.0
     seed: int = 0
     device: str = "auto"
-    bf16: bool = True  # bf16 autocast, on CUDA only
+    bf16: bool = True  # bf16 autocast on CUDA (no effect on a CPU)
+    # bf16 autocast on a CPU. Off by default: it changes the numbers a CPU run computes, so a saved
+    # config without it trains as it always did. Weights and optimizer state stay fp32 either way.
+    cpu_bf16: bool = False
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at the last step
     progress: bool = True  # tqdm bar on rank 0
     # DDP only: tolerate parameters a batch does not touch (e.g. a query encoder
@@ -224,6 +227,19 @@ def lr_at(step: int, config: TrainConfig) -> float:
     return floor + (config.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def autocast_context(config: TrainConfig, device: torch.device) -> torch.autocast:
+    """The forward pass's bf16 autocast: `config.bf16` on CUDA, `config.cpu_bf16` on a CPU, off elsewhere.
+
+    Autocast only: parameters, gradients and AdamW's moments stay fp32 (master weights), and
+    evaluation runs outside it, in the model's own fp32. Two flags rather than one `precision`
+    because saved configs say `bf16: true` and mean "on CUDA"; a CPU run in bf16 is measurably
+    different numbers (benchmarks/results/train_precision.md), so it is asked for by name.
+    """
+    if device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=config.bf16)
+    return torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=config.cpu_bf16 and device.type == "cpu")
+
+
 def batch_indices(step: int, n_examples: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> np.ndarray:
     """Indices of the examples rank `rank` trains on at optimizer step `step`.
 
@@ -298,7 +314,7 @@ def _train(model, loss_fn, examples, collate, config, out_dir, evaluate, metric,
             loss_module, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=config.find_unused_parameters,
         )
-    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=config.bf16 and device.type == "cuda")
+    autocast = autocast_context(config, device)
 
     end_step = config.steps if stop_after is None else min(config.steps, start_step + stop_after)
     bar = tqdm(total=config.steps, initial=start_step, desc="train", unit="step",
