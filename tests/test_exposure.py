@@ -53,6 +53,9 @@ def test_item_origins_are_none_without_ai_items_or_creators():
     only_creators = ItemOrigins.from_items(pd.DataFrame({"item_id": [1, 2], "origin": ["human"] * 2, "creator_id": [5, 6]}))
     assert only_creators is not None and only_creators.is_ai is None
     assert np.isnan(measure_exposure(np.array([[1, 2]]), only_creators, k=2).ai_share)
+    unknown = ItemOrigins.from_items(pd.DataFrame({"item_id": [1, 2], "origin": ["ai", "human"], "creator_id": [5.0, None]}))
+    assert unknown is not None and unknown.n_creators == 1
+    assert measure_exposure(np.array([[1, 2]]), unknown, k=2).creators_exposed == 1
 
 
 def _ranked(ids):

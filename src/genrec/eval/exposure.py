@@ -61,7 +61,7 @@ class ItemOrigins:
         n_creators = 0
         if "creator_id" in items.columns:
             creator = np.full(size, -1, dtype=np.int64)
-            creator[ids] = items["creator_id"].to_numpy(dtype=np.int64)
+            creator[ids] = items["creator_id"].fillna(-1).to_numpy(dtype=np.int64)  # unknown creator: -1, not counted
             n_creators = int(items["creator_id"].nunique())
         if is_ai is None and creator is None:
             return None
