@@ -132,7 +132,7 @@ class EvalReport:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready record: config, timings, slice sizes, summary rows, exposure."""
-        exposure = {}
+        exposure: dict[str, dict[str, Any]] = {}
         if self.origins is not None:
             for name in self.results:
                 exposure[name] = {}
