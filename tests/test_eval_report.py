@@ -21,7 +21,11 @@ def test_run_evaluation_writes_tables_json_and_plots(small_world, tmp_path):
     assert "## Search" in markdown and "## Recommendation" in markdown
     for name in names:
         assert f"| {name} |" in markdown
+    # the generated world marks AI items and creators: every retriever gets an exposure row
+    exposure = markdown.split("## Exposure by origin and creator")[1].split("\n## ")[0]
+    assert all(f"| {name} |" in exposure for name in names) and "creator Gini" in exposure
     record = json.loads((run / "eval" / "report.json").read_text())
+    assert 0 <= record["exposure"]["popularity"]["all"]["ai_share"] <= 1
     assert record["n_requests"] == len(report.targets)
     assert {row["retriever"] for row in record["summary"]} == set(names)
     for png in ("recall_at_k.png", "slices.png"):

@@ -5,6 +5,9 @@ Each entry points at a class with `from_run(run, dataset, split) -> Retriever`
 that fits a cheap retriever on `split.train` (counts, an index) or loads what a
 training stage saved in the run folder; it never trains a model (`genrec.stages`
 does). Imports are lazy: naming one retriever never imports the others.
+
+`NAME+aigc` is retriever NAME behind the AIGC exposure control
+(`genrec.exposure_control`): the AI-generated share of each page capped.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 
 from genrec.data.dataset import Dataset
 from genrec.data.splits import Split
+from genrec.exposure_control import SUFFIX as AIGC_SUFFIX
 from genrec.retrieval import Retriever
 
 RETRIEVERS: dict[str, str] = {
@@ -32,11 +36,19 @@ RETRIEVERS: dict[str, str] = {
 
 
 def retriever_names() -> list[str]:
-    return list(RETRIEVERS)
+    return list(RETRIEVERS) + [name + AIGC_SUFFIX for name in RETRIEVERS]
 
 
-def build_retriever(name: str, run: str | Path, dataset: Dataset, split: Split) -> Retriever:
-    """Build the retriever called `name` for the run folder `run`."""
+def build_retriever(name: str, run: str | Path, dataset: Dataset, split: Split, aigc=None) -> Retriever:
+    """Build the retriever called `name` for the run folder `run`.
+
+    `aigc` (an `AIGCControlConfig`, default one when None) configures a `NAME+aigc` retriever.
+    """
+    if name.endswith(AIGC_SUFFIX) and name[: -len(AIGC_SUFFIX)] in RETRIEVERS:
+        from genrec.exposure_control import AIGCExposureControl
+
+        inner = build_retriever(name[: -len(AIGC_SUFFIX)], run, dataset, split)
+        return AIGCExposureControl.for_items(inner, dataset.items, aigc)
     if name not in RETRIEVERS:
         raise ValueError(f"unknown retriever {name!r}; expected one of {retriever_names()}")
     module_name, class_name = RETRIEVERS[name].split(":")

@@ -25,6 +25,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from genrec.eval.bootstrap import PairedComparison, bootstrap_means, paired_test, percentile_interval
+from genrec.eval.exposure import EXPOSURE_K, Exposure, ItemOrigins, measure_exposure
 from genrec.eval.metrics import hit_rank, item_coverage, mrr, ndcg_at_k, ranked_matrix, recall_at_k
 from genrec.eval.slices import SliceConfig, request_slices
 from genrec.retrieval import Ranked, Request, Retriever
@@ -101,6 +102,8 @@ class EvalReport:
     results: dict[str, RetrieverResult]
     summary: pd.DataFrame
     meta: dict[str, Any] = field(default_factory=dict)
+    origins: ItemOrigins | None = None
+    """Item origin and creator lookups (from the data set's items); None when the items carry neither."""
 
     @property
     def retrievers(self) -> list[str]:
@@ -121,8 +124,23 @@ class EvalReport:
         hits = np.bincount(ranks[ranks >= 0], minlength=self.config.k)[: self.config.k]
         return np.cumsum(hits) / len(ranks)
 
+    def exposure(self, retriever: str, slice: str = "all") -> Exposure | None:
+        """Exposure by origin and creator of `retriever`'s top `EXPOSURE_K` on `slice`; None without origins."""
+        if self.origins is None:
+            return None
+        return measure_exposure(self.results[retriever].ranked[self.slices[slice]], self.origins, min(EXPOSURE_K, self.config.k))
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready record: config, timings, slice sizes, summary rows."""
+        """A JSON-ready record: config, timings, slice sizes, summary rows, exposure."""
+        exposure: dict[str, dict[str, Any]] = {}
+        if self.origins is not None:
+            for name in self.results:
+                exposure[name] = {}
+                for slice_name in ("all", "search", "recommendation"):
+                    if slice_name in self.slices and self.slices[slice_name].any():
+                        found = self.exposure(name, slice_name)
+                        assert found is not None
+                        exposure[name][slice_name] = {k: v for k, v in asdict(found).items() if k != "per_request_ai_share"}
         return {
             "config": asdict(self.config),
             "n_requests": int(len(self.targets)),
@@ -141,6 +159,7 @@ class EvalReport:
                 for name, r in self.results.items()
             },
             "summary": self.summary.to_dict(orient="records"),
+            "exposure": exposure,
             **self.meta,
         }
 
@@ -186,7 +205,8 @@ def evaluate(
     for retriever, name in zip(retrievers, names):
         results[name] = _run_one(retriever, name, requests, targets, config, progress)
     summary = _summarize(results, slices, n_items, config)
-    return EvalReport(config, n_items, targets, slices, results, summary)
+    origins = ItemOrigins.from_items(dataset.items) if dataset is not None else None
+    return EvalReport(config, n_items, targets, slices, results, summary, origins=origins)
 
 
 def paired_comparison(report: EvalReport, a: str, b: str, metric: str, slice: str = "all") -> PairedComparison:

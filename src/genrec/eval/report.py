@@ -16,7 +16,8 @@ from typing import Sequence
 import numpy as np
 
 from genrec.artifacts import atomic_path, write_json_atomic, write_text_atomic
-from genrec.eval.bootstrap import PairedComparison
+from genrec.eval.bootstrap import PairedComparison, bootstrap_means, percentile_interval
+from genrec.eval.exposure import EXPOSURE_K
 from genrec.eval.harness import HEADLINE, EvalReport, paired_comparison
 
 REQUEST_TYPES: tuple[str, ...] = ("search", "recommendation")
@@ -121,7 +122,8 @@ def render_markdown(report: EvalReport, command: str = "", focus: str = FOCUS) -
             mean, low, high = report.value(retriever, _slice_metric(report), name)
             cells.append(f"{mean:.3f} [{low:.3f}, {high:.3f}]")
         lines.append(f"| {name} | {int(report.slices[name].sum())} | " + " | ".join(cells) + " |")
-    lines += ["", "## Speed", "", f"Latency: {report.config.latency_requests} seeded requests sent one at a time "
+    lines += [""] + exposure_markdown(report)
+    lines += ["## Speed", "", f"Latency: {report.config.latency_requests} seeded requests sent one at a time "
               f"(before the batched pass, so no warm caches); throughput: all requests in batches of {report.config.batch_size}.", "",
               "| retriever | p50 ms | p99 ms | search p50 / p99 ms | recommendation p50 / p99 ms | requests/s | total s |",
               "|---|---|---|---|---|---|---|"]
@@ -134,6 +136,48 @@ def render_markdown(report: EvalReport, command: str = "", focus: str = FOCUS) -
                      f"{result.throughput_rps:,.0f} | {result.seconds:.1f} |")
     lines += ["", "Slices are defined in `genrec/eval/slices.py`; metrics in `genrec/eval/metrics.py`.", ""]
     return "\n".join(lines)
+
+
+def exposure_markdown(report: EvalReport) -> list[str]:
+    """The "Exposure by origin and creator" section: one row per retriever, or a line saying why there is none."""
+    lines = ["## Exposure by origin and creator", ""]
+    if report.origins is None:
+        return lines + ["Not measured: the items carry neither AI-generated content (`origin` = 'ai') nor a `creator_id` column.", ""]
+    k = min(EXPOSURE_K, report.config.k)
+    origins = report.origins
+    catalogue = f"{origins.catalogue_ai_share:.3f}" if origins.is_ai is not None else "n/a (no AI-generated items)"
+    creators = f"{origins.n_creators} creators" if origins.creator is not None else "no `creator_id` column"
+    lines += [f"Slots in the top {k} of every answer. Catalogue AI share: {catalogue}; {creators}. "
+              "AI share: mean over requests [95% bootstrap CI]; position-weighted by 1/log2(rank+1). "
+              "Creator Gini over every catalogue creator (never shown = 0); top 1%: share of slots the most-shown 1% of creators hold.", ""]
+    types = _present(report, REQUEST_TYPES)
+    headers = ["retriever", f"AI share@{k}", *[f"AI share ({t})" for t in types], "AI share, position-weighted",
+               "creators shown", "creator Gini", "top-1% creators' share"]
+    lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for name in report.retrievers:
+        found = report.exposure(name)
+        assert found is not None
+        cells = [name, _share_with_interval(found.per_request_ai_share, report)]
+        for request_type in types:
+            by_type = report.exposure(name, request_type)
+            cells.append(_number(by_type.ai_share if by_type is not None else float("nan")))
+        cells += [_number(found.ai_share_weighted),
+                  f"{found.creators_exposed} / {found.creators}" if origins.creator is not None else "n/a",
+                  _number(found.creator_gini), _number(found.top_creator_share)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _share_with_interval(per_request: np.ndarray, report: EvalReport) -> str:
+    values = per_request[~np.isnan(per_request)]
+    if not len(values):
+        return "n/a"
+    low, high = percentile_interval(bootstrap_means(values, report.config.bootstrap, report.config.seed), report.config.level)
+    return f"{values.mean():.3f} [{float(low[0]):.3f}, {float(high[0]):.3f}]"
+
+
+def _number(value: float) -> str:
+    return "n/a" if value != value else f"{value:.3f}"
 
 
 def plot_recall_curves(report: EvalReport):
