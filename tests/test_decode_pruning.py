@@ -97,7 +97,10 @@ def test_the_best_beam_is_never_dropped(seed: int) -> None:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("margin", [0.5, 1.0, 2.0])
 def test_the_answer_only_holds_items_of_beams_that_were_kept(seed: int, margin: float) -> None:
-    codes, item_ids, trie = _catalog(seed)
+    # Every prefix branches, so the last level steps every kept beam and `stepped[-1]` lists them all.
+    codes = np.stack(np.meshgrid(*[np.arange(4)] * 3, np.arange(3), indexing="ij"), -1).reshape(-1, 4)
+    item_ids = np.random.default_rng(seed).permutation(len(codes)) + 1
+    trie = PrefixTrie.from_codes(codes, item_ids)
     unpruned = PrefixRecorder(TableStepModel(levels=4, vocab_size=6, seed=seed))
     constrained_beam_search(unpruned, unpruned.initial_state(6), trie, beams=8, k=10)
     pruned = PrefixRecorder(TableStepModel(levels=4, vocab_size=6, seed=seed))
@@ -147,6 +150,19 @@ def test_a_hopeless_branch_leaves_the_decoder_fewer_rows_at_later_levels() -> No
         assert all(codes[i][0] == 0 for i in got[0][request].tolist())
         assert torch.equal(got[0][request], want[0][request])
     torch.testing.assert_close(got[1], want[1])  # request 1's eight items all tie: which four is arbitrary
+
+
+def test_the_last_level_steps_only_beams_whose_prefix_has_several_children() -> None:
+    """A prefix with one valid child scores it log 1 = 0 whatever the model says, so it needs no step."""
+    codes = np.array([[a, b, 0] for a in range(2) for b in range(2)] + [[0, 0, 1]])  # only (0, 0) branches
+    trie = PrefixTrie.from_codes(codes, np.arange(len(codes)))
+    plain, pruned = (PrefixRecorder(TableStepModel(levels=3, vocab_size=2, seed=4)) for _ in range(2))
+    want = constrained_beam_search(plain, plain.initial_state(3), trie, beams=4, k=5)
+    got = constrained_beam_search(pruned, pruned.initial_state(3), trie, beams=4, k=5, prune_margin=float("inf"))
+    assert plain.rows_per_level == [3, 12, 12]  # level 1: two live beams per request, two dead ones
+    assert pruned.rows_per_level == [3, 6, 3]  # dead beams dropped; at level 2 only (0, 0) is stepped
+    assert pruned.stepped[2] == {(r, (0, 0)) for r in range(3)}
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
 
 
 def test_bad_margins_are_refused_with_the_field_named() -> None:
@@ -202,8 +218,8 @@ def test_fast_decoder_refuses_a_ragged_index_that_is_not_request_major() -> None
     _, state = fast.step(fast.encode(batch), torch.full((batch.batch_size,), -1), 0)
     with pytest.raises(ValueError, match="request-major"):
         fast.reorder(state, torch.tensor([1, 0, 2, 3, 4, 5, 5]))
-    with pytest.raises(ValueError, match="request-major"):  # request 5 keeps no row
-        fast.reorder(state, torch.tensor([0, 1, 2, 3, 4, 4, 4]))
+    ragged = fast.reorder(state, torch.tensor([0, 1, 2, 3, 4, 4, 4]))  # request 5 keeps no row: allowed
+    assert fast.num_rows(ragged) == 7
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

@@ -198,7 +198,7 @@ class FastDecoder(nn.Module):
 
     def reorder(self, state: FastState, index: torch.Tensor) -> FastState:
         """Row i continues from row `index[i]`. `index` `[N]` keeps the layout; any other length
-        (beam search with pruning) is a ragged layout: request-major, ≥ 1 row per request."""
+        (beam search with pruning) is a ragged layout: request-major, any number of rows per request."""
         n = self.num_rows(state)
         if index.ndim != 1:
             raise ValueError(f"index must be 1-d, got shape {tuple(index.shape)}")
@@ -217,10 +217,13 @@ class FastDecoder(nn.Module):
     def _ragged(state: FastState, rows: torch.Tensor) -> FastState:
         b = state.batch_size
         counts = torch.bincount(rows, minlength=b)
-        if bool((rows[1:] < rows[:-1]).any()) or bool((counts == 0).any()):
-            raise ValueError("a ragged reorder index must be request-major with ≥ 1 row per request")
+        if bool((rows[1:] < rows[:-1]).any()):
+            raise ValueError("a ragged reorder index must be request-major (rows of request 0, then 1, ...)")
+        slots = int(counts.max()) if len(rows) else 0
+        if len(rows) == b * slots:  # every request kept the same number of rows: the uniform layout
+            return replace(state, beams=slots, rows=None, slot=None, slots=0)
         slot = torch.arange(len(rows), device=rows.device) - (torch.cumsum(counts, 0) - counts)[rows]
-        return replace(state, rows=rows, slot=slot, slots=int(counts.max()))
+        return replace(state, rows=rows, slot=slot, slots=slots)
 
     @torch.no_grad()
     def step(self, state: FastState, tokens: torch.Tensor, level: int) -> tuple[torch.Tensor, FastState]:
