@@ -152,6 +152,9 @@ def test_prune_margin_is_refused_when_negative_or_without_a_fast_decoder(small_w
         GenerativeRetriever(*parts, precision="fp32", prune_margin=-1.0)
     with pytest.raises(ValueError, match="prune_margin needs precision"):
         GenerativeRetriever(*parts, prune_margin=2.0)
+    retriever.prune_margin = 2.0  # set later, on a retriever decoding with the model's own code
+    with pytest.raises(ValueError, match="prune_margin needs precision"):
+        retriever.retrieve([Request(user_id=1, query="x")], k=3)
 
 
 @pytest.mark.slow

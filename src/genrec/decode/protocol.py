@@ -35,6 +35,9 @@ class BeamSearchModel(Protocol):
       columns are masked by the trie) and the new state (KV cache grown by one).
     * `reorder(state, index)`: gather rows of the state by `index` `[N]` (the
       surviving beams' parent rows), e.g. `cache[index]` for every KV tensor.
+      With `prune_margin` (`genrec.decode.pruning`) `index` is ragged: any
+      length, request-major, each request keeping its own number of rows; only
+      a model that tracks each row's request (`FastDecoder`) can take that.
     """
 
     def expand(self, state: Any, beams: int) -> Any: ...

@@ -88,6 +88,8 @@ class GenerativeRetriever:
         for i, r in enumerate(requests):
             if not isinstance(r, Request):
                 raise ValueError(f"requests[{i}] must be a genrec.retrieval.Request, got {type(r).__name__}")
+        if self.prune_margin is not None and self.decoder is self.model:
+            raise ValueError("prune_margin needs precision 'fp32' or 'bf16' (set at construction)")
         beams = min(max(self.beams, k), self.max_beams)
         k = min(k, beams)
         device = next(self.model.parameters()).device
