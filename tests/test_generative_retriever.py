@@ -130,6 +130,33 @@ def test_bad_input_is_refused_with_a_message_naming_it(small_world, world_sids, 
         GenerativeRetriever(retriever.model, retriever.encoder, wrong_levels)
 
 
+def test_pruning_is_off_by_default_and_an_infinite_margin_changes_no_answer(small_world, world_sids, world_requests):
+    torch.manual_seed(3)
+    retriever = _fitted_retriever(TINY, world_sids, list(small_world.dataset.items["title"]), beams=12)
+    assert retriever.prune_margin is None
+    fast = GenerativeRetriever(retriever.model, retriever.encoder, retriever.trie, beams=12, precision="fp32")
+    want = fast.retrieve(world_requests, k=10)
+    fast.prune_margin = float("inf")
+    for a, b in zip(fast.retrieve(world_requests, k=10), want):
+        np.testing.assert_array_equal(a.item_ids, b.item_ids)
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-5)
+    fast.prune_margin = 0.0  # the greedy path: still real items, best first, at most k
+    for ranked in fast.retrieve(world_requests, k=10):
+        assert 1 <= len(ranked) <= 10 and np.all(np.diff(ranked.scores) <= 1e-6)
+
+
+def test_prune_margin_is_refused_when_negative_or_without_a_fast_decoder(small_world, world_sids):
+    retriever = _fitted_retriever(TINY, world_sids, ["x"])
+    parts = (retriever.model, retriever.encoder, retriever.trie)
+    with pytest.raises(ValueError, match="prune_margin must be"):
+        GenerativeRetriever(*parts, precision="fp32", prune_margin=-1.0)
+    with pytest.raises(ValueError, match="prune_margin needs precision"):
+        GenerativeRetriever(*parts, prune_margin=2.0)
+    retriever.prune_margin = 2.0  # set later, on a retriever decoding with the model's own code
+    with pytest.raises(ValueError, match="prune_margin needs precision"):
+        retriever.retrieve([Request(user_id=1, query="x")], k=3)
+
+
 @pytest.mark.slow
 def test_train_generative_writes_a_model_folder_that_from_run_serves(small_world, world_sids, world_requests, tmp_path):
     from genrec.data.splits import leave_one_out

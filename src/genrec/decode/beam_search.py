@@ -7,6 +7,9 @@ beams × candidates per request, and one `reorder` of the model state (its KV
 caches) by the surviving rows. There is no Python loop over requests, beams or
 tokens, and no per-token callback, so the cost per level does not depend on
 how many items the catalog holds.
+
+`prune_margin` switches to `genrec.decode.pruning`, which drops beams that fell
+too far behind their request's best and steps the model on the survivors only.
 """
 
 from __future__ import annotations
@@ -15,13 +18,13 @@ from typing import Any
 
 import torch
 
-from genrec.decode.protocol import BOS_TOKEN, BeamSearchModel, state_rows
+from genrec.decode.protocol import BOS_TOKEN, BeamSearchModel, pad_answers, state_rows
 from genrec.decode.trie import PrefixTrie
 
 
 @torch.inference_mode()  # no autograd bookkeeping: ~5% of a CPU decode at batch 64
 def constrained_beam_search(
-    model: BeamSearchModel, state: Any, trie: PrefixTrie, beams: int, k: int
+    model: BeamSearchModel, state: Any, trie: PrefixTrie, beams: int, k: int, prune_margin: float | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The top-k items per request by sequence log-probability, generating only valid SIDs.
 
@@ -32,11 +35,20 @@ def constrained_beam_search(
     The search is exact when `beams` ≥ the number of items: every valid prefix
     then survives every level. With k > beams at most beams × (the last level's
     fan-out) items can come back. The trie must sit on the model's device.
+
+    `prune_margin` (nats, ≥ 0; None, the default: off) drops a beam once its
+    score is more than that far below its request's best beam, so later levels
+    step the model on fewer rows (`genrec.decode.pruning.pruned_beam_search`;
+    the model must accept a ragged `reorder` index). Faster, and approximate.
     """
     if beams < 1:
         raise ValueError(f"beams must be ≥ 1, got {beams}")
     if k < 1:
         raise ValueError(f"k must be ≥ 1, got {k}")
+    if prune_margin is not None:
+        from genrec.decode.pruning import pruned_beam_search
+
+        return pruned_beam_search(model, state, trie, beams, k, prune_margin)
     batch = state_rows(model, state)
     device = trie.leaf_item_ids.device
     # Level 0 runs once per request: every beam would start from the same empty prefix, so the
@@ -65,7 +77,7 @@ def constrained_beam_search(
             best_scores, best = torch.topk(total, keep, dim=1)  # [batch, keep]
             leaves = child_ids.reshape(batch, -1).gather(1, best)
             item_ids = torch.where(best_scores > float("-inf"), trie.item_at(leaves), -1)
-            return _pad(item_ids, best_scores, k)
+            return pad_answers(item_ids, best_scores, k)
 
         best_scores, best = torch.topk(total, min(beams, total.shape[1]), dim=1)
         if best.shape[1] < beams:  # fewer valid prefixes than beams (only possible at level 0)
@@ -85,10 +97,3 @@ def constrained_beam_search(
     raise AssertionError("unreachable: the trie has at least one level")
 
 
-def _pad(item_ids: torch.Tensor, scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    scores = torch.where(item_ids >= 0, scores, float("-inf"))
-    missing = k - item_ids.shape[1]
-    if missing > 0:
-        item_ids = torch.cat([item_ids, item_ids.new_full((item_ids.shape[0], missing), -1)], 1)
-        scores = torch.cat([scores, scores.new_full((scores.shape[0], missing), float("-inf"))], 1)
-    return item_ids, scores

@@ -35,6 +35,9 @@ class BeamSearchModel(Protocol):
       columns are masked by the trie) and the new state (KV cache grown by one).
     * `reorder(state, index)`: gather rows of the state by `index` `[N]` (the
       surviving beams' parent rows), e.g. `cache[index]` for every KV tensor.
+      With `prune_margin` (`genrec.decode.pruning`) `index` is ragged: any
+      length, request-major, each request keeping its own number of rows; only
+      a model that tracks each row's request (`FastDecoder`) can take that.
     """
 
     def expand(self, state: Any, beams: int) -> Any: ...
@@ -130,3 +133,13 @@ class TableStepModel:
 
     def reorder(self, state: TablePrefixState, index: torch.Tensor) -> TablePrefixState:
         return TablePrefixState(prefix_hash=state.prefix_hash[index])
+
+
+def pad_answers(item_ids: torch.Tensor, scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Items `[batch, ≤ k]` → `[batch, k]`: unreachable slots (item -1) score -inf, the tail padded so."""
+    scores = torch.where(item_ids >= 0, scores, float("-inf"))
+    missing = k - item_ids.shape[1]
+    if missing > 0:
+        item_ids = torch.cat([item_ids, item_ids.new_full((item_ids.shape[0], missing), -1)], 1)
+        scores = torch.cat([scores, scores.new_full((scores.shape[0], missing), float("-inf"))], 1)
+    return item_ids, scores

@@ -53,6 +53,11 @@ class FastState:
     `[rows_s, 2d]`, keys then values) and `ancestors[s]` `[N]` says which of
     those rows each current beam descends from. A reorder gathers only these
     integer indices; a step gathers each past level's `[N, 2d]` once.
+
+    After a ragged reorder (beam search with pruning: requests keep different
+    numbers of beams) `rows` `[N]` holds each row's request (non-decreasing),
+    `slot` `[N]` its place among that request's rows and `slots` the most rows
+    any request has; `beams` is then unused. None: every request has `beams` rows.
     """
 
     memory_k: list[torch.Tensor]  # per layer [B, H, S, hd]
@@ -63,6 +68,9 @@ class FastState:
     beams: int = 1
     cache: tuple[tuple[torch.Tensor, ...], ...] = ()  # [layer][level] → [rows at that level, 2d]
     ancestors: tuple[torch.Tensor, ...] = ()  # [level] → [N] row of cache[layer][level] each beam reads
+    rows: torch.Tensor | None = None  # [N] request of each row, after a ragged reorder
+    slot: torch.Tensor | None = None  # [N] place of each row among its request's rows
+    slots: int = 0  # the most rows a request has (ragged only)
 
     @property
     def batch_size(self) -> int:
@@ -180,18 +188,42 @@ class FastDecoder(nn.Module):
     def expand(self, state: FastState, beams: int) -> FastState:
         if beams < 1:
             raise ValueError(f"beams must be ≥ 1, got {beams}")
+        if state.rows is not None:
+            raise ValueError("cannot expand a ragged state (after a pruning reorder)")
         return replace(state, beams=state.beams * beams,
                        ancestors=tuple(a.repeat_interleave(beams) for a in state.ancestors))
 
     def num_rows(self, state: FastState) -> int:
-        return state.batch_size * state.beams
+        return state.batch_size * state.beams if state.rows is None else len(state.rows)
 
     def reorder(self, state: FastState, index: torch.Tensor) -> FastState:
+        """Row i continues from row `index[i]`. `index` `[N]` keeps the layout; any other length
+        (beam search with pruning) is a ragged layout: request-major, any number of rows per request."""
         n = self.num_rows(state)
-        if index.shape != (n,):
-            raise ValueError(f"index must have shape [{n}], got {tuple(index.shape)}")
+        if index.ndim != 1:
+            raise ValueError(f"index must be 1-d, got shape {tuple(index.shape)}")
         index = index.long()
-        return replace(state, ancestors=tuple(a.index_select(0, index) for a in state.ancestors))
+        ancestors = tuple(a.index_select(0, index) for a in state.ancestors)
+        if index.shape == (n,) and state.rows is None:
+            return replace(state, ancestors=ancestors)
+        return self._ragged(replace(state, ancestors=ancestors), self._row_requests(state).index_select(0, index))
+
+    def _row_requests(self, state: FastState) -> torch.Tensor:
+        if state.rows is not None:
+            return state.rows
+        return torch.arange(state.batch_size, device=state.summary.device).repeat_interleave(state.beams)
+
+    @staticmethod
+    def _ragged(state: FastState, rows: torch.Tensor) -> FastState:
+        b = state.batch_size
+        counts = torch.bincount(rows, minlength=b)
+        if bool((rows[1:] < rows[:-1]).any()):
+            raise ValueError("a ragged reorder index must be request-major (rows of request 0, then 1, ...)")
+        slots = int(counts.max()) if len(rows) else 0
+        if len(rows) == b * slots:  # every request kept the same number of rows: the uniform layout
+            return replace(state, beams=slots, rows=None, slot=None, slots=0)
+        slot = torch.arange(len(rows), device=rows.device) - (torch.cumsum(counts, 0) - counts)[rows]
+        return replace(state, rows=rows, slot=slot, slots=slots)
 
     @torch.no_grad()
     def step(self, state: FastState, tokens: torch.Tensor, level: int) -> tuple[torch.Tensor, FastState]:
@@ -201,12 +233,15 @@ class FastDecoder(nn.Module):
         if level != state.length:
             raise ValueError(f"state has decoded {state.length} levels, cannot step level {level}")
         b, beams = state.batch_size, state.beams
-        n = b * beams
+        n = self.num_rows(state)
         if tokens.shape != (n,):
-            raise ValueError(f"tokens must have shape [{n}] (batch * beams), got {tuple(tokens.shape)}")
+            raise ValueError(f"tokens must have shape [{n}] (one per row), got {tuple(tokens.shape)}")
         table = cast(torch.Tensor, getattr(self, f"level_input_{level}"))
         x = table.expand(n, -1) if level == 0 else table.index_select(0, tokens.long())
-        x = (x.view(b, beams, -1) + state.summary[:, None, :]).view(n, -1)
+        if state.rows is None:
+            x = (x.view(b, beams, -1) + state.summary[:, None, :]).view(n, -1)
+        else:
+            x = x + state.summary.index_select(0, state.rows)
         caches = []
         for i, layer in enumerate(self._layers()):
             qkv = self._linear(layer.qkv, layer.norm1(x))  # [N, 3d]
@@ -219,7 +254,8 @@ class FastDecoder(nn.Module):
             x = x + self._mlp(layer, layer.norm3(x))
         logits = self._linear(self.heads[level], self.norm(x))
         if level == 0 and state.first_level_bias is not None:
-            logits = (logits.view(b, beams, -1) + state.first_level_bias[:, None, :]).view(n, -1)
+            logits = (logits.view(b, beams, -1) + state.first_level_bias[:, None, :]).view(n, -1) \
+                if state.rows is None else logits + state.first_level_bias.index_select(0, state.rows)
         here = torch.arange(n, device=x.device)
         return logits, replace(state, cache=tuple(caches), ancestors=(*state.ancestors, here))
 
@@ -246,12 +282,20 @@ class FastDecoder(nn.Module):
         return out.reshape(n, d)
 
     def _cross_attend(self, layer: _Layer, x: torch.Tensor, state: FastState, i: int) -> torch.Tensor:
-        """A request's beams as `beams` queries against its one memory `[B, H, S, hd]`."""
+        """A request's beams as `beams` queries against its one memory `[B, H, S, hd]`. Ragged rows
+        are scattered into `slots` query positions per request (the empty ones attend for nothing)."""
         b, beams = state.batch_size, state.beams
         h, hd = layer.n_heads, layer.head_dim
-        q = self._linear(layer.cross_q, x).view(b, beams, h, hd).transpose(1, 2)  # [B, H, beams, hd]
+        q = self._linear(layer.cross_q, x)
+        if state.rows is None:
+            q = q.view(b, beams, h, hd).transpose(1, 2)  # [B, H, beams, hd]
+            y = F.scaled_dot_product_attention(q, state.memory_k[i], state.memory_v[i], attn_mask=state.memory_bias)
+            return y.transpose(1, 2).reshape(b * beams, h * hd)
+        padded = q.new_zeros(b, state.slots, h * hd)
+        padded[state.rows, state.slot] = q
+        q = padded.view(b, state.slots, h, hd).transpose(1, 2)  # [B, H, slots, hd]
         y = F.scaled_dot_product_attention(q, state.memory_k[i], state.memory_v[i], attn_mask=state.memory_bias)
-        return y.transpose(1, 2).reshape(b * beams, h * hd)
+        return y.transpose(1, 2)[state.rows, state.slot].reshape(len(state.rows), h * hd)
 
     @staticmethod
     def _heads(layer: _Layer, x: torch.Tensor) -> torch.Tensor:  # [B, S, d] → [B, H, S, hd]

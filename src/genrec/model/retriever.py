@@ -47,19 +47,32 @@ class GenerativeRetriever:
     evaluated); "fp32" or "bf16" decodes with a `FastDecoder` copy of it
     (`genrec.model.inference`): "fp32" returns the same items, faster; "bf16" is
     faster still on CPUs with bf16 arithmetic but may reorder near-tied items.
+
+    `prune_margin` (nats; None, the default, is off) drops a beam after any level
+    once it is that far below its request's best beam, so later levels decode
+    fewer rows (`genrec.decode.pruning`); it trades a little recall for
+    throughput (benchmarks/results/decode_pruning.md). It needs a `precision`:
+    the `FastDecoder` steps ragged rows, the model's own decoding does not.
     """
 
     name = "generative"
 
     def __init__(self, model: GenerativeModel, encoder: RequestEncoder, trie: PrefixTrie,
-                 beams: int = 20, batch_size: int = 256, max_beams: int = 256, precision: str | None = None):
+                 beams: int = 20, batch_size: int = 256, max_beams: int = 256, precision: str | None = None,
+                 prune_margin: float | None = None):
         if not 1 <= beams <= max_beams:
             raise ValueError(f"beams must be in 1..max_beams ({max_beams}), got {beams}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
         if trie.levels != model.spec.levels:
             raise ValueError(f"trie has {trie.levels} levels but the model decodes {model.spec.levels}")
+        if prune_margin is not None and not prune_margin >= 0:  # `not >=` also refuses NaN
+            raise ValueError(f"prune_margin must be ≥ 0 or None, got {prune_margin}")
+        if prune_margin is not None and precision is None:
+            raise ValueError("prune_margin needs precision 'fp32' or 'bf16' (the FastDecoder steps the "
+                             "ragged rows pruning leaves; the model's own decoding does not)")
         self.model = model.eval()
+        self.prune_margin = prune_margin
         self.encoder = encoder
         self.trie = trie
         self.beams = beams
@@ -75,6 +88,8 @@ class GenerativeRetriever:
         for i, r in enumerate(requests):
             if not isinstance(r, Request):
                 raise ValueError(f"requests[{i}] must be a genrec.retrieval.Request, got {type(r).__name__}")
+        if self.prune_margin is not None and self.decoder is self.model:
+            raise ValueError("prune_margin needs precision 'fp32' or 'bf16' (set at construction)")
         beams = min(max(self.beams, k), self.max_beams)
         k = min(k, beams)
         device = next(self.model.parameters()).device
@@ -83,7 +98,8 @@ class GenerativeRetriever:
             for start in range(0, len(requests), self.batch_size):
                 chunk = requests[start:start + self.batch_size]
                 state = self.decoder.encode(self.encoder.transform(chunk).to(device))
-                found, found_scores = constrained_beam_search(self.decoder, state, self.trie, beams, k)
+                found, found_scores = constrained_beam_search(self.decoder, state, self.trie, beams, k,
+                                                                    prune_margin=self.prune_margin)
                 items, scores = found.cpu().numpy(), found_scores.cpu().numpy()
                 for row in range(len(chunk)):
                     real = items[row] >= 0

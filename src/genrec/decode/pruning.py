@@ -1,0 +1,115 @@
+"""Beam search that drops hopeless beams early, on a ragged row layout.
+
+After each level's topk, a beam whose cumulative log-prob is more than
+`margin` nats below its request's best beam is dropped: its score can still
+rise relative to the others, but rarely by that much, and every level after
+this one costs a decoder row for it. Requests keep different numbers of beams
+(a sure request keeps one or two, an unsure one all `beams`), so the rows are
+ragged: request-major, each request's surviving beams adjacent, best first,
+and the model is stepped on exactly the surviving rows (padding every request
+to the widest one would save nothing: in a batch of 64 some request almost
+always keeps every beam).
+
+Per level the ragged rows' candidate scores are scattered into one
+`[batch, widest * C]` table for the per-request topk, so the search is still
+one topk per level with no Python loop over requests. The model must accept a
+ragged `reorder` index (`BeamSearchModel`): `FastDecoder` and `TableStepModel` do.
+
+At the last level a beam whose prefix has one valid child (most of them under a
+disambiguation level) is not stepped at all: the trie-masked log-softmax over one
+candidate is 0 whatever the logits, and no later level needs its cache. This
+part is exact; `margin` = inf keeps only it (and the drop of dead beams).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from genrec.decode.protocol import BOS_TOKEN, BeamSearchModel, pad_answers, state_rows
+from genrec.decode.trie import PrefixTrie
+
+
+@torch.inference_mode()
+def pruned_beam_search(model: BeamSearchModel, state: Any, trie: PrefixTrie, beams: int, k: int,
+                       margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """`constrained_beam_search` with beams more than `margin` nats below their request's best dropped.
+
+    Same inputs and outputs as `constrained_beam_search`. The request's best beam
+    is never dropped; `margin` = inf drops only dead beams (score -inf, which can
+    never reach the answer), so it returns the unpruned search's items and scores.
+    `model.reorder` receives the surviving rows' parents `[N']`, request-major and
+    non-decreasing in request, with 1 to `beams` rows per request (0 to `beams`
+    before the last level's step, which skips rows with one valid child).
+    """
+    if not margin >= 0:  # `not >=` also refuses NaN
+        raise ValueError(f"prune_margin must be ≥ 0, got {margin}")
+    batch = state_rows(model, state)
+    device = trie.leaf_item_ids.device
+    tokens = torch.full((batch,), BOS_TOKEN, dtype=torch.int64, device=device)
+    node_ids = torch.zeros(batch, dtype=torch.int64, device=device)
+    scores = torch.zeros(batch, device=device)
+    request = torch.arange(batch, device=device)  # the request of each row
+    requests = request[:, None]
+
+    for level in range(trie.levels):
+        codes, child_ids, valid = trie.children(level, node_ids)  # [rows, C] each
+        width = codes.shape[1]
+        if level < trie.levels - 1:
+            logits, state = model.step(state, tokens, level)
+            log_probs = _log_probs(logits, codes, valid, trie, level)
+        else:  # the last level: a row with one valid child scores it 0 whatever the model says
+            log_probs = torch.zeros(valid.shape, device=device).masked_fill(~valid, float("-inf"))
+            ask = (valid.sum(1) > 1).nonzero()[:, 0]
+            if len(ask) == len(tokens):
+                log_probs = _log_probs(model.step(state, tokens, level)[0], codes, valid, trie, level)
+            elif len(ask):
+                logits = model.step(model.reorder(state, ask), tokens[ask], level)[0]
+                log_probs[ask] = _log_probs(logits, codes[ask], valid[ask], trie, level)
+        row_total = scores[:, None] + log_probs  # [rows, C]
+
+        # Ragged rows → one [batch, slots * C] table (slot = a row's place among its request's rows).
+        counts = torch.bincount(request, minlength=batch)
+        slots = int(counts.max())
+        row_at = torch.arange(len(request), device=device)
+        if len(request) == batch * slots:  # every request has `slots` rows: already a table
+            total, row_at = row_total.view(batch, slots * width), row_at.view(batch, slots)
+        else:
+            slot = row_at - (torch.cumsum(counts, 0) - counts)[request]
+            total = row_total.new_full((batch, slots, width), float("-inf"))
+            total[request, slot] = row_total
+            row_at = torch.zeros(batch, slots, dtype=torch.int64, device=device).index_put_((request, slot), row_at)
+            total = total.view(batch, slots * width)
+
+        keep = min(k if level == trie.levels - 1 else beams, slots * width)
+        best_scores, best = torch.topk(total, keep, dim=1)  # [batch, keep], best first
+        parents, chosen = row_at.gather(1, best // width), best % width
+        if level == trie.levels - 1:
+            leaves = child_ids[parents, chosen]
+            item_ids = torch.where(best_scores > float("-inf"), trie.item_at(leaves), -1)
+            return pad_answers(item_ids, best_scores, k)
+
+        # Sorted best first, so each request's survivors are a prefix of its row; its best is finite.
+        alive = (best_scores > float("-inf")) & (best_scores >= best_scores[:, :1] - margin)
+        parent_rows, chosen = parents[alive], chosen[alive]
+        scores = best_scores[alive]
+        request = requests.expand_as(alive)[alive]
+        node_ids = child_ids[parent_rows, chosen]
+        tokens = codes[parent_rows, chosen]
+        state = model.reorder(state, parent_rows)
+    raise AssertionError("unreachable: the trie has at least one level")
+
+
+def _log_probs(logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor, trie: PrefixTrie,
+               level: int) -> torch.Tensor:
+    """The trie-masked log-softmax `[rows, C]` of each row's candidate codes."""
+    device = codes.device
+    if logits.device != device:
+        raise ValueError(f"model.step returned logits on {logits.device} but the trie is on {device}; "
+                         f"move it with trie.to({str(logits.device)!r})")
+    if logits.shape[1] < trie.level_sizes[level]:
+        raise ValueError(f"model.step returned {logits.shape[1]} columns at level {level}, "
+                         f"the trie needs ≥ {trie.level_sizes[level]}")
+    return torch.log_softmax(logits.float().gather(1, codes).masked_fill(~valid, float("-inf")), dim=1)
+
