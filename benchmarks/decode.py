@@ -59,6 +59,7 @@ import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -303,8 +304,7 @@ def latency_vs_catalog(config, sizes, beams, k, batches, repeats, seed) -> list[
 def write_report(args, config, hf_rows, size_rows, hf_catalog, batches, elapsed, trained) -> str:
     import transformers
 
-    cmd = ("`nice -n 10 .venv/bin/python benchmarks/decode.py" + (" --quick" if args.quick else "") +
-           (f" --agreement-run {args.agreement_run}" if trained else "") + "`")
+    cmd = "`.venv/bin/python " + " ".join(sys.argv) + "`"  # as it was run
     lines = [
         "# Trie-constrained beam search: genrec vs Hugging Face generate",
         "",
