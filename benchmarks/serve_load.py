@@ -133,11 +133,41 @@ def main() -> int:
         print(f"RSS before {memory['before_mib']:.1f} MiB, after {memory['after_mib']:.1f} MiB "
               f"({memory['n']} requests, {memory['errors']} errors)", flush=True)
 
+    # after the servers are gone, so the in-process calls have the machine to themselves as the servers had
+    harness = harness_throughput(args.run, served, queries, users, args.k, args.requests, args.rounds)
+    print("harness (in process, batches of 64): " + ", ".join(f"{k} {v:.1f} req/s" for k, v in harness.items()),
+          flush=True)
     levels = [levels[(name, mode, c)] for name in served for mode in MODES for c in CONCURRENCY]
-    write_report(args, served, notes, levels, memory)
+    write_report(args, served, notes, levels, memory, harness)
     total_errors = sum(level.errors for level in levels) + int(memory.get("errors", 0))
     print(f"wrote {args.out}; errors: {total_errors}")
     return 0 if total_errors == 0 else 1
+
+
+def harness_throughput(run: Path, served: list[str], queries: list[str], users: list[int], k: int, n: int,
+                       rounds: int) -> dict[str, float]:
+    """Requests per second of each retriever called in this process on the served workload's first `n`
+    requests, in batches of 64 as the evaluation harness calls it (median over `rounds`): the ceiling the
+    server's batched throughput is compared with. The requests are built by the server's own code."""
+    import torch
+
+    from genrec.serve.model import load_served_model
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    model = load_served_model(run, served)
+    requests = [model.request(int(user), query) for query, user in zip(queries[:n], users[:n])]
+    rates = {}
+    for name in served:
+        retriever = model.retrievers[name]
+        retriever.retrieve(requests[:64], k)  # warm-up
+        timings = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for begin in range(0, len(requests), 64):
+                retriever.retrieve(requests[begin:begin + 64], k)
+            timings.append(len(requests) / (time.perf_counter() - start))
+        rates[name] = float(np.median(timings))
+    return rates
 
 
 def usable_retrievers(run: Path, wanted: list[str]) -> tuple[list[str], list[str]]:
@@ -293,7 +323,8 @@ def memory_run(server: Server, served: list[str], queries, users, k: int, n: int
     return {"before_mib": before, "after_mib": server.rss_mib(), "n": sent, "errors": errors, "counts": counts}
 
 
-def write_report(args, served: list[str], notes: list[str], levels: list[Level], memory: dict[str, float]) -> None:
+def write_report(args, served: list[str], notes: list[str], levels: list[Level], memory: dict[str, float],
+                 harness: dict[str, float]) -> None:
     from genrec.data.dataset import Dataset
 
     counts = Dataset.load(args.run / "data").counts()
@@ -342,6 +373,20 @@ def write_report(args, served: list[str], notes: list[str], levels: list[Level],
             f"{memory['n']:,} more requests ({growth:+.1f} MiB), {memory['errors']} errors; requests per retriever: "
             + ", ".join(f"{name} {count:,}" for name, count in memory["counts"].items()) + ".",
         ]
+    busiest = max(CONCURRENCY)
+    served_on = {lv.retriever: lv for lv in levels if lv.batching == "on" and lv.concurrency == busiest}
+    lines += [
+        "",
+        f"Served against the harness (same run; the harness = the retriever called in process on the first "
+        f"{args.requests} requests of the same workload, in batches of 64, median of {args.rounds} rounds):",
+        "",
+        f"| retriever | harness req/s | served req/s (batching on, {busiest} clients) | served / harness | served p99 ms |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, rate in harness.items():
+        lv = served_on.get(name)
+        if lv is not None:
+            lines.append(f"| {name} | {rate:.1f} | {lv.throughput:.1f} | {lv.throughput / rate:.0%} | {lv.percentile(99):.1f} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
