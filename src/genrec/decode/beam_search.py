@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from genrec.decode.protocol import BOS_TOKEN, BeamSearchModel, pad_answers, state_rows
+from genrec.decode.protocol import BOS_TOKEN, BeamSearchModel, candidate_log_probs, pad_answers, state_rows
 from genrec.decode.trie import PrefixTrie
 
 
@@ -59,17 +59,10 @@ def constrained_beam_search(
 
     for level in range(trie.levels):
         logits, state = model.step(state, tokens, level)
-        if logits.device != device:
-            raise ValueError(f"model.step returned logits on {logits.device} but the trie is on {device}; "
-                             f"move it with trie.to({str(logits.device)!r})")
-        if logits.shape[1] < trie.level_sizes[level]:
-            raise ValueError(f"model.step returned {logits.shape[1]} columns at level {level}, "
-                             f"the trie needs ≥ {trie.level_sizes[level]}")
         codes, child_ids, valid = trie.children(level, node_ids)  # [rows, C] each
         width = codes.shape[1]
         rows_per_request = scores.shape[0] // batch  # 1 at level 0, `beams` after
-        candidate_logits = logits.float().gather(1, codes).masked_fill(~valid, float("-inf"))
-        step_log_probs = torch.log_softmax(candidate_logits, dim=1)  # equals the trie-masked log-softmax over V
+        step_log_probs = candidate_log_probs(logits, codes, valid, trie.level_sizes[level], level)
         total = (scores[:, None] + step_log_probs).reshape(batch, rows_per_request * width)
 
         if level == trie.levels - 1:

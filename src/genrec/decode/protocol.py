@@ -143,3 +143,17 @@ def pad_answers(item_ids: torch.Tensor, scores: torch.Tensor, k: int) -> tuple[t
         item_ids = torch.cat([item_ids, item_ids.new_full((item_ids.shape[0], missing), -1)], 1)
         scores = torch.cat([scores, scores.new_full((scores.shape[0], missing), float("-inf"))], 1)
     return item_ids, scores
+
+
+def candidate_log_probs(logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor, level_size: int,
+                        level: int) -> torch.Tensor:
+    """The trie-masked log-softmax `[rows, C]` of each row's candidate `codes` (`valid` marks real children):
+    equal to a log-softmax over the whole level restricted to the codes the prefix allows.
+    `level_size` is the trie's codebook size at `level`; the checks name a model that breaks the protocol."""
+    if logits.device != codes.device:
+        raise ValueError(f"model.step returned logits on {logits.device} but the trie is on {codes.device}; "
+                         f"move it with trie.to({str(logits.device)!r})")
+    if logits.shape[1] < level_size:
+        raise ValueError(f"model.step returned {logits.shape[1]} columns at level {level}, "
+                         f"the trie needs ≥ {level_size}")
+    return torch.log_softmax(logits.float().gather(1, codes).masked_fill(~valid, float("-inf")), dim=1)

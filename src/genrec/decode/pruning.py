@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from genrec.decode.protocol import BOS_TOKEN, BeamSearchModel, pad_answers, state_rows
+from genrec.decode.protocol import BOS_TOKEN, BeamSearchModel, candidate_log_probs, pad_answers, state_rows
 from genrec.decode.trie import PrefixTrie
 
 
@@ -58,15 +58,16 @@ def pruned_beam_search(model: BeamSearchModel, state: Any, trie: PrefixTrie, bea
         width = codes.shape[1]
         if level < trie.levels - 1:
             logits, state = model.step(state, tokens, level)
-            log_probs = _log_probs(logits, codes, valid, trie, level)
+            log_probs = candidate_log_probs(logits, codes, valid, trie.level_sizes[level], level)
         else:  # the last level: a row with one valid child scores it 0 whatever the model says
             log_probs = torch.zeros(valid.shape, device=device).masked_fill(~valid, float("-inf"))
             ask = (valid.sum(1) > 1).nonzero()[:, 0]
             if len(ask) == len(tokens):
-                log_probs = _log_probs(model.step(state, tokens, level)[0], codes, valid, trie, level)
+                log_probs = candidate_log_probs(model.step(state, tokens, level)[0], codes, valid,
+                                                trie.level_sizes[level], level)
             elif len(ask):
                 logits = model.step(model.reorder(state, ask), tokens[ask], level)[0]
-                log_probs[ask] = _log_probs(logits, codes[ask], valid[ask], trie, level)
+                log_probs[ask] = candidate_log_probs(logits, codes[ask], valid[ask], trie.level_sizes[level], level)
         row_total = scores[:, None] + log_probs  # [rows, C]
 
         # Ragged rows → one [batch, slots * C] table (slot = a row's place among its request's rows).
@@ -99,17 +100,3 @@ def pruned_beam_search(model: BeamSearchModel, state: Any, trie: PrefixTrie, bea
         tokens = codes[parent_rows, chosen]
         state = model.reorder(state, parent_rows)
     raise AssertionError("unreachable: the trie has at least one level")
-
-
-def _log_probs(logits: torch.Tensor, codes: torch.Tensor, valid: torch.Tensor, trie: PrefixTrie,
-               level: int) -> torch.Tensor:
-    """The trie-masked log-softmax `[rows, C]` of each row's candidate codes."""
-    device = codes.device
-    if logits.device != device:
-        raise ValueError(f"model.step returned logits on {logits.device} but the trie is on {device}; "
-                         f"move it with trie.to({str(logits.device)!r})")
-    if logits.shape[1] < trie.level_sizes[level]:
-        raise ValueError(f"model.step returned {logits.shape[1]} columns at level {level}, "
-                         f"the trie needs ≥ {trie.level_sizes[level]}")
-    return torch.log_softmax(logits.float().gather(1, codes).masked_fill(~valid, float("-inf")), dim=1)
-
