@@ -7,11 +7,13 @@ size, so tests can see what the micro-batcher did.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
 import threading
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -169,3 +171,30 @@ def save_weighted_run(folder: Path, dataset: Dataset, weight: float = 1.0, sid_c
     torch.save({"weight": torch.full((1, 1), float(weight))}, model / "weights.pt")
     (model / "manifest.json").write_text(json.dumps({"stage": "fake", "inputs": {"sid": folder_sha256(folder / "sid")}}))
     return folder
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running(config) -> Iterator[None]:
+    """Serve the `uvicorn.Config` on a daemon thread for the block: a real socket (keep-alive,
+    idle timeouts, a browser), which `TestClient` does not open."""
+    import uvicorn
+
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -9,15 +9,12 @@ checks them and checks that the title shows as text and no script ran.
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import pytest
 import uvicorn
-from serve_fakes import SCRIPT_TITLE, FakeRetriever, save_run, tiny_dataset
+from serve_fakes import SCRIPT_TITLE, FakeRetriever, free_port, running, save_run, tiny_dataset
 
 from genrec.serve.app import create_app
 from genrec.serve.model import load_served_model
@@ -42,19 +39,9 @@ def server(tmp_path_factory):
     run = save_run(tmp_path_factory.mktemp("browser-run"), tiny_dataset())
     app = create_app(run, loader=lambda folder: load_served_model(
         folder, ["fake", "other"], build=lambda name, r, dataset, split: FakeRetriever(dataset, name=name)))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    port = free_port()
+    with running(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")):
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")
