@@ -276,7 +276,7 @@ def _check_same_run(work: Path, config: AlignConfig, base_hash: str) -> None:
     it was started with. Work on another base model is stale and is discarded; another config is
     refused (the caller chooses to start over)."""
     path = work / "run.json"
-    wanted = {k: v for k, v in config.to_dict().items() if k != "progress"}
+    wanted = _settings(config.to_dict())
     if path.exists():
         saved = json.loads(path.read_text())
         if saved.get("base_model") != base_hash:
@@ -300,8 +300,7 @@ def align_if_stale(run: str | Path, config: AlignConfig | None = None) -> Path:
         saved = json.loads((out / "manifest.json").read_text())
         same = (saved.get("inputs", {}).get("base_model") == folder_sha256(base)
                 and saved.get("code") == code_fingerprint(*ALIGN_CODE)
-                and {k: v for k, v in (saved.get("config") or {}).items() if k != "progress"}
-                == {k: v for k, v in config.to_dict().items() if k != "progress"})
+                and _settings(saved.get("config") or {}) == _settings(config.to_dict()))
         if same:
             log.info("reusing %s", out)
             return out
@@ -317,8 +316,12 @@ def _work_is_for(work: Path, config: AlignConfig) -> bool:
     path = work / "run.json"
     if not path.exists():
         return True
-    wanted = {k: v for k, v in config.to_dict().items() if k != "progress"}
-    return json.loads(path.read_text()).get("config") == wanted
+    return json.loads(path.read_text()).get("config") == _settings(config.to_dict())
+
+
+def _settings(config: dict) -> dict:
+    """An AlignConfig's fields that change the result (`progress` only changes what is printed)."""
+    return {k: v for k, v in config.items() if k != "progress"}
 
 
 def _reporter(progress: bool) -> Callable[[str], None]:
