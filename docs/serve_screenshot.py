@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
-import httpx
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from loopback_server import stop, wait_until_healthy  # noqa: E402, I001  (the benchmarks wait alike)
+
 
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -51,17 +53,11 @@ def main() -> int:
                                "--retrievers", args.retrievers])
     profile = tempfile.mkdtemp(prefix="genrec-shot-")
     try:
-        deadline = time.monotonic() + 900
-        while True:
-            if server.poll() is not None or time.monotonic() > deadline:
-                print("the server did not come up", file=sys.stderr)
-                return 1
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+        try:
+            wait_until_healthy(server, url, lambda: "see its output above", seconds=900)
+        except RuntimeError as error:
+            print(f"the server did not come up: {error}", file=sys.stderr)
+            return 1
         options = webdriver.ChromeOptions()
         options.binary_location = "/usr/bin/chromium"
         for flag in FLAGS:
@@ -85,8 +81,7 @@ def main() -> int:
         finally:
             driver.quit()
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        stop(server)
         shutil.rmtree(profile, ignore_errors=True)
     print(f"wrote {args.out}")
     return 0

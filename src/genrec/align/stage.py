@@ -103,7 +103,7 @@ def align_generative(run: str | Path, config: AlignConfig | None = None, *, data
             start_scores = _scores(validate, model)
             say(f"start: {_fmt(start_scores)}")
         phase_start = start_scores
-        loss, rows, batch_size, lr = _phase(phase, context, run, work, pars, ranker, say)
+        loss, rows, batch_size, lr = _phase(phase, context, run, work, pars, ranker, (dataset, split), say)
         if not len(rows):
             say(f"{phase}: no examples, skipped")
             continue
@@ -154,7 +154,8 @@ def write_aligned(run: Path, model, base: Path, config: AlignConfig, results: di
 # ---- phases --------------------------------------------------------------------------
 
 
-def _phase(phase: str, c: AlignmentContext, run: Path, work: Path, pars: PARSReward, ranker, say):
+def _phase(phase: str, c: AlignmentContext, run: Path, work: Path, pars: PARSReward, ranker,
+           data: tuple[Dataset, Split], say):
     """(loss_fn, example rows, batch size, lr) of `phase`; the model's state at its start is kept."""
     config = c.config
     c.starts[phase] = {k: v.detach().clone() for k, v in c.model.state_dict().items()}
@@ -164,7 +165,7 @@ def _phase(phase: str, c: AlignmentContext, run: Path, work: Path, pars: PARSRew
         weights = c.pars_weights if config.pars_weighted else np.ones(n, dtype=np.float32)
         return sft_loss(c, weights), rows, config.batch_size, config.lr
     if phase == "distill":
-        lists = _teacher(run, work, c, say)
+        lists = _teacher(run, work, c, data, say)
         rows = np.flatnonzero(c.examples.is_search) if config.teacher_for == "search" else np.arange(n)
         return distillation_loss(c, lists), rows, config.distill_batch_size, config.lr
     reward = build_reward(config.reward, run, pars=pars, pars_weight=config.pars_reward_weight, ranker=ranker)
@@ -172,7 +173,7 @@ def _phase(phase: str, c: AlignmentContext, run: Path, work: Path, pars: PARSRew
     return grpo_rollout_loss(c, reward), np.arange(n), config.grpo_batch_size, config.grpo_lr
 
 
-def _teacher(run: Path, work: Path, c: AlignmentContext, say) -> TeacherLists:
+def _teacher(run: Path, work: Path, c: AlignmentContext, data: tuple[Dataset, Split], say) -> TeacherLists:
     """The cascade's lists for the examples, computed once and cached in RUN/align/work."""
     config = c.config
     path = work / (f"teacher-{config.teacher_size}-{config.teacher_temperature}-{config.target_share}"
@@ -180,8 +181,7 @@ def _teacher(run: Path, work: Path, c: AlignmentContext, say) -> TeacherLists:
     if path.exists():
         return TeacherLists.load(path)
     say(f"teacher: the cascade ranks {len(c.examples):,} alignment requests")
-    dataset = Dataset.load(run / "data")
-    cascade = CascadeRetriever.from_run(run, dataset, leave_one_out(dataset.events))  # loads; never trains
+    cascade = CascadeRetriever.from_run(run, *data)  # loads; never trains (the dataset is align's own)
     taught = c.examples.is_search if config.teacher_for == "search" else None
     lists = teacher_lists(cascade, c.examples, config.teacher_size, config.teacher_temperature, config.target_share,
                           taught=taught,
@@ -304,11 +304,13 @@ def align_if_stale(run: str | Path, config: AlignConfig | None = None) -> Path:
         if same:
             log.info("reusing %s", out)
             return out
+    dataset = Dataset.load(run / "data")
+    split = leave_one_out(dataset.events)
     if config.distill_steps or (config.grpo_steps and "ranker" in config.reward):
-        dataset = Dataset.load(run / "data")
-        CascadeRetriever.train(run, dataset, leave_one_out(dataset.events))  # when missing or stale
+        CascadeRetriever.train(run, dataset, split)  # when missing or stale
     # an interrupted run of this config continues; work left by another config is stale, not an error
-    return align_generative(run, config, resume=_work_is_for(run.joinpath(*WORK_DIR), config))
+    return align_generative(run, config, dataset=dataset, split=split,
+                            resume=_work_is_for(run.joinpath(*WORK_DIR), config))
 
 
 def _work_is_for(work: Path, config: AlignConfig) -> bool:
