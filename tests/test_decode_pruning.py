@@ -230,3 +230,11 @@ def test_fast_decoder_search_with_an_infinite_margin_is_the_unpruned_search(prec
     got = constrained_beam_search(fast, fast.encode(batch), trie, beams=6, k=10, prune_margin=float("inf"))
     assert torch.equal(got[0], want[0])
     torch.testing.assert_close(got[1], want[1], **({"atol": 1e-5, "rtol": 1e-5} if precision == "fp32" else {}))
+
+
+@pytest.mark.parametrize("prune_margin", [None, 5.0])
+def test_a_model_with_too_few_logit_columns_is_named_by_both_searches(prune_margin) -> None:
+    _, _, trie = _catalog()
+    model = TableStepModel(levels=4, vocab_size=3, seed=0)  # the trie's codebook has 5 codes per level
+    with pytest.raises(ValueError, match=r"returned 3 columns at level 0, the trie needs ≥ 5"):
+        constrained_beam_search(model, model.initial_state(2), trie, beams=4, k=3, prune_margin=prune_margin)
