@@ -63,6 +63,15 @@ def test_items_bought_together_get_close_vectors_and_loners_get_zero():
     np.testing.assert_array_equal(vectors, collaborative_vectors(sp.csr_matrix(dense), dim=4))
 
 
+def run_with_histories(tmp_path):
+    """`tiny_run`'s items with 29 users who each bought 6 of the first 40 items: co-occurrence to learn from."""
+    run = tiny_run(tmp_path)
+    base = Dataset.load(run / "data")
+    history = {user: [1 + (user * 7 + step) % 40 for step in range(6)] for user in range(1, 30)}
+    Dataset(base.items, pd.DataFrame({"user_id": np.arange(1, 30, dtype=np.int64)}), _events(history)).save(run / "data")
+    return run
+
+
 def test_the_weight_scales_the_appended_view_and_must_not_be_negative():
     text, collab = np.ones((3, 2)), np.full((3, 4), 0.5)
     np.testing.assert_allclose(with_collaborative_view(text, collab, 2.0), np.c_[np.ones((3, 2)), np.ones((3, 4))])
@@ -72,10 +81,7 @@ def test_the_weight_scales_the_appended_view_and_must_not_be_negative():
 
 def test_build_sids_quantizes_text_and_collaborative_vectors_together(tmp_path, monkeypatch):
     monkeypatch.setattr(item_vectors_module, "encode_texts", fake_text_encoder)
-    run = tiny_run(tmp_path)
-    base = Dataset.load(run / "data")
-    history = {user: [1 + (user * 7 + step) % 40 for step in range(6)] for user in range(1, 30)}
-    Dataset(base.items, pd.DataFrame({"user_id": np.arange(1, 30, dtype=np.int64)}), _events(history)).save(run / "data")
+    run = run_with_histories(tmp_path)
     table = build_sids(run, levels=2, collaborative_weight=0.5, progress=False)
     assert len(np.unique(table.codes, axis=0)) == len(table)
     assert RQKMeansTokenizer.load(run / "sid" / "tokenizer.npz").dim_ == 32 + 32  # text + collaborative columns

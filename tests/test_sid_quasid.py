@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from genrec import cli
-from genrec.data.dataset import Dataset
 from genrec.features import item_vectors as item_vectors_module
 from genrec.sid import RQVAETokenizer, SidTable, build_sids, sid_report
 from genrec.sid.quasid import benign_groups, colliding_pairs, cooccurrence_contrastive, hamming_margin_repulsion
 from tests.test_sid import clustered_vectors, fake_text_encoder, tiny_run
-from tests.test_sid_collaborative import _events
+from tests.test_sid_collaborative import run_with_histories
 
 
 def _pair(codes_a, codes_b, distance=0.1):
@@ -111,10 +109,7 @@ def test_bad_method_names_and_incompatible_options_name_the_option(tmp_path, mon
 
 def test_build_sids_trains_rqvae_with_both_losses_and_keeps_codes_unique(tmp_path, monkeypatch):
     monkeypatch.setattr(item_vectors_module, "encode_texts", fake_text_encoder)
-    run = tiny_run(tmp_path)
-    base = Dataset.load(run / "data")
-    history = {user: [1 + (user * 7 + step) % 40 for step in range(6)] for user in range(1, 30)}
-    Dataset(base.items, pd.DataFrame({"user_id": np.arange(1, 30, dtype=np.int64)}), _events(history)).save(run / "data")
+    run = run_with_histories(tmp_path)
     assert cli.main(["sid", "--run", str(run), "--method", "rqvae", "--levels", "2", "--epochs", "3",
                      "--repulsion-weight", "1", "--contrastive-weight", "0.5"]) == 0
     table = SidTable.load(run / "sid")
