@@ -62,6 +62,22 @@ def test_help_imports_neither_torch_nor_pandas_nor_fastapi():
     assert out.strip() == "[]"
 
 
+def test_no_command_imports_torch_to_build_its_parser_or_print_its_help():
+    """`genrec COMMAND --help` must not wait seconds for torch: a command module imports its stage
+    inside the function that runs it. Each command in a fresh process, since an import sticks."""
+    code = ("import sys, contextlib, io\nfrom genrec.cli import build_parser, main\nname = sys.argv[1]\n"
+            "build_parser(name)\n"
+            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+            "    main([name, '--help'])\n"
+            "print(' '.join(m for m in ('torch', 'sentence_transformers') if m in sys.modules))")
+    env = {"PYTHONPATH": str(REPO / "src"), "PATH": ""}
+    imported = {name: subprocess.run([sys.executable, "-c", code, name], capture_output=True, text=True, check=True,
+                                     env=env).stdout.strip()
+                for name, _ in COMMAND_SUMMARIES.values()}
+    assert len(imported) == len(COMMAND_MODULES)
+    assert {name: modules for name, modules in imported.items() if modules} == {}
+
+
 def _third_party_imports() -> dict[str, set[str]]:
     """top-level module → the files under src/genrec importing it (anywhere, functions included)."""
     stdlib = set(sys.stdlib_module_names)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TypedDict
 
@@ -22,7 +22,8 @@ from genrec.data.dataset import Dataset
 from genrec.features.embed import EmbedConfig, embed_run
 from genrec.sid.codebook import adaptive_codebook_size, append_disambiguation_level
 from genrec.sid.collaborative import collaborative_vectors, train_cooccurrence, with_collaborative_view
-from genrec.sid.last_level import LAST_LEVELS, BalancedLastLevel, balanced_codebook_size
+from genrec.sid.config import METHODS, SidConfig
+from genrec.sid.last_level import BalancedLastLevel, balanced_codebook_size
 from genrec.sid.prefix import attribute_prefix, group_sizes, within_group_residual
 from genrec.sid.quasid import benign_groups
 from genrec.sid.report import sid_report, sid_report_markdown
@@ -30,57 +31,6 @@ from genrec.sid.rqkmeans import RQKMeansTokenizer
 from genrec.sid.rqvae import RQVAETokenizer
 from genrec.sid.table import SidTable
 from genrec.sid.tokenizer import SidTokenizer
-
-METHODS: tuple[str, ...] = ("rqkmeans", "rqvae")
-
-
-@dataclass(frozen=True)
-class SidConfig:
-    """How `build_sids` tokenizes. `codebook_size=None` → `adaptive_codebook_size`;
-    `epochs` applies to `rqvae` only (None: the tokenizer's default); `spread_last_level`
-    see `genrec.sid.codebook`. `prefix`: item fields whose values become the first
-    levels (`genrec.sid.prefix`, e.g. `("category", "brand")`); the tokenizer's
-    `levels` then quantize each item's offset from its prefix group's mean, with an
-    adaptive codebook sized for the 90th-percentile group instead of the catalog.
-    `last_level` ("balanced" or None), `last_level_size`, `collaborative_weight`,
-    `repulsion_weight` and `contrastive_weight`: see `build_sids`; all None (off) by
-    default, so a folder made before they existed still matches its config."""
-
-    method: str = "rqkmeans"
-    levels: int = 3
-    codebook_size: int | None = None
-    seed: int = 0
-    views: tuple[str, ...] = ("text",)
-    epochs: int | None = None
-    spread_last_level: bool = True
-    prefix: tuple[str, ...] = ()
-    last_level: str | None = None
-    last_level_size: int | None = None
-    collaborative_weight: float | None = None
-    repulsion_weight: float | None = None
-    contrastive_weight: float | None = None
-
-    def __post_init__(self) -> None:  # checked before the embedding stage, not after it
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.levels < 1:
-            raise ValueError(f"levels must be ≥ 1, got {self.levels}")
-        if self.codebook_size is not None and self.codebook_size < 2:
-            raise ValueError(f"codebook_size must be ≥ 2 (or absent: sized from the catalog), got {self.codebook_size}")
-        if self.last_level is not None and self.last_level not in LAST_LEVELS:
-            raise ValueError(f"last_level must be None (the disambiguation counter only) or one of {LAST_LEVELS}, "
-                             f"got {self.last_level!r}")
-        if self.last_level_size is not None and self.last_level != "balanced":
-            raise ValueError(f"last_level_size applies to last_level='balanced' only, got last_level={self.last_level!r}")
-        if self.collaborative_weight is not None and not self.collaborative_weight >= 0:
-            raise ValueError(f"collaborative_weight must be None or ≥ 0, got {self.collaborative_weight!r}")
-        for name in ("repulsion_weight", "contrastive_weight"):
-            value = getattr(self, name)
-            if value is not None and not value >= 0:
-                raise ValueError(f"{name} must be None or ≥ 0, got {value!r}")
-            if value and self.method != "rqvae":
-                raise ValueError(f"{name} is a QuaSID loss for the trainable quantizer: it needs method='rqvae', "
-                                 f"got method={self.method!r}")
 
 
 def build_sids(

@@ -7,8 +7,7 @@ import argparse
 from pathlib import Path
 
 from genrec.features.item_vectors import VIEWS
-from genrec.sid.build import METHODS, build_sids
-from genrec.sid.last_level import LAST_LEVELS
+from genrec.sid.config import LAST_LEVELS, METHODS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _sid(args: argparse.Namespace) -> int:
+    from genrec.sid.build import build_sids
+
     out = Path(args.out) if args.out else Path(args.run_dir) / "sid"
     table = build_sids(
         args.run_dir,

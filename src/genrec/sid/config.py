@@ -1,0 +1,63 @@
+"""`SidConfig`: how `build_sids` tokenizes, readable without the tokenizers.
+
+`genrec sid --help`, a config file reader and `PipelineConfig` need the settings
+and their checks, not torch or scipy; the stage itself is `genrec.sid.build`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LAST_LEVELS: tuple[str, ...] = ("balanced",)
+"""Learned last levels `build_sids(last_level=...)` offers (None there: the row-order counter only)."""
+
+METHODS: tuple[str, ...] = ("rqkmeans", "rqvae")
+
+
+@dataclass(frozen=True)
+class SidConfig:
+    """How `build_sids` tokenizes. `codebook_size=None` → `adaptive_codebook_size`;
+    `epochs` applies to `rqvae` only (None: the tokenizer's default); `spread_last_level`
+    see `genrec.sid.codebook`. `prefix`: item fields whose values become the first
+    levels (`genrec.sid.prefix`, e.g. `("category", "brand")`); the tokenizer's
+    `levels` then quantize each item's offset from its prefix group's mean, with an
+    adaptive codebook sized for the 90th-percentile group instead of the catalog.
+    `last_level` ("balanced" or None), `last_level_size`, `collaborative_weight`,
+    `repulsion_weight` and `contrastive_weight`: see `build_sids`; all None (off) by
+    default, so a folder made before they existed still matches its config."""
+
+    method: str = "rqkmeans"
+    levels: int = 3
+    codebook_size: int | None = None
+    seed: int = 0
+    views: tuple[str, ...] = ("text",)
+    epochs: int | None = None
+    spread_last_level: bool = True
+    prefix: tuple[str, ...] = ()
+    last_level: str | None = None
+    last_level_size: int | None = None
+    collaborative_weight: float | None = None
+    repulsion_weight: float | None = None
+    contrastive_weight: float | None = None
+
+    def __post_init__(self) -> None:  # checked before the embedding stage, not after it
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.levels < 1:
+            raise ValueError(f"levels must be ≥ 1, got {self.levels}")
+        if self.codebook_size is not None and self.codebook_size < 2:
+            raise ValueError(f"codebook_size must be ≥ 2 (or absent: sized from the catalog), got {self.codebook_size}")
+        if self.last_level is not None and self.last_level not in LAST_LEVELS:
+            raise ValueError(f"last_level must be None (the disambiguation counter only) or one of {LAST_LEVELS}, "
+                             f"got {self.last_level!r}")
+        if self.last_level_size is not None and self.last_level != "balanced":
+            raise ValueError(f"last_level_size applies to last_level='balanced' only, got last_level={self.last_level!r}")
+        if self.collaborative_weight is not None and not self.collaborative_weight >= 0:
+            raise ValueError(f"collaborative_weight must be None or ≥ 0, got {self.collaborative_weight!r}")
+        for name in ("repulsion_weight", "contrastive_weight"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ValueError(f"{name} must be None or ≥ 0, got {value!r}")
+            if value and self.method != "rqvae":
+                raise ValueError(f"{name} is a QuaSID loss for the trainable quantizer: it needs method='rqvae', "
+                                 f"got method={self.method!r}")
