@@ -257,18 +257,34 @@ def save_cascade(run: Path, model: CascadeModel, dataset: Dataset) -> None:
 
 
 def saved_cascade_fits(folder: Path, dataset: Dataset) -> bool:
-    """Whether `folder` holds a cascade trained on `dataset` by the current cascade code; warns why not
-    when one is there."""
+    """Whether `folder` holds a cascade trained on `dataset` by the current cascade code: what the
+    training stage (`CascadeRetriever.train`) reuses instead of retraining. Warns why not when one is there."""
+    return trained_on(folder, dataset) and not warn_if_other_code(folder)
+
+
+def trained_on(folder: Path, dataset: Dataset) -> bool:
+    """Whether `folder` holds a cascade trained on `dataset`; warns when it holds one trained on other data."""
     if not (folder / "manifest.json").exists():
         return False
     saved = json.loads((folder / "manifest.json").read_text())
     if saved.get("inputs", {}).get("dataset") != _dataset_fingerprint(dataset):
         warnings.warn(f"{folder} was trained on other data", stacklevel=3)
         return False
-    if saved.get("code") != code_fingerprint(*CASCADE_CODE):
-        warnings.warn(f"{folder} was trained by other cascade code", stacklevel=3)
-        return False
     return True
+
+
+def warn_if_other_code(folder: Path) -> bool:
+    """Warn when the cascade in `folder` was trained by other `genrec.cascade` code; return whether it was.
+
+    Loading keeps it, as `GenerativeRetriever.from_run` keeps a generative model (an upgrade of genrec
+    must not take a served cascade away); the training stage retrains instead."""
+    recorded = json.loads((folder / "manifest.json").read_text()).get("code")
+    other = recorded != code_fingerprint(*CASCADE_CODE)
+    if other:
+        warnings.warn(f"{folder} was trained by other cascade code "
+                      f"({'no code hash recorded' if recorded is None else 'a different code hash'}); using it as it "
+                      f"is (retrain: genrec cascade train --run {folder.parent.parent})", stacklevel=3)
+    return other
 
 
 def load_cascade(run: Path, encoder: TextEncoder | None = None) -> CascadeModel:
@@ -319,12 +335,14 @@ class CascadeRetriever:
 
     @classmethod
     def from_run(cls, run: Path, dataset: Dataset, split: Split) -> "CascadeRetriever":
-        """Load the cascade `genrec cascade train` saved for this data and code; never trains
-        (`MissingStageError` names the command)."""
+        """Load the cascade `genrec cascade train` saved for this data; never trains (`MissingStageError`
+        names the command). One trained by other cascade code is loaded with a warning, as the
+        generative model is; `train` (the pipeline's `stages.train_missing`) retrains it."""
         run = Path(run)
         folder = run / "cascade" / MODEL_FOLDER
-        if not saved_cascade_fits(folder, dataset):
+        if not trained_on(folder, dataset):  # its item and user tables are another catalogue's
             raise MissingStageError(folder, f"genrec cascade train --run {run}")
+        warn_if_other_code(folder)
         model = load_cascade(run)
         return cls(model, recall_sources(run, dataset, split, model.config))
 
