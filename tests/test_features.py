@@ -67,7 +67,7 @@ def test_encode_texts_rejects_a_single_string_and_non_strings():
 def test_second_encode_items_call_is_a_cache_hit_and_a_changed_title_is_not(tmp_path, monkeypatch):
     calls = []
 
-    def fake_encode(texts, batch_size=256, progress=True):
+    def fake_encode(texts, batch_size=256, progress=True, device="cpu"):
         calls.append(list(texts))
         return np.random.default_rng(len(calls)).normal(size=(len(texts), 384)).astype(np.float32)
 

@@ -297,7 +297,7 @@ def tiny_run(root, n_items: int = 120):
     return root
 
 
-def fake_text_encoder(texts, batch_size=256, progress=True):
+def fake_text_encoder(texts, batch_size=256, progress=True, device="cpu"):
     """Stands in for MiniLM: the same text always gets the same vector, texts of one category sit together."""
     vectors = []
     for text in texts:

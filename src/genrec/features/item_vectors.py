@@ -60,6 +60,7 @@ def encode_items(
     views: Sequence[str] = ("text",),
     batch_size: int = 256,
     progress: bool = True,
+    device: str = "cpu",
 ) -> ItemVectors:
     """Vectors for every item in `dataset.items`, in row order, cached under `cache_dir`.
 
@@ -73,6 +74,8 @@ def encode_items(
 
     The cache file is `cache_dir/item_vectors-<hash>.npz`, the hash covering the
     views, the model name, the item ids and texts, and the extra views' values.
+    `device` is where MiniLM runs (`genrec.device`); it is not part of the hash, so
+    vectors encoded on a GPU are reused on a CPU.
     """
     views = tuple(views)
     if not views:
@@ -94,7 +97,7 @@ def encode_items(
     parts = []
     for view in views:
         if view == "text":
-            parts.append(encode_texts(texts, batch_size=batch_size, progress=progress))
+            parts.append(encode_texts(texts, batch_size=batch_size, progress=progress, device=device))
         else:
             parts.append(extra[view])
     vectors = combine_views(parts)

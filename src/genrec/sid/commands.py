@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="rqvae: QuaSID Hamming-guided repulsion between colliding items (same-title pairs masked)")
     sid.add_argument("--contrastive-weight", type=float, default=None,
                      help="rqvae: QuaSID dual-tower contrastive pull between items co-occurring in training histories")
+    sid.add_argument("--device", default="cpu",
+                     help="where MiniLM embeds the items first: cpu (default), auto (cuda if available), cuda, cuda:1, …")
     sid.add_argument("--out", default=None, help="output folder (default RUN/sid)")
     sid.set_defaults(run=_sid)
 
@@ -56,6 +58,7 @@ def _sid(args: argparse.Namespace) -> int:
         collaborative_weight=args.collaborative_weight,
         repulsion_weight=args.repulsion_weight,
         contrastive_weight=args.contrastive_weight,
+        device=args.device,
     )
     print(f"{len(table)} items, codebook sizes {table.codebook_sizes} → {out}/sids.parquet")
     print((out / "sid_report.md").read_text())
