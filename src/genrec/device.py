@@ -10,6 +10,7 @@ laptop may train on a GPU server.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -20,8 +21,8 @@ AUTO = "auto"
 
 def check_device(value: object, field: str = "device") -> None:
     """ValueError naming `field` unless `value` is "auto" or a string `torch.device` reads."""
-    if value == AUTO:
-        return
+    if value == AUTO or (isinstance(value, str) and re.fullmatch(r"(cpu|cuda)(:\d+)?", value)):
+        return  # the usual spellings, without importing torch (a default config is built at import time)
     if isinstance(value, str):
         import torch
 

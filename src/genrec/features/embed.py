@@ -25,6 +25,8 @@ class EmbedConfig:
 
     def __post_init__(self) -> None:
         check_device(self.device, "device")
+        if self.model != TEXT_MODEL_NAME:
+            raise ValueError(f"model must be {TEXT_MODEL_NAME!r} (the encoder genrec ships), got {self.model!r}")
 
 
 def embed_run(run: str | os.PathLike, config: EmbedConfig = EmbedConfig(), progress: bool = True) -> ItemVectors:

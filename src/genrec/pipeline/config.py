@@ -15,13 +15,12 @@ out and a test keeps the two equal. A config file names only what differs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from genrec.align.config import AlignConfig
 from genrec.cascade.retriever import CascadeConfig
 from genrec.data.synth import WorldConfig
 from genrec.eval.harness import EvalConfig
-from genrec.sid.build import SidConfig
+from genrec.sid.config import DEMO_SIDS, SidConfig
 from genrec.train.generative import GenerativeTrainConfig
 
 SYNTH = "synth"
@@ -32,9 +31,6 @@ DEMO_RETRIEVERS: tuple[str, ...] = (
 """What `genrec demo` evaluates: every baseline, the cascade, the generative model before and after
 post-training, and the oracle ceiling."""
 
-DEMO_SIDS: dict[str, Any] = {"prefix": ("category", "brand"), "levels": 1}
-"""`build_sids` arguments of the demo: leaf and brand first, one residual RQ-KMeans level
-(chosen on the validation split, `benchmarks/generative_variants.py`)."""
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,16 @@ and their checks, not torch or scipy; the stage itself is `genrec.sid.build`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 LAST_LEVELS: tuple[str, ...] = ("balanced",)
 """Learned last levels `build_sids(last_level=...)` offers (None there: the row-order counter only)."""
 
 METHODS: tuple[str, ...] = ("rqkmeans", "rqvae")
+
+DEMO_SIDS: dict[str, Any] = {"prefix": ("category", "brand"), "levels": 1}
+"""`build_sids` arguments of the demo, and what `genrec sid` builds by default: leaf and brand first,
+one residual RQ-KMeans level (chosen on the validation split, `benchmarks/generative_variants.py`)."""
 
 
 @dataclass(frozen=True)
