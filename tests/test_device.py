@@ -63,10 +63,12 @@ class RecordingEncoder:
     """Stands in for `SentenceTransformer`: remembers the device it was built for."""
 
     built_on: list[str] = []
+    paths: list[str] = []
 
     def __init__(self, path: str, device: str):
         self.device = torch.device(device)
         RecordingEncoder.built_on.append(device)
+        RecordingEncoder.paths.append(path)
 
     def encode(self, texts, **options):
         return np.ones((len(texts), 384), dtype=np.float32)
@@ -77,7 +79,7 @@ def recording_encoder(monkeypatch):
     import sentence_transformers
 
     text_module._text_encoder_on.cache_clear()
-    RecordingEncoder.built_on = []
+    RecordingEncoder.built_on, RecordingEncoder.paths = [], []
     monkeypatch.setattr(sentence_transformers, "SentenceTransformer", RecordingEncoder)
     yield RecordingEncoder
     text_module._text_encoder_on.cache_clear()  # the real MiniLM for the tests after
@@ -90,6 +92,8 @@ def test_minilm_is_loaded_on_the_device_it_is_given(recording_encoder, a_gpu_is_
     assert vectors.shape == (1, 384) and isinstance(vectors, np.ndarray)  # host memory whatever the device
     assert recording_encoder.built_on == ["cpu", "cuda", "cuda:1"]
     assert load_text_encoder("cuda") is load_text_encoder("auto")  # one encoder per device, not per spelling
+    encode_texts(["red lamp"], progress=False, model="my/encoder")  # another encoder, by name, on the default cpu
+    assert recording_encoder.built_on[-1] == "cpu" and recording_encoder.paths[-1] == "my/encoder"
 
 
 def test_the_real_minilm_defaults_to_the_cpu():

@@ -96,7 +96,7 @@ def _third_party_imports() -> dict[str, set[str]]:
     return found
 
 
-EXTRA_PACKAGES = {"serve": "serve/"}
+EXTRA_PACKAGES = {"serve": "serve/", "offline": "features/text.py"}
 """An optional extra → the only part of genrec allowed to import what it brings."""
 
 

@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="override one setting, e.g. --set device=auto --set views=text,image (repeatable)")
     embed.add_argument("--views", nargs="+", default=None, choices=VIEWS, help="views to concatenate (default text)")
     embed.add_argument("--batch-size", type=int, default=None, help="default 256")
+    embed.add_argument("--model", default=None, metavar="NAME_OR_FOLDER",
+                       help="the sentence-transformers encoder of the text view (default: the shipped MiniLM)")
     embed.add_argument("--device", default=None, help="where MiniLM runs: cpu (default), auto (cuda if available), cuda, cuda:1, …")
     embed.set_defaults(run=_embed)
 
@@ -29,7 +31,7 @@ def embed_config(args: argparse.Namespace) -> EmbedConfig:
     """The defaults, then `--config`, then `--set`, then each option given; ValueError listing every bad field."""
     from genrec.config_file import load_config
 
-    given = {"views": args.views, "batch_size": args.batch_size, "device": args.device}
+    given = {"views": args.views, "batch_size": args.batch_size, "model": args.model, "device": args.device}
     return load_config(EmbedConfig, args.config, args.overrides,
                        options={name: value for name, value in given.items() if value is not None})
 

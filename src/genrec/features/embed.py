@@ -15,8 +15,10 @@ from genrec.features.text import TEXT_MODEL_NAME
 
 @dataclass(frozen=True)
 class EmbedConfig:
-    """What `embed_run` encodes. `views`: see `genrec.features.VIEWS`. `device`: where MiniLM
-    runs ("auto", "cpu", "cuda", … `genrec.device`); the vectors do not depend on it."""
+    """What `embed_run` encodes. `views`: see `genrec.features.VIEWS`. `model`: the text view's
+    sentence-transformers encoder, by Hub name or local folder (default the shipped MiniLM; queries
+    for dense retrieval and the models keep MiniLM). `device`: where it runs ("auto", "cpu",
+    "cuda", … `genrec.device`); the vectors do not depend on it."""
 
     views: tuple[str, ...] = ("text",)
     batch_size: int = 256
@@ -25,8 +27,8 @@ class EmbedConfig:
 
     def __post_init__(self) -> None:
         check_device(self.device, "device")
-        if self.model != TEXT_MODEL_NAME:
-            raise ValueError(f"model must be {TEXT_MODEL_NAME!r} (the encoder genrec ships), got {self.model!r}")
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ValueError(f"model must name a sentence-transformers encoder (Hub name or folder), got {self.model!r}")
 
 
 def embed_run(run: str | os.PathLike, config: EmbedConfig = EmbedConfig(), progress: bool = True) -> ItemVectors:
@@ -39,7 +41,7 @@ def embed_run(run: str | os.PathLike, config: EmbedConfig = EmbedConfig(), progr
     dataset = Dataset.load(run / "data")
     features = run / "features"
     vectors = encode_items(dataset, features, views=config.views, batch_size=config.batch_size, progress=progress,
-                           device=config.device)
+                           device=config.device, model=config.model)
     write_json_atomic(features / "config.json", config)
     files = sorted(p.name for p in features.glob("item_vectors-*.npz"))
     write_json_atomic(

@@ -56,7 +56,7 @@ def run_pipeline(run: str | Path, config: PipelineConfig | None = None, *, fresh
     world = "generate the world" if config.data.loader == SYNTH else f"load {config.data.loader} data"
     times.run(world, lambda: _data(run, config.data))
     times.run("dataset statistics", lambda: _stats(run))
-    times.run("embed items (MiniLM)", lambda: _embed(run, config.sid.device))
+    times.run("embed items (MiniLM)", lambda: _embed(run, config))
     times.run(f"Semantic IDs ({_sid_title(config)})", lambda: _sids(run, config))
     if config.trains_generative:
         times.run("train the generative retriever", lambda: _generative(run, config))
@@ -160,10 +160,11 @@ def _stats(run: Path) -> None:
     print_stats(dataset_stats(Dataset.load(run / "data")))
 
 
-def _embed(run: Path, device: str) -> None:
-    from genrec.features.embed import EmbedConfig, embed_run
+def _embed(run: Path, config: PipelineConfig) -> None:
+    from genrec.features.embed import embed_run
+    from genrec.sid.build import embed_config
 
-    embed_run(run, EmbedConfig(device=device))
+    embed_run(run, embed_config(config.sid))
 
 
 def _sid_title(config: PipelineConfig) -> str:

@@ -50,6 +50,7 @@ def build_sids(
     collaborative_weight: float | None = None,
     repulsion_weight: float | None = None,
     contrastive_weight: float | None = None,
+    text_model: str | None = None,
     device: str = "cpu",
 ) -> SidTable:
     """Give every item of RUN/data a Semantic ID; write RUN/sid (or `out`). Same config + seed → same SIDs.
@@ -62,12 +63,13 @@ def build_sids(
     before the residual levels quantize it. `repulsion_weight` and `contrastive_weight`
     (method `rqvae` only) turn on the QuaSID losses of `genrec.sid.quasid`: repulsion
     between colliding items (masking pairs with the same normalised title) and a
-    contrastive pull between items co-occurring in the training histories. `device`: where MiniLM
-    embeds the items (RUN/features, when not cached already)."""
+    contrastive pull between items co-occurring in the training histories. `text_model` (None: the
+    shipped MiniLM) embeds the items on `device` (RUN/features, when not cached already)."""
     config = SidConfig(method, levels, codebook_size, seed, tuple(views), epochs, spread_last_level, tuple(prefix),
-                       last_level, last_level_size, collaborative_weight, repulsion_weight, contrastive_weight, device)
+                       last_level, last_level_size, collaborative_weight, repulsion_weight, contrastive_weight,
+                       text_model, device)
     run = Path(run)
-    vectors = embed_run(run, EmbedConfig(views=config.views, device=config.device), progress=progress)
+    vectors = embed_run(run, embed_config(config), progress=progress)
     dataset = Dataset.load(run / "data")
     start = time.perf_counter()
     item_vectors = vectors.vectors
@@ -130,6 +132,13 @@ def build_sids(
             collision_rate=report["collision_rate"],
         )
     return table
+
+
+def embed_config(config: SidConfig) -> EmbedConfig:
+    """The item vectors `config`'s SIDs are built from."""
+    from genrec.features.text import TEXT_MODEL_NAME
+
+    return EmbedConfig(views=config.views, device=config.device, model=config.text_model or TEXT_MODEL_NAME)
 
 
 def _title(config: SidConfig, report: dict) -> str:

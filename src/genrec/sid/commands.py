@@ -18,7 +18,7 @@ from genrec.sid.config import DEMO_SIDS, LAST_LEVELS, METHODS, SidConfig
 
 OPTION_FIELDS: tuple[str, ...] = (
     "method", "levels", "codebook_size", "seed", "views", "epochs", "prefix", "last_level", "last_level_size",
-    "collaborative_weight", "repulsion_weight", "contrastive_weight", "device",
+    "collaborative_weight", "repulsion_weight", "contrastive_weight", "text_model", "device",
 )
 """`SidConfig` fields with an option of the same name (`--codebook-size` → codebook_size)."""
 
@@ -54,6 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="rqvae: QuaSID Hamming-guided repulsion between colliding items (same-title pairs masked)")
     sid.add_argument("--contrastive-weight", type=float, default=None,
                      help="rqvae: QuaSID dual-tower contrastive pull between items co-occurring in training histories")
+    sid.add_argument("--text-model", default=None, metavar="NAME_OR_FOLDER",
+                     help="the sentence-transformers encoder that embeds the items (default: the shipped MiniLM)")
     sid.add_argument("--device", default=None,
                      help="where MiniLM embeds the items first: cpu (default), auto (cuda if available), cuda, cuda:1, …")
     sid.add_argument("--out", default=None, help="output folder (default RUN/sid)")

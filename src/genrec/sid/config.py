@@ -29,8 +29,9 @@ class SidConfig:
     adaptive codebook sized for the 90th-percentile group instead of the catalog.
     `last_level` ("balanced" or None), `last_level_size`, `collaborative_weight`,
     `repulsion_weight` and `contrastive_weight`: see `build_sids`; all None (off) by
-    default, so a folder made before they existed still matches its config. `device`:
-    where MiniLM embeds the items on the way (`genrec.device`); the SIDs do not depend on it."""
+    default, so a folder made before they existed still matches its config. `text_model`: the
+    sentence-transformers encoder that embeds the items first, by Hub name or local folder (None:
+    the shipped MiniLM). `device`: where it runs (`genrec.device`); the SIDs do not depend on it."""
 
     method: str = "rqkmeans"
     levels: int = 3
@@ -45,12 +46,16 @@ class SidConfig:
     collaborative_weight: float | None = None
     repulsion_weight: float | None = None
     contrastive_weight: float | None = None
+    text_model: str | None = None
     device: str = "cpu"
 
     def __post_init__(self) -> None:  # checked before the embedding stage, not after it
         from genrec.device import check_device
 
         check_device(self.device, "device")
+        if self.text_model is not None and (not isinstance(self.text_model, str) or not self.text_model.strip()):
+            raise ValueError(f"text_model must be None (the shipped MiniLM) or a sentence-transformers encoder's "
+                             f"Hub name or folder, got {self.text_model!r}")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.levels < 1:
