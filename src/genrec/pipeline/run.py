@@ -70,6 +70,10 @@ def run_pipeline(run: str | Path, config: PipelineConfig | None = None, *, fresh
 
     print_report(report)
     if images is not None:
+        from genrec.eval.report import PLOTS_EXTRA, plots_available
+
+        if not plots_available():
+            raise ValueError(f"images: the README's pictures need matplotlib: {PLOTS_EXTRA}")
         images.mkdir(parents=True, exist_ok=True)
         for name in ("recall_at_k", "slices"):
             shutil.copyfile(run / "eval" / f"{name}.png", images / f"demo_{name}.png")
