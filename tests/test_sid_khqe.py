@@ -156,10 +156,12 @@ def test_the_keyword_level_groups_the_items_a_query_matches_where_the_brand_leve
     assert len(np.unique(brand.codes[lavender, :2], axis=0)) == 4  # one per brand
     assert len(np.unique(keyword.codes, axis=0)) == len(keyword)
     before = query_code_agreement(brand.codes, brand.item_ids, dataset, depths=(1, 2))
-    after = query_code_agreement(keyword.codes, keyword.item_ids, dataset, depths=(1, 2))
+    after = query_code_agreement(keyword.codes, keyword.item_ids, dataset, depths=(1, 2), seed=0)
     assert before["searches"]["all"] == after["searches"]["all"] == 24  # 12 users × 2 held-out searches
     assert after["depth"]["all"][1] == before["depth"]["all"][1] == 1.0
     assert after["depth"]["all"][2] == 1.0 > before["depth"]["all"][2]
+    assert after["shuffled"]["all"][2] < 0.6  # the same cell sizes cut blind to the query scatter the lavender items
+    assert after["searches"]["narrowing"] == 24 and after["depth"]["narrowing"][2] == 1.0  # "lavender" is no leaf name
     saved = json.loads((tmp_path / "sid" / "keywords.json").read_text())["ranked"]
     assert saved["Beauty > Sun > Sunscreen"][0] == "lavender" and "astix" not in saved["Beauty > Sun > Sunscreen"]
 

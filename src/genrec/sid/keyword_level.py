@@ -71,7 +71,7 @@ def keyword_values(scorer: KeywordScorer, codes: int = KEYWORD_CODES, leaf_name_
 
 
 def query_code_agreement(codes: np.ndarray, item_ids: np.ndarray, dataset: Dataset,
-                         depths: tuple[int, ...] = (1, 2, 3)) -> dict[str, Any]:
+                         depths: tuple[int, ...] = (1, 2, 3), seed: int | None = None) -> dict[str, Any]:
     """How often the items a held-out search's keywords match share the first codes of the item
     the search led to.
 
@@ -87,6 +87,11 @@ def query_code_agreement(codes: np.ndarray, item_ids: np.ndarray, dataset: Datas
     category can serve. `codes` int `[n, L]` rows in `item_ids` order. Returns {"logged": held-out
     searches with a query, "searches": {"all": n, "narrowing": n}, "depth": {"all": {d: mean},
     "narrowing": {d: mean}}}.
+
+    With a `seed`, also "shuffled": the same agreement after the codes of level d are shuffled
+    among the items of each parent (equal first d - 1 codes) — the same cell sizes, cut without
+    regard to queries. Fewer, larger cells agree more by chance; the ratio to "shuffled" is what
+    a level's choice of cells adds.
     """
     codes = np.asarray(codes)
     item_ids = np.asarray(item_ids, dtype=np.int64)
@@ -97,6 +102,8 @@ def query_code_agreement(codes: np.ndarray, item_ids: np.ndarray, dataset: Datas
     kinds = ("all", "narrowing")
     result: dict[str, Any] = {"logged": 0, "searches": {k: 0 for k in kinds},
                               "depth": {k: {d: float("nan") for d in depths} for k in kinds}}
+    if seed is not None:
+        result["shuffled"] = {k: {d: float("nan") for d in depths} for k in kinds}
     events = dataset.events
     if "query" not in events.columns or not events["query"].notna().any():
         return result
@@ -113,7 +120,9 @@ def query_code_agreement(codes: np.ndarray, item_ids: np.ndarray, dataset: Datas
             holders[word].add(row)
     leaf_names = _leaf_names(titles, leaves)
     row_of = pd.Series(np.arange(len(item_ids)), index=item_ids)
+    shuffled = {d: _shuffled_level(codes, d - 1, np.random.default_rng(seed)) for d in depths} if seed is not None else {}
     sums = {k: {d: 0.0 for d in depths} for k in kinds}
+    chance = {k: {d: 0.0 for d in depths} for k in kinds}
     for query, target in zip(held_out["query"].tolist(), row_of.loc[held_out["item_id"].to_numpy()].tolist()):
         words = set(tokenize(query))
         if not words:
@@ -126,10 +135,27 @@ def query_code_agreement(codes: np.ndarray, item_ids: np.ndarray, dataset: Datas
             result["searches"][kind] += 1
             for d in depths:
                 sums[kind][d] += float((codes[rows, :d] == codes[target, :d]).all(axis=1).mean())
+                if d in shuffled:
+                    chance[kind][d] += float((shuffled[d][rows, :d] == shuffled[d][target, :d]).all(axis=1).mean())
     for kind in kinds:
         if result["searches"][kind]:
             result["depth"][kind] = {d: sums[kind][d] / result["searches"][kind] for d in depths}
+            if seed is not None:
+                result["shuffled"][kind] = {d: chance[kind][d] / result["searches"][kind] for d in depths}
     return result
+
+
+def _shuffled_level(codes: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
+    """`codes` with column `level` permuted among the rows of each parent (equal columns before it)."""
+    out = codes.copy()
+    parent = (np.unique(codes[:, :level], axis=0, return_inverse=True)[1].reshape(-1) if level
+              else np.zeros(len(codes), dtype=np.int64))
+    order = np.argsort(parent, kind="stable")
+    bounds = np.flatnonzero(np.r_[True, np.diff(parent[order]) != 0, True])
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        rows = order[start:end]
+        out[rows, level] = codes[rng.permutation(rows), level]
+    return out
 
 
 def _leaf_names(documents: list[set[str]], leaves: np.ndarray, share: float = LEAF_NAME_SHARE) -> dict[int, set[str]]:
