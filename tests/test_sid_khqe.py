@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 
 from genrec import cli
+from genrec.config_file import load_config
 from genrec.data.dataset import Dataset
 from genrec.features import item_vectors as item_vectors_module
 from genrec.features import text as text_module
+from genrec.pipeline import PipelineConfig
 from genrec.sid import RQKMeansTokenizer, SidTable, build_sids
 from genrec.sid.build import SidConfig
 from genrec.sid.keyword_level import keyword_values, query_code_agreement
@@ -251,3 +253,15 @@ def test_sid_command_takes_the_khqe_options_and_refuses_an_unknown_last_level(tm
     assert "invalid choice: 'pq'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="needs 'category' before it"):
         cli.main(["sid", "--run", str(run), "--prefix", "keyword"])
+
+
+def test_the_khqe_options_come_from_a_config_file_and_a_bad_combination_is_refused(tmp_path):
+    (tmp_path / "khqe.yaml").write_text("sid: {prefix: [category, brand, keyword], keyword_weight: 0.3, keyword_codes: 8,\n"
+                                        "      last_level: opq, opq_subspaces: 3, keyword_queries: false}\n")
+    sid = load_config(PipelineConfig, tmp_path / "khqe.yaml").sid
+    assert sid.prefix == ("category", "brand", "keyword") and (sid.keyword_weight, sid.keyword_codes) == (0.3, 8)
+    assert (sid.last_level, sid.opq_subspaces, sid.keyword_queries, sid.levels) == ("opq", 3, False, 1)
+    assert load_config(PipelineConfig, None, ["sid.last_level=opq"]).sid.last_level == "opq"
+    (tmp_path / "bad.yaml").write_text("sid: {keyword_codes: 8}\n")  # the demo's prefix has no keyword level
+    with pytest.raises(ValueError, match="keyword_codes"):
+        load_config(PipelineConfig, tmp_path / "bad.yaml")
