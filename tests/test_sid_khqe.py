@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import faiss
 import numpy as np
 import pandas as pd
 import pytest
@@ -190,6 +191,20 @@ def test_opq_codes_reconstruct_better_than_plain_pq_on_correlated_dimensions():
     assert errors[True] < 0.75 * errors[False]
     rotation = OPQLastLevel(16, 2).fit(x).rotation_
     np.testing.assert_allclose(rotation @ rotation.T, np.eye(8), atol=1e-4)  # a rotation: lengths kept
+
+
+def test_one_seed_gives_one_rotation_whatever_the_thread_count():
+    x = np.random.default_rng(3).normal(size=(2000, 24)).astype(np.float32)
+    before = faiss.omp_get_max_threads()
+    rotations = []
+    try:
+        for threads in (1, 2):
+            faiss.omp_set_num_threads(threads)
+            rotations.append(OPQLastLevel(16, 2, seed=0).fit(x).rotation_)
+            assert faiss.omp_get_max_threads() == threads  # the caller's setting is given back
+    finally:
+        faiss.omp_set_num_threads(before)
+    np.testing.assert_array_equal(rotations[0], rotations[1])
 
 
 def test_opq_pads_a_width_the_subspaces_do_not_divide_and_refuses_bad_input():
