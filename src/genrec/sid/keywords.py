@@ -67,7 +67,7 @@ class KeywordScorer:
     """Class-based TF-IDF keyword scores and each item's top keywords.
 
     Parameters: `top_k` keywords per item; `min_count` occurrences in the whole catalogue a
-    word needs to be a keyword. Learned by `fit`: `vocabulary_` (word → column), `scores_`
+    word needs to be a keyword. Learned by `fit`: `vocabulary_` (word → column), `words_` (column → word), `scores_`
     float64 `[n_classes, n_words]` (sparse CSR), `documents_` and `classes_` as given.
     """
 
@@ -92,6 +92,8 @@ class KeywordScorer:
         totals = Counter(w for doc in documents for w in doc)
         words = sorted(w for w, count in totals.items() if count >= self.min_count)
         self.vocabulary_ = {w: j for j, w in enumerate(words)}
+        self.words_ = words
+        self._rows: dict[int, dict[str, float]] = {}
         rows, cols = [], []
         for doc, cls in zip(documents, classes.tolist()):
             for w in doc:
@@ -112,26 +114,27 @@ class KeywordScorer:
         return self
 
     def score(self, cls: int, word: str) -> float:
-        """c-TF-IDF of `word` in class `cls` (0 for a word outside the vocabulary)."""
-        self._check_fitted()
-        j = self.vocabulary_.get(word)
-        return 0.0 if j is None else float(self.scores_[cls, j])
+        """c-TF-IDF of `word` in class `cls` (0 for a word outside the vocabulary or the class)."""
+        return self._class_scores(cls).get(word, 0.0)
 
     def ranked_words(self, cls: int) -> list[tuple[str, float]]:
         """Every word with a positive score in class `cls`, best first (ties by word)."""
-        self._check_fitted()
-        row = self.scores_.getrow(cls)
-        words = list(self.vocabulary_)
-        pairs = [(words[j], float(s)) for j, s in zip(row.indices.tolist(), row.data.tolist()) if s > 0]
-        return sorted(pairs, key=lambda pair: (-pair[1], pair[0]))
+        return sorted(self._class_scores(cls).items(), key=lambda pair: (-pair[1], pair[0]))
 
     def keywords(self, item: int) -> list[tuple[str, float]]:
         """The `top_k` distinct words of document `item` with the highest score in its class, best first."""
         self._check_fitted()
-        cls = int(self.classes_[item])
-        scored = {w: self.score(cls, w) for w in set(self.documents_[item])}
-        ranked = sorted(((w, s) for w, s in scored.items() if s > 0), key=lambda pair: (-pair[1], pair[0]))
-        return ranked[: self.top_k]
+        scores = self._class_scores(int(self.classes_[item]))
+        scored = [(w, scores[w]) for w in set(self.documents_[item]) if w in scores]
+        return sorted(scored, key=lambda pair: (-pair[1], pair[0]))[: self.top_k]
+
+    def _class_scores(self, cls: int) -> dict[str, float]:
+        """word → positive score in class `cls`, built once per class (a sparse row lookup per word is slow)."""
+        self._check_fitted()
+        if cls not in self._rows:
+            row = self.scores_.getrow(cls) if 0 <= cls < self.scores_.shape[0] else sp.csr_matrix((1, 0))
+            self._rows[cls] = {self.words_[j]: float(s) for j, s in zip(row.indices.tolist(), row.data.tolist()) if s > 0}
+        return self._rows[cls]
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "scores_"):
