@@ -6,7 +6,9 @@ runs the pipeline stage and writes a `SidTable` and a report (`sid_report`).
 The codebook-size rule and the disambiguation level are in `genrec.sid.codebook`;
 the learned last level in `genrec.sid.last_level`, the collaborative input view in
 `genrec.sid.collaborative`, and QuaSID's plug-in losses for the RQ-VAE in
-`genrec.sid.quasid`.
+`genrec.sid.quasid`. KHQE's parts: keywords (`genrec.sid.keywords`), keyword-enhanced
+vectors (`genrec.sid.keyword_vectors`), the keyword level that keeps query–item
+relevance (`genrec.sid.keyword_level`) and the OPQ last level (`genrec.sid.opq`).
 
 Only the settings (`SidConfig`, `genrec.sid.config`) are imported with the package;
 everything else on first use, so `genrec sid --help` and a config reader do not
@@ -23,7 +25,9 @@ from genrec.sid.config import METHODS, SidConfig
 if TYPE_CHECKING:  # what the lazy names are, for type checkers
     from genrec.sid.build import build_sids, make_tokenizer
     from genrec.sid.codebook import adaptive_codebook_size, append_disambiguation_level, spread_last_level
+    from genrec.sid.keywords import KeywordScorer
     from genrec.sid.last_level import BalancedLastLevel
+    from genrec.sid.opq import OPQLastLevel
     from genrec.sid.report import sid_report, sid_report_markdown
     from genrec.sid.rqkmeans import RQKMeansTokenizer
     from genrec.sid.rqvae import RQVAETokenizer
@@ -32,6 +36,8 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers
 
 _LAZY: dict[str, str] = {
     "BalancedLastLevel": "genrec.sid.last_level",
+    "KeywordScorer": "genrec.sid.keywords",
+    "OPQLastLevel": "genrec.sid.opq",
     "RQKMeansTokenizer": "genrec.sid.rqkmeans",
     "RQVAETokenizer": "genrec.sid.rqvae",
     "SIDS_FILE": "genrec.sid.table",
@@ -49,7 +55,9 @@ _LAZY: dict[str, str] = {
 
 __all__ = [
     "BalancedLastLevel",
+    "KeywordScorer",
     "METHODS",
+    "OPQLastLevel",
     "SIDS_FILE",
     "RQKMeansTokenizer",
     "RQVAETokenizer",

@@ -23,7 +23,11 @@ from genrec.features.embed import EmbedConfig, embed_run
 from genrec.sid.codebook import adaptive_codebook_size, append_disambiguation_level
 from genrec.sid.collaborative import collaborative_vectors, train_cooccurrence, with_collaborative_view
 from genrec.sid.config import METHODS, SidConfig
+from genrec.sid.keyword_level import KEYWORD_CODES, keyword_values
+from genrec.sid.keyword_vectors import keyword_vectors, with_keywords
+from genrec.sid.keywords import KeywordScorer, catalogue_keywords, tokenize
 from genrec.sid.last_level import BalancedLastLevel, balanced_codebook_size
+from genrec.sid.opq import OPQ_SUBSPACES, OPQLastLevel
 from genrec.sid.prefix import attribute_prefix, group_sizes, within_group_residual
 from genrec.sid.quasid import benign_groups
 from genrec.sid.report import sid_report, sid_report_markdown
@@ -50,6 +54,10 @@ def build_sids(
     collaborative_weight: float | None = None,
     repulsion_weight: float | None = None,
     contrastive_weight: float | None = None,
+    opq_subspaces: int | None = None,
+    keyword_weight: float | None = None,
+    keyword_codes: int | None = None,
+    keyword_queries: bool = True,
     text_model: str | None = None,
     device: str = "cpu",
 ) -> SidTable:
@@ -63,21 +71,45 @@ def build_sids(
     before the residual levels quantize it. `repulsion_weight` and `contrastive_weight`
     (method `rqvae` only) turn on the QuaSID losses of `genrec.sid.quasid`: repulsion
     between colliding items (masking pairs with the same normalised title) and a
-    contrastive pull between items co-occurring in the training histories. `text_model` (None: the
-    shipped MiniLM) embeds the items on `device` (RUN/features, when not cached already)."""
+    contrastive pull between items co-occurring in the training histories.
+
+    KHQE (`genrec.sid.keywords`): `keyword_weight` w > 0 mixes each item's text vector with a
+    MiniLM embedding of its top keywords (`genrec.sid.keyword_vectors`); a "keyword" prefix field
+    (after "category") adds the keyword level of `genrec.sid.keyword_level` with `keyword_codes`
+    values per leaf (None: `KEYWORD_CODES`), the relevance constraint; `keyword_queries` lets the
+    training searches' queries feed the keyword scorer where the data logs them.
+    `last_level="opq"` ends the SID with `opq_subspaces` (None: `OPQ_SUBSPACES`) product-quantizer
+    codes of the residual after an OPQ rotation (`genrec.sid.opq`), `last_level_size` codes each.
+
+    `text_model` (None: the shipped MiniLM) embeds the items on `device` (RUN/features, when not
+    cached already)."""
     config = SidConfig(method, levels, codebook_size, seed, tuple(views), epochs, spread_last_level, tuple(prefix),
                        last_level, last_level_size, collaborative_weight, repulsion_weight, contrastive_weight,
-                       text_model, device)
+                       opq_subspaces, keyword_weight, keyword_codes, keyword_queries, text_model, device)
     run = Path(run)
     vectors = embed_run(run, embed_config(config), progress=progress)
     dataset = Dataset.load(run / "data")
     start = time.perf_counter()
     item_vectors = vectors.vectors
+    items = dataset.items
+    scorer: KeywordScorer | None = None
+    ranked: dict[int, list[str]] = {}
+    leaves: list[str] = []
+    if config.keyword_weight or "keyword" in config.prefix:
+        scorer, leaves = catalogue_keywords(dataset, vectors.item_ids, queries=config.keyword_queries)
+    if config.keyword_weight and scorer is not None:
+        keywords = [scorer.keywords(i) for i in range(len(vectors))]
+        item_vectors = with_keywords(item_vectors, keyword_vectors(keywords, run / "features", progress), config.keyword_weight)
+    if "keyword" in config.prefix and scorer is not None:
+        rows = items.set_index("item_id").loc[vectors.item_ids]
+        brands = [tokenize(b) for b in rows["brand"]] if "brand" in config.prefix and "brand" in rows else None
+        values, ranked = keyword_values(scorer, config.keyword_codes or KEYWORD_CODES, exclude=brands)
+        items = rows.assign(keyword=values).reset_index()
     if config.collaborative_weight:
         collaborative = collaborative_vectors(train_cooccurrence(dataset, vectors.item_ids), seed=config.seed)
         item_vectors = with_collaborative_view(item_vectors, collaborative, config.collaborative_weight)
     if config.prefix:
-        attributes = attribute_prefix(dataset.items, vectors.item_ids, config.prefix)
+        attributes = attribute_prefix(items, vectors.item_ids, config.prefix)
         parents, parent_sizes = attributes.codes, attributes.sizes
         x = within_group_residual(item_vectors, parents)
         sized = config
@@ -98,13 +130,19 @@ def build_sids(
         tokenizer.fit(x)
     codes = tokenizer.transform(x, parents=parents)
     sizes = [*parent_sizes, *tokenizer.codebook_sizes_[:-1]]
-    last: BalancedLastLevel | None = None
-    if config.last_level == "balanced":
+    last: BalancedLastLevel | OPQLastLevel | None = None
+    if config.last_level is not None:
         semantic = codes[:, :-1]
         residual = tokenizer.residual(x, semantic[:, parents.shape[1]:])
-        last = BalancedLastLevel(config.last_level_size or balanced_codebook_size(group_sizes(semantic)), seed=config.seed)
-        codes = append_disambiguation_level(np.concatenate([semantic, last.fit_assign(residual, semantic)[:, None]], axis=1))
-        sizes.append(last.codebook_size)
+        size = config.last_level_size or balanced_codebook_size(group_sizes(semantic))
+        if config.last_level == "balanced":
+            last = BalancedLastLevel(size, seed=config.seed)
+            learned = last.fit_assign(residual, semantic)[:, None]
+        else:
+            last = OPQLastLevel(size, config.opq_subspaces or OPQ_SUBSPACES, seed=config.seed).fit(residual)
+            learned = last.assign(residual)
+        codes = append_disambiguation_level(np.concatenate([semantic, learned], axis=1))
+        sizes.extend([size] * learned.shape[1])
     sizes.append(int(codes[:, -1].max()) + 1)
     fit_seconds = time.perf_counter() - start
     table = SidTable(vectors.item_ids, codes, sizes)
@@ -112,12 +150,17 @@ def build_sids(
     report["method"] = method
     report["prefix"] = list(attributes.fields) if config.prefix else []
     report["last_level"] = config.last_level
+    report["keyword_weight"] = config.keyword_weight
     report["fit_seconds"] = fit_seconds
     with atomic_path(Path(out) if out is not None else run / "sid") as tmp:
         tmp.mkdir(parents=True)
         tokenizer.save(tmp / "tokenizer.npz")
-        if last is not None:
+        if isinstance(last, BalancedLastLevel):
             np.savez(tmp / "last_level.npz", centroids=last.centroids_)
+        elif isinstance(last, OPQLastLevel):
+            np.savez(tmp / "last_level.npz", rotation=last.rotation_, codebooks=last.codebooks_)
+        if ranked:  # the keyword level's decision list per leaf, to code new items alike
+            write_json_atomic(tmp / "keywords.json", {"ranked": {leaves[k]: words for k, words in ranked.items()}})
         if config.prefix:  # how attribute values map to the prefix codes, to code new items alike
             write_json_atomic(tmp / "prefix.json", {"fields": list(attributes.fields), "sizes": attributes.sizes,
                                                      "vocab": attributes.vocab})
@@ -143,8 +186,9 @@ def embed_config(config: SidConfig) -> EmbedConfig:
 
 def _title(config: SidConfig, report: dict) -> str:
     prefix = f"{' + '.join(report['prefix'])} prefix, then " if report["prefix"] else ""
-    last = ", then a learned balanced level" if config.last_level == "balanced" else ""
-    return f"Semantic IDs: {prefix}{config.method}, {config.levels} levels{last}"
+    last = f", then a learned {config.last_level} last level" if config.last_level else ""
+    keywords = f", keyword-enhanced vectors (weight {config.keyword_weight})" if config.keyword_weight else ""
+    return f"Semantic IDs: {prefix}{config.method}, {config.levels} levels{last}{keywords}"
 
 
 class _RQVAEOverrides(TypedDict, total=False):

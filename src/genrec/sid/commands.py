@@ -1,5 +1,5 @@
-"""`genrec sid --run RUN [--config FILE] [--set key=value] [--method rqkmeans|rqvae] [--levels N] …`:
-Semantic IDs and their report.
+"""`genrec sid --run RUN [--config FILE] [--set key=value] [--method rqkmeans|rqvae] [--levels N]
+[--prefix category keyword brand] [--keyword-weight W] [--last-level balanced|opq] …`: Semantic IDs and their report.
 
 With no option it builds the demo's SIDs (`DEMO_SIDS`: leaf category and brand, then one RQ-KMeans
 level), so the stage-by-stage path reproduces `genrec demo`. A `SidConfig` file (TOML, YAML or JSON,
@@ -15,10 +15,12 @@ from pathlib import Path
 
 from genrec.features.item_vectors import VIEWS
 from genrec.sid.config import DEMO_SIDS, LAST_LEVELS, METHODS, SidConfig
+from genrec.sid.prefix import PREFIX_FIELDS
 
 OPTION_FIELDS: tuple[str, ...] = (
     "method", "levels", "codebook_size", "seed", "views", "epochs", "prefix", "last_level", "last_level_size",
-    "collaborative_weight", "repulsion_weight", "contrastive_weight", "text_model", "device",
+    "collaborative_weight", "repulsion_weight", "contrastive_weight", "opq_subspaces", "keyword_weight",
+    "keyword_codes", "text_model", "device",
 )
 """`SidConfig` fields with an option of the same name (`--codebook-size` → codebook_size)."""
 
@@ -41,13 +43,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sid.add_argument("--views", nargs="+", default=None, choices=VIEWS, help="default text")
     sid.add_argument("--epochs", type=int, default=None, help="RQ-VAE training epochs")
     sid.add_argument("--no-spread", action="store_true", help="plain nearest-code last level (more collisions)")
-    sid.add_argument("--prefix", nargs="*", default=None, choices=("category", "brand"),
+    sid.add_argument("--prefix", nargs="*", default=None, choices=PREFIX_FIELDS,
                      help="item fields whose values become the first SID levels (default: "
-                          f"{' '.join(DEMO_SIDS['prefix'])}; --prefix alone: none)")
+                          f"{' '.join(DEMO_SIDS['prefix'])}; --prefix alone: none); 'keyword' (after category) is "
+                          "the KHQE keyword level: items matching a leaf's best keyword share its code")
+    sid.add_argument("--keyword-codes", type=int, default=None,
+                     help="values of the keyword level per leaf (best keywords + one for none; default 16)")
+    sid.add_argument("--keyword-weight", type=float, default=None,
+                     help="KHQE: mix this weight (0..1) of a MiniLM embedding of the item's top keywords into its text vector")
+    sid.add_argument("--no-keyword-queries", action="store_true",
+                     help="keywords from titles only, even where the data logs search queries")
     sid.add_argument("--last-level", choices=LAST_LEVELS, default=None,
                      help="learned level before the disambiguation counter: 'balanced' splits crowded prefixes "
-                          "by balanced k-means on the residual")
-    sid.add_argument("--last-level-size", type=int, default=None, help="codes of the learned last level (default: adaptive)")
+                          "by balanced k-means on the residual; 'opq' adds --opq-subspaces product-quantizer codes "
+                          "of the residual after an OPQ rotation")
+    sid.add_argument("--last-level-size", type=int, default=None,
+                     help="codes of the learned last level (per subspace for opq; default: adaptive)")
+    sid.add_argument("--opq-subspaces", type=int, default=None, help="opq: product-quantizer slices, one code each (default 2)")
     sid.add_argument("--collaborative-weight", type=float, default=None,
                      help="append this weight × a co-occurrence vector (training histories only) to the text vector")
     sid.add_argument("--repulsion-weight", type=float, default=None,
@@ -69,6 +81,8 @@ def sid_config(args: argparse.Namespace) -> SidConfig:
     given = {name: getattr(args, name) for name in OPTION_FIELDS if getattr(args, name) is not None}
     if args.no_spread:
         given["spread_last_level"] = False
+    if args.no_keyword_queries:
+        given["keyword_queries"] = False
     return load_config(SidConfig, args.config, args.overrides, defaults=DEMO_SIDS, options=given)
 
 

@@ -34,8 +34,9 @@ import pandas as pd
 
 from genrec.sid.codebook import MAX_CODEBOOK_SIZE
 
-PREFIX_FIELDS: tuple[str, ...] = ("category", "brand")
-"""Item columns a prefix level can come from: `category` (the whole leaf path) and `brand`."""
+PREFIX_FIELDS: tuple[str, ...] = ("category", "keyword", "brand")
+"""Item columns a prefix level can come from: `category` (the whole leaf path), `keyword` (the
+item's keyword-level value, a column `build_sids` adds from `genrec.sid.keyword_level`) and `brand`."""
 
 
 @dataclass
