@@ -22,7 +22,7 @@ COPY pyproject.toml README.md LICENSE constraints.txt ./
 COPY src ./src
 # constraints.txt pins every version the project is tested with, torch as its CPU build
 # (2.13.0+cpu, from PyTorch's CPU index): nothing pulls in a multi-GB CUDA build.
-RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -c constraints.txt ".[serve]" \
+RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -c constraints.txt ".[serve,offline]" \
     && useradd --create-home --uid 10001 genrec
 
 USER genrec

@@ -135,6 +135,59 @@ def test_a_saved_cascade_is_reused_only_for_the_same_data_and_the_same_cascade_c
     assert not saved_cascade_fits(run / "nothing here", dataset)
 
 
+def test_loading_keeps_a_cascade_from_other_code_with_a_warning_as_it_keeps_a_generative_model(
+        trained_cascade, monkeypatch, tmp_path):
+    """One policy for saved models: `from_run` of either model warns about other code and loads it;
+    the training stage (`CascadeRetriever.train`, what `stages.train_missing` calls) retrains."""
+    from genrec.artifacts import MissingStageError, code_fingerprint, manifest, write_json_atomic
+    from genrec.cascade import retriever as cascade_retriever
+    from genrec.model.retriever import GENERATIVE_CODE, GenerativeRetriever
+
+    run, dataset, split = trained_cascade
+    monkeypatch.setattr(cascade_retriever, "load_cascade", lambda run, device=None: load_cascade(run, toy_encode, device))
+    monkeypatch.setattr(cascade_retriever, "recall_sources", lambda *args: {})
+    monkeypatch.setattr(cascade_retriever, "code_fingerprint", lambda *modules: "edited")
+    with pytest.warns(UserWarning, match=r"other cascade code.*using it as it is \(retrain: genrec cascade train"):
+        loaded = CascadeRetriever.from_run(run, dataset, split)
+    assert loaded.retrieve([Request(1)], 5)[0].item_ids.size > 0
+    other = Dataset(dataset.items, dataset.users, dataset.events.iloc[:-1].reset_index(drop=True))
+    with pytest.warns(UserWarning, match="other data"), pytest.raises(MissingStageError, match="genrec cascade train"):
+        CascadeRetriever.from_run(run, other, split)  # another catalogue's tables still refuse to load
+
+    retrained = []
+    monkeypatch.setattr(cascade_retriever, "train_cascade", lambda *args, **kwargs: retrained.append(args))
+    with pytest.warns(UserWarning, match="other cascade code"):
+        CascadeRetriever.train(run, dataset, split)
+    assert len(retrained) == 1  # the stage retrains what loading keeps
+
+    folder = tmp_path / "train" / "generative"  # the generative model: the same policy
+    folder.mkdir(parents=True)
+    write_json_atomic(folder / "manifest.json", manifest({}, code="older"))
+    assert code_fingerprint(*GENERATIVE_CODE) != "older"
+    monkeypatch.setattr(GenerativeRetriever, "load", classmethod(lambda cls, folder, sids: "loaded"))
+    monkeypatch.setattr("genrec.model.retriever.SidTable.load", lambda folder: None)
+    with pytest.warns(UserWarning, match="other genrec.model / genrec.train code.*using it as it is"):
+        assert GenerativeRetriever.from_run(tmp_path) == "loaded"
+
+
+def test_a_pipeline_config_retrains_the_cascade_for_what_it_learns_not_for_where_it_runs(trained_cascade, monkeypatch):
+    """`genrec run`'s cascade section: the saved cascade is reused until a setting that changes what it
+    learns differs; another device (or progress bar) loads the same weights elsewhere."""
+    from dataclasses import replace
+
+    from genrec.cascade import retriever as cascade_retriever
+    from genrec.cascade.retriever import train_if_stale
+
+    run, dataset, split = trained_cascade
+    saved = CascadeConfig.from_json((run / "cascade" / "model" / "config.json").read_text())
+    retrained = []
+    monkeypatch.setattr(cascade_retriever, "train_cascade", lambda run, config, *args: retrained.append(config))
+    assert not train_if_stale(run, dataset, split)  # no config given: the saved one is kept
+    assert not train_if_stale(run, dataset, split, replace(saved, device="auto", progress=True))
+    changed = replace(saved, ranker=replace(saved.ranker, dim=16))
+    assert train_if_stale(run, dataset, split, changed) and retrained == [changed]
+
+
 def test_cascade_returns_only_valid_unique_items_best_first(trained_cascade):
     run, dataset, split = trained_cascade
     retriever = CascadeRetriever(load_cascade(run, toy_encode))

@@ -153,3 +153,13 @@ def test_a_file_of_another_format_or_not_a_mapping_says_so(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         load_config(AlignConfig, tmp_path / "missing.toml")
     assert load_config(AlignConfig, _write(tmp_path, "empty.yaml", "")) == AlignConfig()
+
+
+def test_genrec_align_reports_every_bad_setting_of_its_file_and_set_before_it_runs(tmp_path, capsys):
+    from genrec.cli import main
+
+    config = _write(tmp_path, "align.yaml", "grpo_group: 1\nbeems: 5\n")
+    assert main(["align", "--run", str(tmp_path / "no-run"), "--config", str(config), "--set", "reward=oracle"]) == 2
+    error = capsys.readouterr().err
+    assert "3 problems in the AlignConfig config" in error
+    assert "grpo_group" in error and "beems: unknown key (did you mean 'beams'?)" in error and "reward" in error

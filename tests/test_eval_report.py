@@ -57,3 +57,18 @@ def test_genrec_eval_command_prints_and_exits_zero(small_world, tmp_path, capsys
     assert "search" in out and "recommendation" in out and "bm25" in out
     assert not (run / "eval").exists()
     assert main(["eval", "--run", str(run), "--retrievers", "no_such_retriever", "--no-write"]) == 2
+
+
+def test_without_the_plots_extra_the_report_is_written_whole_but_for_its_pictures(small_world, tmp_path, monkeypatch,
+                                                                                   caplog):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if `genrec[plots]` were not installed
+    run = tmp_path / "run"
+    small_world.save(run / "data")
+    with caplog.at_level("WARNING", logger="genrec.eval.report"):
+        run_evaluation(run, ["popularity"], config=EvalConfig(bootstrap=20, latency_requests=2), progress=False)
+    assert "| popularity |" in (run / "eval" / "report.md").read_text()
+    assert set(json.loads((run / "eval" / "report.json").read_text())["retrievers"]) == {"popularity"}
+    assert not list((run / "eval").glob("*.png"))
+    assert "pip install 'genrec[plots]'" in caplog.text

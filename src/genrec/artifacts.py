@@ -101,8 +101,9 @@ def code_fingerprint(*modules: str) -> str:
 
     A cached model is only as current as the code that trained it: a config and the
     input hashes can match while the training code has changed. Loaders compare
-    this hash with the one in the artefact's manifest: SASRec, the cascade and the
-    demo rebuild when it differs, `GenerativeRetriever.from_run` warns. A package is
+    this hash with the one in the artefact's manifest: the demo and the training
+    stages (SASRec's, the cascade's) rebuild when it differs; loading the generative
+    model or the cascade (`from_run`) warns and keeps it. A package is
     hashed whole, so an edit to any of its files (its CLI too) counts as a change.
     """
     import importlib.util

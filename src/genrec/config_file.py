@@ -23,24 +23,28 @@ import types
 import typing
 from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, Mapping, Sequence, TypeVar
 
 T = TypeVar("T")
 
 SUFFIXES: tuple[str, ...] = (".toml", ".yaml", ".yml", ".json")
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
-    """`cls`'s defaults, updated by the file at `path` (TOML, YAML or JSON), then by each `key=value`;
-    built with `cls.from_dict` where it has one (every config here builds through `build_config`)."""
+def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = (),
+                defaults: Mapping[str, Any] | None = None, options: Mapping[str, Any] | None = None) -> T:
+    """`cls`'s defaults (updated by `defaults`, e.g. a command's own starting point), then the file at
+    `path` (TOML, YAML or JSON), then each `key=value`, then `options` (a command's own flags, typed
+    already); built with `cls.from_dict` where it has one (every config here builds through
+    `build_config`), so a problem anywhere is reported with all the others."""
     from genrec.config_check import build_config
 
-    values = read_config_file(path) if path is not None else {}
+    values = _merged(dict(defaults or {}), read_config_file(path) if path is not None else {})
     for override in overrides:
         key, sep, raw = override.partition("=")
         if not key.strip() or not sep:
             raise ValueError(f"--set expects key=value (e.g. model.d_model=64), got {override!r}")
         _assign(values, key.strip(), _typed(cls, key.strip(), raw.strip()))
+    values = _merged(values, dict(options or {}))
     from_dict = getattr(cls, "from_dict", None)
     return from_dict(values) if from_dict is not None else build_config(cls, values)
 
@@ -81,6 +85,15 @@ def _yaml(text: str) -> Any:
         "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
         list("-+0123456789"))
     return yaml.load(text, Loader=Loader)  # a SafeLoader subclass: plain values only, never objects
+
+
+def _merged(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `update`'s values, section by section (a nested dict merges, a value replaces)."""
+    out = dict(base)
+    for key, value in update.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merged(out[key], value) if both else value
+    return out
 
 
 def _assign(values: dict[str, Any], key: str, value: Any) -> None:

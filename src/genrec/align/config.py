@@ -101,6 +101,11 @@ class AlignConfig:
         return {"sft": self.sft_steps, "high_value": self.high_value_steps, "distill": self.distill_steps,
                 "grpo": self.grpo_steps}[phase]
 
+    @property
+    def needs_cascade(self) -> bool:
+        """Whether a phase reads the cascade: distillation (its lists are the teacher) or GRPO on a ranker reward."""
+        return bool(self.distill_steps or (self.grpo_steps and "ranker" in self.reward))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -306,7 +306,7 @@ def align_if_stale(run: str | Path, config: AlignConfig | None = None) -> Path:
             return out
     dataset = Dataset.load(run / "data")
     split = leave_one_out(dataset.events)
-    if config.distill_steps or (config.grpo_steps and "ranker" in config.reward):
+    if config.needs_cascade:
         CascadeRetriever.train(run, dataset, split)  # when missing or stale
     # an interrupted run of this config continues; work left by another config is stale, not an error
     return align_generative(run, config, dataset=dataset, split=split,

@@ -17,6 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--fusion", choices=("fixed", "grade", "harmonrank"), default="grade",
                        help="the fusion the retriever uses (all three are trained and reported)")
     train.add_argument("--max-train-visits", type=int, default=None, help="visits the ranker learns from (default: the config's)")
+    train.add_argument("--device", default="cpu",
+                       help="where the ranker, PR² recall and MiniLM run: cpu (default), auto (cuda if available), "
+                            "cuda, cuda:1, …")
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("eval", help="measure ranker, calibration, fusion and end-to-end (writes RUN/cascade/report.md)")
@@ -32,7 +35,11 @@ def _train(args: argparse.Namespace) -> int:
     if not (args.run_folder / "data").is_dir():
         print(f"{args.run_folder}/data does not exist; create it first (genrec data synth)", file=sys.stderr)
         return 1
-    config = CascadeConfig(seed=args.seed, fusion=args.fusion)
+    try:
+        config = CascadeConfig(seed=args.seed, fusion=args.fusion, device=args.device)
+    except ValueError as error:
+        print(f"genrec cascade train: {error}", file=sys.stderr)
+        return 2
     if args.max_train_visits is not None:
         config.max_train_visits = args.max_train_visits
     train_cascade(args.run_folder, config)

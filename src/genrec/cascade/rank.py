@@ -31,6 +31,7 @@ from torch import nn
 
 from genrec.cascade.features import ITEM_DENSE, PAIR_FEATURES, SCENARIO_SLOTS, FeatureSpace, RequestArrays
 from genrec.cascade.samples import INFERENCE_POSITION, POSITION_BUCKETS, TASKS, ImpressionSamples
+from genrec.device import check_device, resolve_device
 
 
 @dataclass
@@ -175,11 +176,16 @@ class RankerBatch:
 
 
 class MultiTaskRanker:
-    """scikit-learn shaped wrapper: `fit(samples)` then `predict_proba(req, request_index, item_ids)` → `[p, 3]`."""
+    """scikit-learn shaped wrapper: `fit(samples)` then `predict_proba(req, request_index, item_ids)` → `[p, 3]`.
 
-    def __init__(self, space: FeatureSpace, config: RankerConfig | None = None):
+    `device` ("cpu", "auto", "cuda", … `genrec.device`) is where the network trains and scores;
+    `device_` the `torch.device` it resolved to. Inputs and outputs are numpy arrays either way."""
+
+    def __init__(self, space: FeatureSpace, config: RankerConfig | None = None, device: str = "cpu"):
+        check_device(device, "device")
         self.space = space
         self.config = config or RankerConfig()
+        self.device = device
 
     def fit(self, samples: ImpressionSamples, work_dir: Path | None = None) -> "MultiTaskRanker":
         from genrec.train.loop import TrainConfig, train
@@ -187,6 +193,7 @@ class MultiTaskRanker:
         if len(samples) == 0:
             raise ValueError("samples is empty; expected impressions to train the ranker on")
         cfg = self.config
+        self.device_ = resolve_device(self.device, "device")
         torch.manual_seed(cfg.seed)
         req = self.space.requests(samples.requests)
         pair = self.space.pairs(req, samples.request_index, samples.item_ids)
@@ -197,11 +204,11 @@ class MultiTaskRanker:
         steps = max(1, int(math.ceil(cfg.epochs * len(data) / cfg.batch_size)))
         train_config = TrainConfig(
             steps=steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=min(50, steps // 10),
-            eval_every=steps, checkpoint_every=steps, seed=cfg.seed, device="cpu", progress=cfg.progress,
+            eval_every=steps, checkpoint_every=steps, seed=cfg.seed, device=str(self.device_), progress=cfg.progress,
         )
         with tempfile.TemporaryDirectory(dir=work_dir) as out_dir:
             self.train_result_ = train(self.model_, funnel_loss, data, data.collate, train_config, Path(out_dir))
-        self.model_.eval()
+        self.model_.to(self.device_).eval()
         return self
 
     def predict_proba(self, req: RequestArrays, request_index: np.ndarray, item_ids: np.ndarray,
@@ -215,10 +222,11 @@ class MultiTaskRanker:
         out = np.zeros((len(data), len(TASKS)), dtype=np.float32)
         self.model_.eval()
         with torch.no_grad():
-            table = self.model_.items(torch.arange(self.space.n_items_))
+            table = self.model_.items(torch.arange(self.space.n_items_, device=self.device_))
             for begin in range(0, len(data), chunk):
                 rows = np.arange(begin, min(begin + chunk, len(data)))
-                out[rows] = self.model_.log_probs(data.collate(rows), table).exp().numpy()
+                batch = {name: tensor.to(self.device_) for name, tensor in data.collate(rows).items()}
+                out[rows] = self.model_.log_probs(batch, table).exp().cpu().numpy()
         return out
 
     def use_space(self, space: FeatureSpace) -> "MultiTaskRanker":
@@ -233,7 +241,8 @@ class MultiTaskRanker:
         return self.model_.state_dict()
 
     def load_state_dict(self, state: dict) -> "MultiTaskRanker":
+        self.device_ = resolve_device(self.device, "device")
         self.model_ = MMoERanker(self.space, self.space.text_.shape[1], self.config)
         self.model_.load_state_dict(state)
-        self.model_.eval()
+        self.model_.to(self.device_).eval()
         return self

@@ -23,6 +23,7 @@ from torch import nn
 
 from genrec.cascade.features import FeatureSpace
 from genrec.cascade.samples import ImpressionSamples
+from genrec.device import check_device, resolve_device
 from genrec.retrieval import Ranked, Request, Retriever, top_k
 
 NOT_RETRIEVED = -1
@@ -167,13 +168,19 @@ def in_batch_softmax_loss(model: TwoTower, batch: dict[str, torch.Tensor]) -> to
 
 
 class PersonalizedDenseRecall:
-    """PR²-style personalized dense retriever (`name="pr2"`)."""
+    """PR²-style personalized dense retriever (`name="pr2"`).
+
+    `device` ("cpu", "auto", "cuda", … `genrec.device`) is where the two towers train and encode
+    requests; `device_` the `torch.device` it resolved to. The item vectors are kept in host
+    memory (numpy), where the top-k over the catalogue runs."""
 
     name = "pr2"
 
-    def __init__(self, space: FeatureSpace, config: PersonalizedRecallConfig | None = None):
+    def __init__(self, space: FeatureSpace, config: PersonalizedRecallConfig | None = None, device: str = "cpu"):
+        check_device(device, "device")
         self.space = space
         self.config = config or PersonalizedRecallConfig()
+        self.device = device
 
     def fit(self, samples: ImpressionSamples, work_dir: Path | None = None) -> "PersonalizedDenseRecall":
         """Train on the clicked rows of `samples` (request, item) with in-batch negatives."""
@@ -183,6 +190,7 @@ class PersonalizedDenseRecall:
         if len(positive) < 2:
             raise ValueError("samples has fewer than 2 clicked rows; PR² recall needs positives to learn from")
         cfg = self.config
+        self.device_ = resolve_device(self.device, "device")
         req = self.space.requests(samples.requests)
         r, items = samples.request_index[positive], samples.item_ids[positive]
         query, history, is_search = req.query, req.history, req.is_search
@@ -196,16 +204,16 @@ class PersonalizedDenseRecall:
         steps = max(1, int(math.ceil(cfg.epochs * len(positive) / cfg.batch_size)))
         train_config = TrainConfig(steps=steps, batch_size=min(cfg.batch_size, len(positive)), lr=cfg.lr, weight_decay=0.0,
                                    warmup_steps=min(50, steps // 10), eval_every=steps, checkpoint_every=steps,
-                                   seed=cfg.seed, device="cpu", progress=cfg.progress)
+                                   seed=cfg.seed, device=str(self.device_), progress=cfg.progress)
         with tempfile.TemporaryDirectory(dir=work_dir) as out_dir:
             train(self.model_, in_batch_softmax_loss, list(range(len(positive))), collate, train_config, Path(out_dir))
         self._index()
         return self
 
     def _index(self) -> None:
-        self.model_.eval()
+        self.model_.to(self.device_).eval()
         with torch.no_grad():
-            self.item_vectors_ = self.model_.items(torch.arange(self.space.n_items_)).numpy()
+            self.item_vectors_ = self.model_.items(torch.arange(self.space.n_items_, device=self.device_)).cpu().numpy()
         self.item_vectors_[0] = 0
         self.known_ = np.zeros(self.space.n_items_, dtype=bool)
         self.known_[np.flatnonzero(self.space.leaf_ > 0)] = True
@@ -218,8 +226,8 @@ class PersonalizedDenseRecall:
         for begin in range(0, len(requests), chunk):
             req = self.space.requests(requests[begin:begin + chunk])
             with torch.no_grad():
-                users = self.model_.requests(torch.from_numpy(req.query), torch.from_numpy(req.history),
-                                             torch.from_numpy(req.is_search)).numpy()
+                users = self.model_.requests(*(torch.from_numpy(x).to(self.device_)
+                                               for x in (req.query, req.history, req.is_search))).cpu().numpy()
             scores = users @ self.item_vectors_.T  # [chunk, n_items]
             answers += [top_k(row, k, exclude) for row in scores]
         return answers
@@ -228,6 +236,7 @@ class PersonalizedDenseRecall:
         return self.model_.state_dict()
 
     def load_state_dict(self, state: dict) -> "PersonalizedDenseRecall":
+        self.device_ = resolve_device(self.device, "device")
         self.model_ = TwoTower(self.space, self.config, self.config.history_decay)
         self.model_.load_state_dict(state)
         self._index()

@@ -85,7 +85,14 @@ def evaluate_cascade(run: str | Path, dataset: Dataset | None = None, split: Spl
     early, late = split_by_time(holdout, 0.5)
     results["calibration"], curves = calibration_table(
         model, _predict(model, late, model.holdout_space), late, _predict(model, early, model.holdout_space), early)
-    reliability_diagram(curves, out / "reliability.png", title="P(click) reliability, late hold-out visits")
+    from genrec.eval.report import PLOTS_EXTRA, plots_available
+
+    if not plots_available():
+        log.warning("no reliability.png without matplotlib: %s", PLOTS_EXTRA)
+        if copy_png_to is not None:
+            raise ValueError(f"copy_png_to needs the reliability diagram, which needs matplotlib: {PLOTS_EXTRA}")
+    else:
+        reliability_diagram(curves, out / "reliability.png", title="P(click) reliability, late hold-out visits")
     if copy_png_to is not None:
         copy_png_to.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out / "reliability.png", copy_png_to)

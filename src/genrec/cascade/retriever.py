@@ -12,11 +12,12 @@ ranker's predictions there, as they would be on the day after a ranker ships.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -34,6 +35,7 @@ from genrec.cascade.rerank import PostRankConfig, PostRanker
 from genrec.cascade.samples import ImpressionSamples, add_sampled_negatives, impression_samples
 from genrec.data.dataset import Dataset
 from genrec.data.splits import Split, leave_one_out
+from genrec.device import check_device
 from genrec.retrieval import Ranked, Request, Retriever
 
 log = logging.getLogger(__name__)
@@ -76,8 +78,12 @@ class CascadeConfig:
     umc: UMCConfig = field(default_factory=UMCConfig)
     postrank: PostRankConfig = field(default_factory=PostRankConfig)
     progress: bool = True
+    device: str = "cpu"
+    """Where the ranker, PR² recall and MiniLM (query vectors) train and run: "auto", "cpu", "cuda", …
+    (`genrec.device`). Not part of what the cascade learns: a saved cascade loads on any device."""
 
     def __post_init__(self) -> None:
+        check_device(self.device, "device")
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if not 0 < self.holdout_share < 1 or not 0 <= self.feature_share < 1 - self.holdout_share:
@@ -115,10 +121,10 @@ class CascadeModel:
     """Item statistics as of the hold-out's start: how the report scores the hold-out without leaking its labels."""
 
 
-def encode_queries(texts: list[str]) -> np.ndarray:
+def encode_queries(texts: list[str], device: str = "cpu") -> np.ndarray:
     from genrec.features import encode_texts
 
-    return encode_texts(texts, progress=False)
+    return encode_texts(texts, progress=False, device=device)
 
 
 def fusion_context(req: RequestArrays) -> np.ndarray:
@@ -163,7 +169,7 @@ def train_cascade(run: str | Path, config: CascadeConfig | None = None, dataset:
 
     say("feature spaces: item statistics and co-occurrence as of each window's start, and of all of split.train")
     space = FeatureSpace(history_length=config.history_length).fit(
-        dataset.items, split.train, item_ids, vectors, texts, encoder or encode_queries)
+        dataset.items, split.train, item_ids, vectors, texts, encoder or functools.partial(encode_queries, device=config.device))
     if encoder is None:
         _reuse_query_vectors(space, run / "cascade" / MODEL_FOLDER)
     train_ts = split.train["ts"].to_numpy()
@@ -175,9 +181,9 @@ def train_cascade(run: str | Path, config: CascadeConfig | None = None, dataset:
     work = run / "cascade"
     work.mkdir(parents=True, exist_ok=True)
     say(f"{len(fit_part):,} ranker rows, {len(holdout):,} held-out rows; training PR² recall")
-    recall = PersonalizedDenseRecall(space, _with_progress(config.recall, config.progress)).fit(samples, work)
+    recall = PersonalizedDenseRecall(space, _with_progress(config.recall, config.progress), config.device).fit(samples, work)
     say("training the MMoE ranker")
-    ranker = MultiTaskRanker(early, _with_progress(config.ranker, config.progress)).fit(fit_part, work)
+    ranker = MultiTaskRanker(early, _with_progress(config.ranker, config.progress), config.device).fit(fit_part, work)
     say("fitting fusion and calibration on the held-out visits")
     fusions, calibrator = fit_fusions_and_calibrator(config, ranker.use_space(before_holdout), holdout)
     model = CascadeModel(config, ranker.use_space(space).space, ranker, recall, fusions, calibrator, before_holdout)
@@ -257,28 +263,48 @@ def save_cascade(run: Path, model: CascadeModel, dataset: Dataset) -> None:
 
 
 def saved_cascade_fits(folder: Path, dataset: Dataset) -> bool:
-    """Whether `folder` holds a cascade trained on `dataset` by the current cascade code; warns why not
-    when one is there."""
+    """Whether `folder` holds a cascade trained on `dataset` by the current cascade code: what the
+    training stage (`CascadeRetriever.train`) reuses instead of retraining. Warns why not when one is there."""
+    return trained_on(folder, dataset) and not warn_if_other_code(folder)
+
+
+def trained_on(folder: Path, dataset: Dataset) -> bool:
+    """Whether `folder` holds a cascade trained on `dataset`; warns when it holds one trained on other data."""
     if not (folder / "manifest.json").exists():
         return False
     saved = json.loads((folder / "manifest.json").read_text())
     if saved.get("inputs", {}).get("dataset") != _dataset_fingerprint(dataset):
         warnings.warn(f"{folder} was trained on other data", stacklevel=3)
         return False
-    if saved.get("code") != code_fingerprint(*CASCADE_CODE):
-        warnings.warn(f"{folder} was trained by other cascade code", stacklevel=3)
-        return False
     return True
 
 
-def load_cascade(run: Path, encoder: TextEncoder | None = None) -> CascadeModel:
-    """The model `train_cascade` saved; `encoder` must be the one it was trained with (default MiniLM)."""
+def warn_if_other_code(folder: Path) -> bool:
+    """Warn when the cascade in `folder` was trained by other `genrec.cascade` code; return whether it was.
+
+    Loading keeps it, as `GenerativeRetriever.from_run` keeps a generative model (an upgrade of genrec
+    must not take a served cascade away); the training stage retrains instead."""
+    recorded = json.loads((folder / "manifest.json").read_text()).get("code")
+    other = recorded != code_fingerprint(*CASCADE_CODE)
+    if other:
+        warnings.warn(f"{folder} was trained by other cascade code "
+                      f"({'no code hash recorded' if recorded is None else 'a different code hash'}); using it as it "
+                      f"is (retrain: genrec cascade train --run {folder.parent.parent})", stacklevel=3)
+    return other
+
+
+def load_cascade(run: Path, encoder: TextEncoder | None = None, device: str | None = None) -> CascadeModel:
+    """The model `train_cascade` saved; `encoder` must be the one it was trained with (default MiniLM).
+    `device` (None: the saved config's) is where it runs; the weights load on any device."""
     folder = Path(run) / "cascade" / MODEL_FOLDER
     config = CascadeConfig.from_json((folder / "config.json").read_text())
-    space = FeatureSpace.load(folder, encoder or encode_queries)
-    state = torch.load(folder / "weights.pt", weights_only=False)
-    ranker = MultiTaskRanker(space, config.ranker).load_state_dict(state["ranker"])
-    recall = PersonalizedDenseRecall(space, config.recall).load_state_dict(state["recall"])
+    if device is not None:
+        config = replace(config, device=device)
+    encoder = encoder or functools.partial(encode_queries, device=config.device)
+    space = FeatureSpace.load(folder, encoder)
+    state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=False)
+    ranker = MultiTaskRanker(space, config.ranker, config.device).load_state_dict(state["ranker"])
+    recall = PersonalizedDenseRecall(space, config.recall, config.device).load_state_dict(state["recall"])
     harmonrank = AUCEnsembleFusion(config.fusion_config, config.fixed_weights)
     harmonrank.weights_ = np.asarray(state["harmonrank"]["weights"], dtype=np.float32)
     fusions = {
@@ -287,7 +313,7 @@ def load_cascade(run: Path, encoder: TextEncoder | None = None) -> CascadeModel:
         "harmonrank": harmonrank,
     }
     calibrator = UMCCalibrator.from_state_dict(state["calibrator"], config.umc)
-    holdout_space = FeatureSpace.load(folder / "holdout_space", encoder or encode_queries) \
+    holdout_space = FeatureSpace.load(folder / "holdout_space", encoder) \
         if (folder / "holdout_space").is_dir() else None
     return CascadeModel(config, space, ranker, recall, fusions, calibrator, holdout_space)
 
@@ -318,25 +344,26 @@ class CascadeRetriever:
         self.postrank = PostRanker(cfg.postrank, space.leaf_, space.parent_, space.is_ai_)
 
     @classmethod
-    def from_run(cls, run: Path, dataset: Dataset, split: Split) -> "CascadeRetriever":
-        """Load the cascade `genrec cascade train` saved for this data and code; never trains
-        (`MissingStageError` names the command)."""
+    def from_run(cls, run: Path, dataset: Dataset, split: Split, device: str | None = None) -> "CascadeRetriever":
+        """Load the cascade `genrec cascade train` saved for this data; never trains (`MissingStageError`
+        names the command). One trained by other cascade code is loaded with a warning, as the
+        generative model is; `train` (the pipeline's `stages.train_missing`) retrains it. `device`:
+        where it runs (None: the device it was trained with, as its config.json says)."""
         run = Path(run)
         folder = run / "cascade" / MODEL_FOLDER
-        if not saved_cascade_fits(folder, dataset):
+        if not trained_on(folder, dataset):  # its item and user tables are another catalogue's
             raise MissingStageError(folder, f"genrec cascade train --run {run}")
-        model = load_cascade(run)
+        warn_if_other_code(folder)
+        model = load_cascade(run, device=device)
         return cls(model, recall_sources(run, dataset, split, model.config))
 
     @classmethod
-    def train(cls, run: Path, dataset: Dataset, split: Split) -> "CascadeRetriever":
-        """Train the cascade unless a fitting one is saved (its saved config is kept), then load it."""
-        run = Path(run)
-        folder = run / "cascade" / MODEL_FOLDER
-        if not saved_cascade_fits(folder, dataset):
-            config = CascadeConfig.from_json((folder / "config.json").read_text()) if (folder / "config.json").exists() else None
-            train_cascade(run, config, dataset, split)
-        return cls.from_run(run, dataset, split)
+    def train(cls, run: Path, dataset: Dataset, split: Split, config: CascadeConfig | None = None) -> "CascadeRetriever":
+        """Train the cascade unless a fitting one is saved, then load it. `config` None keeps the saved
+        cascade's config (or the default); a given one retrains a cascade saved with other settings
+        (its device and progress bar aside: they do not change what it learns)."""
+        train_if_stale(run, dataset, split, config)
+        return cls.from_run(run, dataset, split, None if config is None else config.device)
 
     def retrieve(self, requests: Sequence[Request], k: int) -> list[Ranked]:
         if k < 1:
@@ -383,6 +410,20 @@ class CascadeRetriever:
         return [(item_ids[b:e], score[b:e], calibrated[b:e].astype(np.float32)) for b, e in zip(bounds[:-1], bounds[1:])]
 
 
+def train_if_stale(run: str | Path, dataset: Dataset, split: Split, config: CascadeConfig | None = None) -> bool:
+    """Train RUN/cascade/model unless one trained on `dataset` by the current code is saved; return whether
+    it trained. `config` None keeps the saved cascade's config (or the default); a given one also retrains
+    a cascade saved with other settings (its device and progress bar aside: they do not change what it learns)."""
+    run = Path(run)
+    folder = run / "cascade" / MODEL_FOLDER
+    saved = CascadeConfig.from_json((folder / "config.json").read_text()) if (folder / "config.json").exists() else None
+    if saved_cascade_fits(folder, dataset) and (config is None or saved is None or _learned(saved) == _learned(config)):
+        log.info("reusing %s", folder)
+        return False
+    train_cascade(run, config or saved, dataset, split)
+    return True
+
+
 def recall_sources(run: Path, dataset: Dataset, split: Split, config: CascadeConfig) -> dict[str, Retriever]:
     """The baseline retrievers the quotas name, built through the registry; a missing one is skipped."""
     from genrec.registry import build_retriever
@@ -408,6 +449,19 @@ def _reuse_query_vectors(space: FeatureSpace, previous: Path) -> None:
 def _as_probability(score: np.ndarray) -> np.ndarray:
     """Read a fused score as a logit: σ(score), so the calibrator's logit input is the score itself."""
     return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(score, dtype=np.float64), -30, 30)))
+
+
+def _learned(config: CascadeConfig) -> object:
+    """The settings that decide what a cascade learns, as plain JSON values (a saved config reads its
+    tuples back as lists): all but where it runs and whether it shows progress."""
+    def plain(value: object) -> object:
+        if isinstance(value, dict):
+            return {key: plain(v) for key, v in value.items() if key not in ("device", "progress")}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(asdict(config))
 
 
 def _with_progress(config, progress: bool):

@@ -9,6 +9,7 @@ interval, and the paired tests below each table say which gaps are real.
 from __future__ import annotations
 
 import io
+import logging
 import os
 from pathlib import Path
 from typing import Sequence
@@ -19,6 +20,20 @@ from genrec.artifacts import atomic_path, write_json_atomic, write_text_atomic
 from genrec.eval.bootstrap import PairedComparison, bootstrap_means, percentile_interval
 from genrec.eval.exposure import EXPOSURE_K
 from genrec.eval.harness import HEADLINE, EvalReport, paired_comparison
+
+log = logging.getLogger(__name__)
+
+PLOTS_EXTRA = "pip install 'genrec[plots]'"
+
+
+def plots_available() -> bool:
+    """Whether matplotlib (the `plots` extra) is installed. Without it a report is written whole but
+    for its pictures: the tables carry every number, and a server or a training box need no plotting."""
+    try:
+        import matplotlib  # noqa: F401  (imported to plot right after, so the check costs nothing)
+    except ImportError:
+        return False
+    return True
 
 REQUEST_TYPES: tuple[str, ...] = ("search", "recommendation")
 SLICE_METRIC = "recall@10"
@@ -66,7 +81,8 @@ def print_report(report: EvalReport, console=None, focus: str = FOCUS) -> None:
 
 
 def write_report(report: EvalReport, out_dir: str | os.PathLike, command: str = "", focus: str = FOCUS) -> list[Path]:
-    """Write report.md, report.json, recall_at_k.png and slices.png into `out_dir`; return the paths."""
+    """Write report.md, report.json, recall_at_k.png and slices.png (with the `plots` extra) into
+    `out_dir`; return the paths written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     comparisons = [c for t in _present(report, REQUEST_TYPES) for c in _comparisons(report, t)]
@@ -77,6 +93,9 @@ def write_report(report: EvalReport, out_dir: str | os.PathLike, command: str = 
     write_json_atomic(out / "report.json", record)
     write_text_atomic(out / "report.md", render_markdown(report, command, focus))
     paths = [out / "report.md", out / "report.json"]
+    if not plots_available():
+        log.warning("%s: no plots (recall_at_k.png, slices.png) without matplotlib: %s", out, PLOTS_EXTRA)
+        return paths
     paths.append(_save_figure(plot_recall_curves(report), out / "recall_at_k.png"))
     paths.append(_save_figure(plot_slices(report), out / "slices.png"))
     return paths

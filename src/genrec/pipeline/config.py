@@ -3,6 +3,7 @@
     data  → RUN/data      generated world (`[data.world]`) or a loader reading `source`
     sid   → RUN/sid       `build_sids` arguments (RUN/features is embedded on the way)
     train → RUN/train/generative   `GenerativeTrainConfig` (`[train.model]`, `[train.train]`)
+    cascade → RUN/cascade/model    `CascadeConfig` (trained when evaluated or when align reads it)
     align → RUN/align/generative   `AlignConfig`
     eval  → RUN/eval      which retrievers, which split, `[eval.harness]` = `EvalConfig`
 
@@ -14,12 +15,12 @@ out and a test keeps the two equal. A config file names only what differs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from genrec.align.config import AlignConfig
+from genrec.cascade.retriever import CascadeConfig
 from genrec.data.synth import WorldConfig
 from genrec.eval.harness import EvalConfig
-from genrec.sid.build import SidConfig
+from genrec.sid.config import DEMO_SIDS, SidConfig
 from genrec.train.generative import GenerativeTrainConfig
 
 SYNTH = "synth"
@@ -30,9 +31,6 @@ DEMO_RETRIEVERS: tuple[str, ...] = (
 """What `genrec demo` evaluates: every baseline, the cascade, the generative model before and after
 post-training, and the oracle ceiling."""
 
-DEMO_SIDS: dict[str, Any] = {"prefix": ("category", "brand"), "levels": 1}
-"""`build_sids` arguments of the demo: leaf and brand first, one residual RQ-KMeans level
-(chosen on the validation split, `benchmarks/generative_variants.py`)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +85,7 @@ class PipelineConfig:
     data: DataConfig = field(default_factory=DataConfig)
     sid: SidConfig = field(default_factory=lambda: SidConfig(**DEMO_SIDS))
     train: GenerativeTrainConfig = field(default_factory=GenerativeTrainConfig)
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
     eval: EvalStageConfig = field(default_factory=EvalStageConfig)
 
@@ -97,3 +96,8 @@ class PipelineConfig:
     @property
     def aligns(self) -> bool:
         return "generative-aligned" in self.eval.retrievers
+
+    @property
+    def trains_cascade(self) -> bool:
+        """Evaluated, or read by post-training (teacher, ranker reward)."""
+        return "cascade" in self.eval.retrievers or (self.aligns and self.align.needs_cascade)

@@ -56,10 +56,12 @@ def run_pipeline(run: str | Path, config: PipelineConfig | None = None, *, fresh
     world = "generate the world" if config.data.loader == SYNTH else f"load {config.data.loader} data"
     times.run(world, lambda: _data(run, config.data))
     times.run("dataset statistics", lambda: _stats(run))
-    times.run("embed items (MiniLM)", lambda: _embed(run))
+    times.run("embed items (MiniLM)", lambda: _embed(run, config))
     times.run(f"Semantic IDs ({_sid_title(config)})", lambda: _sids(run, config))
     if config.trains_generative:
         times.run("train the generative retriever", lambda: _generative(run, config))
+    if config.trains_cascade:
+        times.run("train the cascade (genrec cascade train)", lambda: _cascade(run, config))
     if config.aligns:
         times.run("align it: distil the cascade into it (genrec align)", lambda: _align(run, config))
     report = times.run(f"evaluate every retriever ({config.eval.part} split)", lambda: _evaluate(run, config.eval, command))
@@ -68,6 +70,10 @@ def run_pipeline(run: str | Path, config: PipelineConfig | None = None, *, fresh
 
     print_report(report)
     if images is not None:
+        from genrec.eval.report import PLOTS_EXTRA, plots_available
+
+        if not plots_available():
+            raise ValueError(f"images: the README's pictures need matplotlib: {PLOTS_EXTRA}")
         images.mkdir(parents=True, exist_ok=True)
         for name in ("recall_at_k", "slices"):
             shutil.copyfile(run / "eval" / f"{name}.png", images / f"demo_{name}.png")
@@ -158,10 +164,11 @@ def _stats(run: Path) -> None:
     print_stats(dataset_stats(Dataset.load(run / "data")))
 
 
-def _embed(run: Path) -> None:
+def _embed(run: Path, config: PipelineConfig) -> None:
     from genrec.features.embed import embed_run
+    from genrec.sid.build import embed_config
 
-    embed_run(run)
+    embed_run(run, embed_config(config.sid))
 
 
 def _sid_title(config: PipelineConfig) -> str:
@@ -172,7 +179,8 @@ def _sid_title(config: PipelineConfig) -> str:
 def _sids(run: Path, config: PipelineConfig) -> None:
     from genrec.sid.build import build_sids
 
-    if _complete(run / "sid", asdict(config.sid), {"data": run / "data"}):
+    made_with = {key: value for key, value in asdict(config.sid).items() if key != "device"}  # SIDs do not depend on it
+    if _complete(run / "sid", made_with, {"data": run / "data"}):
         log.info("reusing %s", run / "sid")
         return
     build_sids(run, **asdict(config.sid))
@@ -191,6 +199,17 @@ def _generative(run: Path, config: PipelineConfig) -> None:
         log.info("reusing %s", run.joinpath(*MODEL_DIR))
         return
     train_generative(run, config.train)
+
+
+def _cascade(run: Path, config: PipelineConfig) -> None:
+    """Train RUN/cascade/model with `config.cascade` unless one trained on this data, by this code and
+    with these settings is saved; align and the evaluation then load it."""
+    from genrec.cascade.retriever import train_if_stale
+    from genrec.data.dataset import Dataset
+    from genrec.data.splits import leave_one_out
+
+    dataset = Dataset.load(run / "data")
+    train_if_stale(run, dataset, leave_one_out(dataset.events), config.cascade)
 
 
 def _align(run: Path, config: PipelineConfig) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TypedDict
 
@@ -22,10 +22,11 @@ from genrec.data.dataset import Dataset
 from genrec.features.embed import EmbedConfig, embed_run
 from genrec.sid.codebook import adaptive_codebook_size, append_disambiguation_level
 from genrec.sid.collaborative import collaborative_vectors, train_cooccurrence, with_collaborative_view
+from genrec.sid.config import METHODS, SidConfig
 from genrec.sid.keyword_level import KEYWORD_CODES, keyword_values
 from genrec.sid.keyword_vectors import keyword_vectors, with_keywords
 from genrec.sid.keywords import KeywordScorer, catalogue_keywords, tokenize
-from genrec.sid.last_level import LAST_LEVELS, BalancedLastLevel, balanced_codebook_size
+from genrec.sid.last_level import BalancedLastLevel, balanced_codebook_size
 from genrec.sid.opq import OPQ_SUBSPACES, OPQLastLevel
 from genrec.sid.prefix import attribute_prefix, group_sizes, within_group_residual
 from genrec.sid.quasid import benign_groups
@@ -34,78 +35,6 @@ from genrec.sid.rqkmeans import RQKMeansTokenizer
 from genrec.sid.rqvae import RQVAETokenizer
 from genrec.sid.table import SidTable
 from genrec.sid.tokenizer import SidTokenizer
-
-METHODS: tuple[str, ...] = ("rqkmeans", "rqvae")
-
-
-@dataclass(frozen=True)
-class SidConfig:
-    """How `build_sids` tokenizes. `codebook_size=None` → `adaptive_codebook_size`;
-    `epochs` applies to `rqvae` only (None: the tokenizer's default); `spread_last_level`
-    see `genrec.sid.codebook`. `prefix`: item fields whose values become the first
-    levels (`genrec.sid.prefix`, e.g. `("category", "brand")`); the tokenizer's
-    `levels` then quantize each item's offset from its prefix group's mean, with an
-    adaptive codebook sized for the 90th-percentile group instead of the catalog.
-    `last_level` ("balanced", "opq" or None), `last_level_size`, `opq_subspaces`,
-    `collaborative_weight`, `repulsion_weight`, `contrastive_weight`, `keyword_weight`
-    and `keyword_codes`: see `build_sids`; all None (off) by default, so a folder made
-    before they existed still matches its config. `keyword_queries` (on by default,
-    inert unless keywords are used) lets logged searches feed the keyword scorer."""
-
-    method: str = "rqkmeans"
-    levels: int = 3
-    codebook_size: int | None = None
-    seed: int = 0
-    views: tuple[str, ...] = ("text",)
-    epochs: int | None = None
-    spread_last_level: bool = True
-    prefix: tuple[str, ...] = ()
-    last_level: str | None = None
-    last_level_size: int | None = None
-    collaborative_weight: float | None = None
-    repulsion_weight: float | None = None
-    contrastive_weight: float | None = None
-    opq_subspaces: int | None = None
-    keyword_weight: float | None = None
-    keyword_codes: int | None = None
-    keyword_queries: bool = True
-
-    def __post_init__(self) -> None:  # checked before the embedding stage, not after it
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.levels < 1:
-            raise ValueError(f"levels must be ≥ 1, got {self.levels}")
-        if self.codebook_size is not None and self.codebook_size < 2:
-            raise ValueError(f"codebook_size must be ≥ 2 (or absent: sized from the catalog), got {self.codebook_size}")
-        if self.last_level is not None and self.last_level not in LAST_LEVELS:
-            raise ValueError(f"last_level must be None (the disambiguation counter only) or one of {LAST_LEVELS}, "
-                             f"got {self.last_level!r}")
-        if self.last_level_size is not None and self.last_level is None:
-            raise ValueError(f"last_level_size applies to a learned last level {LAST_LEVELS}, got last_level=None")
-        if self.opq_subspaces is not None and (self.last_level != "opq" or self.opq_subspaces < 1):
-            raise ValueError(f"opq_subspaces must be ≥ 1 and applies to last_level='opq' only, got {self.opq_subspaces!r} "
-                             f"with last_level={self.last_level!r}")
-        if "keyword" in self.prefix and "category" not in self.prefix[: self.prefix.index("keyword")]:
-            raise ValueError(f"prefix 'keyword' ranks keywords within a leaf category: it needs 'category' before it, "
-                             f"got prefix={list(self.prefix)}")
-        if self.keyword_codes is not None and ("keyword" not in self.prefix or self.keyword_codes < 2):
-            raise ValueError(f"keyword_codes must be ≥ 2 and applies to a 'keyword' prefix level only, got "
-                             f"{self.keyword_codes!r} with prefix={list(self.prefix)}")
-        if self.keyword_weight is not None:
-            if not 0 <= self.keyword_weight <= 1:
-                raise ValueError(f"keyword_weight must be None or in [0, 1], got {self.keyword_weight!r}")
-            if self.keyword_weight and tuple(self.views) != ("text",):
-                raise ValueError(f"keyword_weight mixes a MiniLM keyword embedding into the text vector: it needs "
-                                 f"views=('text',), got views={tuple(self.views)}")
-        if self.collaborative_weight is not None and not self.collaborative_weight >= 0:
-            raise ValueError(f"collaborative_weight must be None or ≥ 0, got {self.collaborative_weight!r}")
-        for name in ("repulsion_weight", "contrastive_weight"):
-            value = getattr(self, name)
-            if value is not None and not value >= 0:
-                raise ValueError(f"{name} must be None or ≥ 0, got {value!r}")
-            if value and self.method != "rqvae":
-                raise ValueError(f"{name} is a QuaSID loss for the trainable quantizer: it needs method='rqvae', "
-                                 f"got method={self.method!r}")
 
 
 def build_sids(
@@ -129,6 +58,8 @@ def build_sids(
     keyword_weight: float | None = None,
     keyword_codes: int | None = None,
     keyword_queries: bool = True,
+    text_model: str | None = None,
+    device: str = "cpu",
 ) -> SidTable:
     """Give every item of RUN/data a Semantic ID; write RUN/sid (or `out`). Same config + seed → same SIDs.
 
@@ -148,12 +79,15 @@ def build_sids(
     values per leaf (None: `KEYWORD_CODES`), the relevance constraint; `keyword_queries` lets the
     training searches' queries feed the keyword scorer where the data logs them.
     `last_level="opq"` ends the SID with `opq_subspaces` (None: `OPQ_SUBSPACES`) product-quantizer
-    codes of the residual after an OPQ rotation (`genrec.sid.opq`), `last_level_size` codes each."""
+    codes of the residual after an OPQ rotation (`genrec.sid.opq`), `last_level_size` codes each.
+
+    `text_model` (None: the shipped MiniLM) embeds the items on `device` (RUN/features, when not
+    cached already)."""
     config = SidConfig(method, levels, codebook_size, seed, tuple(views), epochs, spread_last_level, tuple(prefix),
                        last_level, last_level_size, collaborative_weight, repulsion_weight, contrastive_weight,
-                       opq_subspaces, keyword_weight, keyword_codes, keyword_queries)
+                       opq_subspaces, keyword_weight, keyword_codes, keyword_queries, text_model, device)
     run = Path(run)
-    vectors = embed_run(run, EmbedConfig(views=config.views), progress=progress)
+    vectors = embed_run(run, embed_config(config), progress=progress)
     dataset = Dataset.load(run / "data")
     start = time.perf_counter()
     item_vectors = vectors.vectors
@@ -241,6 +175,13 @@ def build_sids(
             collision_rate=report["collision_rate"],
         )
     return table
+
+
+def embed_config(config: SidConfig) -> EmbedConfig:
+    """The item vectors `config`'s SIDs are built from."""
+    from genrec.features.text import TEXT_MODEL_NAME
+
+    return EmbedConfig(views=config.views, device=config.device, model=config.text_model or TEXT_MODEL_NAME)
 
 
 def _title(config: SidConfig, report: dict) -> str:

@@ -32,11 +32,9 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from genrec.sid.codebook import MAX_CODEBOOK_SIZE
+from genrec.sid.config import LAST_LEVELS  # noqa: F401  (re-exported: where the level is)
 from genrec.sid.kmeans import assign, kmeans_centroids, squared_distances
 
-LAST_LEVELS: tuple[str, ...] = ("balanced", "opq")
-"""Learned last levels `build_sids(last_level=...)` offers (None there: the row-order counter only):
-this module's balanced level, and the OPQ product-quantizer codes of `genrec.sid.opq`."""
 MAX_ITEMS_PER_CELL = 8
 """The adaptive codebook is big enough that no code of the largest group holds more items than this."""
 COVERED_ITEMS = 0.97

@@ -28,9 +28,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from genrec.train.distributed import is_main
-from genrec.train.loop import LAST_CHECKPOINT, CheckpointError, train_options
-
 TRAINERS: dict[str, str] = {
     "sasrec": "genrec.train.commands:train_sasrec",
     "generative": "genrec.train.generative:train_generative_command",
@@ -74,6 +71,7 @@ def train_sasrec(run: Path, *, steps: int | None = None, resume: bool = False, f
     from genrec.baselines.sasrec import SASRecConfig, SASRecRetriever, artefact_dir
     from genrec.data.dataset import Dataset
     from genrec.data.splits import leave_one_out
+    from genrec.train.loop import LAST_CHECKPOINT, CheckpointError, train_options
 
     dataset = Dataset.load(run / "data")
     split = leave_one_out(dataset.events)
@@ -92,6 +90,8 @@ def train_sasrec(run: Path, *, steps: int | None = None, resume: bool = False, f
 
 
 def _train(args: argparse.Namespace) -> int:
+    from genrec.train.distributed import is_main  # torch: imported when a model trains, not for --help
+
     if not (args.run_folder / "data").is_dir():
         print(f"run folder {args.run_folder} has no data/ folder; expected RUN/data with the dataset", file=sys.stderr)
         return 1
