@@ -97,9 +97,12 @@ def pruned_beam_search(model: BeamSearchModel, state: Any, trie: PrefixTrie, bea
 
         # Sorted best first, so each request's survivors are a prefix of its row; its best is finite.
         alive = (best_scores > float("-inf")) & (best_scores >= best_scores[:, :1] - margin)
-        parent_rows, chosen = parents[alive], chosen[alive]
-        scores = best_scores[alive]
-        request = requests.expand_as(alive)[alive]
+        if bool(alive.all()):  # nothing dropped (always so under an exact search of a full trie): no masking
+            parent_rows, chosen, scores = parents.reshape(-1), chosen.reshape(-1), best_scores.reshape(-1)
+            request = requests.expand_as(alive).reshape(-1)
+        else:
+            parent_rows, chosen, scores = parents[alive], chosen[alive], best_scores[alive]
+            request = requests.expand_as(alive)[alive]
         node_ids = child_ids[parent_rows, chosen]
         tokens = codes[parent_rows, chosen]
         # A kept row that branches descends from a held row (its parent branched too): its model row

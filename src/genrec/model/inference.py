@@ -150,9 +150,18 @@ class FastDecoder(nn.Module):
             return nullcontext()
         return torch.autocast(self.level_input_0.device.type, dtype=torch.bfloat16)
 
-    def _linear(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """A linear layer in its weights' precision; the result back in fp32."""
-        return cast(torch.Tensor, layer(x.to(cast(nn.Linear, layer).weight.dtype))).float()
+    @staticmethod
+    def _linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """A linear layer in its weights' precision; the result back in fp32. Called as `F.linear`, not
+        through the module: at batch 1 a module call's hooks machinery costs as much as the product."""
+        lin = cast(nn.Linear, layer)
+        if lin.weight.dtype == x.dtype == torch.float32:
+            return F.linear(x, lin.weight, lin.bias)
+        return F.linear(x.to(lin.weight.dtype), lin.weight, lin.bias).float()
+
+    @staticmethod
+    def _norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
     # ---- the BeamSearchModel protocol ---------------------------------------------------
 
@@ -252,15 +261,15 @@ class FastDecoder(nn.Module):
             x = x + state.summary.index_select(0, state.rows)
         caches = []
         for i, layer in enumerate(self._layers()):
-            qkv = self._linear(layer.qkv, layer.norm1(x))  # [N, 3d]
+            qkv = self._linear(layer.qkv, self._norm(layer.norm1, x))  # [N, 3d]
             d = qkv.shape[1] // 3
             new = qkv[:, d:].contiguous()  # [N, 2d]: this level's keys and values
             past = [c.index_select(0, a) for c, a in zip(state.cache[i], state.ancestors)] if state.cache else []
             caches.append((*state.cache[i], new) if state.cache else (new,))
             x = x + self._linear(layer.self_out, self._self_attend(layer, qkv[:, :d], [*past, new]))
-            x = x + self._linear(layer.cross_out, self._cross_attend(layer, layer.norm2(x), state, i))
-            x = x + self._mlp(layer, layer.norm3(x))
-        logits = self._linear(self.heads[level], self.norm(x))
+            x = x + self._linear(layer.cross_out, self._cross_attend(layer, self._norm(layer.norm2, x), state, i))
+            x = x + self._mlp(layer, self._norm(layer.norm3, x))
+        logits = self._linear(self.heads[level], self._norm(self.norm, x))
         if level == 0 and state.first_level_bias is not None:
             logits = (logits.view(b, beams, -1) + state.first_level_bias[:, None, :]).view(n, -1) \
                 if state.rows is None else logits + state.first_level_bias.index_select(0, state.rows)
@@ -271,9 +280,10 @@ class FastDecoder(nn.Module):
 
     def _mlp(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
         """up → GELU → down, the `[N, d_ff]` middle left in the layers' precision (no round trip to fp32)."""
+        up, down = layer.up, layer.down
         if self.precision == "bf16":
-            return cast(torch.Tensor, layer.down(F.gelu(layer.up(x.to(torch.bfloat16))))).float()
-        return cast(torch.Tensor, layer.down(F.gelu(layer.up(x))))
+            return F.linear(F.gelu(F.linear(x.to(torch.bfloat16), up.weight, up.bias)), down.weight, down.bias).float()
+        return F.linear(F.gelu(F.linear(x, up.weight, up.bias)), down.weight, down.bias)
 
     def _self_attend(self, layer: _Layer, q: torch.Tensor, levels: list[torch.Tensor]) -> torch.Tensor:
         """One query `[N, d]` over the `t ≤ levels` positions so far, each `[N, 2d]` (keys, values):
