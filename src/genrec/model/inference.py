@@ -24,8 +24,9 @@ or "bf16" (the linear layers' weights and inputs in bfloat16, which CPUs with
 AVX-512 BF16 / AMX multiply 4-6x faster; layer norms, softmax and the residual
 stream stay fp32; the encoder runs under bf16 autocast). bf16 is approximate:
 on near-ties it ranks items differently (benchmarks/results/decode.md measures
-how often the top-k differs). int8 dynamic quantization was measured too and
-lost on both counts (no faster than fp32 at this size, far fewer equal answers).
+how often the top-k differs). int8 dynamic quantization, bf16 in the encoder or the
+decoder only, oneDNN's bf16 arithmetic on fp32 tensors and `torch.compile` were measured
+too and lost (benchmarks/results/decode_variants.md).
 Training never sees this module: the weights are copied, the model left as it was.
 """
 
