@@ -136,6 +136,20 @@ def test_trie_rejects_bad_input_with_a_named_field() -> None:
         PrefixTrie.from_codes(np.array([[1, -2]]), np.array([1]))
 
 
+@pytest.mark.parametrize("storage", ["auto", "dense", "csr"])
+def test_branches_marks_exactly_the_prefixes_shared_by_more_than_one_item(storage: str) -> None:
+    codes, item_ids = random_catalog(seed=3, n_items=400, levels=4, codebook=5)
+    trie = PrefixTrie.from_codes(codes, item_ids, storage=storage)
+    for depth in range(4):
+        prefixes, counts = np.unique(codes[:, :depth], axis=0, return_counts=True)  # lexicographic, as node ids
+        if depth == 0:
+            prefixes, counts = np.zeros((1, 0), dtype=np.int64), np.array([len(codes)])
+        nodes = walk(trie, [tuple(p) for p in prefixes.tolist()]) if depth else torch.zeros(1, dtype=torch.int64)
+        assert torch.equal(nodes, torch.arange(len(prefixes)))
+        assert torch.equal(trie.branches(depth, nodes), torch.from_numpy(counts > 1))
+        assert 0 < int((counts == 1).sum()) or depth < 3  # the deepest level holds forced prefixes
+
+
 def test_memory_grows_with_prefixes_not_prefixes_times_vocabulary() -> None:
     codes, item_ids = random_catalog(seed=5, n_items=5000, levels=3, codebook=256)
     trie = PrefixTrie.from_codes(codes, item_ids)

@@ -165,6 +165,22 @@ def test_the_last_level_steps_only_beams_whose_prefix_has_several_children() -> 
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
 
 
+def test_a_prefix_with_one_item_below_is_never_stepped_again() -> None:
+    """Below prefix (1,) lies one item, so its remaining codes are forced (log 1 = 0 at every level):
+    the search carries its score without stepping the model for it at levels 1 and 2."""
+    codes = np.array([[0, 0, 0], [0, 0, 1], [0, 1, 0], [1, 0, 0]])
+    trie = PrefixTrie.from_codes(codes, np.arange(len(codes)) + 10)
+    plain, skipping = (PrefixRecorder(TableStepModel(levels=3, vocab_size=2, seed=7)) for _ in range(2))
+    want = constrained_beam_search(plain, plain.initial_state(3), trie, beams=4, k=4)
+    got = constrained_beam_search(skipping, skipping.initial_state(3), trie, beams=4, k=4, prune_margin=float("inf"))
+    assert plain.rows_per_level == [3, 12, 12]
+    assert skipping.rows_per_level == [3, 3, 3]
+    assert skipping.stepped[1] == {(r, (0,)) for r in range(3)}
+    assert skipping.stepped[2] == {(r, (0, 0)) for r in range(3)}
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert set(got[0][0].tolist()) == {10, 11, 12, 13}
+
+
 def test_bad_margins_are_refused_with_the_field_named() -> None:
     codes, item_ids, trie = _catalog(0)
     model = TableStepModel(levels=4, vocab_size=6)

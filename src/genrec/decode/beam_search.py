@@ -10,10 +10,16 @@ how many items the catalog holds.
 
 `prune_margin` switches to `genrec.decode.pruning`, which drops beams that fell
 too far behind their request's best and steps the model on the survivors only.
+A model that steps ragged rows (`ragged_rows = True`, e.g. `FastDecoder`) takes
+that path even without a margin, with an infinite one: same items and scores,
+but the last level steps only prefixes with more than one valid child (a single
+child scores 0 whatever the logits), which under a disambiguation level is most
+of them.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -40,15 +46,16 @@ def constrained_beam_search(
     score is more than that far below its request's best beam, so later levels
     step the model on fewer rows (`genrec.decode.pruning.pruned_beam_search`;
     the model must accept a ragged `reorder` index). Faster, and approximate.
+    Models with `ragged_rows = True` always take that path (margin inf when None: exact).
     """
     if beams < 1:
         raise ValueError(f"beams must be ≥ 1, got {beams}")
     if k < 1:
         raise ValueError(f"k must be ≥ 1, got {k}")
-    if prune_margin is not None:
+    if prune_margin is not None or getattr(model, "ragged_rows", False):
         from genrec.decode.pruning import pruned_beam_search
 
-        return pruned_beam_search(model, state, trie, beams, k, prune_margin)
+        return pruned_beam_search(model, state, trie, beams, k, math.inf if prune_margin is None else prune_margin)
     batch = state_rows(model, state)
     device = trie.leaf_item_ids.device
     # Level 0 runs once per request: every beam would start from the same empty prefix, so the

@@ -38,6 +38,8 @@ class BeamSearchModel(Protocol):
       With `prune_margin` (`genrec.decode.pruning`) `index` is ragged: any
       length, request-major, each request keeping its own number of rows; only
       a model that tracks each row's request (`FastDecoder`) can take that.
+      Such a model says so with a class attribute `ragged_rows = True`, and
+      beam search then steps only the prefixes that still branch (exact).
     """
 
     def expand(self, state: Any, beams: int) -> Any: ...

@@ -15,10 +15,13 @@ Per level the ragged rows' candidate scores are scattered into one
 one topk per level with no Python loop over requests. The model must accept a
 ragged `reorder` index (`BeamSearchModel`): `FastDecoder` and `TableStepModel` do.
 
-At the last level a beam whose prefix has one valid child (most of them under a
-disambiguation level) is not stepped at all: the trie-masked log-softmax over one
-candidate is 0 whatever the logits, and no later level needs its cache. This
-part is exact; `margin` = inf keeps only it (and the drop of dead beams).
+A beam whose prefix has only one item below it is never stepped again: each of
+its remaining levels has one valid child, whose trie-masked log-softmax is 0
+whatever the logits, so its score is final and it competes in every later topk
+without a decoder row (under a disambiguation level that is most beams at the
+last level, and under a sparse catalog many at the level before). This part is
+exact; `margin` = inf keeps only it (and the drop of dead beams), and it is what
+`constrained_beam_search` runs for a model with `ragged_rows = True`.
 """
 
 from __future__ import annotations
@@ -39,9 +42,10 @@ def pruned_beam_search(model: BeamSearchModel, state: Any, trie: PrefixTrie, bea
     Same inputs and outputs as `constrained_beam_search`. The request's best beam
     is never dropped; `margin` = inf drops only dead beams (score -inf, which can
     never reach the answer), so it returns the unpruned search's items and scores.
-    `model.reorder` receives the surviving rows' parents `[N']`, request-major and
-    non-decreasing in request, with 1 to `beams` rows per request (0 to `beams`
-    before the last level's step, which skips rows with one valid child).
+    The model holds only the rows with more than one item below (`PrefixTrie.branches`):
+    `model.reorder` receives, for those of the surviving rows, their parents' places
+    among the rows it held `[N']`, request-major and non-decreasing in request, with
+    0 to `beams` rows per request.
     """
     if not margin >= 0:  # `not >=` also refuses NaN
         raise ValueError(f"prune_margin must be ≥ 0, got {margin}")
@@ -52,22 +56,22 @@ def pruned_beam_search(model: BeamSearchModel, state: Any, trie: PrefixTrie, bea
     scores = torch.zeros(batch, device=device)
     request = torch.arange(batch, device=device)  # the request of each row
     requests = request[:, None]
+    # The rows the model holds: those with more than one item below (the others' SIDs are forced).
+    held = trie.branches(0, node_ids).nonzero()[:, 0]
+    if len(held) < batch:
+        state = model.reorder(state, held)
 
     for level in range(trie.levels):
         codes, child_ids, valid = trie.children(level, node_ids)  # [rows, C] each
         width = codes.shape[1]
-        if level < trie.levels - 1:
+        if len(held) == len(tokens):
             logits, state = model.step(state, tokens, level)
             log_probs = candidate_log_probs(logits, codes, valid, trie.level_sizes[level], level)
-        else:  # the last level: a row with one valid child scores it 0 whatever the model says
+        else:  # a row with one valid child scores it 0 whatever the model says
             log_probs = torch.zeros(valid.shape, device=device).masked_fill(~valid, float("-inf"))
-            ask = (valid.sum(1) > 1).nonzero()[:, 0]
-            if len(ask) == len(tokens):
-                log_probs = candidate_log_probs(model.step(state, tokens, level)[0], codes, valid,
-                                                trie.level_sizes[level], level)
-            elif len(ask):
-                logits = model.step(model.reorder(state, ask), tokens[ask], level)[0]
-                log_probs[ask] = candidate_log_probs(logits, codes[ask], valid[ask], trie.level_sizes[level], level)
+            if len(held):
+                logits, state = model.step(state, tokens[held], level)
+                log_probs[held] = candidate_log_probs(logits, codes[held], valid[held], trie.level_sizes[level], level)
         row_total = scores[:, None] + log_probs  # [rows, C]
 
         # Ragged rows → one [batch, slots * C] table (slot = a row's place among its request's rows).
@@ -93,10 +97,19 @@ def pruned_beam_search(model: BeamSearchModel, state: Any, trie: PrefixTrie, bea
 
         # Sorted best first, so each request's survivors are a prefix of its row; its best is finite.
         alive = (best_scores > float("-inf")) & (best_scores >= best_scores[:, :1] - margin)
-        parent_rows, chosen = parents[alive], chosen[alive]
-        scores = best_scores[alive]
-        request = requests.expand_as(alive)[alive]
+        if bool(alive.all()):  # nothing dropped (always so under an exact search of a full trie): no masking
+            parent_rows, chosen, scores = parents.reshape(-1), chosen.reshape(-1), best_scores.reshape(-1)
+            request = requests.expand_as(alive).reshape(-1)
+        else:
+            parent_rows, chosen, scores = parents[alive], chosen[alive], best_scores[alive]
+            request = requests.expand_as(alive)[alive]
         node_ids = child_ids[parent_rows, chosen]
         tokens = codes[parent_rows, chosen]
-        state = model.reorder(state, parent_rows)
+        # A kept row that branches descends from a held row (its parent branched too): its model row
+        # continues that held row's place. Rows whose SID is now forced leave the model.
+        branching = trie.branches(level + 1, node_ids)
+        place = torch.full((len(log_probs),), -1, dtype=torch.int64, device=device)
+        place[held] = torch.arange(len(held), device=device)
+        held = branching.nonzero()[:, 0]
+        state = model.reorder(state, place[parent_rows[held]])
     raise AssertionError("unreachable: the trie has at least one level")

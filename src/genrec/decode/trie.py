@@ -51,6 +51,12 @@ class TrieLevel:
     def tensors(self) -> list[torch.Tensor]:
         return [t for t in (self.child, self.offsets, self.keys) if t is not None]
 
+    def fanout(self) -> torch.Tensor:
+        """`[num_nodes]` int64: children per node (a node's children are one run of ids at the next depth)."""
+        if self.child is not None:
+            return (self.child >= 0).sum(1)
+        return self.csr()[0].diff()
+
     def to(self, device: torch.device | str) -> TrieLevel:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return TrieLevel(self.num_nodes, self.num_children, self.vocab_size, self.max_fanout,
@@ -68,6 +74,7 @@ class PrefixTrie:
     def __init__(self, levels: list[TrieLevel], leaf_item_ids: torch.Tensor) -> None:
         self.trie_levels = levels
         self.leaf_item_ids = leaf_item_ids  # [n_items] int64, item id of leaf node j
+        self.branches_below = _branches_below(levels, leaf_item_ids)  # [depth] → [num_nodes] bool
 
     # ----- construction -------------------------------------------------------------------------
     @classmethod
@@ -155,8 +162,8 @@ class PrefixTrie:
         return self.num_items if depth == self.levels else self.trie_levels[depth].num_nodes
 
     def memory_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for lv in self.trie_levels for t in lv.tensors()) + \
-            self.leaf_item_ids.numel() * self.leaf_item_ids.element_size()
+        tensors = [t for lv in self.trie_levels for t in lv.tensors()] + [self.leaf_item_ids, *self.branches_below]
+        return sum(t.numel() * t.element_size() for t in tensors)
 
     def level_storage(self) -> list[str]:
         """'dense' or 'csr' per level, for reports."""
@@ -217,6 +224,15 @@ class PrefixTrie:
             found = torch.where(keys[position] == wanted, position, -1)
         return torch.where(in_range, found, -1)
 
+    def branches(self, depth: int, node_ids: torch.Tensor) -> torch.Tensor:
+        """`[N]` bool: whether more than one item lies below each node at `depth` (0 ≤ depth < levels).
+
+        Where it is False the rest of the SID is forced (one valid child per level), so every later
+        level's trie-masked log-softmax is 0 and beam search need not step the model for that prefix."""
+        if not 0 <= depth < self.levels:
+            raise ValueError(f"depth must be in [0, {self.levels}), got {depth}")
+        return self.branches_below[depth][node_ids.to(torch.int64)]
+
     def item_at(self, leaf_ids: torch.Tensor) -> torch.Tensor:
         """Item ids `[...]` of leaf node ids (depth `levels`); -1 stays -1."""
         leaf_ids = leaf_ids.to(torch.int64)
@@ -227,6 +243,20 @@ class PrefixTrie:
         if not 0 <= level < self.levels:
             raise ValueError(f"level must be in [0, {self.levels}), got {level}")
         return self.trie_levels[level]
+
+
+def _branches_below(levels: list[TrieLevel], leaf_item_ids: torch.Tensor) -> list[torch.Tensor]:
+    """Per depth, `[num_nodes]` bool: more than one item below the node. Item counts are summed
+    bottom-up over each node's run of children (ids are in lexicographic order, so a run is contiguous)."""
+    counts = torch.ones(len(leaf_item_ids), dtype=torch.int64, device=leaf_item_ids.device)
+    out: list[torch.Tensor] = []
+    for level in reversed(levels):
+        fanout = level.fanout().to(counts.device)
+        ends = torch.cumsum(fanout, 0)
+        running = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+        counts = running[ends] - running[ends - fanout]
+        out.append(counts > 1)
+    return out[::-1]
 
 
 def _build_level(

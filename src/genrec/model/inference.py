@@ -12,7 +12,11 @@ weights and the same `BeamSearchModel` protocol, but rearranges the step:
   (see `FastState`);
 - each level's input constant (code embedding + level embedding) is one table
   lookup, and the request's summary is broadcast over its beams, not repeated;
-- logits are not padded to one width (beam search gathers only valid codes).
+- logits are not padded to one width (beam search gathers only valid codes);
+- cross-attention is two batched matrix products against keys stored transposed and
+  pre-scaled at `encode` (not `scaled_dot_product_attention`, twice as slow at ~20 rows);
+- it steps ragged rows (`ragged_rows`), so beam search steps only prefixes that still
+  branch (`genrec.decode.pruning`): a prefix with one item below is scored without the model.
 
 `precision` picks the number format of the matrix products: "fp32" (the model's
 arithmetic up to rounding order: the same items as the model, a test holds it)
@@ -20,8 +24,9 @@ or "bf16" (the linear layers' weights and inputs in bfloat16, which CPUs with
 AVX-512 BF16 / AMX multiply 4-6x faster; layer norms, softmax and the residual
 stream stay fp32; the encoder runs under bf16 autocast). bf16 is approximate:
 on near-ties it ranks items differently (benchmarks/results/decode.md measures
-how often the top-k differs). int8 dynamic quantization was measured too and
-lost on both counts (no faster than fp32 at this size, far fewer equal answers).
+how often the top-k differs). int8 dynamic quantization, bf16 in the encoder or the
+decoder only, oneDNN's bf16 arithmetic on fp32 tensors and `torch.compile` were measured
+too and lost (benchmarks/results/decode_variants.md).
 Training never sees this module: the weights are copied, the model left as it was.
 """
 
@@ -60,7 +65,7 @@ class FastState:
     any request has; `beams` is then unused. None: every request has `beams` rows.
     """
 
-    memory_k: list[torch.Tensor]  # per layer [B, H, S, hd]
+    memory_kt: list[torch.Tensor]  # per layer [B, H, hd, S]: keys transposed and scaled by 1/sqrt(hd)
     memory_v: list[torch.Tensor]  # per layer [B, H, S, hd]
     memory_bias: torch.Tensor  # [B, 1, 1, S] float: 0 where the encoder position is real, -inf where padding
     summary: torch.Tensor  # [B, d] fp32
@@ -106,6 +111,10 @@ class FastDecoder(nn.Module):
     `FastDecoder(model, "bf16")` copies what it needs from `model` (which stays as it was).
     """
 
+    ragged_rows = True
+    """`reorder` takes a ragged index (`genrec.decode.protocol`), so beam search steps only the rows
+    that need it (the last level's branching prefixes) even without a pruning margin."""
+
     def __init__(self, model: GenerativeModel, precision: str = "bf16"):
         super().__init__()
         if precision not in PRECISIONS:
@@ -142,9 +151,18 @@ class FastDecoder(nn.Module):
             return nullcontext()
         return torch.autocast(self.level_input_0.device.type, dtype=torch.bfloat16)
 
-    def _linear(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """A linear layer in its weights' precision; the result back in fp32."""
-        return cast(torch.Tensor, layer(x.to(cast(nn.Linear, layer).weight.dtype))).float()
+    @staticmethod
+    def _linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """A linear layer in its weights' precision; the result back in fp32. Called as `F.linear`, not
+        through the module: at batch 1 a module call's hooks machinery costs as much as the product."""
+        lin = cast(nn.Linear, layer)
+        if lin.weight.dtype == x.dtype == torch.float32:
+            return F.linear(x, lin.weight, lin.bias)
+        return F.linear(x.to(lin.weight.dtype), lin.weight, lin.bias).float()
+
+    @staticmethod
+    def _norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
     # ---- the BeamSearchModel protocol ---------------------------------------------------
 
@@ -157,7 +175,7 @@ class FastDecoder(nn.Module):
         ks, vs = [], []
         for layer in self._layers():
             k, v = self._linear(layer.cross_kv, memory).chunk(2, dim=-1)
-            ks.append(self._heads(layer, k))
+            ks.append((self._heads(layer, k) / math.sqrt(layer.head_dim)).transpose(2, 3).contiguous())
             vs.append(self._heads(layer, v))
         memory_bias = torch.zeros(mask.shape, device=mask.device).masked_fill(~mask, float("-inf"))
         return FastState(ks, vs, memory_bias, summary.float(), None if bias is None else bias.float())
@@ -244,15 +262,15 @@ class FastDecoder(nn.Module):
             x = x + state.summary.index_select(0, state.rows)
         caches = []
         for i, layer in enumerate(self._layers()):
-            qkv = self._linear(layer.qkv, layer.norm1(x))  # [N, 3d]
+            qkv = self._linear(layer.qkv, self._norm(layer.norm1, x))  # [N, 3d]
             d = qkv.shape[1] // 3
             new = qkv[:, d:].contiguous()  # [N, 2d]: this level's keys and values
             past = [c.index_select(0, a) for c, a in zip(state.cache[i], state.ancestors)] if state.cache else []
             caches.append((*state.cache[i], new) if state.cache else (new,))
             x = x + self._linear(layer.self_out, self._self_attend(layer, qkv[:, :d], [*past, new]))
-            x = x + self._linear(layer.cross_out, self._cross_attend(layer, layer.norm2(x), state, i))
-            x = x + self._mlp(layer, layer.norm3(x))
-        logits = self._linear(self.heads[level], self.norm(x))
+            x = x + self._linear(layer.cross_out, self._cross_attend(layer, self._norm(layer.norm2, x), state, i))
+            x = x + self._mlp(layer, self._norm(layer.norm3, x))
+        logits = self._linear(self.heads[level], self._norm(self.norm, x))
         if level == 0 and state.first_level_bias is not None:
             logits = (logits.view(b, beams, -1) + state.first_level_bias[:, None, :]).view(n, -1) \
                 if state.rows is None else logits + state.first_level_bias.index_select(0, state.rows)
@@ -263,9 +281,10 @@ class FastDecoder(nn.Module):
 
     def _mlp(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
         """up → GELU → down, the `[N, d_ff]` middle left in the layers' precision (no round trip to fp32)."""
+        up, down = layer.up, layer.down
         if self.precision == "bf16":
-            return cast(torch.Tensor, layer.down(F.gelu(layer.up(x.to(torch.bfloat16))))).float()
-        return cast(torch.Tensor, layer.down(F.gelu(layer.up(x))))
+            return F.linear(F.gelu(F.linear(x.to(torch.bfloat16), up.weight, up.bias)), down.weight, down.bias).float()
+        return F.linear(F.gelu(F.linear(x, up.weight, up.bias)), down.weight, down.bias)
 
     def _self_attend(self, layer: _Layer, q: torch.Tensor, levels: list[torch.Tensor]) -> torch.Tensor:
         """One query `[N, d]` over the `t ≤ levels` positions so far, each `[N, 2d]` (keys, values):
@@ -282,20 +301,24 @@ class FastDecoder(nn.Module):
         return out.reshape(n, d)
 
     def _cross_attend(self, layer: _Layer, x: torch.Tensor, state: FastState, i: int) -> torch.Tensor:
-        """A request's beams as `beams` queries against its one memory `[B, H, S, hd]`. Ragged rows
+        """A request's beams as `beams` queries against its one memory: `[B, H, beams, hd] @ [B, H, hd, S]`,
+        two batched matrix products (half the time of `scaled_dot_product_attention` at these shapes:
+        its blocked kernel is built for long sequences, here both sides hold ~20 rows). Ragged rows
         are scattered into `slots` query positions per request (the empty ones attend for nothing)."""
         b, beams = state.batch_size, state.beams
         h, hd = layer.n_heads, layer.head_dim
         q = self._linear(layer.cross_q, x)
         if state.rows is None:
             q = q.view(b, beams, h, hd).transpose(1, 2)  # [B, H, beams, hd]
-            y = F.scaled_dot_product_attention(q, state.memory_k[i], state.memory_v[i], attn_mask=state.memory_bias)
-            return y.transpose(1, 2).reshape(b * beams, h * hd)
-        padded = q.new_zeros(b, state.slots, h * hd)
-        padded[state.rows, state.slot] = q
-        q = padded.view(b, state.slots, h, hd).transpose(1, 2)  # [B, H, slots, hd]
-        y = F.scaled_dot_product_attention(q, state.memory_k[i], state.memory_v[i], attn_mask=state.memory_bias)
-        return y.transpose(1, 2)[state.rows, state.slot].reshape(len(state.rows), h * hd)
+        else:
+            padded = q.new_zeros(b, state.slots, h * hd)
+            padded[state.rows, state.slot] = q
+            q = padded.view(b, state.slots, h, hd).transpose(1, 2)  # [B, H, slots, hd]
+        weights = torch.softmax(torch.matmul(q, state.memory_kt[i]).add_(state.memory_bias), dim=-1)
+        y = torch.matmul(weights, state.memory_v[i]).transpose(1, 2)  # [B, beams or slots, H, hd]
+        if state.rows is None:
+            return y.reshape(b * beams, h * hd)
+        return y[state.rows, state.slot].reshape(len(state.rows), h * hd)
 
     @staticmethod
     def _heads(layer: _Layer, x: torch.Tensor) -> torch.Tensor:  # [B, S, d] → [B, H, S, hd]
