@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from genrec.model.config import GenerativeConfig, InputSpec
+from genrec.model.dropout import Dropout
 from genrec.model.layers import DecoderBlock
 
 
@@ -28,7 +29,7 @@ class SidDecoder(nn.Module):
         self.blocks = nn.ModuleList(DecoderBlock(config) for _ in range(config.n_decoder_layers))
         self.norm = nn.LayerNorm(d)
         self.heads = nn.ModuleList(nn.Linear(d, v) for v in spec.codebook_sizes)
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = Dropout(config.dropout)
 
     def inputs(self, bos: torch.Tensor, previous: torch.Tensor, summary: torch.Tensor) -> torch.Tensor:
         """Teacher-forced inputs `[B, L, d]` from the start vector `bos [d]`, the embedded codes

@@ -433,7 +433,9 @@ def _optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> t
         else:
             decay.append(parameter)
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98), fused=device.type == "cuda")
+    # Fused on a CPU too: the per-parameter loop launched ~10 small ops per tensor (about 1,000 a step
+    # for this model), which cost more than the arithmetic (benchmarks/results/train.md).
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98), fused=device.type in ("cuda", "cpu"))
 
 
 def _run_evaluation(model: nn.Module, evaluate: Callable, metric: str) -> dict[str, float]:
