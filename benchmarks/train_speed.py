@@ -7,10 +7,12 @@ batches (the loop's `batch_indices` order, `lr_at` schedule and gradient clippin
 in alternating blocks of `--block` steps, so all see the same load on a shared machine:
 
 - **before**: fp32, `torch.bernoulli_` dropout masks (`F.dropout`, and SDPA's own
-  dropout on the attention weights), AdamW's per-parameter loop: the step as the
-  loop took it before this benchmark's changes;
+  dropout on the attention weights), cross-attention keys and values picked per target
+  from the head views, AdamW's per-parameter loop: the step as the loop took it
+  before this benchmark's changes;
 - **fp32**: `train.cpu_bf16=false` today: the cheaper dropout mask
-  (`genrec.model.dropout`) and the fused CPU AdamW;
+  (`genrec.model.dropout`), keys and values picked before the head split, and the
+  fused CPU AdamW;
 - **bf16**: the default on a CPU with native bf16 (`train.cpu_bf16=true`): the same
   under bf16 autocast.
 
@@ -71,21 +73,31 @@ PARTS = ("forward", "backward", "optimizer")
 VARIANTS = ("before", "fp32", "bf16")
 
 
+def _project_memory_then_pick(self, memory, rows=None):
+    """`Attention.project_memory` as it was: rows picked from the head views (a slow index_add backward)."""
+    k, v = self.kv(memory).chunk(2, dim=-1)
+    k, v = self.heads(k), self.heads(v)
+    return (k, v) if rows is None else (k.index_select(0, rows), v.index_select(0, rows))
+
+
 @contextlib.contextmanager
-def bernoulli_dropout(on: bool) -> Iterator[None]:
-    """The dropout the model had before `genrec.model.dropout`: `F.dropout` and SDPA's `dropout_p`."""
+def step_as_before(on: bool) -> Iterator[None]:
+    """The training step's kernels as they were before this benchmark's changes: `F.dropout` and
+    SDPA's `dropout_p` (bernoulli_ masks), and cross-attention rows picked after the head split."""
     if not on:
         yield
         return
-    saved = dropout_module.dropout, layers_module._attention_with_dropout
+    saved = dropout_module.dropout, layers_module._attention_with_dropout, layers_module.Attention.project_memory
     dropout_module.dropout = lambda x, p, training: F.dropout(x, p, training)  # type: ignore[assignment]
     layers_module._attention_with_dropout = (  # type: ignore[assignment]
         lambda q, k, v, mask, causal, p: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p,
                                                                         is_causal=causal))
+    layers_module.Attention.project_memory = _project_memory_then_pick  # type: ignore[method-assign]
     try:
         yield
     finally:
-        dropout_module.dropout, layers_module._attention_with_dropout = saved
+        (dropout_module.dropout, layers_module._attention_with_dropout,
+         layers_module.Attention.project_memory) = saved  # type: ignore[method-assign]
 
 
 @dataclass
@@ -115,7 +127,7 @@ class Trainee:
     def step(self, step: int, batch, flops: float | None) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(step, self.config)
-        with bernoulli_dropout(self.variant == "before"):
+        with step_as_before(self.variant == "before"):
             marks = [(time.perf_counter(), time.process_time())]
             with self.autocast:
                 loss = mixed_loss(self.model, batch)

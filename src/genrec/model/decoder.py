@@ -44,9 +44,7 @@ class SidDecoder(nn.Module):
         `memory [B, S, d]`; `rows [N]` says which memory row each input reads (several
         targets of one window share it; None: row n reads memory n)."""
         for block in self.layers():
-            k, v = block.cross.project_memory(memory)
-            if rows is not None:
-                k, v = k.index_select(0, rows), v.index_select(0, rows)
+            k, v = block.cross.project_memory(memory, rows)
             x = block.forward_projected(x, k, v, mask)
         x = self.norm(x)
         return [head(x[:, level]) for level, head in enumerate(self.heads)]

@@ -32,8 +32,15 @@ class Attention(nn.Module):
     def merge(self, x: torch.Tensor) -> torch.Tensor:  # [B, H, T, hd] → [B, T, d]
         return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1)
 
-    def project_memory(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        k, v = self.kv(memory).chunk(2, dim=-1)
+    def project_memory(self, memory: torch.Tensor, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values `[N, H, S, hd]` of `memory [B, S, d]`; `rows [N]` picks the memory row of
+        each output row (None: N = B, row n reads memory n). Picking the rows of the projection's
+        contiguous output, before it is split into heads, keeps the backward pass's index_add on
+        contiguous memory: picking the head views instead made it 3× slower on a CPU."""
+        kv = self.kv(memory)
+        if rows is not None:
+            kv = kv.index_select(0, rows)
+        k, v = kv.chunk(2, dim=-1)
         return self.heads(k), self.heads(v)
 
     def attend(self, q, k, v, mask=None, causal=False) -> torch.Tensor:
