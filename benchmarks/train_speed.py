@@ -293,9 +293,10 @@ def main() -> None:
         f"({peaks['fp32']['cpu'] / 1e9:.0f} per CPU second), bf16 {peaks['bf16']['wall'] / 1e9:.0f} GFLOP/s "
         f"({peaks['bf16']['cpu'] / 1e9:.0f} per CPU second).",
         "",
-        "Medians per optimizer step. **before**: fp32 with `bernoulli_` dropout masks and the per-parameter AdamW "
-        "loop; **fp32**: `train.cpu_bf16=false` now (cheaper dropout mask, fused AdamW); **bf16**: the default "
-        "on a CPU with native bf16. Speed-up: before / variant. GFLOP/s: per wall second. The share of the matmul "
+        "Medians per optimizer step. **before**: fp32 with `bernoulli_` dropout masks, each target's keys and "
+        "values picked from the head views, and the per-parameter AdamW loop; **fp32**: `train.cpu_bf16=false` now "
+        "(cheaper dropout mask, rows picked before the head split, fused AdamW); **bf16**: the default on a CPU "
+        "with native bf16. Speed-up: before / variant. GFLOP/s: per wall second. The share of the matmul "
         "peak compares FLOPs per CPU second (steadier on a shared machine) with the fp32 matmul's for before and "
         "fp32, the bf16 matmul's for bf16. The last column is the run's steps at the median.",
         "",
