@@ -307,7 +307,7 @@ def main() -> None:
         pairs = [(h.split("=", 1)[0], Path(h.split("=", 1)[1])) for h in args.history]
         lines += ["## Quality: the demo's validation during training (seeded 1000-request validation sample)", "",
                   *history_table(pairs)]
-    text = "\n".join(lines)
+    text = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)
