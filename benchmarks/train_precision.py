@@ -4,8 +4,8 @@ For each world (a demo run; Amazon Beauty with `configs/amazon_beauty.toml` when
 `--beauty-run` is given) the examples and the model are built by `prepare_training`,
 as `genrec train` builds them. Two copies of the freshly initialised model take the
 same batches (the loop's `batch_indices` order and `lr_at` schedule, the loop's
-AdamW and gradient clipping): one with `TrainConfig.cpu_bf16=False` (fp32, the
-default), one with `cpu_bf16=True`, in alternating blocks of `--block` steps so
+AdamW and gradient clipping): one with `TrainConfig.cpu_bf16=False` (fp32), one with
+`cpu_bf16=True` (the default on a CPU with bf16 arithmetic), in alternating blocks of `--block` steps so
 both see the same load on a shared machine; the first `--warmup` steps of each
 are not timed. Collating a batch is not timed (it is the same in both).
 

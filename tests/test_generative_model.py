@@ -239,3 +239,14 @@ def test_weights_saved_under_the_old_flat_names_load_into_the_parts():
     migrated = migrate_state_dict(old)
     assert migrated.keys() == model.state_dict().keys()
     GenerativeModel(CONFIG, SPEC).load_state_dict(migrated)  # strict: every parameter found
+
+
+def test_a_mixed_batch_trains_under_cpu_bf16_autocast_with_the_loss_fp32_gives():
+    g = torch.Generator().manual_seed(4)
+    model = GenerativeModel(CONFIG, RICH).train()
+    batch, codes = _batch(CONFIG, RICH, 6, g, (1, 3, 4)), _codes(RICH, 6, g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model.loss(batch, codes)  # the two paths' summaries come out in different dtypes
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+    assert abs(loss.item() - model.loss(batch, codes).item()) < 0.05  # dropout 0: bf16 rounding only

@@ -1,5 +1,6 @@
-"""bf16 autocast on a CPU (`TrainConfig.cpu_bf16`): it trains in bf16 when asked, keeps fp32
-master weights and optimizer state, and changes nothing for a config that does not ask for it."""
+"""bf16 autocast on a CPU (`TrainConfig.cpu_bf16`, on by default where the CPU has bf16 arithmetic):
+it trains in bf16, keeps fp32 master weights and optimizer state, and `cpu_bf16=false` (or a CPU
+without bf16) trains exactly as with autocast off."""
 
 from __future__ import annotations
 
@@ -25,14 +26,26 @@ def _config(**overrides) -> TrainConfig:
     return TrainConfig(**{**values, **overrides})
 
 
-def test_a_config_saved_before_cpu_bf16_loads_and_trains_in_fp32_on_a_cpu():
+def test_a_config_saved_before_cpu_bf16_loads_and_trains_with_the_default(monkeypatch):
     saved = json.loads(SAVED_CONFIG.read_text())
     assert saved["train"]["bf16"] is True and "cpu_bf16" not in saved["train"]
     config = GenerativeTrainConfig.from_dict(saved)
-    assert config.train.bf16 is True and config.train.cpu_bf16 is False
-    assert TrainConfig.from_dict(saved["train"]).cpu_bf16 is False
-    assert not autocast_context(config.train, torch.device("cpu"))._enabled
-    assert autocast_context(TrainConfig(cpu_bf16=True), torch.device("cpu"))._enabled
+    assert config.train.bf16 is True and config.train.cpu_bf16 is True
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: True)
+    assert autocast_context(config.train, torch.device("cpu"))._enabled
+    assert not autocast_context(TrainConfig(cpu_bf16=False), torch.device("cpu"))._enabled
+
+
+def test_a_cpu_without_bf16_arithmetic_trains_in_fp32_whatever_the_config_says(monkeypatch):
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: False)
+    assert not autocast_context(TrainConfig(cpu_bf16=True), torch.device("cpu"))._enabled
+
+
+def test_cpu_has_bf16_reads_the_cpus_flags():
+    from pathlib import Path as _Path
+
+    flags = _Path("/proc/cpuinfo").read_text() if _Path("/proc/cpuinfo").exists() else ""
+    assert loop.cpu_has_bf16() == (" avx512_bf16" in flags or " amx_bf16" in flags)
 
 
 def test_cpu_bf16_parses_from_a_set_override():
@@ -49,9 +62,10 @@ def _trained_weights(tmp_path: Path, name: str, config: TrainConfig) -> dict[str
     return model.state_dict()
 
 
-def test_default_cpu_training_is_bit_identical_to_training_with_autocast_off(tmp_path, monkeypatch):
-    default = _trained_weights(tmp_path, "default", _config())
-    bf16 = _trained_weights(tmp_path, "bf16", _config(cpu_bf16=True))
+def test_cpu_bf16_false_training_is_bit_identical_to_training_with_autocast_off(tmp_path, monkeypatch):
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: True)
+    default = _trained_weights(tmp_path, "default", _config(cpu_bf16=False))
+    bf16 = _trained_weights(tmp_path, "bf16", _config())
     # What the loop did before cpu_bf16: a CUDA autocast, disabled on a CPU.
     monkeypatch.setattr(loop, "autocast_context",
                         lambda config, device: torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=False))
@@ -62,7 +76,8 @@ def test_default_cpu_training_is_bit_identical_to_training_with_autocast_off(tmp
     assert any(not torch.equal(bf16[name], tensor) for name, tensor in reference.items())
 
 
-def test_cpu_bf16_runs_the_forward_in_bf16_and_keeps_fp32_master_weights(tmp_path):
+def test_cpu_bf16_runs_the_forward_in_bf16_and_keeps_fp32_master_weights(tmp_path, monkeypatch):
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: True)
     seen: list[torch.dtype] = []
 
     def recording_mse(model, batch):

@@ -24,10 +24,12 @@ from genrec.cli import main as genrec_main
 from genrec.sid.table import SidTable
 
 # A model small enough for seconds of CPU; dropout 0 because each rank draws its own dropout
-# masks (seeded by rank), so with dropout two processes train an equally good but other model.
+# masks (seeded by rank), so with dropout two processes train an equally good but other model;
+# fp32 because two half batches equal one whole batch only to fp32's rounding, not bf16's.
 TINY = ["model.d_model=32", "model.n_heads=2", "model.d_ff=64", "model.n_encoder_layers=1", "model.n_decoder_layers=1",
         "model.max_short=6", "model.dropout=0", "train.steps=6", "train.batch_size=32", "train.eval_every=3",
-        "train.checkpoint_every=3", "train.warmup_steps=1", "valid_requests=40", "beams=10", "query_vectors=false"]
+        "train.checkpoint_every=3", "train.warmup_steps=1", "valid_requests=40", "beams=10", "query_vectors=false",
+        "train.cpu_bf16=false"]
 
 
 def _train_arguments(run: Path) -> list[str]:

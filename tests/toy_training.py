@@ -63,8 +63,9 @@ def weight_hash(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
+# fp32 (cpu_bf16 off): two half batches equal one whole batch only to fp32's rounding, not bf16's.
 DDP_CONFIG = TrainConfig(steps=12, batch_size=16, lr=1e-2, warmup_steps=2, eval_every=100,
-                         checkpoint_every=5, device="cpu", progress=False)
+                         checkpoint_every=5, device="cpu", progress=False, cpu_bf16=False)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from genrec.model.config import GenerativeConfig, InputSpec
+from genrec.model.dropout import Dropout
 from genrec.model.layers import DecoderBlock
 
 
@@ -28,7 +29,7 @@ class SidDecoder(nn.Module):
         self.blocks = nn.ModuleList(DecoderBlock(config) for _ in range(config.n_decoder_layers))
         self.norm = nn.LayerNorm(d)
         self.heads = nn.ModuleList(nn.Linear(d, v) for v in spec.codebook_sizes)
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = Dropout(config.dropout)
 
     def inputs(self, bos: torch.Tensor, previous: torch.Tensor, summary: torch.Tensor) -> torch.Tensor:
         """Teacher-forced inputs `[B, L, d]` from the start vector `bos [d]`, the embedded codes
@@ -43,9 +44,7 @@ class SidDecoder(nn.Module):
         `memory [B, S, d]`; `rows [N]` says which memory row each input reads (several
         targets of one window share it; None: row n reads memory n)."""
         for block in self.layers():
-            k, v = block.cross.project_memory(memory)
-            if rows is not None:
-                k, v = k.index_select(0, rows), v.index_select(0, rows)
+            k, v = block.cross.project_memory(memory, rows)
             x = block.forward_projected(x, k, v, mask)
         x = self.norm(x)
         return [head(x[:, level]) for level, head in enumerate(self.heads)]

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from genrec.model.config import GenerativeConfig
+from genrec.model.dropout import Dropout
 from genrec.model.embedding import Part, masked_mean
 from genrec.model.layers import EncoderBlock
 
@@ -26,7 +27,7 @@ class TransformerEncoder(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(EncoderBlock(config) for _ in range(config.n_encoder_layers))
         self.norm = nn.LayerNorm(config.d_model)
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = Dropout(config.dropout)
 
     def full(self, parts: list[Part]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """Memory `[B, S, d]` over the parts laid end to end, its key mask `[B, 1, 1, S]`

@@ -144,14 +144,18 @@ class GenerativeModel(nn.Module):
                   for rows, encode in ((recommendation.nonzero()[:, 0], self._encode_recommendation),
                                        ((~recommendation).nonzero()[:, 0], self._encode_search))]
         width = max(part_memory.shape[1] for _, (part_memory, _, _) in groups)
-        first = groups[0][1][0]
-        memory = first.new_zeros(batch.batch_size, width, first.shape[2])
+        (_, (first, _, first_summary)), (_, (second, _, second_summary)) = groups
+        # Under bf16 autocast the two paths can end in different dtypes (a summary out of a Linear is
+        # bf16, one out of a norm fp32): the padded tensors take the wider one.
+        memory = first.new_zeros(batch.batch_size, width, first.shape[2],
+                                 dtype=torch.promote_types(first.dtype, second.dtype))
         mask = torch.zeros(batch.batch_size, 1, 1, width, dtype=torch.bool, device=first.device)
-        summary = first.new_zeros(batch.batch_size, first.shape[2])
+        summary = first_summary.new_zeros(batch.batch_size, first_summary.shape[1],
+                                          dtype=torch.promote_types(first_summary.dtype, second_summary.dtype))
         for rows, (part_memory, part_mask, part_summary) in groups:
-            memory[rows, :part_memory.shape[1]] = part_memory
+            memory[rows, :part_memory.shape[1]] = part_memory.to(memory.dtype)
             mask[rows, :, :, :part_mask.shape[-1]] = part_mask
-            summary[rows] = part_summary
+            summary[rows] = part_summary.to(summary.dtype)
         return memory, mask, summary
 
     def _encode_search(self, batch: EncoderBatch) -> Memory:

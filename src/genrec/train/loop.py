@@ -40,6 +40,7 @@ inside the DDP forward so gradients are still synchronised.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -112,9 +113,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     bf16: bool = True  # bf16 autocast on CUDA (no effect on a CPU)
-    # bf16 autocast on a CPU. Off by default: it changes the numbers a CPU run computes, so a saved
-    # config without it trains as it always did. Weights and optimizer state stay fp32 either way.
-    cpu_bf16: bool = False
+    # bf16 autocast on a CPU, where the CPU has bf16 arithmetic (AVX-512 BF16 or AMX; `cpu_has_bf16`):
+    # elsewhere bf16 matmuls are emulated and slower, and the run stays fp32. Weights and optimizer
+    # state stay fp32 either way; evaluation runs in fp32.
+    cpu_bf16: bool = True
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at the last step
     progress: bool = True  # tqdm bar on rank 0
     # DDP only: tolerate parameters a batch does not touch (e.g. a query encoder
@@ -228,16 +230,30 @@ def lr_at(step: int, config: TrainConfig) -> float:
 
 
 def autocast_context(config: TrainConfig, device: torch.device) -> torch.autocast:
-    """The forward pass's bf16 autocast: `config.bf16` on CUDA, `config.cpu_bf16` on a CPU, off elsewhere.
+    """The forward pass's bf16 autocast: `config.bf16` on CUDA, `config.cpu_bf16` on a CPU with bf16
+    arithmetic (`cpu_has_bf16`), off elsewhere.
 
     Autocast only: parameters, gradients and AdamW's moments stay fp32 (master weights), and
     evaluation runs outside it, in the model's own fp32. Two flags rather than one `precision`
-    because saved configs say `bf16: true` and mean "on CUDA"; a CPU run in bf16 is measurably
-    different numbers (benchmarks/results/train_precision.md), so it is asked for by name.
+    because saved configs say `bf16: true` and mean "on CUDA"; `cpu_bf16: false` asks a CPU run
+    for fp32 numbers (benchmarks/results/train_precision.md and train_speed.md compare the two).
     """
     if device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=config.bf16)
-    return torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=config.cpu_bf16 and device.type == "cpu")
+    enabled = config.cpu_bf16 and device.type == "cpu" and cpu_has_bf16()
+    return torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=enabled)
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX-512 BF16 or AMX, from Linux's /proc/cpuinfo).
+    Without them oneDNN emulates bf16 matmuls, which is slower than fp32; an unknown CPU counts as without."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def batch_indices(step: int, n_examples: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> np.ndarray:
@@ -433,7 +449,9 @@ def _optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> t
         else:
             decay.append(parameter)
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98), fused=device.type == "cuda")
+    # Fused on a CPU too: the per-parameter loop launched ~10 small ops per tensor (about 1,000 a step
+    # for this model), which cost more than the arithmetic (benchmarks/results/train.md).
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98), fused=device.type in ("cuda", "cpu"))
 
 
 def _run_evaluation(model: nn.Module, evaluate: Callable, metric: str) -> dict[str, float]:
