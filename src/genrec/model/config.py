@@ -37,6 +37,9 @@ class GenerativeConfig:
     (SASRec's user vector). `copy_recent`: a recommendation's first-level logits get a
     learned bias on the leaves of its k newest history items (0 = off). `item_buckets`:
     behaviour positions also get a hashed item-id embedding (0 = off).
+    `moe_experts`: the decoder blocks' feed-forward becomes a sparse mixture of that many
+    experts, `moe_top_k` per token, its load-balancing loss added to training's with weight
+    `moe_balance_weight` (0 = the dense MLP; `genrec.model.moe`).
     Each choice's evidence: `docs/generative.md`, `benchmarks/results/generative_variants.md`.
     """
 
@@ -55,6 +58,9 @@ class GenerativeConfig:
     item_buckets: int = 0
     latest_in_summary: bool = False
     copy_recent: int = 3
+    moe_experts: int = 0
+    moe_top_k: int = 2
+    moe_balance_weight: float = 0.01
 
     def __post_init__(self) -> None:
         if self.tasks not in TASKS:
@@ -65,11 +71,18 @@ class GenerativeConfig:
                      "max_long", "max_context"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
-        for name in ("n_encoder_layers", "n_decoder_layers", "item_buckets", "copy_recent"):
+        for name in ("n_encoder_layers", "n_decoder_layers", "item_buckets", "copy_recent", "moe_experts"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.moe_top_k < 1:
+            raise ValueError(f"moe_top_k must be ≥ 1, got {self.moe_top_k}")
+        if self.moe_experts and self.moe_top_k > self.moe_experts:
+            raise ValueError(f"moe_top_k ({self.moe_top_k}) must be ≤ moe_experts ({self.moe_experts}): "
+                             "a token cannot be routed to more experts than there are")
+        if self.moe_balance_weight < 0.0:
+            raise ValueError(f"moe_balance_weight must be ≥ 0, got {self.moe_balance_weight}")
 
     @property
     def search(self) -> bool:

@@ -40,6 +40,7 @@ from genrec.model.decoder import SidDecoder
 from genrec.model.embedding import INPUT_INIT_STD, InputEmbedding, masked_mean
 from genrec.model.encoder import TransformerEncoder
 from genrec.model.layers import init_weights
+from genrec.model.moe import SparseMoE
 from genrec.model.summary import Summary
 
 Memory = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -90,8 +91,9 @@ class GenerativeModel(nn.Module):
         return logits
 
     def loss(self, batch: EncoderBatch, codes: torch.Tensor) -> torch.Tensor:
-        """Mean over levels of the cross-entropy of each level's code."""
-        return _level_loss(self(batch, codes), codes)
+        """Mean over levels of the cross-entropy of each level's code (plus the experts'
+        weighted load-balancing loss when the decoder is a sparse MoE)."""
+        return self._with_balance(_level_loss(self(batch, codes), codes))
 
     def sequence_loss(self, batch: SequenceBatch) -> torch.Tensor:
         """Mean over the batch's target positions of the mean over levels of each level's
@@ -127,7 +129,36 @@ class GenerativeModel(nn.Module):
         logits = self.decoder(self.decoder.inputs(self.bos, previous, summary), memory, visible[:, None, None, :], rows)
         if self.copy is not None:
             logits[0] = logits[0] + self.copy(summary, self.copy.recent_in_windows(batch.codes[..., 0], rows, positions))
-        return _level_loss(logits, codes)
+        return self._with_balance(_level_loss(logits, codes))
+
+    # ---- sparse MoE: the balance loss and expert usage ----------------------------------
+
+    def moe_layers(self) -> list[SparseMoE]:
+        """The sparse-MoE feed-forwards (none unless `moe_experts` > 0)."""
+        return [m for m in self.modules() if isinstance(m, SparseMoE)]
+
+    def balance_loss(self) -> torch.Tensor | None:
+        """Mean over MoE layers of their last forward's load-balancing loss; None without MoE."""
+        losses = [m.last_balance_loss for m in self.moe_layers() if m.last_balance_loss is not None]
+        return torch.stack(losses).mean() if losses else None
+
+    def _with_balance(self, loss: torch.Tensor) -> torch.Tensor:
+        balance = self.balance_loss() if self.config.moe_balance_weight > 0 else None
+        return loss if balance is None else loss + self.config.moe_balance_weight * balance.to(loss.dtype)
+
+    def training_metrics(self) -> dict[str, float]:
+        """What the training loop writes beside the loss: each expert's share of the routed
+        slots since the last call (`moe_share_e`, mean over MoE layers; 1/E each when balanced)
+        and the last balance loss. Empty without MoE."""
+        layers = self.moe_layers()
+        if not layers:
+            return {}
+        shares = torch.stack([m.take_usage().cpu() for m in layers]).mean(dim=0)
+        metrics = {f"moe_share_{e}": float(share) for e, share in enumerate(shares)}
+        balance = self.balance_loss()
+        if balance is not None:
+            metrics["moe_balance_loss"] = float(balance.detach())
+        return metrics
 
     # ---- encoder ----------------------------------------------------------------------
 
