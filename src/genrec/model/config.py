@@ -39,7 +39,9 @@ class GenerativeConfig:
     behaviour positions also get a hashed item-id embedding (0 = off).
     `moe_experts`: the decoder blocks' feed-forward becomes a sparse mixture of that many
     experts, `moe_top_k` per token, its load-balancing loss added to training's with weight
-    `moe_balance_weight` (0 = the dense MLP; `genrec.model.moe`).
+    `moe_balance_weight` (0 = the dense MLP; `genrec.model.moe`). `long_queries`: the full
+    view reads the long history compressed to that many Query-Former tokens
+    (0 = the long view whole; `genrec.model.query_former`).
     Each choice's evidence: `docs/generative.md`, `benchmarks/results/generative_variants.md`.
     """
 
@@ -61,6 +63,7 @@ class GenerativeConfig:
     moe_experts: int = 0
     moe_top_k: int = 2
     moe_balance_weight: float = 0.01
+    long_queries: int = 0
 
     def __post_init__(self) -> None:
         if self.tasks not in TASKS:
@@ -71,7 +74,8 @@ class GenerativeConfig:
                      "max_long", "max_context"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
-        for name in ("n_encoder_layers", "n_decoder_layers", "item_buckets", "copy_recent", "moe_experts"):
+        for name in ("n_encoder_layers", "n_decoder_layers", "item_buckets", "copy_recent", "moe_experts",
+                     "long_queries"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:

@@ -2,7 +2,8 @@
 
 Parts (each its own module): `InputEmbedding` → `TransformerEncoder` (full and
 causal views) → `Summary` → `SidDecoder`, with `CopyBias` on recommendation's
-first level. A new part is a module plus its line in `__init__` and where it
+first level; opt-in: `QueryFormer` compressing search's long view, `SparseMoE`
+as the decoder blocks' feed-forward. A new part is a module plus its line in `__init__` and where it
 enters `encode_memory` or the decoder.
 
 Two paths through the encoder:
@@ -37,10 +38,11 @@ from genrec.model.batches import DecoderState, EncoderBatch, SequenceBatch
 from genrec.model.config import GenerativeConfig, InputSpec
 from genrec.model.copy_bias import CopyBias
 from genrec.model.decoder import SidDecoder
-from genrec.model.embedding import INPUT_INIT_STD, InputEmbedding, masked_mean
+from genrec.model.embedding import INPUT_INIT_STD, PART_NAMES, InputEmbedding, masked_mean
 from genrec.model.encoder import TransformerEncoder
 from genrec.model.layers import init_weights
 from genrec.model.moe import SparseMoE
+from genrec.model.query_former import QueryFormer
 from genrec.model.summary import Summary
 
 Memory = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -57,6 +59,7 @@ class GenerativeModel(nn.Module):
         self.bos = nn.Parameter(torch.zeros(config.d_model))
         self.inputs = InputEmbedding(config, spec)
         self.encoder = TransformerEncoder(config)
+        self.long_former = QueryFormer(config, config.long_queries) if config.long_queries else None
         self.summary = Summary(config)
         self.copy = CopyBias(config.copy_recent, spec.codebook_sizes[0], config.d_model) if config.copy_recent else None
         self.decoder = SidDecoder(config, spec)
@@ -190,7 +193,11 @@ class GenerativeModel(nn.Module):
         return memory, mask, summary
 
     def _encode_search(self, batch: EncoderBatch) -> Memory:
-        memory, mask, means = self.encoder.full(self.inputs.parts(batch))
+        parts = self.inputs.parts(batch)
+        if self.long_former is not None:  # the long view as `long_queries` tokens
+            long = PART_NAMES.index("long")
+            parts[long] = self.long_former(*parts[long])
+        memory, mask, means = self.encoder.full(parts)
         return memory, mask, self.summary(means)
 
     def _encode_recommendation(self, b: EncoderBatch) -> Memory:
