@@ -41,7 +41,10 @@ class GenerativeConfig:
     experts, `moe_top_k` per token, its load-balancing loss added to training's with weight
     `moe_balance_weight` (0 = the dense MLP; `genrec.model.moe`). `long_queries`: the full
     view reads the long history compressed to that many Query-Former tokens
-    (0 = the long view whole; `genrec.model.query_former`).
+    (0 = the long view whole; `genrec.model.query_former`). `user_id_levels`: the full view's
+    user part also gets behaviour-derived user-ID tokens, the position-weighted majority code
+    of each of the first that many SID levels in the short and the long view
+    (0 = off; `genrec.model.user_ids`).
     Each choice's evidence: `docs/generative.md`, `benchmarks/results/generative_variants.md`.
     """
 
@@ -64,6 +67,7 @@ class GenerativeConfig:
     moe_top_k: int = 2
     moe_balance_weight: float = 0.01
     long_queries: int = 0
+    user_id_levels: int = 0
 
     def __post_init__(self) -> None:
         if self.tasks not in TASKS:
@@ -75,7 +79,7 @@ class GenerativeConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         for name in ("n_encoder_layers", "n_decoder_layers", "item_buckets", "copy_recent", "moe_experts",
-                     "long_queries"):
+                     "long_queries", "user_id_levels"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:

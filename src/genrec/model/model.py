@@ -2,8 +2,9 @@
 
 Parts (each its own module): `InputEmbedding` → `TransformerEncoder` (full and
 causal views) → `Summary` → `SidDecoder`, with `CopyBias` on recommendation's
-first level; opt-in: `QueryFormer` compressing search's long view, `SparseMoE`
-as the decoder blocks' feed-forward. A new part is a module plus its line in `__init__` and where it
+first level; opt-in: `QueryFormer` compressing search's long view,
+`BehaviourUserIds` in search's user part, `SparseMoE` as the decoder blocks'
+feed-forward. A new part is a module plus its line in `__init__` and where it
 enters `encode_memory` or the decoder.
 
 Two paths through the encoder:
@@ -44,6 +45,7 @@ from genrec.model.layers import init_weights
 from genrec.model.moe import SparseMoE
 from genrec.model.query_former import QueryFormer
 from genrec.model.summary import Summary
+from genrec.model.user_ids import BehaviourUserIds
 
 Memory = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 """Encoder output `[B, S, d]`, its key mask `[B, 1, 1, S]` (True = real), the summary `[B, d]`."""
@@ -60,6 +62,8 @@ class GenerativeModel(nn.Module):
         self.inputs = InputEmbedding(config, spec)
         self.encoder = TransformerEncoder(config)
         self.long_former = QueryFormer(config, config.long_queries) if config.long_queries else None
+        self.user_ids = (BehaviourUserIds(config.d_model, config.user_id_levels, spec.codebook_sizes)
+                         if config.user_id_levels else None)
         self.summary = Summary(config)
         self.copy = CopyBias(config.copy_recent, spec.codebook_sizes[0], config.d_model) if config.copy_recent else None
         self.decoder = SidDecoder(config, spec)
@@ -197,6 +201,11 @@ class GenerativeModel(nn.Module):
         if self.long_former is not None:  # the long view as `long_queries` tokens
             long = PART_NAMES.index("long")
             parts[long] = self.long_former(*parts[long])
+        if self.user_ids is not None:  # behaviour-derived user-ID tokens after the hashed user tokens
+            user, c = PART_NAMES.index("user"), self.config
+            ids, ids_real = self.user_ids(self.inputs, batch, c.max_short, c.max_long)
+            parts[user] = (torch.cat([parts[user][0], ids.to(parts[user][0].dtype)], dim=1),
+                           torch.cat([parts[user][1], ids_real], dim=1))
         memory, mask, means = self.encoder.full(parts)
         return memory, mask, self.summary(means)
 
