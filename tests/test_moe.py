@@ -180,3 +180,19 @@ def test_the_training_loop_writes_expert_usage_to_metrics_csv(tmp_path):
     for row in rows:
         assert sum(row[f"moe_share_{e}"] for e in range(MOE.moe_experts)) == pytest.approx(1.0, abs=1e-5)
         assert row["moe_balance_loss"] > 0
+
+
+def test_the_backbone_options_reach_set_and_a_bad_one_is_refused_naming_the_field():
+    from genrec.config_file import load_config
+    from genrec.pipeline import PipelineConfig
+    from genrec.train.generative import GenerativeTrainConfig
+
+    trained = load_config(GenerativeTrainConfig, None, ["model.moe_experts=4", "model.moe_top_k=1",
+                                                        "model.moe_balance_weight=0.05", "model.long_queries=8",
+                                                        "model.user_id_levels=2"])
+    model = trained.model
+    assert (model.moe_experts, model.moe_top_k, model.moe_balance_weight, model.long_queries,
+            model.user_id_levels) == (4, 1, 0.05, 8, 2)
+    assert load_config(PipelineConfig, None, ["train.model.moe_experts=8"]).train.model.moe_experts == 8
+    with pytest.raises(ValueError, match="moe_top_k"):
+        load_config(GenerativeTrainConfig, None, ["model.moe_experts=2", "model.moe_top_k=3"])
