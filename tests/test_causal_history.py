@@ -39,9 +39,11 @@ def _model(config: GenerativeConfig = CAUSAL) -> GenerativeModel:
     return model
 
 
-@pytest.mark.parametrize("latest,copy", [(False, 0), (True, 2)], ids=["means", "latest-in-summary+copy"])
-def test_sequence_loss_equals_the_mean_loss_of_every_prefix_as_its_own_request(latest, copy):
-    config = replace(CAUSAL, latest_in_summary=latest, copy_recent=copy)
+@pytest.mark.parametrize("latest,copy,experts", [(False, 0, 0), (True, 2, 0), (False, 0, 4)],
+                         ids=["means", "latest-in-summary+copy", "sparse-moe-decoder"])
+def test_sequence_loss_equals_the_mean_loss_of_every_prefix_as_its_own_request(latest, copy, experts):
+    # (the MoE's balance loss is a statistic of the whole batch, so it is left out of this comparison)
+    config = replace(CAUSAL, latest_in_summary=latest, copy_recent=copy, moe_experts=experts, moe_balance_weight=0.0)
     encoder = _encoder(config)
     inter = _interactions({1: 3, 2: 5, 3: 9, 4: 1})
     table = SequenceTable.build(encoder, inter)

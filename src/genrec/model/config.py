@@ -37,6 +37,14 @@ class GenerativeConfig:
     (SASRec's user vector). `copy_recent`: a recommendation's first-level logits get a
     learned bias on the leaves of its k newest history items (0 = off). `item_buckets`:
     behaviour positions also get a hashed item-id embedding (0 = off).
+    `moe_experts`: the decoder blocks' feed-forward becomes a sparse mixture of that many
+    experts, `moe_top_k` per token, its load-balancing loss added to training's with weight
+    `moe_balance_weight` (0 = the dense MLP; `genrec.model.moe`). `long_queries`: the full
+    view reads the long history compressed to that many Query-Former tokens
+    (0 = the long view whole; `genrec.model.query_former`). `user_id_levels`: the full view's
+    user part also gets behaviour-derived user-ID tokens, the position-weighted majority code
+    of each of the first that many SID levels in the short and the long view
+    (0 = off; `genrec.model.user_ids`).
     Each choice's evidence: `docs/generative.md`, `benchmarks/results/generative_variants.md`.
     """
 
@@ -55,6 +63,11 @@ class GenerativeConfig:
     item_buckets: int = 0
     latest_in_summary: bool = False
     copy_recent: int = 3
+    moe_experts: int = 0
+    moe_top_k: int = 2
+    moe_balance_weight: float = 0.01
+    long_queries: int = 0
+    user_id_levels: int = 0
 
     def __post_init__(self) -> None:
         if self.tasks not in TASKS:
@@ -65,11 +78,19 @@ class GenerativeConfig:
                      "max_long", "max_context"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
-        for name in ("n_encoder_layers", "n_decoder_layers", "item_buckets", "copy_recent"):
+        for name in ("n_encoder_layers", "n_decoder_layers", "item_buckets", "copy_recent", "moe_experts",
+                     "long_queries", "user_id_levels"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.moe_top_k < 1:
+            raise ValueError(f"moe_top_k must be ≥ 1, got {self.moe_top_k}")
+        if self.moe_experts and self.moe_top_k > self.moe_experts:
+            raise ValueError(f"moe_top_k ({self.moe_top_k}) must be ≤ moe_experts ({self.moe_experts}): "
+                             "a token cannot be routed to more experts than there are")
+        if self.moe_balance_weight < 0.0:
+            raise ValueError(f"moe_balance_weight must be ≥ 0, got {self.moe_balance_weight}")
 
     @property
     def search(self) -> bool:

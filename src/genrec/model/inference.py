@@ -43,8 +43,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from genrec.model.batches import EncoderBatch
-from genrec.model.layers import DecoderBlock
+from genrec.model.layers import MLP, DecoderBlock
 from genrec.model.model import GenerativeModel
+from genrec.model.moe import SparseMoE
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -102,7 +103,12 @@ class _Layer(nn.Module):
         self.self_out = copy.deepcopy(a.out)
         self.cross_q, self.cross_out = copy.deepcopy(c.q), copy.deepcopy(c.out)
         self.cross_kv = copy.deepcopy(c.kv)
-        self.up, self.down = copy.deepcopy(block.mlp.up), copy.deepcopy(block.mlp.down)
+        # A sparse-MoE feed-forward is kept whole and run as the model runs it, in the layers'
+        # precision (bf16 may route a near-tie to another expert than the model would).
+        self.moe: SparseMoE | None = copy.deepcopy(block.mlp) if isinstance(block.mlp, SparseMoE) else None
+        if self.moe is None:
+            mlp = cast(MLP, block.mlp)
+            self.up, self.down = copy.deepcopy(mlp.up), copy.deepcopy(mlp.down)
 
 
 class FastDecoder(nn.Module):
@@ -280,7 +286,10 @@ class FastDecoder(nn.Module):
     # ---- arithmetic ---------------------------------------------------------------------
 
     def _mlp(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
-        """up → GELU → down, the `[N, d_ff]` middle left in the layers' precision (no round trip to fp32)."""
+        """up → GELU → down, the `[N, d_ff]` middle left in the layers' precision (no round trip to fp32);
+        a sparse MoE runs as in the model."""
+        if layer.moe is not None:
+            return layer.moe(x.to(layer.moe.router.weight.dtype)).float()
         up, down = layer.up, layer.down
         if self.precision == "bf16":
             return F.linear(F.gelu(F.linear(x.to(torch.bfloat16), up.weight, up.bias)), down.weight, down.bias).float()

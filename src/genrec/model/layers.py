@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from genrec.model.config import GenerativeConfig
 from genrec.model.dropout import Dropout, dropout
+from genrec.model.moe import SparseMoE
 
 
 class Attention(nn.Module):
@@ -90,14 +91,21 @@ class EncoderBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+def feed_forward(config: GenerativeConfig) -> nn.Module:
+    """A decoder block's feed-forward: the dense MLP, or a sparse MoE when `moe_experts` > 0."""
+    if config.moe_experts:
+        return SparseMoE(config.d_model, config.d_ff, config.moe_experts, config.moe_top_k, config.dropout)
+    return MLP(config)
+
+
 class DecoderBlock(nn.Module):
-    """Pre-norm causal self-attention, cross-attention to the encoder, MLP."""
+    """Pre-norm causal self-attention, cross-attention to the encoder, feed-forward (MLP or MoE)."""
 
     def __init__(self, config: GenerativeConfig):
         super().__init__()
         d = config.d_model
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
-        self.self_attn, self.cross, self.mlp = Attention(config), CrossAttention(config), MLP(config)
+        self.self_attn, self.cross, self.mlp = Attention(config), CrossAttention(config), feed_forward(config)
         self.drop = Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,9 @@
 
 Parts (each its own module): `InputEmbedding` → `TransformerEncoder` (full and
 causal views) → `Summary` → `SidDecoder`, with `CopyBias` on recommendation's
-first level. A new part is a module plus its line in `__init__` and where it
+first level; opt-in: `QueryFormer` compressing search's long view,
+`BehaviourUserIds` in search's user part, `SparseMoE` as the decoder blocks'
+feed-forward. A new part is a module plus its line in `__init__` and where it
 enters `encode_memory` or the decoder.
 
 Two paths through the encoder:
@@ -37,10 +39,13 @@ from genrec.model.batches import DecoderState, EncoderBatch, SequenceBatch
 from genrec.model.config import GenerativeConfig, InputSpec
 from genrec.model.copy_bias import CopyBias
 from genrec.model.decoder import SidDecoder
-from genrec.model.embedding import INPUT_INIT_STD, InputEmbedding, masked_mean
+from genrec.model.embedding import INPUT_INIT_STD, PART_NAMES, InputEmbedding, masked_mean
 from genrec.model.encoder import TransformerEncoder
 from genrec.model.layers import init_weights
+from genrec.model.moe import SparseMoE
+from genrec.model.query_former import QueryFormer
 from genrec.model.summary import Summary
+from genrec.model.user_ids import BehaviourUserIds
 
 Memory = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 """Encoder output `[B, S, d]`, its key mask `[B, 1, 1, S]` (True = real), the summary `[B, d]`."""
@@ -56,6 +61,9 @@ class GenerativeModel(nn.Module):
         self.bos = nn.Parameter(torch.zeros(config.d_model))
         self.inputs = InputEmbedding(config, spec)
         self.encoder = TransformerEncoder(config)
+        self.long_former = QueryFormer(config, config.long_queries) if config.long_queries else None
+        self.user_ids = (BehaviourUserIds(config.d_model, config.user_id_levels, spec.codebook_sizes)
+                         if config.user_id_levels else None)
         self.summary = Summary(config)
         self.copy = CopyBias(config.copy_recent, spec.codebook_sizes[0], config.d_model) if config.copy_recent else None
         self.decoder = SidDecoder(config, spec)
@@ -90,8 +98,9 @@ class GenerativeModel(nn.Module):
         return logits
 
     def loss(self, batch: EncoderBatch, codes: torch.Tensor) -> torch.Tensor:
-        """Mean over levels of the cross-entropy of each level's code."""
-        return _level_loss(self(batch, codes), codes)
+        """Mean over levels of the cross-entropy of each level's code (plus the experts'
+        weighted load-balancing loss when the decoder is a sparse MoE)."""
+        return self._with_balance(_level_loss(self(batch, codes), codes))
 
     def sequence_loss(self, batch: SequenceBatch) -> torch.Tensor:
         """Mean over the batch's target positions of the mean over levels of each level's
@@ -127,7 +136,36 @@ class GenerativeModel(nn.Module):
         logits = self.decoder(self.decoder.inputs(self.bos, previous, summary), memory, visible[:, None, None, :], rows)
         if self.copy is not None:
             logits[0] = logits[0] + self.copy(summary, self.copy.recent_in_windows(batch.codes[..., 0], rows, positions))
-        return _level_loss(logits, codes)
+        return self._with_balance(_level_loss(logits, codes))
+
+    # ---- sparse MoE: the balance loss and expert usage ----------------------------------
+
+    def moe_layers(self) -> list[SparseMoE]:
+        """The sparse-MoE feed-forwards (none unless `moe_experts` > 0)."""
+        return [m for m in self.modules() if isinstance(m, SparseMoE)]
+
+    def balance_loss(self) -> torch.Tensor | None:
+        """Mean over MoE layers of their last forward's load-balancing loss; None without MoE."""
+        losses = [m.last_balance_loss for m in self.moe_layers() if m.last_balance_loss is not None]
+        return torch.stack(losses).mean() if losses else None
+
+    def _with_balance(self, loss: torch.Tensor) -> torch.Tensor:
+        balance = self.balance_loss() if self.config.moe_balance_weight > 0 else None
+        return loss if balance is None else loss + self.config.moe_balance_weight * balance.to(loss.dtype)
+
+    def training_metrics(self) -> dict[str, float]:
+        """What the training loop writes beside the loss: each expert's share of the routed
+        slots since the last call (`moe_share_e`, mean over MoE layers; 1/E each when balanced)
+        and the last balance loss. Empty without MoE."""
+        layers = self.moe_layers()
+        if not layers:
+            return {}
+        shares = torch.stack([m.take_usage().cpu() for m in layers]).mean(dim=0)
+        metrics = {f"moe_share_{e}": float(share) for e, share in enumerate(shares)}
+        balance = self.balance_loss()
+        if balance is not None:
+            metrics["moe_balance_loss"] = float(balance.detach())
+        return metrics
 
     # ---- encoder ----------------------------------------------------------------------
 
@@ -159,7 +197,16 @@ class GenerativeModel(nn.Module):
         return memory, mask, summary
 
     def _encode_search(self, batch: EncoderBatch) -> Memory:
-        memory, mask, means = self.encoder.full(self.inputs.parts(batch))
+        parts = self.inputs.parts(batch)
+        if self.long_former is not None:  # the long view as `long_queries` tokens
+            long = PART_NAMES.index("long")
+            parts[long] = self.long_former(*parts[long])
+        if self.user_ids is not None:  # behaviour-derived user-ID tokens after the hashed user tokens
+            user, c = PART_NAMES.index("user"), self.config
+            ids, ids_real = self.user_ids(self.inputs, batch, c.max_short, c.max_long)
+            parts[user] = (torch.cat([parts[user][0], ids.to(parts[user][0].dtype)], dim=1),
+                           torch.cat([parts[user][1], ids_real], dim=1))
+        memory, mask, means = self.encoder.full(parts)
         return memory, mask, self.summary(means)
 
     def _encode_recommendation(self, b: EncoderBatch) -> Memory:

@@ -383,8 +383,11 @@ def _train(model, loss_fn, examples, collate, config, out_dir, evaluate, metric,
             barrier()
         if curve is not None and (scores or done % config.log_every == 0 or done == config.steps):
             window_losses = losses[curve.last_step:done] or losses[-1:]  # losses[i] is step i's, kept across resumes
+            extra = _training_metrics(model)
             curve.append({"step": done, "loss": float(np.mean(window_losses)), "lr": lr_at(step, config),
-                          "examples_per_s": window_seen / max(window_seconds, 1e-9), **scores})
+                          "examples_per_s": window_seen / max(window_seconds, 1e-9), **extra, **scores})
+            if extra:
+                log.debug("step %d: %s", done, "  ".join(f"{k}={v:.4f}" for k, v in extra.items()))
             window_seen, window_seconds = 0, 0.0
         now = _clock()
         step_seconds, step_began = now - step_began, now
@@ -635,3 +638,9 @@ def _plain(config: Any) -> Any:
     if isinstance(config, dict):
         return config
     return None
+
+
+def _training_metrics(model: nn.Module) -> dict[str, float]:
+    """The model's own numbers for metrics.csv (a sparse MoE's expert usage), if it reports any."""
+    report = getattr(model, "training_metrics", None)
+    return dict(report()) if callable(report) else {}
