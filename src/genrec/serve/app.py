@@ -54,7 +54,6 @@ from genrec.serve.schemas import (
     ErrorBody,
     Health,
     HistoryEntry,
-    Hit,
     Item,
     ReloadAnswer,
     ReloadBody,
@@ -158,6 +157,7 @@ def create_app(
     admin_token: str | None = None,
     background_load: bool = True,
     limits: ServeLimits = ServeLimits(),
+    workers: int = 1,
 ) -> FastAPI:
     """Build the app for the run folder `run`.
 
@@ -167,7 +167,14 @@ def create_app(
     server answers at once (503 until the model is in); otherwise startup waits
     for it. `admin_token` defaults to `$GENREC_ADMIN_TOKEN` read at each admin
     call; with neither, admin calls are refused (401). `limits` bounds each call.
+
+    `workers` > 1 builds one of `genrec serve --workers N`'s processes
+    (`genrec.serve.workers`): startup waits for the model and fails when the
+    run folder cannot be served (so a restart keeps the old workers), and
+    `POST /admin/reload` is refused (409), since it would reach one worker only.
     """
+    if workers < 1:
+        raise ValueError(f"workers must be ≥ 1, got {workers}")
     names = list(retrievers)
     state = ServerState(Path(run), loader or (lambda folder: load_served_model(folder, names)), batching, admin_token, limits)
     K = Annotated[int, Query(ge=1, le=limits.max_k, description="how many items to return")]
@@ -186,8 +193,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         task = asyncio.create_task(initial_load())
-        if not background_load:
+        if not background_load or workers > 1:
             await task
+        if workers > 1 and state.live is None:
+            raise RuntimeError(f"worker could not load {state.run}: {state.detail}")
         yield
         if state.live is not None:
             state.live.close()
@@ -223,21 +232,21 @@ def create_app(
     async def search(
         q: Annotated[str, Query(min_length=1, max_length=limits.max_query_chars, description="the query")],
         user_id: UserId = None, k: K = default_k, retriever: RetrieverName = None,
-    ) -> RetrieveAnswer:
+    ) -> JSONResponse:
         """Search: the query plus the user's recent history."""
         live = state.serving()
         name = _retriever_name(live, retriever, ("query", "retriever"))
-        return await _within_time(limits, _answer(live, name, _query(q, ("query", "q"), limits), user_id, k))
+        return JSONResponse(await _within_time(limits, _answer(live, name, _query(q, ("query", "q"), limits), user_id, k)))
 
     @app.get("/recommend", response_model=RetrieveAnswer, tags=["retrieve"])
-    async def recommend(user_id: UserId = None, k: K = default_k, retriever: RetrieverName = None) -> RetrieveAnswer:
+    async def recommend(user_id: UserId = None, k: K = default_k, retriever: RetrieverName = None) -> JSONResponse:
         """Recommendation: no query, only the user's recent history."""
         live = state.serving()
         name = _retriever_name(live, retriever, ("query", "retriever"))
-        return await _within_time(limits, _answer(live, name, None, user_id, k))
+        return JSONResponse(await _within_time(limits, _answer(live, name, None, user_id, k)))
 
     @app.post("/retrieve", response_model=RetrieveBatchAnswer, tags=["retrieve"])
-    async def retrieve(batch: RetrieveBatch) -> RetrieveBatchAnswer:
+    async def retrieve(batch: RetrieveBatch) -> JSONResponse:
         """A batch of search/recommendation requests for one retriever (micro-batched together)."""
         ks = _batch_ks(batch, limits)
         live = state.serving()
@@ -249,7 +258,7 @@ def create_app(
         answers = await _within_time(limits, asyncio.gather(*(
             _answer(live, name, query, r.user_id, k) for query, r, k in zip(queries, batch.requests, ks)
         )))
-        return RetrieveBatchAnswer(answers=list(answers))
+        return JSONResponse({"answers": list(answers)})
 
     @app.get("/items/{item_id}", response_model=Item, responses={404: {"model": ErrorBody}}, tags=["catalog"])
     async def item(item_id: Annotated[int, PathParam(description="catalog item id")]) -> Item:
@@ -295,9 +304,10 @@ def create_app(
         """Prometheus text format: request counts, latency histogram, batch sizes, model version."""
         return PlainTextResponse(state.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
-    admin_errors = {401: {"model": ErrorBody}, 429: {"model": ErrorBody}}
+    admin_errors: dict[int | str, dict] = {401: {"model": ErrorBody}, 429: {"model": ErrorBody}}
 
-    @app.post("/admin/reload", response_model=ReloadAnswer, responses=admin_errors, tags=["operations"])
+    @app.post("/admin/reload", response_model=ReloadAnswer, responses={**admin_errors, 409: {"model": ErrorBody}},
+              tags=["operations"])
     async def reload(
         request: Request,
         body: Annotated[ReloadBody | None, Body()] = None,
@@ -313,6 +323,10 @@ def create_app(
         serving; requests in flight finish on the model they started with.
         """
         state.check_admin(request, authorization, x_admin_token)
+        if workers > 1:
+            raise HTTPException(409, detail=f"this server runs {workers} worker processes and a reload would reach "
+                                            f"one of them; send SIGHUP to the main process to reload them all "
+                                            f"(each new worker loads and verifies the run folder before an old one stops)")
         async with state.reload_lock:
             previous = state.live
             folder = Path(body.run) if body and body.run else (previous.model.run if previous else state.run)
@@ -385,15 +399,24 @@ class RequestMetrics:
             self.metrics.observe_request(scope["method"], route, status, time.perf_counter() - start)
 
 
-async def _answer(live: Serving, name: str, query: str | None, user_id: int | None, k: int) -> RetrieveAnswer:
+async def _answer(live: Serving, name: str, query: str | None, user_id: int | None, k: int) -> dict:
+    """One answer as the plain JSON of a `RetrieveAnswer`.
+
+    Built as dicts, not as pydantic models that FastAPI would then validate and
+    serialise again: the fields are the catalog's own, checked once at load
+    (`ServedModel.build`), and under load this path runs a thousand times a
+    second on the event loop, the thread the beam search shares the GIL with.
+    `tests/test_serve_api.py` checks the answer against the `RetrieveAnswer` schema.
+    """
     model = live.model
     ranked: Ranked = await live.batchers[name].submit(model.request(user_id, query), k)
-    hits = []
+    hits: list[dict] = []
     for item_id, score in zip(ranked.item_ids[:k].tolist(), ranked.scores[:k].tolist()):
         found = model.item(item_id)
         if found is not None:
-            hits.append(Hit(**found, rank=len(hits) + 1, score=score if math.isfinite(score) else None))
-    return RetrieveAnswer(retriever=name, model_version=model.version, user_id=user_id, query=query, k=k, hits=hits)
+            hits.append({**found, "rank": len(hits) + 1, "score": score if math.isfinite(score) else None})
+    return {"retriever": name, "model_version": model.version, "user_id": user_id, "query": query, "k": k,
+            "hits": hits}
 
 
 def _retriever_name(live: Serving, name: str | None, loc: tuple) -> str:
