@@ -56,9 +56,10 @@ class IdleTimeoutH11Protocol(H11Protocol):
             self.transport.close()
 
 
-def uvicorn_config(app, host: str, port: int, limits: ServeLimits = ServeLimits(), log_level: str = "warning") -> uvicorn.Config:
-    """The uvicorn configuration `genrec serve` runs `app` with."""
+def uvicorn_config(app, host: str, port: int, limits: ServeLimits = ServeLimits(), log_level: str = "warning",
+                   **options) -> uvicorn.Config:
+    """The uvicorn configuration `genrec serve` runs `app` with (`options`: more `uvicorn.Config` arguments)."""
     return uvicorn.Config(
         app, host=host, port=port, log_level=log_level, http=IdleTimeoutH11Protocol,
-        timeout_keep_alive=limits.keep_alive_s, limit_concurrency=limits.max_connections,
+        timeout_keep_alive=limits.keep_alive_s, limit_concurrency=limits.max_connections, **options,
     )
