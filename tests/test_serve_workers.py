@@ -130,6 +130,37 @@ def test_a_worker_refuses_the_reload_endpoint_and_says_how_to_reload(run_folder)
         assert client.post("/admin/reload").status_code == 401  # the token is still checked first
 
 
+def test_a_connection_accepted_from_the_workers_shared_socket_sends_without_delay(run_folder):
+    """asyncio leaves Nagle's algorithm on for sockets like the one `--workers` binds (`proto` 0); the
+    server's protocol turns it off, or each kept-alive answer waits for the client's delayed ACK."""
+    import asyncio
+
+    from uvicorn.server import ServerState
+
+    from genrec.serve.connections import IdleTimeoutH11Protocol, uvicorn_config
+
+    config = uvicorn_config(create_app(run_folder, loader=fake_loader), "127.0.0.1", 0)
+    config.load()
+    listener = config.bind_socket()
+    listener.listen()
+
+    async def accept_one() -> tuple[int, int]:
+        with socket.create_connection(listener.getsockname()[:2]):
+            accepted, _ = listener.accept()
+            before = accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            protocol = IdleTimeoutH11Protocol(config=config, server_state=ServerState(), app_state={})
+            transport, _ = await asyncio.get_running_loop().connect_accepted_socket(lambda: protocol, accepted)
+            after = accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            transport.close()
+            return before, after
+
+    try:
+        before, after = asyncio.run(accept_one())
+    finally:
+        listener.close()
+    assert before == 0 and after != 0
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
