@@ -227,3 +227,44 @@ def test_serve_with_two_workers_answers_from_both_and_sighup_replaces_them_witho
         process.terminate()
         process.wait(timeout=60)
     assert process.returncode is not None
+
+
+def test_writes_made_together_leave_together_and_close_sends_what_is_pending():
+    import asyncio
+
+    from genrec.serve.connections import CoalescedWrites
+
+    class Recording:
+        def __init__(self):
+            self.sent: list[bytes] = []
+            self.closed = False
+
+        def write(self, data: bytes) -> None:
+            self.sent.append(data)
+
+        def is_closing(self) -> bool:
+            return self.closed
+
+        def close(self) -> None:
+            self.closed = True
+
+        def get_extra_info(self, name: str):
+            return ("127.0.0.1", 1) if name == "peername" else None
+
+    async def scenario() -> tuple[list[bytes], list[bytes], Recording]:
+        recording = Recording()
+        transport = CoalescedWrites(recording, asyncio.get_running_loop())
+        transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        transport.write(b"")
+        transport.write(b'{"hits": []}')
+        during = list(recording.sent)
+        await asyncio.sleep(0)
+        after_step = list(recording.sent)
+        transport.write(b"last")
+        transport.close()
+        assert transport.get_extra_info("peername") == ("127.0.0.1", 1)  # the rest is the wrapped transport's
+        return during, after_step, recording
+
+    during, after_step, recording = asyncio.run(scenario())
+    assert during == [] and after_step == [b'HTTP/1.1 200 OK\r\n\r\n{"hits": []}']
+    assert recording.sent[-1] == b"last" and recording.closed
