@@ -268,3 +268,28 @@ def test_writes_made_together_leave_together_and_close_sends_what_is_pending():
     during, after_step, recording = asyncio.run(scenario())
     assert during == [] and after_step == [b'HTTP/1.1 200 OK\r\n\r\n{"hits": []}']
     assert recording.sent[-1] == b"last" and recording.closed
+
+
+QUERY_STRINGS = [
+    "q=running+shoe", "q=running+shoe&user_id=1&k=3", "q=%20hat%20&k=2&retriever=fake", "q=shoe&k=007",
+    "q=shoe&k=5.0", "q=shoe&k=0", "q=shoe&k=101", "q=shoe&k=100", "q=shoe&user_id=-1", "q=shoe&user_id=",
+    "q=shoe&user_id=9223372036854775807", "q=shoe&user_id=9223372036854775808", "q=shoe&k=2&k=3", "q=",
+    "q=%20%20", "q=shoe&retriever=nope", "q=shoe&retriever=", "q=shoe&unknown=1", "k=3", "q=" + "x" * 513,
+    "q=" + "x" * 512, "q=%ff%fe", "q=caf%C3%A9&user_id=2",
+]
+
+
+@pytest.mark.parametrize("path", ["/search", "/recommend"])
+def test_the_quick_path_answers_exactly_as_the_fastapi_routes_do(run_folder, path):
+    """Every status, header and byte of the body is what the routes alone give, valid input or not."""
+    quick = create_app(run_folder, loader=fake_loader, background_load=False)
+    routes_only = create_app(run_folder, loader=fake_loader, background_load=False)
+    routes_only.user_middleware = [m for m in routes_only.user_middleware if m.cls.__name__ != "QuickRetrieve"]
+    assert len(routes_only.user_middleware) == len(quick.user_middleware) - 1
+    with TestClient(quick) as fast, TestClient(routes_only) as slow:
+        for query in QUERY_STRINGS:
+            want, got = slow.get(f"{path}?{query}"), fast.get(f"{path}?{query}")
+            assert (got.status_code, got.content) == (want.status_code, want.content), query
+            assert got.headers.get("content-type") == want.headers.get("content-type"), query
+        metrics = fast.get("/metrics").text
+    assert f'route="{path}",status="200"' in metrics  # requests answered by the quick path keep their route label

@@ -27,6 +27,7 @@ import hmac
 import logging
 import math
 import os
+import re
 import secrets
 import time
 from contextlib import asynccontextmanager
@@ -40,6 +41,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import QueryParams
 
 from genrec.retrieval import Ranked
 from genrec.serve.batching import BatchingConfig, MicroBatcher
@@ -225,6 +227,48 @@ def create_app(
         # FastAPI's own handler echoes each bad input whole; an input JSON cannot carry would turn this 422 into a 500.
         return JSONResponse({"detail": [_printable_error(e) for e in error.errors()]}, status_code=422)
 
+    canonical_int = re.compile(r"0|[1-9][0-9]{0,18}")
+
+    def plain_int(value: str | None, default: int, low: int, high: int) -> int | None:
+        """`value` as an int when it is the plain decimal form of one in [low, high] (None: ask FastAPI)."""
+        if value is None:
+            return default
+        number = int(value) if canonical_int.fullmatch(value) else None
+        return number if number is not None and low <= number <= high else None
+
+    async def quick_retrieve(scope) -> JSONResponse | None:
+        """Answer a valid `GET /search` or `/recommend` without FastAPI's per-request parameter solving.
+
+        That solving is the largest cost on the event loop under load. Only the
+        plain, valid case is answered here; anything else (a missing, repeated,
+        malformed or out-of-range parameter, an unknown retriever, no model
+        yet) returns None and goes through the routes below, which answer it
+        as they always did — so what a client sees never depends on which path ran.
+        """
+        live = state.live
+        params = QueryParams(scope["query_string"])
+        allowed = SEARCH_PARAMS if scope["path"] == "/search" else RECOMMEND_PARAMS
+        if live is None or len(params) != len(params.multi_items()) or not allowed.issuperset(params):
+            return None
+        user_id = plain_int(params.get("user_id"), -1, 0, MAX_USER_ID)
+        k = plain_int(params.get("k"), default_k, 1, limits.max_k)
+        retriever = params.get("retriever")
+        if user_id is None or k is None or (retriever is not None and retriever not in live.batchers):
+            return None
+        query = None
+        if scope["path"] == "/search":
+            text = params.get("q")
+            if text is None or not 1 <= len(text) <= limits.max_query_chars or not text.strip():
+                return None
+            query = text.strip()
+        name = retriever if retriever is not None else next(iter(live.batchers))
+        try:
+            answer = await _within_time(limits, _answer(live, name, query, None if user_id < 0 else user_id, k))
+        except HTTPException as error:  # out of compute time: the 503 the routes give
+            return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+        return JSONResponse(answer)
+
+    app.add_middleware(QuickRetrieve, answer=quick_retrieve, routes=app.router.routes)
     app.add_middleware(RequestBodyGuard, max_bytes=limits.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=state.metrics)
 
@@ -366,6 +410,36 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+SEARCH_PARAMS = frozenset({"q", "user_id", "k", "retriever"})
+RECOMMEND_PARAMS = frozenset({"user_id", "k", "retriever"})
+
+
+class QuickRetrieve:
+    """ASGI middleware: `GET /search` and `/recommend` answered by `answer(scope)` when it can.
+
+    `answer` returns None for anything but a plain valid request, which then
+    goes to the FastAPI routes as before. The route object still lands in
+    `scope["route"]`, so `RequestMetrics` labels the request by its template.
+    """
+
+    def __init__(self, app, answer: Callable, routes: list):
+        self.app = app
+        self.answer = answer
+        self.routes = routes
+        self._by_path: dict[str, object] | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] in ("/search", "/recommend"):
+            if self._by_path is None:  # the routes are all declared by the first request
+                self._by_path = {getattr(r, "path", ""): r for r in self.routes}
+            response = await self.answer(scope)
+            if response is not None:
+                scope["route"] = self._by_path.get(scope["path"])
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class RequestMetrics:
