@@ -293,3 +293,18 @@ def test_the_quick_path_answers_exactly_as_the_fastapi_routes_do(run_folder, pat
             assert got.headers.get("content-type") == want.headers.get("content-type"), query
         metrics = fast.get("/metrics").text
     assert f'route="{path}",status="200"' in metrics  # requests answered by the quick path keep their route label
+
+
+def test_a_loaded_model_is_left_out_of_later_garbage_collections(run_folder):
+    import gc
+
+    gc.unfreeze()
+    try:
+        app = create_app(run_folder, loader=fake_loader, background_load=False)
+        with TestClient(app) as client:
+            model = app.state.genrec.live.model
+            assert gc.get_freeze_count() > 0
+            assert client.get("/search", params={"q": "shoe"}).status_code == 200
+            assert not any(obj is model.items_by_id for obj in gc.get_objects())  # frozen objects are not walked
+    finally:
+        gc.unfreeze()
