@@ -159,8 +159,10 @@ class Harness:
         import torch
 
         from genrec.serve.model import load_served_model
+        from genrec.serve.workers import keep_freed_memory
 
         torch.set_num_threads(min(2, os.cpu_count() or 1))
+        keep_freed_memory()  # as `genrec serve` does in its processes
         self.model = load_served_model(run, served)
         self.k = k
         self.requests = [self.model.request(int(user), query) for query, user in zip(queries[:n], users[:n])]

@@ -308,3 +308,11 @@ def test_a_loaded_model_is_left_out_of_later_garbage_collections(run_folder):
             assert not any(obj is model.items_by_id for obj in gc.get_objects())  # frozen objects are not walked
     finally:
         gc.unfreeze()
+
+
+def test_keep_freed_memory_is_set_where_glibc_is():
+    import platform
+
+    from genrec.serve.workers import keep_freed_memory
+
+    assert keep_freed_memory() is (platform.libc_ver()[0] == "glibc")

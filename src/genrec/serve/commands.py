@@ -49,7 +49,14 @@ def _serve(args: argparse.Namespace) -> int:
     from genrec.serve.app import create_app
     from genrec.serve.batching import BatchingConfig
     from genrec.serve.connections import uvicorn_config
-    from genrec.serve.workers import WorkerApp, serve_workers, torch_threads, use_short_gil_switch, use_torch_threads
+    from genrec.serve.workers import (
+        WorkerApp,
+        keep_freed_memory,
+        serve_workers,
+        torch_threads,
+        use_short_gil_switch,
+        use_torch_threads,
+    )
 
     names = [n.strip() for n in args.retrievers.split(",") if n.strip()]
     unknown = [n for n in names if n not in retriever_names()]
@@ -76,6 +83,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 0
     use_torch_threads(threads)
     use_short_gil_switch()
+    keep_freed_memory()
     app = create_app(args.run_folder, names, batching=batching, limits=limits)
     log.info("genrec serving %s (%s) on http://%s:%d/ (OpenAPI schema at /openapi.json; 503 until the model is loaded)",
              args.run_folder, ", ".join(names), args.host, args.port)

@@ -20,7 +20,8 @@ server reloads (`POST /admin/reload` would reach one worker only, so it is
 refused). What one worker holds — the model, `/metrics` — is its own.
 
 Every server process, one or N, also gets a short GIL switch interval
-(`GIL_SWITCH_S`) and its torch thread count (`torch_threads`) from here.
+(`GIL_SWITCH_S`), malloc that keeps freed memory (`keep_freed_memory`) and its
+torch thread count (`torch_threads`) from here.
 """
 
 from __future__ import annotations
@@ -52,6 +53,29 @@ every torch call, so the model stood still exactly when it had work; at
 
 def use_short_gil_switch() -> None:
     sys.setswitchinterval(GIL_SWITCH_S)
+
+
+KEEP_FREED_BYTES = 1 << 30
+
+
+def keep_freed_memory(limit: int = KEEP_FREED_BYTES) -> bool:
+    """Let glibc malloc reuse freed blocks up to `limit` bytes instead of returning them to the kernel.
+
+    By default a block over ~128 KiB is mmap-ed and unmapped on free, so each
+    batch's decoder activations are new memory the kernel must fault in and
+    zero: about 15% of a batch-64 decode's CPU (`benchmarks/decode.py`, which
+    sets the same). The price is that the process keeps its peak working set.
+    Returns whether it could be set (False off glibc).
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, limit)) and bool(libc.mallopt(m_trim_threshold, limit))
+    except (OSError, AttributeError):
+        return False
 
 
 def torch_threads(workers: int, threads: int | None) -> int | None:
@@ -92,6 +116,7 @@ class WorkerApp:
 
         use_torch_threads(self.threads)
         use_short_gil_switch()
+        keep_freed_memory()
         return create_app(self.run, self.retrievers, batching=self.batching, limits=self.limits,
                           background_load=False, workers=self.workers)
 
