@@ -148,8 +148,8 @@ class MicroBatcher:
             # clients' next requests, so the load stays one large batch instead of splitting into two
             # half-size ones that alternate: each batch has a fixed cost, and two batches' Python work
             # would take turns on the GIL with the event loop writing the other half's answers.
-            if self._pending:
-                self._schedule(loop)
+            if self._pending:  # after the answers just settled are written (the loop runs callbacks in order)
+                loop.call_soon(self._schedule, loop)
             self._shut_down_if_idle()
 
     def _retrieve(self, requests: Sequence[Request], k: int) -> list[Ranked]:
