@@ -23,10 +23,12 @@ carry no paths or exception text — those go to the log and `/admin/status`.
 # FastAPI could not resolve from a string annotation.
 
 import asyncio
+import gc
 import hmac
 import logging
 import math
 import os
+import re
 import secrets
 import time
 from contextlib import asynccontextmanager
@@ -40,6 +42,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import QueryParams
 
 from genrec.retrieval import Ranked
 from genrec.serve.batching import BatchingConfig, MicroBatcher
@@ -54,7 +57,6 @@ from genrec.serve.schemas import (
     ErrorBody,
     Health,
     HistoryEntry,
-    Hit,
     Item,
     ReloadAnswer,
     ReloadBody,
@@ -127,6 +129,7 @@ class ServerState:
         previous, self.live = self.live, Serving(model, batchers)
         self.status, self.detail = "ok", None
         self.metrics.set_model(model.version)
+        freeze_loaded_objects()
         return previous
 
     def serving(self) -> Serving:
@@ -149,6 +152,20 @@ class ServerState:
                                 headers={"WWW-Authenticate": "Bearer"})
 
 
+def freeze_loaded_objects() -> None:
+    """Leave the loaded model out of Python's cyclic garbage collections from now on (`gc.freeze`).
+
+    A served run holds over half a million Python objects (the catalog, the
+    histories, torch and the text model); one full collection walks them all
+    in about 190 ms with the GIL held, stalling every request and the beam
+    search alike. Frozen, they are skipped; what requests allocate is still
+    collected. Unfrozen first, so a retired model's cycles can go.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(
     run: str | Path,
     retrievers: Sequence[str] = ("bm25",),
@@ -158,6 +175,7 @@ def create_app(
     admin_token: str | None = None,
     background_load: bool = True,
     limits: ServeLimits = ServeLimits(),
+    workers: int = 1,
 ) -> FastAPI:
     """Build the app for the run folder `run`.
 
@@ -167,7 +185,14 @@ def create_app(
     server answers at once (503 until the model is in); otherwise startup waits
     for it. `admin_token` defaults to `$GENREC_ADMIN_TOKEN` read at each admin
     call; with neither, admin calls are refused (401). `limits` bounds each call.
+
+    `workers` > 1 builds one of `genrec serve --workers N`'s processes
+    (`genrec.serve.workers`): startup waits for the model and fails when the
+    run folder cannot be served (so a restart keeps the old workers), and
+    `POST /admin/reload` is refused (409), since it would reach one worker only.
     """
+    if workers < 1:
+        raise ValueError(f"workers must be ≥ 1, got {workers}")
     names = list(retrievers)
     state = ServerState(Path(run), loader or (lambda folder: load_served_model(folder, names)), batching, admin_token, limits)
     K = Annotated[int, Query(ge=1, le=limits.max_k, description="how many items to return")]
@@ -186,8 +211,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         task = asyncio.create_task(initial_load())
-        if not background_load:
+        if not background_load or workers > 1:
             await task
+        if workers > 1 and state.live is None:
+            raise RuntimeError(f"worker could not load {state.run}: {state.detail}")
         yield
         if state.live is not None:
             state.live.close()
@@ -216,6 +243,48 @@ def create_app(
         # FastAPI's own handler echoes each bad input whole; an input JSON cannot carry would turn this 422 into a 500.
         return JSONResponse({"detail": [_printable_error(e) for e in error.errors()]}, status_code=422)
 
+    canonical_int = re.compile(r"0|[1-9][0-9]{0,18}")
+
+    def plain_int(value: str | None, default: int, low: int, high: int) -> int | None:
+        """`value` as an int when it is the plain decimal form of one in [low, high] (None: ask FastAPI)."""
+        if value is None:
+            return default
+        number = int(value) if canonical_int.fullmatch(value) else None
+        return number if number is not None and low <= number <= high else None
+
+    async def quick_retrieve(scope) -> JSONResponse | None:
+        """Answer a valid `GET /search` or `/recommend` without FastAPI's per-request parameter solving.
+
+        That solving is the largest cost on the event loop under load. Only the
+        plain, valid case is answered here; anything else (a missing, repeated,
+        malformed or out-of-range parameter, an unknown retriever, no model
+        yet) returns None and goes through the routes below, which answer it
+        as they always did — so what a client sees never depends on which path ran.
+        """
+        live = state.live
+        params = QueryParams(scope["query_string"])
+        allowed = SEARCH_PARAMS if scope["path"] == "/search" else RECOMMEND_PARAMS
+        if live is None or len(params) != len(params.multi_items()) or not allowed.issuperset(params):
+            return None
+        user_id = plain_int(params.get("user_id"), -1, 0, MAX_USER_ID)
+        k = plain_int(params.get("k"), default_k, 1, limits.max_k)
+        retriever = params.get("retriever")
+        if user_id is None or k is None or (retriever is not None and retriever not in live.batchers):
+            return None
+        query = None
+        if scope["path"] == "/search":
+            text = params.get("q")
+            if text is None or not 1 <= len(text) <= limits.max_query_chars or not text.strip():
+                return None
+            query = text.strip()
+        name = retriever if retriever is not None else next(iter(live.batchers))
+        try:
+            answer = await _within_time(limits, _answer(live, name, query, None if user_id < 0 else user_id, k))
+        except HTTPException as error:  # out of compute time: the 503 the routes give
+            return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+        return JSONResponse(answer)
+
+    app.add_middleware(QuickRetrieve, answer=quick_retrieve, routes=app.router.routes)
     app.add_middleware(RequestBodyGuard, max_bytes=limits.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=state.metrics)
 
@@ -223,21 +292,21 @@ def create_app(
     async def search(
         q: Annotated[str, Query(min_length=1, max_length=limits.max_query_chars, description="the query")],
         user_id: UserId = None, k: K = default_k, retriever: RetrieverName = None,
-    ) -> RetrieveAnswer:
+    ) -> JSONResponse:
         """Search: the query plus the user's recent history."""
         live = state.serving()
         name = _retriever_name(live, retriever, ("query", "retriever"))
-        return await _within_time(limits, _answer(live, name, _query(q, ("query", "q"), limits), user_id, k))
+        return JSONResponse(await _within_time(limits, _answer(live, name, _query(q, ("query", "q"), limits), user_id, k)))
 
     @app.get("/recommend", response_model=RetrieveAnswer, tags=["retrieve"])
-    async def recommend(user_id: UserId = None, k: K = default_k, retriever: RetrieverName = None) -> RetrieveAnswer:
+    async def recommend(user_id: UserId = None, k: K = default_k, retriever: RetrieverName = None) -> JSONResponse:
         """Recommendation: no query, only the user's recent history."""
         live = state.serving()
         name = _retriever_name(live, retriever, ("query", "retriever"))
-        return await _within_time(limits, _answer(live, name, None, user_id, k))
+        return JSONResponse(await _within_time(limits, _answer(live, name, None, user_id, k)))
 
     @app.post("/retrieve", response_model=RetrieveBatchAnswer, tags=["retrieve"])
-    async def retrieve(batch: RetrieveBatch) -> RetrieveBatchAnswer:
+    async def retrieve(batch: RetrieveBatch) -> JSONResponse:
         """A batch of search/recommendation requests for one retriever (micro-batched together)."""
         ks = _batch_ks(batch, limits)
         live = state.serving()
@@ -249,7 +318,7 @@ def create_app(
         answers = await _within_time(limits, asyncio.gather(*(
             _answer(live, name, query, r.user_id, k) for query, r, k in zip(queries, batch.requests, ks)
         )))
-        return RetrieveBatchAnswer(answers=list(answers))
+        return JSONResponse({"answers": list(answers)})
 
     @app.get("/items/{item_id}", response_model=Item, responses={404: {"model": ErrorBody}}, tags=["catalog"])
     async def item(item_id: Annotated[int, PathParam(description="catalog item id")]) -> Item:
@@ -295,9 +364,10 @@ def create_app(
         """Prometheus text format: request counts, latency histogram, batch sizes, model version."""
         return PlainTextResponse(state.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
-    admin_errors = {401: {"model": ErrorBody}, 429: {"model": ErrorBody}}
+    admin_errors: dict[int | str, dict] = {401: {"model": ErrorBody}, 429: {"model": ErrorBody}}
 
-    @app.post("/admin/reload", response_model=ReloadAnswer, responses=admin_errors, tags=["operations"])
+    @app.post("/admin/reload", response_model=ReloadAnswer, responses={**admin_errors, 409: {"model": ErrorBody}},
+              tags=["operations"])
     async def reload(
         request: Request,
         body: Annotated[ReloadBody | None, Body()] = None,
@@ -313,6 +383,10 @@ def create_app(
         serving; requests in flight finish on the model they started with.
         """
         state.check_admin(request, authorization, x_admin_token)
+        if workers > 1:
+            raise HTTPException(409, detail=f"this server runs {workers} worker processes and a reload would reach "
+                                            f"one of them; send SIGHUP to the main process to reload them all "
+                                            f"(each new worker loads and verifies the run folder before an old one stops)")
         async with state.reload_lock:
             previous = state.live
             folder = Path(body.run) if body and body.run else (previous.model.run if previous else state.run)
@@ -354,6 +428,36 @@ def create_app(
     return app
 
 
+SEARCH_PARAMS = frozenset({"q", "user_id", "k", "retriever"})
+RECOMMEND_PARAMS = frozenset({"user_id", "k", "retriever"})
+
+
+class QuickRetrieve:
+    """ASGI middleware: `GET /search` and `/recommend` answered by `answer(scope)` when it can.
+
+    `answer` returns None for anything but a plain valid request, which then
+    goes to the FastAPI routes as before. The route object still lands in
+    `scope["route"]`, so `RequestMetrics` labels the request by its template.
+    """
+
+    def __init__(self, app, answer: Callable, routes: list):
+        self.app = app
+        self.answer = answer
+        self.routes = routes
+        self._by_path: dict[str, object] | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] in ("/search", "/recommend"):
+            if self._by_path is None:  # the routes are all declared by the first request
+                self._by_path = {getattr(r, "path", ""): r for r in self.routes}
+            response = await self.answer(scope)
+            if response is not None:
+                scope["route"] = self._by_path.get(scope["path"])
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class RequestMetrics:
     """ASGI middleware counting every response by route template and status, with its latency.
 
@@ -385,15 +489,24 @@ class RequestMetrics:
             self.metrics.observe_request(scope["method"], route, status, time.perf_counter() - start)
 
 
-async def _answer(live: Serving, name: str, query: str | None, user_id: int | None, k: int) -> RetrieveAnswer:
+async def _answer(live: Serving, name: str, query: str | None, user_id: int | None, k: int) -> dict:
+    """One answer as the plain JSON of a `RetrieveAnswer`.
+
+    Built as dicts, not as pydantic models that FastAPI would then validate and
+    serialise again: the fields are the catalog's own, checked once at load
+    (`ServedModel.build`), and under load this path runs a thousand times a
+    second on the event loop, the thread the beam search shares the GIL with.
+    `tests/test_serve_api.py` checks the answer against the `RetrieveAnswer` schema.
+    """
     model = live.model
     ranked: Ranked = await live.batchers[name].submit(model.request(user_id, query), k)
-    hits = []
+    hits: list[dict] = []
     for item_id, score in zip(ranked.item_ids[:k].tolist(), ranked.scores[:k].tolist()):
         found = model.item(item_id)
         if found is not None:
-            hits.append(Hit(**found, rank=len(hits) + 1, score=score if math.isfinite(score) else None))
-    return RetrieveAnswer(retriever=name, model_version=model.version, user_id=user_id, query=query, k=k, hits=hits)
+            hits.append({**found, "rank": len(hits) + 1, "score": score if math.isfinite(score) else None})
+    return {"retriever": name, "model_version": model.version, "user_id": user_id, "query": query, "k": k,
+            "hits": hits}
 
 
 def _retriever_name(live: Serving, name: str | None, loc: tuple) -> str:

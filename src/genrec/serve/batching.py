@@ -10,9 +10,10 @@ fills up, which makes batches grow with load by themselves.
 Waiting for companions only pays under load, so the wait adapts: after a
 batch of one (a quiet server), a request goes as soon as the event loop has
 taken in what arrived with it; after a larger batch (a busy server), the
-first request waits up to `max_wait_s` for others. A lone request at low load
-therefore pays no batching delay, and no request ever waits more than
-`max_wait_s` plus the batch already running.
+first request waits up to `max_wait_s` for others — also when it queued
+behind a running batch, so the requests of the clients just answered can
+join it. A lone request at low load therefore pays no batching delay, and no
+request ever waits more than `max_wait_s` plus the batch already running.
 
 Requests in one batch that ask for different `k` go to separate calls (one per
 `k`), so a request's answer never depends on what else was in flight.
@@ -143,9 +144,12 @@ class MicroBatcher:
                     _settle(batch[i][2], result=ranked)
         finally:
             self._busy = False
-            # Requests that queued while this batch ran have waited long enough: go now.
-            if self._pending:
-                self._start(loop)
+            # Requests that queued while this batch ran wait (at most `max_wait_s`) for the answered
+            # clients' next requests, so the load stays one large batch instead of splitting into two
+            # half-size ones that alternate: each batch has a fixed cost, and two batches' Python work
+            # would take turns on the GIL with the event loop writing the other half's answers.
+            if self._pending:  # after the answers just settled are written (the loop runs callbacks in order)
+                loop.call_soon(self._schedule, loop)
             self._shut_down_if_idle()
 
     def _retrieve(self, requests: Sequence[Request], k: int) -> list[Ranked]:

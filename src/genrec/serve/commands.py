@@ -28,6 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help=f"comma-separated registry names, first is the default (default: {DEFAULT_RETRIEVERS})")
     serve.add_argument("--max-batch", type=int, default=64, help="micro-batch size bound; 1 turns batching off")
     serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for companions")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes sharing the port, each with its own model and micro-batcher "
+                            "(docs/serve.md, 'Workers and replicas'); reload them with SIGHUP to the main process")
+    serve.add_argument("--threads", type=int, default=None,
+                       help="torch threads per process (default: $OMP_NUM_THREADS, else the CPU cores divided "
+                            "among the workers; with one worker and neither, torch's own default)")
     serve.add_argument("--log-level", default="warning", help="uvicorn's access and server log level (genrec's own: genrec --log-level)")
     limits = serve.add_argument_group("limits", "what one call may cost (docs/serve.md, 'Limits')")
     for limit in fields(ServeLimits):
@@ -43,6 +49,14 @@ def _serve(args: argparse.Namespace) -> int:
     from genrec.serve.app import create_app
     from genrec.serve.batching import BatchingConfig
     from genrec.serve.connections import uvicorn_config
+    from genrec.serve.workers import (
+        WorkerApp,
+        keep_freed_memory,
+        serve_workers,
+        torch_threads,
+        use_short_gil_switch,
+        use_torch_threads,
+    )
 
     names = [n.strip() for n in args.retrievers.split(",") if n.strip()]
     unknown = [n for n in names if n not in retriever_names()]
@@ -55,9 +69,21 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         batching = BatchingConfig(max_batch=args.max_batch, max_wait_s=args.max_wait_ms / 1000)
         limits = ServeLimits(**{limit.name: getattr(args, limit.name) for limit in fields(ServeLimits)})
+        if args.workers < 1:
+            raise ValueError(f"workers must be ≥ 1, got {args.workers}")
+        threads = torch_threads(args.workers, args.threads)
     except ValueError as error:
         print(f"invalid option: {error}", file=sys.stderr)
         return 2
+    if args.workers > 1:
+        log.info("genrec serving %s (%s) on http://%s:%d/ with %d workers (each answers once its model is loaded)",
+                 args.run_folder, ", ".join(names), args.host, args.port, args.workers)
+        serve_workers(WorkerApp(args.run_folder, tuple(names), batching, limits, args.workers, threads),
+                      args.host, args.port, log_level=args.log_level)
+        return 0
+    use_torch_threads(threads)
+    use_short_gil_switch()
+    keep_freed_memory()
     app = create_app(args.run_folder, names, batching=batching, limits=limits)
     log.info("genrec serving %s (%s) on http://%s:%d/ (OpenAPI schema at /openapi.json; 503 until the model is loaded)",
              args.run_folder, ", ".join(names), args.host, args.port)

@@ -3,7 +3,9 @@
 Four families are enough to run the server: request counts by route and
 status, a request latency histogram by route, a histogram of micro-batch sizes
 per retriever (what batching buys under load), and the model version served;
-plus reload outcomes and the process's own CPU, memory and open files.
+plus reload outcomes, the process id (`genrec serve --workers N` runs N
+processes, each with its own counts) and the process's own CPU, memory and
+open files.
 Routes are the path templates (`/items/{item_id}`), never raw paths, so label
 cardinality stays bounded whatever clients send.
 
@@ -13,6 +15,8 @@ otherwise register the same names twice and count each other's requests.
 """
 
 from __future__ import annotations
+
+import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
@@ -41,6 +45,10 @@ class ServerMetrics:
         self.model = Gauge("genrec_model_info", "The model being served (value 1), labelled with its version "
                                                 "(no paths: /metrics is public).", ("version",), registry=self.registry)
         self.loaded = Gauge("genrec_model_loaded", "1 when a model is serving, 0 while loading.", registry=self.registry)
+        self.worker = Gauge("genrec_worker", "This server process (value 1), labelled with its process id: with "
+                                              "`genrec serve --workers N` each process counts only what it answered.",
+                            ("pid",), registry=self.registry)
+        self.worker.labels(str(os.getpid())).set(1)
         ProcessCollector(registry=self.registry)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:

@@ -17,6 +17,7 @@ interactions, one per user × visit × item, oldest first), the last
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -158,10 +159,31 @@ def load_served_model(
     retrievers = {}
     for name in names:
         try:
-            retrievers[name] = build(name, run, dataset, split)
+            retrievers[name] = fastest_exact(build(name, run, dataset, split))
         except Exception as error:  # any failure means this run cannot be served
             raise RunLoadError(f"retriever {name!r} could not be built from {str(run)!r}: {type(error).__name__}: {error}") from error
     return ServedModel.build(run, dataset, retrievers)
+
+
+SERVED_PRECISION = "fp32"
+"""How the server decodes a generative model: the `FastDecoder` copy that returns the model's own items
+(the same top-k on every request, `benchmarks/results/decode.md`), with fewer small kernels per step."""
+
+
+def fastest_exact(retriever: Retriever) -> Retriever:
+    """`retriever`, or for a `GenerativeRetriever` that decodes with the model's own code, the same
+    model, encoder and trie decoding with `SERVED_PRECISION`; any other retriever as it is.
+
+    Only the exact mode: a served answer must be what evaluation measured, so
+    the faster bf16 mode (which reorders near-tied items) is never chosen here.
+    """
+    module = sys.modules.get("genrec.model.retriever")  # loaded if and only if a generative retriever exists
+    generative: Any = retriever
+    if module is None or type(generative) is not module.GenerativeRetriever or generative.precision is not None:
+        return retriever
+    return module.GenerativeRetriever(generative.model, generative.encoder, generative.trie, beams=generative.beams,
+                                      batch_size=generative.batch_size, max_beams=generative.max_beams,
+                                      precision=SERVED_PRECISION)
 
 
 def run_version(run: str | Path, weights: str = "") -> str:
