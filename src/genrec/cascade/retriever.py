@@ -19,7 +19,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence, cast
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -93,7 +93,10 @@ class CascadeConfig:
             value = getattr(self, name)
             if isinstance(value, dict):
                 setattr(self, name, _SUB_CONFIGS[name](**value))
-        self.fixed_weights = cast("tuple[float, float, float]", tuple(self.fixed_weights))  # a list when read from JSON
+        weights = tuple(self.fixed_weights)  # a list when read from JSON
+        if len(weights) != 3:
+            raise ValueError(f"fixed_weights must have 3 values (click, cart, order), got {weights}")
+        self.fixed_weights = (weights[0], weights[1], weights[2])
 
     @classmethod
     def from_json(cls, text: str) -> "CascadeConfig":
