@@ -63,6 +63,13 @@ def test_recall_union_rejects_a_quota_for_an_unknown_source():
         RecallUnion({"a": ListRetriever("a", [1])}, {"z": 3}, {})
 
 
+def test_cascade_config_reads_fixed_weights_from_json_as_a_triple_and_rejects_another_length():
+    config = CascadeConfig.from_json('{"fixed_weights": [1.0, 0.5, 0.25]}')
+    assert config.fixed_weights == (1.0, 0.5, 0.25)
+    with pytest.raises(ValueError, match="fixed_weights must have 3 values"):
+        CascadeConfig(fixed_weights=(1.0, 0.5))  # type: ignore[arg-type]
+
+
 @pytest.fixture(scope="module")
 def toy():
     dataset = toy_dataset()

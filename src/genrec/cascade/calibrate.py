@@ -79,6 +79,8 @@ class MonotoneIntegralNet(nn.Module):
     everywhere. Outside the grid `g` is held at its end values.
     """
 
+    grid: torch.Tensor  # buffer registered in __init__
+
     def __init__(self, low: float, high: float, nodes: int = 64, hidden: int = 16):
         super().__init__()
         if not high > low:

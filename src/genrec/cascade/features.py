@@ -189,9 +189,9 @@ class FeatureSpace:
             for query, vector in zip(new, self.encode_queries(new)):
                 self.query_cache_[query] = np.asarray(vector, dtype=np.float32)
         out = np.zeros((len(queries), self.text_.shape[1]), dtype=np.float32)
-        for row, query in enumerate(queries):
-            if query is not None:
-                out[row] = self.query_cache_[query]
+        for row, text in enumerate(queries):
+            if text is not None:
+                out[row] = self.query_cache_[text]
         return out
 
     def requests(self, requests: Sequence[Request]) -> RequestArrays:

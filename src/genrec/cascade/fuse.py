@@ -19,6 +19,7 @@ Inputs: `probs` float `[n, tasks]`, `groups` int `[n]` (request of each row),
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -44,6 +45,14 @@ def log_probs(probs: np.ndarray) -> np.ndarray:
 
 def logits(probs: np.ndarray) -> np.ndarray:
     return logit(probs, np.float32).astype(np.float32)
+
+
+class Fusion(Protocol):
+    """What the cascade needs of a fitted fusion: its score and what to save."""
+
+    def score(self, probs: np.ndarray, context: np.ndarray | None = None) -> np.ndarray: ...
+
+    def state_dict(self) -> dict: ...
 
 
 class FixedWeightFusion:
@@ -114,10 +123,11 @@ class _WeightNet(nn.Module):
 
     def __init__(self, dim: int, tasks: int, hidden: int, init: np.ndarray):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, tasks))
-        nn.init.zeros_(self.net[2].weight)
+        head = nn.Linear(hidden, tasks)
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), head)
+        nn.init.zeros_(head.weight)
         with torch.no_grad():
-            self.net[2].bias.copy_(torch.log(torch.expm1(torch.as_tensor(np.maximum(init, 1e-3), dtype=torch.float32))))
+            head.bias.copy_(torch.log(torch.expm1(torch.as_tensor(np.maximum(init, 1e-3), dtype=torch.float32))))
 
     def forward(self, context: torch.Tensor) -> torch.Tensor:
         return nn.functional.softplus(self.net(context))

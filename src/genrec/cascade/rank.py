@@ -54,6 +54,15 @@ class RankerConfig:
 class MMoERanker(nn.Module):
     """Logits `[B, 3]` of click, cart|click, order|cart from a batch dict (see `RankerBatch`)."""
 
+    # Buffers (registered in __init__), declared so the type checker knows they are tensors.
+    small: torch.Tensor
+    leaf: torch.Tensor
+    parent: torch.Tensor
+    brand: torch.Tensor
+    item_dense: torch.Tensor
+    pair_mean: torch.Tensor
+    pair_std: torch.Tensor
+
     def __init__(self, space: FeatureSpace, text_dim: int, config: RankerConfig):
         super().__init__()
         d = config.dim

@@ -123,6 +123,12 @@ class PersonalizedRecallConfig:
 class TwoTower(nn.Module):
     """Request tower `[B, 3·text + 1]` → unit `[B, dim]`; item tower ids → unit `[n, dim]`."""
 
+    # Buffers (registered in __init__), declared so the type checker knows they are tensors.
+    text: torch.Tensor
+    leaf: torch.Tensor
+    parent: torch.Tensor
+    popularity: torch.Tensor
+
     def __init__(self, space: FeatureSpace, config: PersonalizedRecallConfig, decay: float):
         super().__init__()
         text_dim = space.text_.shape[1]

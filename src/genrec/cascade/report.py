@@ -172,7 +172,7 @@ def fusion_table(model: CascadeModel, probs: np.ndarray, samples: ImpressionSamp
     rows = []
     for name in FUSIONS:
         score = model.fusions[name].score(probs, context)
-        row = {"fusion": name}
+        row: dict[str, str | float] = {"fusion": name}
         for t, task in ((2, "order"), (0, "click")):
             ranked, judged = _visit_lists(score, samples, samples.labels[:, t])
             row[f"ndcg@10 {task}"] = ndcg_at_k(ranked, judged, K).mean
@@ -205,7 +205,7 @@ def end_to_end_table(model: CascadeModel, sources: dict, split: Split, max_reque
     ranked_candidates = retriever.rank_candidates(requests)
     scored = retriever.fuse(ranked_candidates, model.config.fusion)
     in_candidates = np.asarray([t in set(ids.tolist()) for (ids, _, _), t in zip(scored, targets)])
-    rows = []
+    rows: list[dict[str, str | float]] = []
     variants = [(f"cascade ({f} fusion)", f, PostRankConfig()) for f in FUSIONS]
     variants += [("cascade + MMR 0.8", model.config.fusion, PostRankConfig(mmr_trade_off=0.8)),
                  ("cascade + AI share ≤ 30%", model.config.fusion, PostRankConfig(ai_max_share=0.3))]
@@ -213,7 +213,7 @@ def end_to_end_table(model: CascadeModel, sources: dict, split: Split, max_reque
         variant = CascadeRetriever(replace(model, config=replace(model.config, postrank=postrank)), {}, fusion)
         answers = _finish(variant, retriever.fuse(ranked_candidates, fusion), K)
         ranked = ranked_matrix(answers, K)
-        row = {"retriever": label}
+        row: dict[str, str | float] = {"retriever": label}
         for name, mask in (("all", np.ones(len(requests), bool)), ("search", is_search), ("recommendation", ~is_search)):
             row[f"recall@10 {name}"] = recall_at_k(ranked[mask], targets[mask], K).mean if mask.any() else float("nan")
             row[f"ndcg@10 {name}"] = ndcg_at_k(ranked[mask], targets[mask], K).mean if mask.any() else float("nan")

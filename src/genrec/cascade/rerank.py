@@ -52,8 +52,8 @@ def mmr_rerank(
         if parents is not None:
             same = np.maximum(same, 0.5 * (np.asarray(parents) == parents[best]))
         redundancy = np.maximum(redundancy, same)
-    picked = np.asarray(picked)
-    return item_ids[picked], _non_increasing(len(picked))
+    order = np.asarray(picked, dtype=np.int64)
+    return item_ids[order], _non_increasing(len(order))
 
 
 def cap_origin_share(
@@ -71,8 +71,8 @@ def cap_origin_share(
     if page_size < 1 or not 0.0 <= max_share <= 1.0:
         raise ValueError(f"page_size must be ≥ 1 and max_share in [0, 1], got {page_size}, {max_share}")
     quota = int(np.floor(max_share * page_size))
-    humans = list(np.flatnonzero(~is_ai))
-    ais = list(np.flatnonzero(is_ai))
+    humans = [int(i) for i in np.flatnonzero(~is_ai)]
+    ais = [int(i) for i in np.flatnonzero(is_ai)]
     out: list[int] = []
     while len(out) < k and (humans or ais):
         page: list[int] = []

@@ -19,7 +19,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,7 @@ import torch
 from genrec.artifacts import MissingStageError, atomic_path, code_fingerprint, manifest, write_json_atomic
 from genrec.cascade.calibrate import UMCCalibrator, UMCConfig
 from genrec.cascade.features import FeatureSpace, RequestArrays
-from genrec.cascade.fuse import AUCEnsembleFusion, FixedWeightFusion, FusionConfig, PersonalizedWeightFusion
+from genrec.cascade.fuse import AUCEnsembleFusion, FixedWeightFusion, Fusion, FusionConfig, PersonalizedWeightFusion
 from genrec.cascade.rank import MultiTaskRanker, RankerConfig
 from genrec.cascade.recall import PersonalizedDenseRecall, PersonalizedRecallConfig, RecallUnion
 from genrec.cascade.rerank import PostRankConfig, PostRanker
@@ -93,7 +93,10 @@ class CascadeConfig:
             value = getattr(self, name)
             if isinstance(value, dict):
                 setattr(self, name, _SUB_CONFIGS[name](**value))
-        self.fixed_weights = tuple(self.fixed_weights)
+        weights = tuple(self.fixed_weights)  # a list when read from JSON
+        if len(weights) != 3:
+            raise ValueError(f"fixed_weights must have 3 values (click, cart, order), got {weights}")
+        self.fixed_weights = (weights[0], weights[1], weights[2])
 
     @classmethod
     def from_json(cls, text: str) -> "CascadeConfig":
@@ -114,7 +117,7 @@ class CascadeModel:
     space: FeatureSpace
     ranker: MultiTaskRanker
     recall: PersonalizedDenseRecall
-    fusions: dict[str, object]
+    fusions: dict[str, Fusion]
     calibrator: UMCCalibrator
     """Maps the chosen fusion's score (read as a logit) to P(click)."""
     holdout_space: FeatureSpace | None = None
@@ -198,7 +201,7 @@ def fit_fusions_and_calibrator(config: CascadeConfig, ranker: MultiTaskRanker, h
     probs = ranker.predict_proba(req, holdout.request_index, holdout.item_ids)
     context = fusion_context(req)[holdout.request_index]
     gains = (holdout.labels * (GAINS - np.r_[0, GAINS[:-1]])).sum(1)
-    fusions = {
+    fusions: dict[str, Fusion] = {
         "fixed": FixedWeightFusion(config.fixed_weights),
         "grade": PersonalizedWeightFusion(config.fusion_config, config.fixed_weights).fit(
             probs, holdout.request_index, context, gains),
@@ -307,7 +310,7 @@ def load_cascade(run: Path, encoder: TextEncoder | None = None, device: str | No
     recall = PersonalizedDenseRecall(space, config.recall, config.device).load_state_dict(state["recall"])
     harmonrank = AUCEnsembleFusion(config.fusion_config, config.fixed_weights)
     harmonrank.weights_ = np.asarray(state["harmonrank"]["weights"], dtype=np.float32)
-    fusions = {
+    fusions: dict[str, Fusion] = {
         "fixed": FixedWeightFusion(config.fixed_weights),
         "grade": PersonalizedWeightFusion.from_state_dict(state["grade"], config.fusion_config),
         "harmonrank": harmonrank,
@@ -384,9 +387,9 @@ class CascadeRetriever:
         """Per request: candidate ids `[m]`, fused score `[m]`, calibrated P(click) `[m]` (unsorted)."""
         return self.fuse(self.rank_candidates(requests), self.fusion)
 
-    def rank_candidates(self, requests: Sequence[Request]) -> dict[str, np.ndarray]:
+    def rank_candidates(self, requests: Sequence[Request]) -> dict[str, Any]:
         """Recall and rank: per candidate row `[p]` its request, item id, task probabilities `[p, 3]`
-        and fusion context `[p, c]`; `sizes` `[r]` candidates per request."""
+        and fusion context `[p, c]` (None when there is no candidate); `sizes` `[r]` candidates per request."""
         model = self.model
         candidates = self.recall.candidates(requests)
         sizes = np.asarray([len(c.item_ids) for c in candidates], dtype=np.int64)
@@ -398,7 +401,7 @@ class CascadeRetriever:
         return {"sizes": sizes, "item_ids": item_ids, "probs": model.ranker.predict_proba(req, request_index, item_ids),
                 "context": fusion_context(req)[request_index]}
 
-    def fuse(self, ranked: dict[str, np.ndarray], fusion: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def fuse(self, ranked: dict[str, Any], fusion: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Fuse (and, for the trained fusion, calibrate) `rank_candidates`' output, split per request."""
         model, sizes, item_ids = self.model, ranked["sizes"], ranked["item_ids"]
         if len(item_ids) == 0:

@@ -267,12 +267,12 @@ def _run_one(retriever, name, requests, targets, config: EvalConfig, progress: b
     # batched pass fills (e.g. query vectors) do not flatter it.
     rng = np.random.default_rng(config.seed)
     timed = rng.choice(len(requests), size=min(config.latency_requests, len(requests)), replace=False)
-    latencies = []
+    timings: list[float] = []
     for i in timed:
         tick = time.perf_counter()
         _call(retriever, name, [requests[i]], config)
-        latencies.append((time.perf_counter() - tick) * 1000)
-    latencies = np.asarray(latencies, dtype=np.float64)
+        timings.append((time.perf_counter() - tick) * 1000)
+    latencies = np.asarray(timings, dtype=np.float64)
 
     answers: list[Ranked] = []
     start = time.perf_counter()
