@@ -4,6 +4,7 @@ import gzip
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from genrec.data.loaders import load_amazon2014, load_esci, load_kuaisar, load_kuaisearch, load_p5_amazon, load_recbole
@@ -201,3 +202,45 @@ def test_download_says_what_to_do_when_offline(tmp_path):
     with pytest.raises(DownloadError, match="place it at"):
         download("http://127.0.0.1:9/nothing.json.gz", tmp_path / "nothing.json.gz", timeout=2)
     assert not (tmp_path / "nothing.json.gz").exists()
+
+
+@needs_shared
+def test_p5_amazon_sports_matches_the_published_counts_and_keeps_brandless_paths():
+    dataset = load_p5_amazon(SHARED / "amazon-sports")
+    assert dataset.counts() == {"items": 18357, "users": 35598, "events": 296337}
+    items = dataset.items.set_index("item_id")
+    assert items.loc[1].brand == "Ghost" and items.loc[1].category[0] == "Hunting & Fishing"
+    # `|Cycling|…`: an empty brand field; the root category must not be taken for the brand
+    assert pd.isna(items.loc[156].brand) and items.loc[156].category[0] == "Cycling"
+
+
+def _p5_folder(folder: Path, sequences: str) -> Path:
+    (folder / "sequential.txt").write_text(sequences)
+    (folder / "items.tsv").write_text("item_id\tasin\ttitle\tattributes\n1\tA1\tone\tX|Cat\n2\tA2\ttwo\tY|Cat\n")
+    return folder
+
+
+def test_p5_amazon_reads_a_well_formed_sequence_file(tmp_path):
+    dataset = load_p5_amazon(_p5_folder(tmp_path, "1 1 2\n\n2 2 1 2\n"))
+    assert dataset.counts() == {"items": 2, "users": 2, "events": 5}
+
+
+@pytest.mark.parametrize("bad_line, bad_field", [
+    ("3 1 x2", "'x2'"),          # a non-integer item id
+    ("u3 1 2", "'u3'"),          # a non-integer user id
+    ("3 1 2.0", "'2.0'"),        # a float is not an id
+    ("3 1 ²", "'²'"),            # str.isdigit accepts it; int() does not
+    ("3 1 ١٢", "'١٢'"),          # int() would read it as 12
+])
+def test_p5_amazon_rejects_a_non_integer_id_naming_file_and_line(tmp_path, bad_line, bad_field):
+    _p5_folder(tmp_path, f"1 1 2\n2 2 1\n{bad_line}\n")
+    with pytest.raises(ValueError) as error:
+        load_p5_amazon(tmp_path)
+    message = str(error.value)
+    assert str(tmp_path / "sequential.txt") in message and "line 3" in message and bad_field in message
+
+
+def test_p5_amazon_rejects_a_user_with_no_items_naming_the_line(tmp_path):
+    _p5_folder(tmp_path, "1 1 2\n7\n")
+    with pytest.raises(ValueError, match=r"sequential\.txt, line 2: .*no items"):
+        load_p5_amazon(tmp_path)

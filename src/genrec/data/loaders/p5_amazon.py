@@ -57,8 +57,13 @@ def _read_sequences(path: Path) -> list[tuple[int, list[int]]]:
             fields = line.split()
             if not fields:
                 continue
-            if len(fields) < 2 or not all(f.isdigit() for f in fields):
-                raise ValueError(f"{path}, line {number}: expected `user_id item_id …` as integers, got {line.strip()[:80]!r}")
+            # isascii: str.isdigit alone accepts '²' (int() then fails without naming the line) and
+            # '١٢' (int() reads it as 12, silently inventing an id).
+            bad = next((f for f in fields if not (f.isascii() and f.isdigit())), None)
+            if len(fields) < 2 or bad is not None:
+                what = f"{bad!r} is not a non-negative integer" if bad is not None else "a user with no items"
+                raise ValueError(f"{path}, line {number}: expected `user_id item_id …` as integers; "
+                                 f"{what} in {line.strip()[:80]!r}")
             sequences.append((int(fields[0]), [int(f) for f in fields[1:]]))
     return sequences
 
