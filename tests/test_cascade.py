@@ -195,6 +195,26 @@ def test_a_pipeline_config_retrains_the_cascade_for_what_it_learns_not_for_where
     assert train_if_stale(run, dataset, split, changed) and retrained == [changed]
 
 
+def test_the_ranker_reward_scores_the_same_inside_a_students_bf16_autocast(trained_cascade):
+    """GRPO scores rollouts inside the student's training step, under bf16 autocast by default on
+    such CPUs: the reward must be the fp32 ranker's, not a bf16 one (the fusion net refused bf16)."""
+    import torch
+
+    from genrec.align.rewards import RankerReward
+
+    run, dataset, split = trained_cascade
+    reward = RankerReward.from_run(run)
+    requests = build_requests(split, "valid")[0][:8]
+    items = np.stack([np.arange(1, 6) + 7 * row for row in range(len(requests))])
+    items[0, -1] = -1  # padding scores 0 either way
+    plain = reward.score(requests, items)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = reward.score(requests, items)
+    assert inside.dtype == np.float32 and plain[0, -1] == 0
+    np.testing.assert_array_equal(inside, plain)
+    assert np.unique(plain[items >= 0]).size > 1  # a real ranker's scores, not a constant
+
+
 def test_cascade_returns_only_valid_unique_items_best_first(trained_cascade):
     run, dataset, split = trained_cascade
     retriever = CascadeRetriever(load_cascade(run, toy_encode))

@@ -18,9 +18,10 @@ Padding (`item_ids == -1`) always scores 0.
 
 from __future__ import annotations
 
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,24 @@ class RewardSource(Protocol):
 
 
 # ---- the cascade's ranker ------------------------------------------------------------
+
+
+@contextmanager
+def judge_precision() -> Iterator[None]:
+    """The reward model scores in its own precision, without gradients, whatever the caller runs in.
+
+    GRPO scores its rollouts inside the student's training step, where bf16 autocast is on by
+    default on CPUs with bf16 arithmetic: without this the ranker and the fusion net would run
+    in bf16 too, rounding the calibrated rewards the advantages are built from (and the fusion's
+    NumPy hand-off refuses a bf16 tensor outright)."""
+    import torch
+
+    with ExitStack() as stack:
+        stack.enter_context(torch.no_grad())
+        stack.enter_context(torch.autocast("cpu", enabled=False))
+        if torch.cuda.is_available():
+            stack.enter_context(torch.autocast("cuda", enabled=False))
+        yield
 
 
 class RankerReward:
@@ -76,10 +95,11 @@ class RankerReward:
         req = model.space.requests(list(requests))
         from genrec.cascade.retriever import fusion_context
 
-        ranked = {"sizes": real.sum(1).astype(np.int64), "item_ids": flat,
-                  "probs": model.ranker.predict_proba(req, request_index, flat),
-                  "context": fusion_context(req)[request_index]}
-        calibrated = np.concatenate([c for _, _, c in self.cascade.fuse(ranked, self.cascade.fusion)])
+        with judge_precision():
+            ranked = {"sizes": real.sum(1).astype(np.int64), "item_ids": flat,
+                      "probs": model.ranker.predict_proba(req, request_index, flat),
+                      "context": fusion_context(req)[request_index]}
+            calibrated = np.concatenate([c for _, _, c in self.cascade.fuse(ranked, self.cascade.fusion)])
         out[real] = calibrated  # row-major order, as `ranked` was built
         return out
 
