@@ -107,23 +107,12 @@ def test_bad_arguments_are_refused_with_a_message_naming_them():
 
 
 def test_the_retriever_with_precision_fp32_answers_real_requests_as_the_model_does(small_world):
+    from tiny_generative import tiny_generative
+
     from genrec.data.splits import build_requests, leave_one_out
-    from genrec.model.inputs import RequestEncoder
     from genrec.model.retriever import GenerativeRetriever
 
-    items = small_world.dataset.items.sort_values("item_id")
-    item_ids = items["item_id"].to_numpy()
-    index = np.arange(len(item_ids))
-    codes = np.stack([(index // 8 ** (3 - level)) % 8 for level in range(4)], axis=1)
-    spec = InputSpec(codebook_sizes=(8, 8, 8, 8), query_vocab_size=64, user_vocab_size=64)
-    config = GenerativeConfig(d_model=32, n_heads=2, d_ff=64, dropout=0.0, max_short=4, max_long=4)
-    torch.manual_seed(3)
-    model = GenerativeModel(config, spec).eval()
-    with torch.no_grad():
-        for p in model.decoder.parameters():
-            p.mul_(8.0)
-    encoder = RequestEncoder(config, spec, item_ids, codes).fit(list(items["title"]))
-    trie = PrefixTrie.from_codes(codes, item_ids, list(spec.codebook_sizes))
+    model, encoder, trie = tiny_generative(small_world, seed=3, decoder_scale=8.0)
     requests, _ = build_requests(leave_one_out(small_world.dataset.events), "test")
     requests = [r for r in requests if r.is_search][:8] + [r for r in requests if not r.is_search and r.history][:8]
     reference = GenerativeRetriever(model, encoder, trie, beams=8).retrieve(requests, k=8)

@@ -62,24 +62,11 @@ def test_search_recommend_and_batch_answers_are_the_schema_and_the_in_process_re
 
 
 def _small_generative_retriever(small_world):
-    import torch
+    from tiny_generative import tiny_generative
 
-    from genrec.decode.trie import PrefixTrie
-    from genrec.model.config import GenerativeConfig, InputSpec
-    from genrec.model.inputs import RequestEncoder
-    from genrec.model.model import GenerativeModel
     from genrec.model.retriever import GenerativeRetriever
 
-    items = small_world.dataset.items.sort_values("item_id")
-    item_ids = items["item_id"].to_numpy()
-    index = np.arange(len(item_ids))
-    codes = np.stack([(index // 8 ** (3 - level)) % 8 for level in range(4)], axis=1)
-    spec = InputSpec(codebook_sizes=(8, 8, 8, 8), query_vocab_size=64, user_vocab_size=64)
-    config = GenerativeConfig(d_model=32, n_heads=2, d_ff=64, dropout=0.0, max_short=4, max_long=4)
-    torch.manual_seed(5)
-    model = GenerativeModel(config, spec).eval()
-    encoder = RequestEncoder(config, spec, item_ids, codes).fit(list(items["title"]))
-    trie = PrefixTrie.from_codes(codes, item_ids, list(spec.codebook_sizes))
+    model, encoder, trie = tiny_generative(small_world, seed=5)
     return GenerativeRetriever(model, encoder, trie, beams=8, max_beams=16)
 
 
