@@ -4,6 +4,8 @@
 RUN/align/generative, served as the retriever `generative-aligned`. See docs/align.md.
 """
 
+from typing import TYPE_CHECKING
+
 from genrec.align.config import AlignConfig
 from genrec.align.rewards import (
     MixedReward,
@@ -14,16 +16,15 @@ from genrec.align.rewards import (
     RewardSource,
     build_reward,
 )
+from genrec.lazy import lazy_getattr
+
+if TYPE_CHECKING:  # what the lazy name is, for type checkers
+    from genrec.align.stage import align_generative
 
 __all__ = ["AlignConfig", "align_generative", "RewardSource", "RankerReward", "PARSReward", "PreferenceWeights",
            "MixedReward", "OracleUtility", "build_reward"]
 
 
-def __getattr__(name: str):
-    """`align_generative` on first use: the stage imports torch and the model, which `genrec align --help`
-    and a config reader (`AlignConfig`) do not need."""
-    if name == "align_generative":
-        from genrec.align.stage import align_generative
-
-        return align_generative
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, {"align_generative": "genrec.align.stage"})
+"""`align_generative` on first use: the stage imports torch and the model, which `genrec align --help`
+and a config reader (`AlignConfig`) do not need."""

@@ -9,8 +9,9 @@ trainer's) import torch, which `genrec run --help` does not need.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from genrec.lazy import lazy_getattr
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers
     from genrec.pipeline.config import DataConfig, EvalStageConfig, PipelineConfig
@@ -27,8 +28,4 @@ _LAZY: dict[str, str] = {
 __all__ = ["DataConfig", "EvalStageConfig", "PipelineConfig", "run_pipeline"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -17,9 +17,9 @@ wait for torch and scipy.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from genrec.lazy import lazy_getattr
 from genrec.sid.config import METHODS, SidConfig
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers
@@ -74,8 +74,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
