@@ -17,6 +17,7 @@ import shutil
 import sys
 import time
 import uuid
+import warnings
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -94,6 +95,21 @@ def manifest(config: Any = None, inputs: dict[str, str | None] | None = None, **
         "inputs": inputs or {},
         **extra,
     }
+
+
+def warn_if_trained_by_other_code(folder: Path, fingerprint: str, what: str, retrain: str) -> bool:
+    """Warn when the artefact in `folder` was trained by code other than `fingerprint` (`code_fingerprint`
+    of the modules that train it); return whether it was.
+
+    Loading keeps such an artefact (an upgrade of genrec must not take a served model away, nor throw
+    a long training run away); the training stages, which compare the same hash, retrain instead."""
+    recorded = json.loads((folder / "manifest.json").read_text()).get("code")
+    other = recorded != fingerprint
+    if other:
+        warnings.warn(f"{folder} was trained by other {what} code "
+                      f"({'no code hash recorded' if recorded is None else 'a different code hash'}); "
+                      f"using it as it is (retrain: {retrain})", stacklevel=4)
+    return other
 
 
 def code_fingerprint(*modules: str) -> str:

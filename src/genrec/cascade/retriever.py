@@ -25,7 +25,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genrec.artifacts import MissingStageError, atomic_path, code_fingerprint, manifest, write_json_atomic
+from genrec.artifacts import (
+    MissingStageError,
+    atomic_path,
+    code_fingerprint,
+    manifest,
+    warn_if_trained_by_other_code,
+    write_json_atomic,
+)
 from genrec.cascade.calibrate import UMCCalibrator, UMCConfig
 from genrec.cascade.features import FeatureSpace, RequestArrays
 from genrec.cascade.fuse import AUCEnsembleFusion, FixedWeightFusion, Fusion, FusionConfig, PersonalizedWeightFusion
@@ -287,13 +294,8 @@ def warn_if_other_code(folder: Path) -> bool:
 
     Loading keeps it, as `GenerativeRetriever.from_run` keeps a generative model (an upgrade of genrec
     must not take a served cascade away); the training stage retrains instead."""
-    recorded = json.loads((folder / "manifest.json").read_text()).get("code")
-    other = recorded != code_fingerprint(*CASCADE_CODE)
-    if other:
-        warnings.warn(f"{folder} was trained by other cascade code "
-                      f"({'no code hash recorded' if recorded is None else 'a different code hash'}); using it as it "
-                      f"is (retrain: genrec cascade train --run {folder.parent.parent})", stacklevel=3)
-    return other
+    return warn_if_trained_by_other_code(folder, code_fingerprint(*CASCADE_CODE), "cascade",
+                                         f"genrec cascade train --run {folder.parent.parent}")
 
 
 def load_cascade(run: Path, encoder: TextEncoder | None = None, device: str | None = None) -> CascadeModel:

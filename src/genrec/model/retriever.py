@@ -11,13 +11,12 @@ the same weights in the same batch.
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any, Self, Sequence
 
 import torch
 
-from genrec.artifacts import MissingStageError, code_fingerprint
+from genrec.artifacts import MissingStageError, code_fingerprint, warn_if_trained_by_other_code
 from genrec.data.dataset import Dataset
 from genrec.data.splits import Split
 from genrec.decode.beam_search import constrained_beam_search
@@ -140,10 +139,6 @@ def warn_if_other_code(folder: Path) -> bool:
     The model is kept (a long training run is never thrown away behind the user's back);
     `make demo` retrains instead, since its table must describe the current code.
     """
-    recorded = json.loads((folder / "manifest.json").read_text()).get("code")
-    other = recorded != code_fingerprint(*GENERATIVE_CODE)
-    if other:
-        warnings.warn(f"{folder} was trained by other genrec.model / genrec.train code "
-                      f"({'no code hash recorded' if recorded is None else 'a different code hash'}); "
-                      f"using it as it is (retrain: genrec train --run {folder.parent.parent} --model generative --force)", stacklevel=3)
-    return other
+    return warn_if_trained_by_other_code(
+        folder, code_fingerprint(*GENERATIVE_CODE), "genrec.model / genrec.train",
+        f"genrec train --run {folder.parent.parent} --model generative --force")
