@@ -35,24 +35,7 @@ import os
 # 12x longer than 1); passive waiting keeps wall-clock times meaningful. Same setting for both sides.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-
-def keep_freed_memory(limit: int = 1 << 30) -> bool:
-    """Let glibc malloc reuse freed blocks up to `limit` bytes instead of returning them to the kernel.
-
-    By default a block over ~128 KiB is mmap-ed and unmapped on free, so every decoder
-    activation is new memory the kernel must fault in and zero (measured: ~11,600 page
-    faults per batch-64 decode, ~15% of its CPU time). Same as MALLOC_MMAP_THRESHOLD_ and
-    MALLOC_TRIM_THRESHOLD_ in the environment; applies to every side of the benchmark."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(libc.mallopt(m_mmap_threshold, limit)) and bool(libc.mallopt(m_trim_threshold, limit))
-    except (OSError, AttributeError):
-        return False
-
+from genrec.malloc import keep_freed_memory  # noqa: E402
 
 MALLOC_TUNED = keep_freed_memory()
 

@@ -40,9 +40,10 @@ from torch._dynamo import config as dynamo_config  # noqa: E402
 from torch._dynamo.utils import counters as dynamo_counters  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from decode import SPEC, keep_freed_memory, synthetic_sids  # noqa: E402
+from decode import SPEC, synthetic_sids  # noqa: E402
 
 from genrec.decode import PrefixTrie, constrained_beam_search  # noqa: E402
+from genrec.malloc import keep_freed_memory  # noqa: E402
 from genrec.model import EncoderBatch, GenerativeConfig, GenerativeModel  # noqa: E402
 from genrec.model.inference import FastDecoder  # noqa: E402
 

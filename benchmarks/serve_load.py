@@ -158,8 +158,8 @@ class Harness:
     def __init__(self, run: Path, served: list[str], queries: list[str], users: list[int], k: int, n: int):
         import torch
 
+        from genrec.malloc import keep_freed_memory
         from genrec.serve.model import load_served_model
-        from genrec.serve.workers import keep_freed_memory
 
         torch.set_num_threads(min(2, os.cpu_count() or 1))
         keep_freed_memory()  # as `genrec serve` does in its processes

@@ -45,13 +45,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from genrec.malloc import keep_freed_memory
     from genrec.registry import retriever_names
     from genrec.serve.app import create_app
     from genrec.serve.batching import BatchingConfig
     from genrec.serve.connections import uvicorn_config
     from genrec.serve.workers import (
         WorkerApp,
-        keep_freed_memory,
         serve_workers,
         torch_threads,
         use_short_gil_switch,
