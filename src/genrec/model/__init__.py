@@ -8,6 +8,7 @@
     summary.py     Summary: per-part means → one vector for every decoder input
     copy_bias.py   CopyBias: a pointer to the newest items' leaves for recommendation
     decoder.py     SidDecoder: one SID level per step
+    item_head.py   ItemHead: a catalogue softmax from the summary that re-ranks the beams (opt-in)
     layers.py      attention and blocks
     model.py       GenerativeModel: the parts wired; losses; the beam-search protocol
     checkpoint.py  a trained folder → model (with the migration of older saves)

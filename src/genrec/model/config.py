@@ -45,6 +45,9 @@ class GenerativeConfig:
     user part also gets behaviour-derived user-ID tokens, the position-weighted majority code
     of each of the first that many SID levels in the short and the long view
     (0 = off; `genrec.model.user_ids`).
+    `item_head`: a softmax over the catalogue from the decoder's summary, trained beside the
+    level losses with weight `item_head_weight`, re-ranks the beams at inference by
+    beam log-prob + `item_head_mix` × item log-prob (`genrec.model.item_head`).
     Each choice's evidence: `docs/generative.md`, `benchmarks/results/generative_variants.md`.
     """
 
@@ -68,6 +71,9 @@ class GenerativeConfig:
     moe_balance_weight: float = 0.01
     long_queries: int = 0
     user_id_levels: int = 0
+    item_head: bool = False
+    item_head_weight: float = 1.0
+    item_head_mix: float = 1.0
 
     def __post_init__(self) -> None:
         if self.tasks not in TASKS:
@@ -89,6 +95,9 @@ class GenerativeConfig:
         if self.moe_experts and self.moe_top_k > self.moe_experts:
             raise ValueError(f"moe_top_k ({self.moe_top_k}) must be ≤ moe_experts ({self.moe_experts}): "
                              "a token cannot be routed to more experts than there are")
+        for name in ("item_head_weight", "item_head_mix"):
+            if not getattr(self, name) >= 0.0:  # `not >=` also refuses NaN
+                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if self.moe_balance_weight < 0.0:
             raise ValueError(f"moe_balance_weight must be ≥ 0, got {self.moe_balance_weight}")
 

@@ -4,7 +4,8 @@ Parts (each its own module): `InputEmbedding` → `TransformerEncoder` (full and
 causal views) → `Summary` → `SidDecoder`, with `CopyBias` on recommendation's
 first level; opt-in: `QueryFormer` compressing search's long view,
 `BehaviourUserIds` in search's user part, `SparseMoE` as the decoder blocks'
-feed-forward. A new part is a module plus its line in `__init__` and where it
+feed-forward, `ItemHead` scoring whole items from the summary (trained beside
+the levels; the retriever re-ranks its beams with it). A new part is a module plus its line in `__init__` and where it
 enters `encode_memory` or the decoder.
 
 Two paths through the encoder:
@@ -41,6 +42,7 @@ from genrec.model.copy_bias import CopyBias
 from genrec.model.decoder import SidDecoder
 from genrec.model.embedding import INPUT_INIT_STD, PART_NAMES, InputEmbedding, masked_mean
 from genrec.model.encoder import TransformerEncoder
+from genrec.model.item_head import ItemHead
 from genrec.model.layers import init_weights
 from genrec.model.moe import SparseMoE
 from genrec.model.query_former import QueryFormer
@@ -67,6 +69,9 @@ class GenerativeModel(nn.Module):
         self.summary = Summary(config)
         self.copy = CopyBias(config.copy_recent, spec.codebook_sizes[0], config.d_model) if config.copy_recent else None
         self.decoder = SidDecoder(config, spec)
+        if config.item_head and spec.n_item_slots < 2:
+            raise ValueError("item_head needs InputSpec.n_item_slots (the item-id range) ≥ 2")
+        self.item_head = ItemHead(config.d_model, spec.n_item_slots) if config.item_head else None
         self.apply(init_weights)
         with torch.no_grad():  # loud inputs (see genrec.model.embedding)
             for module in self.modules():
@@ -88,6 +93,9 @@ class GenerativeModel(nn.Module):
     def forward(self, batch: EncoderBatch, codes: torch.Tensor) -> list[torch.Tensor]:
         """Teacher-forced logits for every level, a list of `[B, V_level]`; `codes [B, L]`
         is the target SID and level l sees codes[:, :l]."""
+        return self._teacher_forced(batch, codes)[0]
+
+    def _teacher_forced(self, batch: EncoderBatch, codes: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         self._check_codes(codes, "codes")
         memory, mask, summary = self.encode_memory(batch)
         previous = self.inputs.codes(codes[:, :-1])
@@ -95,12 +103,21 @@ class GenerativeModel(nn.Module):
         bias = self._request_copy_bias(batch, summary)
         if bias is not None:
             logits[0] = logits[0] + bias
-        return logits
+        return logits, summary
 
-    def loss(self, batch: EncoderBatch, codes: torch.Tensor) -> torch.Tensor:
+    def loss(self, batch: EncoderBatch, codes: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         """Mean over levels of the cross-entropy of each level's code (plus the experts'
-        weighted load-balancing loss when the decoder is a sparse MoE)."""
-        return self._with_balance(_level_loss(self(batch, codes), codes))
+        weighted load-balancing loss when the decoder is a sparse MoE, plus the item head's
+        weighted cross-entropy of the target `items [B]` when the model has one)."""
+        logits, summary = self._teacher_forced(batch, codes)
+        return self._with_item_loss(self._with_balance(_level_loss(logits, codes)), summary, items)
+
+    def _with_item_loss(self, loss: torch.Tensor, summary: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
+        if self.item_head is None:
+            return loss
+        if items is None:
+            raise ValueError("a model with an item head needs the target item ids to compute its loss")
+        return loss + self.config.item_head_weight * self.item_head.loss(summary, items).to(loss.dtype)
 
     def sequence_loss(self, batch: SequenceBatch) -> torch.Tensor:
         """Mean over the batch's target positions of the mean over levels of each level's
@@ -136,7 +153,8 @@ class GenerativeModel(nn.Module):
         logits = self.decoder(self.decoder.inputs(self.bos, previous, summary), memory, visible[:, None, None, :], rows)
         if self.copy is not None:
             logits[0] = logits[0] + self.copy(summary, self.copy.recent_in_windows(batch.codes[..., 0], rows, positions))
-        return self._with_balance(_level_loss(logits, codes))
+        return self._with_item_loss(self._with_balance(_level_loss(logits, codes)), summary,
+                                    batch.items[rows, positions])
 
     # ---- sparse MoE: the balance loss and expert usage ----------------------------------
 

@@ -52,13 +52,18 @@ class GenerativeRetriever:
     fewer rows (`genrec.decode.pruning`); it trades a little recall for
     throughput (benchmarks/results/decode_pruning.md). It needs a `precision`:
     the `FastDecoder` steps ragged rows, the model's own decoding does not.
+
+    A model with an item head (`GenerativeConfig.item_head`) re-ranks all its beams
+    by beam log-prob + `item_head_mix` × the head's item log-prob before cutting to
+    k; `item_head_mix` set here overrides the model's (None: the model's; 0: the
+    beams' own order).
     """
 
     name = "generative"
 
     def __init__(self, model: GenerativeModel, encoder: RequestEncoder, trie: PrefixTrie,
                  beams: int = 20, batch_size: int = 256, max_beams: int = 256, precision: str | None = None,
-                 prune_margin: float | None = None):
+                 prune_margin: float | None = None, item_head_mix: float | None = None):
         if not 1 <= beams <= max_beams:
             raise ValueError(f"beams must be in 1..max_beams ({max_beams}), got {beams}")
         if batch_size < 1:
@@ -70,8 +75,11 @@ class GenerativeRetriever:
         if prune_margin is not None and precision is None:
             raise ValueError("prune_margin needs precision 'fp32' or 'bf16' (the FastDecoder steps the "
                              "ragged rows pruning leaves; the model's own decoding does not)")
+        if item_head_mix is not None and not item_head_mix >= 0:
+            raise ValueError(f"item_head_mix must be ≥ 0 or None, got {item_head_mix}")
         self.model = model.eval()
         self.prune_margin = prune_margin
+        self.item_head_mix = model.config.item_head_mix if item_head_mix is None else item_head_mix
         self.encoder = encoder
         self.trie = trie
         self.beams = beams
@@ -91,14 +99,20 @@ class GenerativeRetriever:
             raise ValueError("prune_margin needs precision 'fp32' or 'bf16' (set at construction)")
         beams = min(max(self.beams, k), self.max_beams)
         k = min(k, beams)
+        head = self.model.item_head if self.item_head_mix > 0 else None
         device = next(self.model.parameters()).device
         out: list[Ranked] = []
         with torch.no_grad():
             for start in range(0, len(requests), self.batch_size):
                 chunk = requests[start:start + self.batch_size]
                 state = self.decoder.encode(self.encoder.transform(chunk).to(device))
-                found, found_scores = constrained_beam_search(self.decoder, state, self.trie, beams, k,
-                                                                    prune_margin=self.prune_margin)
+                found, found_scores = constrained_beam_search(self.decoder, state, self.trie, beams,
+                                                              k if head is None else beams,
+                                                              prune_margin=self.prune_margin)
+                if head is not None:  # every beam is a candidate; the item head reorders them
+                    if state.summary is None:
+                        raise ValueError("the decoder's encode() gave no summary for the item head to score")
+                    found, found_scores = head.rerank(state.summary, found, found_scores, self.item_head_mix, k)
                 items, scores = found.cpu().numpy(), found_scores.cpu().numpy()
                 for row in range(len(chunk)):
                     real = items[row] >= 0

@@ -23,11 +23,12 @@ from genrec.retrieval import Request
 
 @dataclass
 class ExampleTable:
-    """All training examples as one pre-built `EncoderBatch` (int32) and target
-    codes `[n, L]`, so a training step only indexes tensors."""
+    """All training examples as one pre-built `EncoderBatch` (int32), target
+    codes `[n, L]` and target item ids `[n]`, so a training step only indexes tensors."""
 
     batch: EncoderBatch
     codes: torch.Tensor
+    items: torch.Tensor
 
     @classmethod
     def build(cls, encoder: RequestEncoder, sids: Any, requests: Sequence[Request], targets: np.ndarray,
@@ -51,15 +52,17 @@ class ExampleTable:
         columns: dict[str, Any] = {f: stacked(f) for f in vars(parts[0])}
         batch = EncoderBatch(**columns)
         rows = np.asarray([code_of[int(t)] for t in targets])
-        return cls(batch, torch.from_numpy(np.asarray(sids.codes)[rows].astype(np.int64)))
+        return cls(batch, torch.from_numpy(np.asarray(sids.codes)[rows].astype(np.int64)),
+                   torch.from_numpy(np.asarray(targets, dtype=np.int64)))
 
     def __len__(self) -> int:
         return len(self.codes)
 
-    def collate(self, indices: list[int]) -> tuple[EncoderBatch, torch.Tensor]:
+    def collate(self, indices: list[int]) -> tuple[EncoderBatch, torch.Tensor, torch.Tensor]:
+        """(requests, target codes, target item ids): `GenerativeModel.loss`'s arguments."""
         idx = torch.as_tensor(indices, dtype=torch.long)
         b = self.batch.index(idx)
-        return b.map(lambda t: t.float() if t.is_floating_point() else t.long()).trim(), self.codes[idx]
+        return b.map(lambda t: t.float() if t.is_floating_point() else t.long()).trim(), self.codes[idx], self.items[idx]
 
 
 def _pad_to_config(b: EncoderBatch, c: GenerativeConfig) -> EncoderBatch:

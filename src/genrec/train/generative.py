@@ -197,7 +197,7 @@ def prepare_training(run: Path, config: GenerativeTrainConfig, dataset: Dataset,
         codebook_sizes=tuple(int(v) for v in sids.codebook_sizes),
         query_vector_dim=TEXT_DIM if config.query_vectors and (searches or index_requests) else 0,
         n_categories=n_categories if use_categories else 0,
-        n_item_slots=len(item_category) if use_categories else 0)
+        n_item_slots=len(item_category) if use_categories or config.model.item_head else 0)
     encoder = RequestEncoder(config.model, spec, sids.item_ids, sids.codes,
                              query_vectors=_primed_query_vectors(run, dataset) if spec.query_vector_dim else None)
     encoder.fit(item_query_text(dataset.items) + [r.query for r in searches if r.query], dataset.users)
@@ -208,6 +208,8 @@ def prepare_training(run: Path, config: GenerativeTrainConfig, dataset: Dataset,
     model = GenerativeModel(config.model, spec)
     if use_categories:
         model.set_item_categories(torch.from_numpy(item_category))
+    if model.item_head is not None:
+        model.item_head.set_known_items(torch.as_tensor(np.asarray(sids.item_ids), dtype=torch.long))
     return PreparedTraining(encoder, MixedTable(search_table, windows), model,
                             len(searches) + windows.n_targets, len(index_requests))
 

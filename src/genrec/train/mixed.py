@@ -21,9 +21,9 @@ from genrec.train.sequences import SequenceTable
 
 @dataclass
 class MixedBatch:
-    """A step's search examples (`EncoderBatch`, target codes) and windows; either may be None."""
+    """A step's search examples (`EncoderBatch`, target codes, target items) and windows; either may be None."""
 
-    requests: tuple[EncoderBatch, torch.Tensor] | None
+    requests: tuple[EncoderBatch, torch.Tensor, torch.Tensor] | None
     windows: SequenceBatch | None
 
 

@@ -1,0 +1,107 @@
+"""The item head's mix and the beam width of a trained generative model, chosen on validation.
+
+    .venv/bin/python benchmarks/item_head_mix.py --run runs/beauty --mixes 0,0.5,1,2 --beams 20,50
+
+A model trained with `GenerativeConfig.item_head` answers with its beams re-ranked by
+beam log-prob + mix × item log-prob. This decodes each seeded validation request
+once per beam width, then scores every mix on the same beams (the mix does not change
+what beam search finds, only the order), so the rows differ in nothing else. Mix 0
+is the beams' own order: the model without its head at inference. Writes
+`benchmarks/results/item_head_mix_<run name>.md`; the chosen mix goes into the
+model's config (`model.item_head_mix`) for the test run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genrec.data.dataset import Dataset
+from genrec.data.splits import build_requests, leave_one_out
+from genrec.decode.beam_search import constrained_beam_search
+from genrec.eval.metrics import ndcg_at_k, recall_at_k
+from genrec.model.retriever import MODEL_DIR, GenerativeRetriever
+from genrec.train.generative import load_sid_table
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def beams_and_head_scores(retriever: GenerativeRetriever, requests: list, beams: int,
+                          batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every request's `beams` items `[n, beams]` (-1 = none), their beam log-probs and item-head log-probs."""
+    head = retriever.model.item_head
+    if head is None:
+        raise ValueError("this model has no item head (train it with model.item_head=true)")
+    items, beam_scores, head_scores = [], [], []
+    with torch.no_grad():
+        for start in range(0, len(requests), batch_size):
+            state = retriever.decoder.encode(retriever.encoder.transform(requests[start:start + batch_size]))
+            found, scores = constrained_beam_search(retriever.decoder, state, retriever.trie, beams, beams)
+            items.append(found.numpy())
+            beam_scores.append(scores.float().numpy())
+            head_scores.append(head.score(state.summary, found).numpy())
+    return np.concatenate(items), np.concatenate(beam_scores), np.concatenate(head_scores)
+
+
+def ranked_by(items: np.ndarray, beam_scores: np.ndarray, head_scores: np.ndarray, mix: float, k: int) -> np.ndarray:
+    """`[n, k]` item ids ordered by beam score + mix × head score (-1 = none, always last)."""
+    combined = np.where(items >= 0, beam_scores + mix * head_scores, -np.inf)
+    order = np.argsort(-combined, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(items, order, axis=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--run", required=True, help="run folder with data/, sid/ and train/generative/")
+    parser.add_argument("--mixes", default="0,0.25,0.5,1,2", help="comma-separated item-head mixes")
+    parser.add_argument("--beams", default="20", help="comma-separated beam widths")
+    parser.add_argument("--max-requests", type=int, default=5000, help="seeded sample of validation requests (0: all)")
+    parser.add_argument("--max-history", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    run = Path(args.run)
+    dataset = Dataset.load(run / "data")
+    split = leave_one_out(dataset.events)
+    requests, targets = build_requests(split, "valid", max_history=args.max_history)
+    if args.max_requests and len(requests) > args.max_requests:
+        pick = np.sort(np.random.default_rng(0).choice(len(requests), args.max_requests, replace=False))
+        requests, targets = [requests[i] for i in pick], targets[pick]
+    retriever = GenerativeRetriever.load(run.joinpath(*MODEL_DIR), load_sid_table(run))
+    lines = [f"# Item-head mix and beam width on the validation split: {run.name}", "",
+             f"Command: `.venv/bin/python benchmarks/item_head_mix.py --run {args.run} --mixes {args.mixes} "
+             f"--beams {args.beams} --max-requests {args.max_requests} --max-history {args.max_history}`  ",
+             f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {len(requests)} validation requests; "
+             f"{torch.get_num_threads()} torch threads, CPU. Mix 0 = the beams' own order. "
+             f"The model's saved mix: {retriever.model.config.item_head_mix}.", "",
+             "| beams | mix | requests | recall@5 | ndcg@5 | recall@10 | ndcg@10 | target among the beams | decode s |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    search = np.asarray([bool(r.query) for r in requests], dtype=bool)
+    groups = [("all", np.ones(len(requests), dtype=bool))]
+    if search.any() and not search.all():  # search and recommendation apart: they differ by far
+        groups += [("search", search), ("recommendation", ~search)]
+    for beams in (int(b) for b in args.beams.split(",")):
+        began = time.perf_counter()
+        items, beam_scores, head_scores = beams_and_head_scores(retriever, requests, beams)
+        seconds = time.perf_counter() - began
+        covered = (items == targets[:, None]).any(axis=1)
+        for mix in (float(m) for m in args.mixes.split(",")):
+            ranked = ranked_by(items, beam_scores, head_scores, mix, 10)
+            for name, rows in groups:
+                cells = [recall_at_k(ranked[rows], targets[rows], 5).mean, ndcg_at_k(ranked[rows], targets[rows], 5).mean,
+                         recall_at_k(ranked[rows], targets[rows], 10).mean,
+                         ndcg_at_k(ranked[rows], targets[rows], 10).mean]
+                lines.append(f"| {beams} | {mix:g} | {name} ({int(rows.sum())}) | "
+                             + " | ".join(f"{v:.4f}" for v in cells) + f" | {covered[rows].mean():.4f} | {seconds:.0f} |")
+                print(lines[-1], flush=True)
+    out = RESULTS / f"item_head_mix_{run.name}.md"
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

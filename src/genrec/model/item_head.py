@@ -1,0 +1,88 @@
+"""An item-level score beside the generated Semantic ID: re-ranks the model's own beams.
+
+Why: a beam's log-probability is the sum of its levels' log-probabilities, and its
+last level is often an arbitrary index among items that share a prefix (on Amazon
+Beauty up to 52 look-alikes share one), so the generated order within a prefix
+means little. Item-level models (SASRec's softmax over items, the cascade's
+ranker) tell those items apart and win. This head gives the generative model the
+same ability without leaving it: a softmax over the catalogue from the decoder's
+summary vector, trained beside the level losses, and at inference each beam's
+score becomes `beam log-prob + mix * item log-prob`. The candidates still come
+from constrained generation only, and the head costs one `[d] x [d, items]`
+product per request, so the model still answers alone (no ranker, no second
+retriever); `mix` is chosen on validation (`GenerativeConfig.item_head_mix`).
+The hybrid of generated candidates and a dense item score follows the
+dense-plus-generative line of work (e.g. LIGER, Yang et al. 2024).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+OUTPUT_INIT_STD = 0.02
+"""The item table starts small: the model's input tables start loud (std 1), an output table
+that did would start with logits of size ~d and a saturated softmax."""
+
+
+class ItemHead(nn.Module):
+    """`log_probs(summary)`: log p(item | request) over the item-id slots `[0, n_item_slots)`.
+
+    Slots outside the catalogue (id 0, gaps in the id range, items without a SID)
+    are masked to -inf, so the distribution is over the items generation can reach.
+    """
+
+    known: torch.Tensor  # [n_item_slots] bool: the slot is a catalogue item with a SID
+
+    def __init__(self, d_model: int, n_item_slots: int):
+        super().__init__()
+        if n_item_slots < 2:
+            raise ValueError(f"the item head needs n_item_slots ≥ 2 (slot 0 is padding), got {n_item_slots}")
+        self.projection = nn.Linear(d_model, d_model)
+        self.table = nn.Parameter(torch.randn(n_item_slots, d_model) * OUTPUT_INIT_STD)
+        self.register_buffer("known", torch.ones(n_item_slots, dtype=torch.bool))
+        self.known[0] = False
+
+    def set_known_items(self, item_ids: torch.Tensor) -> None:
+        """Only `item_ids` (the items the SID table codes) get probability mass."""
+        item_ids = torch.as_tensor(item_ids, dtype=torch.long).reshape(-1)
+        if len(item_ids) and (int(item_ids.min()) < 1 or int(item_ids.max()) >= len(self.known)):
+            raise ValueError(f"item ids must be in [1, {len(self.known)}), got [{int(item_ids.min())}, "
+                             f"{int(item_ids.max())}]")
+        self.known.zero_()
+        self.known[item_ids.to(self.known.device)] = True
+
+    def logits(self, summary: torch.Tensor) -> torch.Tensor:
+        """`[B, n_item_slots]` fp32 logits, -inf outside the catalogue."""
+        scores = self.projection(summary).float() @ self.table.float().T
+        return scores.masked_fill(~self.known, float("-inf"))
+
+    def log_probs(self, summary: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(self.logits(summary), dim=-1)
+
+    def loss(self, summary: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the target items `[B]` (ids outside the catalogue are an error)."""
+        items = items.long()
+        if len(items) and not bool(self.known[items.clamp(0, len(self.known) - 1)].all() &
+                                   (items < len(self.known)).all()):
+            raise ValueError("item head targets must be catalogue items with a SID")
+        return F.cross_entropy(self.logits(summary), items)
+
+    def score(self, summary: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """`[B, K]` log p of `items [B, K]` (-1 = no item: scores 0, the caller keeps it last)."""
+        real = items >= 0
+        picked = self.log_probs(summary).gather(1, items.clamp(min=0).long())
+        return torch.where(real, picked, torch.zeros_like(picked))
+
+    def rerank(self, summary: torch.Tensor, items: torch.Tensor, scores: torch.Tensor, mix: float,
+               k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The best `k` of each request's beams `items [B, K]` (-1 = none, score -inf) by
+        `scores + mix * log p(item)`: `(items [B, k], combined scores [B, k])`, -1 rows last."""
+        combined = scores.float() + mix * self.score(summary, items)
+        combined = combined.masked_fill(items < 0, float("-inf"))
+        top = torch.topk(combined, min(k, items.shape[1]), dim=1)
+        return items.gather(1, top.indices), top.values
+
+
+__all__ = ["ItemHead", "OUTPUT_INIT_STD"]

@@ -1,0 +1,117 @@
+"""The item head: a catalogue softmax from the summary that re-ranks the model's own beams."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from tiny_generative import tiny_generative
+
+from genrec.model import EncoderBatch, GenerativeConfig, GenerativeModel, InputSpec, SequenceBatch
+from genrec.model.item_head import ItemHead
+from genrec.model.retriever import GenerativeRetriever
+from genrec.retrieval import Request
+
+CONFIG = GenerativeConfig(tasks="recommendation", d_model=16, n_heads=2, d_ff=32, dropout=0.0, copy_recent=0,
+                          item_head=True)
+SPEC = InputSpec(codebook_sizes=(5, 4, 3), query_vocab_size=20, user_vocab_size=20, n_item_slots=12)
+
+
+def test_the_head_gives_mass_only_to_catalogue_items():
+    head = ItemHead(8, 10)
+    head.set_known_items(torch.tensor([2, 3, 7]))
+    log_p = head.log_probs(torch.randn(4, 8))
+    assert torch.isinf(log_p[:, [0, 1, 4, 5, 6, 8, 9]]).all()
+    assert torch.allclose(log_p.exp().sum(1), torch.ones(4))
+    with pytest.raises(ValueError, match="item ids must be in"):
+        head.set_known_items(torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="catalogue items"):
+        head.loss(torch.randn(2, 8), torch.tensor([2, 4]))  # 4 is not in the catalogue
+
+
+def test_rerank_follows_the_combined_score_and_keeps_missing_beams_last():
+    head = ItemHead(4, 6)
+    with torch.no_grad():  # the head prefers item 5 by far, then item 1
+        head.projection.weight.copy_(torch.eye(4))
+        head.projection.bias.zero_()
+        head.table.zero_()
+        head.table[5, 0], head.table[1, 0] = 20.0, 10.0
+    summary = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    items = torch.tensor([[2, 1, 5, -1]])
+    beam_scores = torch.tensor([[-1.0, -2.0, -3.0, float("-inf")]])
+    same, _ = head.rerank(summary, items, beam_scores, mix=0.0, k=4)
+    assert same.tolist() == [[2, 1, 5, -1]]  # mix 0: the beams' own order
+    mixed, scores = head.rerank(summary, items, beam_scores, mix=1.0, k=4)
+    assert mixed.tolist() == [[5, 1, 2, -1]]
+    assert torch.isinf(scores[0, -1]) and bool((scores[0, :-1].diff() <= 0).all())
+    top2, _ = head.rerank(summary, items, beam_scores, mix=1.0, k=2)
+    assert top2.tolist() == [[5, 1]]
+
+
+def test_training_the_head_learns_the_next_item():
+    """A planted rule (the target is the item after the newest history item) is learned by the head's loss."""
+    torch.manual_seed(0)
+    model = GenerativeModel(CONFIG, SPEC)
+    model.item_head.set_known_items(torch.arange(1, 12))
+    items = torch.tensor([[i, i % 11 + 1, (i + 1) % 11 + 1, 0] for i in range(1, 12)])  # 3 items then padding
+    codes = torch.stack([items % 5, items % 4, items % 3], dim=2)
+    batch = SequenceBatch(user=torch.zeros(11, 1, dtype=torch.long), items=items, codes=codes,
+                          action=torch.ones_like(items), target=items > 0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(150):
+        optimizer.zero_grad()
+        model.sequence_loss(batch).backward()
+        optimizer.step()
+    model.eval()
+    history = items[:, :2]  # predict the third item from the first two
+    request = EncoderBatch.random(SPEC, 11, torch.Generator().manual_seed(1))
+    request = replace(request, query=torch.zeros_like(request.query), user=torch.zeros(11, 1, dtype=torch.long),
+                      short_items=history,
+                      short_codes=codes[:, :2], short_action=torch.ones_like(history))
+    _, _, summary = model.encode_memory(request)
+    predicted = model.item_head.log_probs(summary).argmax(1)
+    assert (predicted == items[:, 2]).float().mean() >= 0.9
+
+
+def test_a_model_with_a_head_needs_target_items():
+    model = GenerativeModel(replace(CONFIG, tasks="search+recommendation"), SPEC)
+    batch = EncoderBatch.random(SPEC, 2, torch.Generator().manual_seed(0))
+    codes = torch.zeros(2, 3, dtype=torch.long)
+    with pytest.raises(ValueError, match="target item ids"):
+        model.loss(batch, codes)
+    assert torch.isfinite(model.loss(batch, codes, torch.tensor([3, 4])))
+    with pytest.raises(ValueError, match="n_item_slots"):
+        GenerativeModel(CONFIG, replace(SPEC, n_item_slots=0))
+
+
+def test_the_retriever_reorders_beams_by_the_head_and_mix_zero_is_the_plain_model(small_world):
+    model, encoder, trie = tiny_generative(small_world, seed=0, decoder_scale=3.0)
+    spec = replace(model.spec, n_item_slots=int(small_world.dataset.items["item_id"].max()) + 1)
+    with_head = GenerativeModel(replace(model.config, item_head=True), spec).eval()
+    missing = with_head.load_state_dict(model.state_dict(), strict=False)
+    assert all(name.startswith("item_head.") for name in missing.missing_keys)
+    requests = [Request(user_id=1, history=(3, 4)), Request(user_id=2, history=(5,))]
+    plain = GenerativeRetriever(model, encoder, trie, beams=16).retrieve(requests, 5)
+    off = GenerativeRetriever(with_head, encoder, trie, beams=16, item_head_mix=0.0).retrieve(requests, 5)
+    assert [r.item_ids.tolist() for r in off] == [r.item_ids.tolist() for r in plain]
+    # Make the head certain of one item that the beams ranked last among their 16.
+    last = GenerativeRetriever(model, encoder, trie, beams=16).retrieve(requests, 16)
+    favourite = [int(r.item_ids[-1]) for r in last]
+    with torch.no_grad():
+        with_head.item_head.projection.weight.zero_()
+        with_head.item_head.projection.bias.fill_(1.0)
+        with_head.item_head.table.zero_()
+        with_head.item_head.table[favourite[0]] = 50.0
+    ranked = GenerativeRetriever(with_head, encoder, trie, beams=16, item_head_mix=1.0).retrieve(requests[:1], 5)
+    assert int(ranked[0].item_ids[0]) == favourite[0]
+    assert set(ranked[0].item_ids.tolist()) <= set(last[0].item_ids.tolist())  # candidates stay the beams
+    with pytest.raises(ValueError, match="item_head_mix"):
+        GenerativeRetriever(with_head, encoder, trie, item_head_mix=-1.0)
+
+
+def test_the_item_head_config_is_checked():
+    with pytest.raises(ValueError, match="item_head_mix"):
+        GenerativeConfig(item_head_mix=float("nan"))
+    with pytest.raises(ValueError, match="item_head_weight"):
+        GenerativeConfig(item_head_weight=-1.0)
+    assert np.isfinite(GenerativeConfig().item_head_mix)
