@@ -105,6 +105,8 @@ def test_the_retriever_reorders_beams_by_the_head_and_mix_zero_is_the_plain_mode
     ranked = GenerativeRetriever(with_head, encoder, trie, beams=16, item_head_mix=1.0).retrieve(requests[:1], 5)
     assert int(ranked[0].item_ids[0]) == favourite[0]
     assert set(ranked[0].item_ids.tolist()) <= set(last[0].item_ids.tolist())  # candidates stay the beams
+    fast = GenerativeRetriever(with_head, encoder, trie, beams=16, item_head_mix=1.0, precision="fp32")
+    assert fast.retrieve(requests[:1], 5)[0].item_ids.tolist() == ranked[0].item_ids.tolist()  # the served path
     with pytest.raises(ValueError, match="item_head_mix"):
         GenerativeRetriever(with_head, encoder, trie, item_head_mix=-1.0)
 
