@@ -60,6 +60,9 @@ def parse_args(description: str, default_run: str) -> argparse.Namespace:
                         help="SASRec training steps (default: the benchmark's choice, else SASRecConfig's)")
     parser.add_argument("--align-config", type=Path, default=None,
                         help="AlignConfig file for the generative-aligned row (default: the demo's schedule)")
+    parser.add_argument("--item-head-mix", type=float, default=None,
+                        help="re-rank weight of a generative model's item head (default: the model's; "
+                             "choose it on validation with benchmarks/item_head_mix.py)")
     parser.add_argument("--exclude-seen", action="store_true",
                         help="remove each request's history items from every row's answer (the harness's exclude_seen)")
     return parser.parse_args()
@@ -136,7 +139,10 @@ def run_benchmark(
 
             align_if_stale(run, load_config(AlignConfig, args.align_config))
         train_missing(run, [retriever_name], dataset, split)
-        return build_retriever(retriever_name, run, dataset, split)
+        retriever = build_retriever(retriever_name, run, dataset, split)
+        if args.item_head_mix is not None and hasattr(retriever, "item_head_mix"):
+            retriever.item_head_mix = args.item_head_mix
+        return retriever
 
     retrievers = [stage(f"build {n}", lambda n=n: build(n)) for n in names]
 
