@@ -117,3 +117,23 @@ def test_the_item_head_config_is_checked():
     with pytest.raises(ValueError, match="item_head_weight"):
         GenerativeConfig(item_head_weight=-1.0)
     assert np.isfinite(GenerativeConfig().item_head_mix)
+
+
+def test_a_head_that_reads_text_scores_items_by_their_text_before_any_training():
+    """With the learned rows at zero, items with the same text score the same and an item's
+    score follows its text: what lets a rarely-seen item borrow from look-alikes."""
+    head = ItemHead(4, 5, text_dim=3)
+    with torch.no_grad():
+        head.table.zero_()
+        head.text_projection.weight.copy_(torch.eye(4, 3))
+        head.projection.weight.copy_(torch.eye(4))
+        head.projection.bias.zero_()
+    head.set_item_text(torch.tensor([1, 2, 3, 4]), torch.tensor([[1.0, 0, 0], [1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]))
+    log_p = head.log_probs(torch.tensor([[5.0, 0.0, 0.0, 0.0]]))[0]
+    assert torch.isclose(log_p[1], log_p[2]) and bool(log_p[1] > log_p[3]) and bool(log_p[1] > log_p[4])
+    head.loss(torch.randn(2, 4), torch.tensor([3, 4])).backward()
+    assert head.text_projection.weight.grad is not None and bool(head.text_projection.weight.grad.abs().sum() > 0)
+    with pytest.raises(ValueError, match="vectors must be"):
+        head.set_item_text(torch.tensor([1]), torch.zeros(1, 2))
+    with pytest.raises(ValueError, match="without text"):
+        ItemHead(4, 5).set_item_text(torch.tensor([1]), torch.zeros(1, 3))

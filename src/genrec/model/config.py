@@ -47,7 +47,8 @@ class GenerativeConfig:
     (0 = off; `genrec.model.user_ids`).
     `item_head`: a softmax over the catalogue from the decoder's summary, trained beside the
     level losses with weight `item_head_weight`, re-ranks the beams at inference by
-    beam log-prob + `item_head_mix` × item log-prob (`genrec.model.item_head`).
+    beam log-prob + `item_head_mix` × item log-prob (`genrec.model.item_head`);
+    `item_head_text`: its item vectors add a learned map of each item's text vector.
     Each choice's evidence: `docs/generative.md`, `benchmarks/results/generative_variants.md`.
     """
 
@@ -74,6 +75,7 @@ class GenerativeConfig:
     item_head: bool = False
     item_head_weight: float = 1.0
     item_head_mix: float = 1.0
+    item_head_text: bool = False
 
     def __post_init__(self) -> None:
         if self.tasks not in TASKS:
@@ -122,6 +124,7 @@ class InputSpec:
     encoder's hashed vocabularies. `query_vector_dim` > 0: one more encoder token, the
     query's sentence vector projected. `n_categories` > 0: behaviour positions also get
     their item's leaf-category embedding, looked up in a table of `n_item_slots` item ids.
+    `item_text_dim` > 0: the item head's item vectors read text vectors of that width.
     """
 
     codebook_sizes: tuple[int, ...] = (64, 64, 64, 8)
@@ -133,6 +136,7 @@ class InputSpec:
     query_vector_dim: int = 0
     n_categories: int = 0
     n_item_slots: int = 0
+    item_text_dim: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "codebook_sizes", tuple(int(v) for v in self.codebook_sizes))
@@ -141,7 +145,7 @@ class InputSpec:
         for name in ("query_vocab_size", "user_vocab_size", "context_vocab_size", "n_actions", "n_recency"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
-        for name in ("query_vector_dim", "n_categories", "n_item_slots"):
+        for name in ("query_vector_dim", "n_categories", "n_item_slots", "item_text_dim"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if self.n_categories and self.n_item_slots < 1:
@@ -172,7 +176,7 @@ def _from_dict(cls: Any, values: dict[str, Any]) -> Any:
 # ---- saved configs of earlier versions -----------------------------------------------------
 
 _SPEC_FIELDS = ("codebook_sizes", "query_vocab_size", "user_vocab_size", "context_vocab_size", "n_actions",
-                "n_recency", "query_vector_dim", "n_categories", "n_item_slots")
+                "n_recency", "query_vector_dim", "n_categories", "n_item_slots", "item_text_dim")
 _REMOVED: dict[str, tuple[Any, str]] = {
     # field: (the only value this version can load, why the others were removed)
     "tie_heads": (False, "tied output heads lost on validation"),

@@ -31,18 +31,44 @@ class ItemHead(nn.Module):
 
     Slots outside the catalogue (id 0, gaps in the id range, items without a SID)
     are masked to -inf, so the distribution is over the items generation can reach.
+
+    With `text_dim` > 0 an item's vector is its learned row plus a learned map of its
+    text vector (`set_item_text`): items seen a few times in training borrow from
+    look-alike texts, and a search's summary can match an item by what it says.
     """
 
     known: torch.Tensor  # [n_item_slots] bool: the slot is a catalogue item with a SID
+    text: torch.Tensor  # [n_item_slots, text_dim] float16 item text vectors (0 rows: none)
 
-    def __init__(self, d_model: int, n_item_slots: int):
+    def __init__(self, d_model: int, n_item_slots: int, text_dim: int = 0):
         super().__init__()
         if n_item_slots < 2:
             raise ValueError(f"the item head needs n_item_slots ≥ 2 (slot 0 is padding), got {n_item_slots}")
         self.projection = nn.Linear(d_model, d_model)
         self.table = nn.Parameter(torch.randn(n_item_slots, d_model) * OUTPUT_INIT_STD)
+        self.text_projection = nn.Linear(text_dim, d_model, bias=False) if text_dim else None
         self.register_buffer("known", torch.ones(n_item_slots, dtype=torch.bool))
+        self.register_buffer("text", torch.zeros(n_item_slots if text_dim else 0, text_dim, dtype=torch.float16))
         self.known[0] = False
+
+    def set_item_text(self, item_ids: torch.Tensor, vectors: torch.Tensor) -> None:
+        """`vectors [n, text_dim]`: the text vector of each of `item_ids [n]`."""
+        if self.text_projection is None:
+            raise ValueError("this item head was built without text (text_dim 0)")
+        item_ids = torch.as_tensor(item_ids, dtype=torch.long).reshape(-1)
+        vectors = torch.as_tensor(vectors)
+        if vectors.shape != (len(item_ids), self.text.shape[1]):
+            raise ValueError(f"vectors must be [{len(item_ids)}, {self.text.shape[1]}], got {list(vectors.shape)}")
+        if len(item_ids) and (int(item_ids.min()) < 1 or int(item_ids.max()) >= len(self.known)):
+            raise ValueError(f"item ids must be in [1, {len(self.known)})")
+        self.text.zero_()
+        self.text[item_ids.to(self.text.device)] = vectors.to(self.text.device, torch.float16)
+
+    def item_vectors(self) -> torch.Tensor:
+        """`[n_item_slots, d]`: the learned rows, plus the mapped text vectors when the head reads text."""
+        if self.text_projection is None:
+            return self.table
+        return self.table + self.text_projection(self.text.to(self.table.dtype))
 
     def set_known_items(self, item_ids: torch.Tensor) -> None:
         """Only `item_ids` (the items the SID table codes) get probability mass."""
@@ -55,7 +81,7 @@ class ItemHead(nn.Module):
 
     def logits(self, summary: torch.Tensor) -> torch.Tensor:
         """`[B, n_item_slots]` fp32 logits, -inf outside the catalogue."""
-        scores = self.projection(summary).float() @ self.table.float().T
+        scores = self.projection(summary).float() @ self.item_vectors().float().T
         return scores.masked_fill(~self.known, float("-inf"))
 
     def log_probs(self, summary: torch.Tensor) -> torch.Tensor:

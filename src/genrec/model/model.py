@@ -71,7 +71,7 @@ class GenerativeModel(nn.Module):
         self.decoder = SidDecoder(config, spec)
         if config.item_head and spec.n_item_slots < 2:
             raise ValueError("item_head needs InputSpec.n_item_slots (the item-id range) ≥ 2")
-        self.item_head = ItemHead(config.d_model, spec.n_item_slots) if config.item_head else None
+        self.item_head = ItemHead(config.d_model, spec.n_item_slots, spec.item_text_dim) if config.item_head else None
         self.apply(init_weights)
         with torch.no_grad():  # loud inputs (see genrec.model.embedding)
             for module in self.modules():

@@ -197,7 +197,8 @@ def prepare_training(run: Path, config: GenerativeTrainConfig, dataset: Dataset,
         codebook_sizes=tuple(int(v) for v in sids.codebook_sizes),
         query_vector_dim=TEXT_DIM if config.query_vectors and (searches or index_requests) else 0,
         n_categories=n_categories if use_categories else 0,
-        n_item_slots=len(item_category) if use_categories or config.model.item_head else 0)
+        n_item_slots=len(item_category) if use_categories or config.model.item_head else 0,
+        item_text_dim=TEXT_DIM if config.model.item_head and config.model.item_head_text else 0)
     encoder = RequestEncoder(config.model, spec, sids.item_ids, sids.codes,
                              query_vectors=_primed_query_vectors(run, dataset) if spec.query_vector_dim else None)
     encoder.fit(item_query_text(dataset.items) + [r.query for r in searches if r.query], dataset.users)
@@ -210,6 +211,11 @@ def prepare_training(run: Path, config: GenerativeTrainConfig, dataset: Dataset,
         model.set_item_categories(torch.from_numpy(item_category))
     if model.item_head is not None:
         model.item_head.set_known_items(torch.as_tensor(np.asarray(sids.item_ids), dtype=torch.long))
+        if spec.item_text_dim:
+            with main_first():
+                vectors = encode_items(dataset, run / "features", views=("text",), progress=False)
+            model.item_head.set_item_text(torch.from_numpy(vectors.item_ids.astype(np.int64)),
+                                          torch.from_numpy(vectors.vectors[:, :TEXT_DIM]))
     return PreparedTraining(encoder, MixedTable(search_table, windows), model,
                             len(searches) + windows.n_targets, len(index_requests))
 
