@@ -32,10 +32,9 @@ RESULTS = Path(__file__).parent / "results"
 
 def beams_and_head_scores(retriever: GenerativeRetriever, requests: list, beams: int,
                           batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every request's `beams` items `[n, beams]` (-1 = none), their beam log-probs and item-head log-probs."""
+    """Every request's `beams` items `[n, beams]` (-1 = none), their beam log-probs and item-head
+    log-probs (0 for a model without a head: its one row is the baseline the mixes are read against)."""
     head = retriever.model.item_head
-    if head is None:
-        raise ValueError("this model has no item head (train it with model.item_head=true)")
     items, beam_scores, head_scores = [], [], []
     with torch.no_grad():
         for start in range(0, len(requests), batch_size):
@@ -43,7 +42,10 @@ def beams_and_head_scores(retriever: GenerativeRetriever, requests: list, beams:
             found, scores = constrained_beam_search(retriever.decoder, state, retriever.trie, beams, beams)
             items.append(found.numpy())
             beam_scores.append(scores.float().numpy())
-            head_scores.append(head.score(state.summary, found).numpy())
+            if head is None or state.summary is None:
+                head_scores.append(np.zeros(found.shape, np.float32))
+            else:
+                head_scores.append(head.score(state.summary, found).numpy())
     return np.concatenate(items), np.concatenate(beam_scores), np.concatenate(head_scores)
 
 
@@ -89,7 +91,8 @@ def main() -> None:
         items, beam_scores, head_scores = beams_and_head_scores(retriever, requests, beams)
         seconds = time.perf_counter() - began
         covered = (items == targets[:, None]).any(axis=1)
-        for mix in (float(m) for m in args.mixes.split(",")):
+        mixes = [float(m) for m in args.mixes.split(",")] if retriever.model.item_head is not None else [0.0]
+        for mix in mixes:
             ranked = ranked_by(items, beam_scores, head_scores, mix, 10)
             for name, rows in groups:
                 cells = [recall_at_k(ranked[rows], targets[rows], 5).mean, ndcg_at_k(ranked[rows], targets[rows], 5).mean,

@@ -137,3 +137,8 @@ def test_a_head_that_reads_text_scores_items_by_their_text_before_any_training()
         head.set_item_text(torch.tensor([1]), torch.zeros(1, 2))
     with pytest.raises(ValueError, match="without text"):
         ItemHead(4, 5).set_item_text(torch.tensor([1]), torch.zeros(1, 3))
+
+
+def test_a_model_with_a_text_reading_head_builds():
+    model = GenerativeModel(replace(CONFIG, item_head_text=True), replace(SPEC, item_text_dim=6))
+    assert model.item_head.text.shape == (SPEC.n_item_slots, 6)

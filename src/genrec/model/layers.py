@@ -150,7 +150,8 @@ def init_weights(module: nn.Module) -> None:
     """N(0, 0.02) weights, zero biases and padding rows (GPT-2's scheme)."""
     if isinstance(module, nn.Linear):
         nn.init.normal_(module.weight, std=0.02)
-        nn.init.zeros_(module.bias)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
     elif isinstance(module, nn.Embedding):
         nn.init.normal_(module.weight, std=0.02)
         if module.padding_idx is not None:
