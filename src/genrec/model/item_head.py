@@ -48,7 +48,8 @@ class ItemHead(nn.Module):
         self.table = nn.Parameter(torch.randn(n_item_slots, d_model) * OUTPUT_INIT_STD)
         self.text_projection = nn.Linear(text_dim, d_model, bias=False) if text_dim else None
         self.register_buffer("known", torch.ones(n_item_slots, dtype=torch.bool))
-        self.register_buffer("text", torch.zeros(n_item_slots if text_dim else 0, text_dim, dtype=torch.float16))
+        self.register_buffer("text", torch.zeros(n_item_slots if text_dim else 0, text_dim, dtype=torch.float16),
+                             persistent=bool(text_dim))  # a head without text saves no empty tensor
         self.known[0] = False
 
     def set_item_text(self, item_ids: torch.Tensor, vectors: torch.Tensor) -> None:
