@@ -15,7 +15,7 @@ from genrec.retrieval import ACTIONS, Request
 from genrec.train.mixed import MixedBatch, MixedTable, mixed_loss
 from genrec.train.sequences import SequenceTable
 
-HYBRID = GenerativeConfig(d_model=32, n_heads=4, d_ff=64, dropout=0.0, item_buckets=31, max_short=4, max_long=3,
+HYBRID = GenerativeConfig(item_head=False, d_model=32, n_heads=4, d_ff=64, dropout=0.0, item_buckets=31, max_short=4, max_long=3,
                           copy_recent=0)
 SPEC = InputSpec(codebook_sizes=(7, 5, 3), query_vocab_size=50, user_vocab_size=20, n_categories=4, n_item_slots=31)
 SCENARIOS = ("home_feed", "search", "cart_page")
@@ -209,7 +209,7 @@ def test_train_generative_trains_one_model_for_search_and_windows_for_recommenda
     dataset, run = small_world.dataset, small_sid_run
     ids = dataset.items["item_id"].to_numpy()
     config = GenerativeTrainConfig(
-        model=GenerativeConfig(d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1, max_short=6),
+        model=GenerativeConfig(item_head=False, d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1, max_short=6),
         train=TrainConfig(steps=4, batch_size=32, eval_every=2, checkpoint_every=2, warmup_steps=1, progress=False),
         valid_requests=40, beams=10, query_vectors=False)
     split = leave_one_out(dataset.events)

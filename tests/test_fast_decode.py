@@ -12,7 +12,7 @@ from genrec.decode import PrefixTrie, constrained_beam_search
 from genrec.model import EncoderBatch, GenerativeConfig, GenerativeModel, InputSpec
 from genrec.model.inference import FastDecoder
 
-CONFIG = GenerativeConfig(d_model=32, n_heads=4, d_ff=64, dropout=0.0, item_buckets=13)
+CONFIG = GenerativeConfig(item_head=False, d_model=32, n_heads=4, d_ff=64, dropout=0.0, item_buckets=13)
 SPEC = InputSpec(codebook_sizes=(9, 5, 4, 3), query_vocab_size=50, user_vocab_size=20, context_vocab_size=10,
                  query_vector_dim=6, n_categories=4, n_item_slots=50)
 RECOMMENDATION = replace(CONFIG, tasks="recommendation", latest_in_summary=True, copy_recent=2)

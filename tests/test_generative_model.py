@@ -9,7 +9,7 @@ import torch
 from genrec.model import EncoderBatch, GenerativeConfig, GenerativeModel, InputSpec, load_model_config
 from genrec.model.checkpoint import migrate_state_dict
 
-CONFIG = GenerativeConfig(d_model=32, n_heads=4, d_ff=64, dropout=0.0, item_buckets=13)
+CONFIG = GenerativeConfig(item_head=False, d_model=32, n_heads=4, d_ff=64, dropout=0.0, item_buckets=13)
 SPEC = InputSpec(codebook_sizes=(7, 5, 3), query_vocab_size=50, user_vocab_size=20, context_vocab_size=10)
 RICH = InputSpec(codebook_sizes=(9, 5, 3), query_vocab_size=50, user_vocab_size=20, context_vocab_size=10,
                  query_vector_dim=6, n_categories=4, n_item_slots=50)
@@ -82,9 +82,9 @@ def test_bad_input_raises_value_errors_that_name_the_field():
     with pytest.raises(ValueError, match="query"):
         model(batch, torch.zeros(2, 3, dtype=torch.long))
     with pytest.raises(ValueError, match="d_model"):
-        GenerativeConfig(d_model=30, n_heads=4)
+        GenerativeConfig(item_head=False, d_model=30, n_heads=4)
     with pytest.raises(ValueError, match="tasks"):
-        GenerativeConfig(tasks="search")
+        GenerativeConfig(item_head=False, tasks="search")
     with pytest.raises(ValueError, match="level"):
         model.step(model.encode(EncoderBatch.random(SPEC, 2)), torch.zeros(2, dtype=torch.long), 1)
     searches = EncoderBatch.random(SPEC, 2)
@@ -206,7 +206,8 @@ OLD_LAYOUT = {  # a config.json "model" entry as genrec wrote it before config a
 
 def test_an_older_saved_config_migrates_and_a_removed_variant_is_refused_with_the_reason():
     config, spec = load_model_config(OLD_LAYOUT)
-    assert config == replace(CONFIG, copy_recent=3) and spec == SPEC
+    assert config == replace(CONFIG, copy_recent=3, item_head_text=False) and spec == SPEC
+    assert not config.item_head  # saved before the item head existed: it has none, whatever today's default
     history_only, _ = load_model_config({**OLD_LAYOUT, "causal_recommendation": False, "causal_history": True})
     assert history_only.tasks == "recommendation"
     assert load_model_config(config.to_dict(), spec.to_dict()) == (config, spec)  # today's round-trips

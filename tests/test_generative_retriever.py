@@ -17,7 +17,7 @@ from genrec.train.loop import TrainConfig
 
 WORDS = ["apple", "banana", "cherry", "grape", "lemon", "mango", "olive", "peach",
          "pear", "plum", "kiwi", "melon", "lime", "fig", "date", "guava"]
-TINY = GenerativeConfig(d_model=32, n_heads=2, d_ff=64, dropout=0.0, n_encoder_layers=1, n_decoder_layers=1,
+TINY = GenerativeConfig(item_head=False, d_model=32, n_heads=2, d_ff=64, dropout=0.0, n_encoder_layers=1, n_decoder_layers=1,
                         max_short=4, max_long=4)
 
 

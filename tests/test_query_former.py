@@ -8,7 +8,7 @@ import torch
 from genrec.model import EncoderBatch, GenerativeConfig, GenerativeModel, InputSpec
 from genrec.model.query_former import QueryFormer
 
-CONFIG = GenerativeConfig(d_model=32, n_heads=4, d_ff=48, dropout=0.0, long_queries=3)
+CONFIG = GenerativeConfig(item_head=False, d_model=32, n_heads=4, d_ff=48, dropout=0.0, long_queries=3)
 SPEC = InputSpec(codebook_sizes=(9, 5, 4), query_vocab_size=50, user_vocab_size=20, context_vocab_size=10)
 
 
@@ -61,8 +61,8 @@ def test_a_search_model_reads_m_long_tokens_whatever_the_historys_length_and_tra
     torch.manual_seed(0)
     spec = SPEC
     batch = EncoderBatch.random(spec, 4, torch.Generator().manual_seed(0))
-    plain = GenerativeModel(GenerativeConfig(d_model=32, n_heads=4, d_ff=48, dropout=0.0, max_long=40), spec).eval()
-    model = GenerativeModel(GenerativeConfig(d_model=32, n_heads=4, d_ff=48, dropout=0.0, max_long=40,
+    plain = GenerativeModel(GenerativeConfig(item_head=False, d_model=32, n_heads=4, d_ff=48, dropout=0.0, max_long=40), spec).eval()
+    model = GenerativeModel(GenerativeConfig(item_head=False, d_model=32, n_heads=4, d_ff=48, dropout=0.0, max_long=40,
                                              long_queries=3), spec).eval()
     assert plain.long_former is None and not any(k.startswith("long_former") for k in plain.state_dict())
     long = batch.long_items.shape[1]

@@ -103,7 +103,7 @@ def _assert_fp32_checkpoint(path: Path) -> None:
 
 def test_the_generative_model_trains_in_cpu_bf16_with_finite_loss_and_fp32_state(small_sid_run):
     config = GenerativeTrainConfig(
-        model=GenerativeConfig(d_model=32, n_heads=2, d_ff=64, dropout=0.0, n_encoder_layers=1, n_decoder_layers=1,
+        model=GenerativeConfig(item_head=False, d_model=32, n_heads=2, d_ff=64, dropout=0.0, n_encoder_layers=1, n_decoder_layers=1,
                                max_short=4, max_long=4),
         query_vectors=False, valid_requests=20, beams=5,
         train=TrainConfig(steps=3, batch_size=32, eval_every=3, checkpoint_every=3, warmup_steps=1, progress=False,

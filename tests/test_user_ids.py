@@ -42,7 +42,7 @@ def test_user_id_tokens_are_a_deterministic_function_of_the_history():
 
 def test_a_search_model_reads_the_tokens_in_its_user_part_and_a_different_history_changes_its_memory():
     torch.manual_seed(0)
-    config = GenerativeConfig(d_model=32, n_heads=4, d_ff=48, dropout=0.0)
+    config = GenerativeConfig(item_head=False, d_model=32, n_heads=4, d_ff=48, dropout=0.0)
     plain = GenerativeModel(config, SPEC).eval()
     model = GenerativeModel(GenerativeConfig(**{**config.to_dict(), "user_id_levels": 2}), SPEC).eval()
     assert plain.user_ids is None

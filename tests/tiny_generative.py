@@ -22,7 +22,7 @@ def tiny_generative(small_world, seed: int, decoder_scale: float = 1.0):
     index = np.arange(len(item_ids))
     codes = np.stack([(index // 8 ** (3 - level)) % 8 for level in range(4)], axis=1)
     spec = InputSpec(codebook_sizes=(8, 8, 8, 8), query_vocab_size=64, user_vocab_size=64)
-    config = GenerativeConfig(d_model=32, n_heads=2, d_ff=64, dropout=0.0, max_short=4, max_long=4)
+    config = GenerativeConfig(item_head=False, d_model=32, n_heads=2, d_ff=64, dropout=0.0, max_short=4, max_long=4)
     torch.manual_seed(seed)
     model = GenerativeModel(config, spec).eval()
     if decoder_scale != 1.0:

@@ -72,10 +72,10 @@ class GenerativeConfig:
     moe_balance_weight: float = 0.01
     long_queries: int = 0
     user_id_levels: int = 0
-    item_head: bool = False
-    item_head_weight: float = 1.0
-    item_head_mix: float = 1.0
-    item_head_text: bool = False
+    item_head: bool = True
+    item_head_weight: float = 0.25
+    item_head_mix: float = 0.5
+    item_head_text: bool = True
 
     def __post_init__(self) -> None:
         if self.tasks not in TASKS:
@@ -177,6 +177,12 @@ def _from_dict(cls: Any, values: dict[str, Any]) -> Any:
 
 _SPEC_FIELDS = ("codebook_sizes", "query_vocab_size", "user_vocab_size", "context_vocab_size", "n_actions",
                 "n_recency", "query_vector_dim", "n_categories", "n_item_slots", "item_text_dim")
+_ADDED_OFF: dict[str, Any] = {
+    # field: what its absence from a saved config means (the value before the field existed), where
+    # that differs from today's default
+    "item_head": False,
+    "item_head_text": False,
+}
 _REMOVED: dict[str, tuple[Any, str]] = {
     # field: (the only value this version can load, why the others were removed)
     "tie_heads": (False, "tied output heads lost on validation"),
@@ -195,6 +201,8 @@ def load_model_config(saved: dict[str, Any], inputs: dict[str, Any] | None = Non
     and is refused with the reason, rather than loaded into a different network.
     """
     saved = dict(saved)
+    for name, absent_meant in _ADDED_OFF.items():  # a part added after the save: it had none
+        saved.setdefault(name, absent_meant)
     if inputs is None:  # one dataclass held both before
         inputs = {name: saved.pop(name) for name in _SPEC_FIELDS if name in saved}
     if "tasks" in saved:  # this version's layout

@@ -87,7 +87,7 @@ class GenerativeTrainConfig:
     max_history: int = 50
     index_copies: int = 1
     valid_requests: int = 1000
-    beams: int = 20
+    beams: int = 50
     query_vectors: bool = True
     categories: bool = True
 
@@ -193,12 +193,17 @@ def prepare_training(run: Path, config: GenerativeTrainConfig, dataset: Dataset,
     index_requests, index_targets = indexing_requests(dataset.items, config.index_copies)
     item_category, n_categories = leaf_categories(dataset.items)
     use_categories = config.categories and n_categories > 1
+    item_text = None
+    if config.model.item_head and config.model.item_head_text:
+        with main_first():  # rank 0 computes and caches them; the other ranks read the cache
+            vectors = encode_items(dataset, run / "features", views=("text",), progress=False)
+        item_text = (np.array(vectors.item_ids, dtype=np.int64), np.array(vectors.vectors[:, :TEXT_DIM], np.float32))
     spec = InputSpec(
         codebook_sizes=tuple(int(v) for v in sids.codebook_sizes),
         query_vector_dim=TEXT_DIM if config.query_vectors and (searches or index_requests) else 0,
         n_categories=n_categories if use_categories else 0,
         n_item_slots=len(item_category) if use_categories or config.model.item_head else 0,
-        item_text_dim=TEXT_DIM if config.model.item_head and config.model.item_head_text else 0)
+        item_text_dim=0 if item_text is None else item_text[1].shape[1])
     encoder = RequestEncoder(config.model, spec, sids.item_ids, sids.codes,
                              query_vectors=_primed_query_vectors(run, dataset) if spec.query_vector_dim else None)
     encoder.fit(item_query_text(dataset.items) + [r.query for r in searches if r.query], dataset.users)
@@ -210,12 +215,9 @@ def prepare_training(run: Path, config: GenerativeTrainConfig, dataset: Dataset,
     if use_categories:
         model.set_item_categories(torch.from_numpy(item_category))
     if model.item_head is not None:
-        model.item_head.set_known_items(torch.as_tensor(np.asarray(sids.item_ids), dtype=torch.long))
-        if spec.item_text_dim:
-            with main_first():
-                vectors = encode_items(dataset, run / "features", views=("text",), progress=False)
-            model.item_head.set_item_text(torch.from_numpy(vectors.item_ids.astype(np.int64)),
-                                          torch.from_numpy(vectors.vectors[:, :TEXT_DIM]))
+        model.item_head.set_known_items(torch.from_numpy(np.array(sids.item_ids, dtype=np.int64)))
+        if item_text is not None:
+            model.item_head.set_item_text(torch.from_numpy(item_text[0]), torch.from_numpy(item_text[1]))
     return PreparedTraining(encoder, MixedTable(search_table, windows), model,
                             len(searches) + windows.n_targets, len(index_requests))
 
