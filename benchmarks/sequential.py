@@ -60,6 +60,8 @@ def parse_args(description: str, default_run: str) -> argparse.Namespace:
                         help="SASRec training steps (default: the benchmark's choice, else SASRecConfig's)")
     parser.add_argument("--align-config", type=Path, default=None,
                         help="AlignConfig file for the generative-aligned row (default: the demo's schedule)")
+    parser.add_argument("--beams", type=int, default=None,
+                        help="beam width of the generative rows (default: the one the model was trained with)")
     parser.add_argument("--item-head-mix", type=float, default=None,
                         help="re-rank weight of a generative model's item head (default: the model's; "
                              "choose it on validation with benchmarks/item_head_mix.py)")
@@ -142,6 +144,8 @@ def run_benchmark(
         retriever = build_retriever(retriever_name, run, dataset, split)
         if args.item_head_mix is not None and hasattr(retriever, "item_head_mix"):
             retriever.item_head_mix = args.item_head_mix
+        if args.beams is not None and hasattr(retriever, "item_head_mix"):  # a generative row
+            retriever.beams = args.beams
         return retriever
 
     retrievers = [stage(f"build {n}", lambda n=n: build(n)) for n in names]
