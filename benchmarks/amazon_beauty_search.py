@@ -33,7 +33,7 @@ from sequential import RESULTS, SHARED, _commit, _device
 from genrec.data.category_queries import item_queries, with_category_queries
 from genrec.data.dataset import Dataset
 from genrec.data.loaders import load_p5_amazon
-from genrec.data.splits import POSITIVE_ACTIONS, build_requests, leave_one_out
+from genrec.data.splits import build_requests, leave_one_out
 from genrec.eval.harness import EvalConfig, EvalReport, evaluate
 
 NAME = "amazon_beauty_search"
@@ -137,7 +137,7 @@ def main() -> None:
         return build_retriever(name, run, dataset, split)
 
     retrievers = [stage(f"build {n}", lambda n=n: build(n)) for n in names]
-    reports: dict[str, tuple[EvalReport, int]] = {}
+    measured: dict[str, tuple[EvalReport, int]] = {}
     for part in [p.strip() for p in args.parts.split(",") if p.strip()]:
         requests, targets = build_requests(split, part, max_history=MAX_HISTORY)
         if args.max_requests and args.max_requests < len(requests):
@@ -145,11 +145,17 @@ def main() -> None:
             requests, targets = [requests[i] for i in chosen], targets[chosen]
         report = stage(f"evaluate {part}", lambda r=requests, t=targets: evaluate(
             retrievers, r, t, dataset=dataset, split=split, config=EvalConfig(k=10, bootstrap=1000)))
-        reports[part] = (report, len(requests))
-        (run / f"{NAME}_{part}.json").write_text(json.dumps(report.to_dict(), default=float, indent=1))
+        measured[part] = (report, len(requests))
+        (run / f"{NAME}_{part}_{'+'.join(names)}.json").write_text(json.dumps(report.to_dict(), default=float, indent=1))
 
-    times = (seconds, cpu, time.perf_counter() - began, time.process_time() - began_cpu)
-    text = _markdown(args, dataset, split, reports, times, commit, steps)
+    invocation = {
+        "command": " ".join([".venv/bin/python"] + sys.argv), "commit": commit,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load": list(_load()),
+        "wall_s": time.perf_counter() - began, "cpu_s": time.process_time() - began_cpu,
+        "stages": {k: [seconds[k], cpu[k]] for k in seconds}, "machine": f"{platform.machine()}, "
+        f"{torch.get_num_threads()} torch thread(s), {_device(args)}"}
+    store = _update_store(run / f"{NAME}_rows.json", measured, invocation, steps)
+    text = _markdown(dataset, store)
     out = Path(args.out) if args.out else RESULTS / f"{NAME}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
@@ -157,48 +163,71 @@ def main() -> None:
     print(f"wrote {out}", file=sys.stderr)
 
 
-def _markdown(args, dataset, split, reports, times, commit, steps) -> str:
-    seconds, cpu, total, total_cpu = times
+def _update_store(path: Path, measured: dict[str, tuple[EvalReport, int]], invocation: dict, steps) -> dict:
+    """Add this invocation's rows to the run's row store and return it.
+
+    Rows measured by separate invocations on the same run folder and the same requests
+    (same part, same request count, seeded) belong in one table: the expensive generative
+    row can then be trained and measured on its own. A part measured on another request
+    count replaces the part's rows, so one table never mixes request sets."""
+    store = json.loads(path.read_text()) if path.exists() else {"invocations": [], "parts": {}}
+    store["invocations"].append(invocation)
+    number = len(store["invocations"])
+    if steps is not None:
+        store["generative_steps"] = list(steps)
+    for part, (report, n) in measured.items():
+        entry = store["parts"].get(part)
+        if entry is None or entry["requests"] != n:
+            entry = store["parts"][part] = {"requests": n, "rows": {}}
+        entry["long_tail"] = int(report.slices["long_tail_items"].sum())
+        for name in report.retrievers:
+            entry["rows"][name] = {"cells": [list(report.value(name, metric, slice_name)) for metric, slice_name in COLUMNS],
+                                   "invocation": number}
+    path.write_text(json.dumps(store, indent=1))
+    return store
+
+
+def _markdown(dataset, store: dict) -> str:
     per_query = np.bincount(np.unique(list(item_queries(dataset).values()), return_inverse=True)[1])
     lines = [
         f"# {NAME}: personalised product search on Amazon Beauty (category-path queries)",
         "",
         f"Protocol: {PROTOCOL}",
         "",
-        f"Command: `{' '.join(['.venv/bin/python'] + sys.argv)}`  ",
-        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch thread(s), {_device(args)}; "
-        f"load average at the end {' / '.join(f'{x:.1f}' for x in _load())}  ",
-        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; commit {commit} (at start); seed 0  ",
-        f"Wall time: {total / 60:.1f} min ({', '.join(f'{k} {v:.0f}s' for k, v in seconds.items())})  ",
-        f"CPU time (this process, all threads): {total_cpu / 60:.1f} min "
-        f"({', '.join(f'{k} {v:.0f}s' for k, v in cpu.items())}); stages cached in the run folder from an earlier "
-        "invocation are not counted. The machine was shared with other jobs, so wall time is inflated.  ",
-        "History items in answers: kept (a row may rank an item the user already has).",
+        "Invocations (on one run folder; a row's cells come from the invocation numbered beside it). CPU time is "
+        "this process's, all threads; stages cached in the run folder from an earlier invocation are not counted, "
+        "and the machine was shared with other jobs, so wall time is inflated:",
         "",
     ]
-    if steps is not None:
-        n_train = int(split.train["action"].isin(POSITIVE_ACTIONS).sum())
-        trained, batch = steps
+    for number, run in enumerate(store["invocations"], 1):
+        stages = ", ".join(f"{k} {v[1]:.0f}s" for k, v in run["stages"].items())
+        lines.append(f"{number}. `{run['command']}` — {run['date']}, commit {run['commit']}, {run['machine']}, "
+                     f"load average {' / '.join(f'{x:.1f}' for x in run['load'])}; wall {run['wall_s'] / 60:.1f} min, "
+                     f"CPU {run['cpu_s'] / 60:.1f} min ({stages})")
+    lines += ["", "Seed 0 everywhere. History items in answers: kept (a row may rank an item the user already has).", ""]
+    if "generative_steps" in store:
+        trained, batch = store["generative_steps"]
         lines += [
-            f"Generative model: `{args.config.name}`, tasks search+recommendation, trained **{trained:,} steps × "
-            f"{batch} examples (≈ {trained * batch / max(n_train, 1):.1f} passes over the {n_train:,} training "
-            f"purchases): a bounded schedule** to fit the CPU budget. The recommendation benchmark's full schedule is "
-            f"{FULL_STEPS:,} steps (≈ {FULL_STEPS * batch / max(n_train, 1):.0f} passes), so this row is "
-            "under-trained and a lower bound on what the model does here.",
+            f"Generative model: `configs/amazon_beauty_search.toml`, tasks search+recommendation, trained "
+            f"**{trained:,} steps × {batch} windows: a bounded schedule** to fit the CPU budget. The recommendation "
+            f"benchmark's full schedule is {FULL_STEPS:,} steps × 128 windows (≈ 32 epochs), "
+            f"{FULL_STEPS * 128 / (trained * batch):.0f}× more, so this row is under-trained: a lower bound on the "
+            "model under this protocol, not its measure.",
             "",
         ]
-    for part, (report, n) in reports.items():
-        lines += [f"## {'Validation' if part == 'valid' else 'Test'} ({n:,} requests)", "",
-                  "| row | R@10 | N@10 | R@10, long-tail targets |", "|---|---|---|---|"]
-        for name in report.retrievers:
-            cells = []
-            for metric, slice_name in COLUMNS:
-                mean, low, high = report.value(name, metric, slice_name)
-                cells.append(f"{mean:.4f} [{low:.4f}, {high:.4f}]")
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        tail = int(report.slices["long_tail_items"].sum())
-        lines += ["", f"Mean [95% bootstrap interval] over the requests; long-tail: the {tail:,} requests whose "
-                  "target is outside the top 20% of items by training purchases.", ""]
+    for part in ("valid", "test"):
+        if part not in store["parts"]:
+            continue
+        entry = store["parts"][part]
+        lines += [f"## {'Validation' if part == 'valid' else 'Test'} ({entry['requests']:,} requests)", "",
+                  "| row | R@10 | N@10 | R@10, long-tail targets | invocation |", "|---|---|---|---|---|"]
+        order = [n for n in ROWS.split(",") if n in entry["rows"]] + sorted(set(entry["rows"]) - set(ROWS.split(",")))
+        for name in order:
+            row = entry["rows"][name]
+            cells = " | ".join(f"{mean:.4f} [{low:.4f}, {high:.4f}]" for mean, low, high in row["cells"])
+            lines.append(f"| {name} | {cells} | {row['invocation']} |")
+        lines += ["", f"Mean [95% bootstrap interval] over the requests; long-tail: the {entry['long_tail']:,} requests "
+                  "whose target is outside the top 20% of items by training purchases.", ""]
     lines += [WEAKER.format(n_queries=len(per_query), n_items=len(dataset.items), median=float(np.median(per_query)),
                             largest=int(per_query.max())), ""]
     return "\n".join(lines)
