@@ -81,6 +81,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--config", type=Path, default=GENERATIVE, help="generative training config file")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one field of the generative config, dotted (repeatable)")
+    parser.add_argument("--render", action="store_true",
+                        help="measure nothing: rewrite the results file from the run folder's stored rows")
     parser.add_argument("--out", default=None, help="results file (default: benchmarks/results/amazon_beauty_search.md)")
     return parser.parse_args()
 
@@ -110,6 +112,14 @@ def main() -> None:
         print(f"== {label}: {seconds[label]:.0f}s wall, {cpu[label]:.0f}s CPU", file=sys.stderr, flush=True)
         return result
 
+    out = Path(args.out) if args.out else RESULTS / f"{NAME}.md"
+    if args.render:
+        dataset = Dataset.load(run / "data")
+        split = leave_one_out(dataset.events)
+        store = json.loads((run / f"{NAME}_rows.json").read_text())
+        out.write_text(_markdown(dataset, store, {part: len(split.targets(part)) for part in ("valid", "test")}))
+        print(f"wrote {out}", file=sys.stderr)
+        return
     if not (run / "data" / "manifest.json").exists():
         stage("load data, build queries", lambda: load_search_dataset().save(run / "data", source=NAME))
     dataset = Dataset.load(run / "data")
@@ -155,8 +165,7 @@ def main() -> None:
         "stages": {k: [seconds[k], cpu[k]] for k in seconds}, "machine": f"{platform.machine()}, "
         f"{torch.get_num_threads()} torch thread(s), {_device(args)}"}
     store = _update_store(run / f"{NAME}_rows.json", measured, invocation, steps)
-    text = _markdown(dataset, store)
-    out = Path(args.out) if args.out else RESULTS / f"{NAME}.md"
+    text = _markdown(dataset, store, {part: len(split.targets(part)) for part in ("valid", "test")})
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(text)
@@ -187,7 +196,8 @@ def _update_store(path: Path, measured: dict[str, tuple[EvalReport, int]], invoc
     return store
 
 
-def _markdown(dataset, store: dict) -> str:
+def _markdown(dataset, store: dict, totals: dict[str, int]) -> str:
+    """The results file from the row store; `totals`: each part's full request count."""
     per_query = np.bincount(np.unique(list(item_queries(dataset).values()), return_inverse=True)[1])
     lines = [
         f"# {NAME}: personalised product search on Amazon Beauty (category-path queries)",
@@ -219,7 +229,10 @@ def _markdown(dataset, store: dict) -> str:
         if part not in store["parts"]:
             continue
         entry = store["parts"][part]
-        lines += [f"## {'Validation' if part == 'valid' else 'Test'} ({entry['requests']:,} requests)", "",
+        total = totals[part]
+        size = (f"{entry['requests']:,} requests" if entry["requests"] == total else
+                f"a seeded subsample of {entry['requests']:,} of its {total:,} requests, `--max-requests`")
+        lines += [f"## {'Validation' if part == 'valid' else 'Test'} ({size})", "",
                   "| row | R@10 | N@10 | R@10, long-tail targets | invocation |", "|---|---|---|---|---|"]
         order = [n for n in ROWS.split(",") if n in entry["rows"]] + sorted(set(entry["rows"]) - set(ROWS.split(",")))
         for name in order:
