@@ -183,15 +183,16 @@ def _update_store(path: Path, measured: dict[str, tuple[EvalReport, int]], invoc
     store["invocations"].append(invocation)
     number = len(store["invocations"])
     if steps is not None:
-        store["generative_steps"] = list(steps)
+        store["generative_batch"] = steps[1]
     for part, (report, n) in measured.items():
         entry = store["parts"].get(part)
         if entry is None or entry["requests"] != n:
             entry = store["parts"][part] = {"requests": n, "rows": {}}
         entry["long_tail"] = int(report.slices["long_tail_items"].sum())
         for name in report.retrievers:
-            entry["rows"][name] = {"cells": [list(report.value(name, metric, slice_name)) for metric, slice_name in COLUMNS],
-                                   "invocation": number}
+            label = f"{name}, {steps[0]:,} steps" if name == "generative" and steps is not None else name
+            entry["rows"][label] = {"cells": [list(report.value(name, metric, slice_name)) for metric, slice_name in COLUMNS],
+                                    "invocation": number}
     path.write_text(json.dumps(store, indent=1))
     return store
 
@@ -215,14 +216,12 @@ def _markdown(dataset, store: dict, totals: dict[str, int]) -> str:
                      f"load average {' / '.join(f'{x:.1f}' for x in run['load'])}; wall {run['wall_s'] / 60:.1f} min, "
                      f"CPU {run['cpu_s'] / 60:.1f} min ({stages})")
     lines += ["", "Seed 0 everywhere. History items in answers: kept (a row may rank an item the user already has).", ""]
-    if "generative_steps" in store:
-        trained, batch = store["generative_steps"]
+    if "generative_batch" in store:
         lines += [
-            f"Generative model: `configs/amazon_beauty_search.toml`, tasks search+recommendation, trained "
-            f"**{trained:,} steps × {batch} windows: a bounded schedule** to fit the CPU budget. The recommendation "
-            f"benchmark's full schedule is {FULL_STEPS:,} steps × 128 windows (≈ 32 epochs), "
-            f"{FULL_STEPS * 128 / (trained * batch):.0f}× more, so this row is under-trained: a lower bound on the "
-            "model under this protocol, not its measure.",
+            "Generative model: `configs/amazon_beauty_search.toml`, tasks search+recommendation, trained for the "
+            f"steps its row names × {store['generative_batch']} windows: **a bounded schedule** to fit the CPU budget. "
+            f"The recommendation benchmark's full schedule is {FULL_STEPS:,} steps × 128 windows (≈ 32 epochs), so "
+            "these rows are under-trained: lower bounds on the model under this protocol, not its measure.",
             "",
         ]
     for part in ("valid", "test"):
@@ -234,7 +233,7 @@ def _markdown(dataset, store: dict, totals: dict[str, int]) -> str:
                 f"a seeded subsample of {entry['requests']:,} of its {total:,} requests, `--max-requests`")
         lines += [f"## {'Validation' if part == 'valid' else 'Test'} ({size})", "",
                   "| row | R@10 | N@10 | R@10, long-tail targets | invocation |", "|---|---|---|---|---|"]
-        order = [n for n in ROWS.split(",") if n in entry["rows"]] + sorted(set(entry["rows"]) - set(ROWS.split(",")))
+        order = sorted(entry["rows"], key=_row_order)
         for name in order:
             row = entry["rows"][name]
             cells = " | ".join(f"{mean:.4f} [{low:.4f}, {high:.4f}]" for mean, low, high in row["cells"])
@@ -244,6 +243,13 @@ def _markdown(dataset, store: dict, totals: dict[str, int]) -> str:
     lines += [WEAKER.format(n_queries=len(per_query), n_items=len(dataset.items), median=float(np.median(per_query)),
                             largest=int(per_query.max())), ""]
     return "\n".join(lines)
+
+
+def _row_order(label: str) -> tuple[int, int, str]:
+    """Rows in `ROWS` order, others after; generative rows ("generative, 400 steps") by step count."""
+    rows = ROWS.split(",")
+    name, _, steps = label.partition(", ")
+    return (rows.index(name) if name in rows else len(rows), int(steps.split()[0].replace(",", "")) if steps else 0, label)
 
 
 def _load() -> tuple[float, ...]:
