@@ -61,6 +61,8 @@ def parse_args(description: str, default_run: str) -> argparse.Namespace:
     parser.add_argument("--sasrec-set", dest="sasrec_overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one SASRecConfig field, dotted (repeatable), e.g. --sasrec-set loss=sampled "
                              "--sasrec-set negatives=512 --sasrec-set train.lr=1e-3")
+    parser.add_argument("--resume-baselines", action="store_true",
+                        help="continue an interrupted SASRec / HSTU training of the same config from its last.pt")
     parser.add_argument("--hstu-set", dest="hstu_overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one HSTUConfig field for the hstu row, as --sasrec-set")
     parser.add_argument("--align-config", type=Path, default=None,
@@ -138,7 +140,7 @@ def run_benchmark(
                 defaults["train"]["steps"] = steps
             overrides = args.sasrec_overrides if retriever_name == "sasrec" else args.hstu_overrides
             config = load_config(retriever.config_type, None, overrides, defaults=defaults)
-            return retriever.train(run, dataset, split, config)  # loads a matching saved model
+            return retriever.train(run, dataset, split, config, resume=args.resume_baselines)  # loads a matching saved model
         if retriever_name == "generative-aligned":  # post-trains the generative model above when stale
             from genrec.align.config import AlignConfig
             from genrec.align.stage import align_if_stale
