@@ -17,7 +17,7 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -57,7 +57,14 @@ def parse_args(description: str, default_run: str) -> argparse.Namespace:
                         help="override one field of the generative config, dotted (repeatable), "
                              "e.g. --set model.latest_in_summary=true --set train.lr=3e-3")
     parser.add_argument("--sasrec-steps", type=int, default=None,
-                        help="SASRec training steps (default: the benchmark's choice, else SASRecConfig's)")
+                        help="SASRec and HSTU training steps (default: the benchmark's choice, else SASRecConfig's)")
+    parser.add_argument("--sasrec-set", dest="sasrec_overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one SASRecConfig field, dotted (repeatable), e.g. --sasrec-set loss=sampled "
+                             "--sasrec-set negatives=512 --sasrec-set train.lr=1e-3")
+    parser.add_argument("--resume-baselines", action="store_true",
+                        help="continue an interrupted SASRec / HSTU training of the same config from its last.pt")
+    parser.add_argument("--hstu-set", dest="hstu_overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one HSTUConfig field for the hstu row, as --sasrec-set")
     parser.add_argument("--align-config", type=Path, default=None,
                         help="AlignConfig file for the generative-aligned row (default: the demo's schedule)")
     parser.add_argument("--beams", type=int, default=None,
@@ -126,14 +133,19 @@ def run_benchmark(
             stage("train the generative retriever", lambda: train_generative(run, config, dataset=dataset, split=split))
 
     def build(retriever_name: str):
-        if retriever_name == "sasrec":  # the protocol's history length, not SASRec's default
-            from genrec.baselines.sasrec import SASRecConfig, SASRecRetriever
+        if retriever_name in ("sasrec", "hstu"):  # the protocol's history length, not SASRec's default
+            from genrec.baselines.hstu import HSTURetriever
+            from genrec.baselines.sasrec import SASRecRetriever
+            from genrec.config_file import load_config
 
-            config = SASRecConfig(max_history=max_history)
+            retriever = SASRecRetriever if retriever_name == "sasrec" else HSTURetriever
+            defaults = asdict(retriever.config_type(max_history=max_history))  # every field: `train` is rebuilt whole
             steps = args.sasrec_steps or sasrec_steps
             if steps:
-                config = replace(config, train=replace(config.train, steps=steps))
-            return SASRecRetriever.train(run, dataset, split, config)  # loads a matching saved model
+                defaults["train"]["steps"] = steps
+            overrides = args.sasrec_overrides if retriever_name == "sasrec" else args.hstu_overrides
+            config = load_config(retriever.config_type, None, overrides, defaults=defaults)
+            return retriever.train(run, dataset, split, config, resume=args.resume_baselines)  # loads a matching saved model
         if retriever_name == "generative-aligned":  # post-trains the generative model above when stale
             from genrec.align.config import AlignConfig
             from genrec.align.stage import align_if_stale

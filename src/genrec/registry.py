@@ -28,6 +28,7 @@ RETRIEVERS: dict[str, str] = {
     "dense_hnsw": "genrec.baselines.dense:HNSWDenseRetriever",
     "itemcf": "genrec.baselines.itemcf:ItemCFRetriever",
     "sasrec": "genrec.baselines.sasrec:SASRecRetriever",
+    "hstu": "genrec.baselines.hstu:HSTURetriever",
     "oracle": "genrec.data.oracle:OracleRetriever",
     "generative": "genrec.model.retriever:GenerativeRetriever",
     "generative-aligned": "genrec.align.retriever:AlignedGenerativeRetriever",

@@ -33,6 +33,12 @@ def _sasrec(run: Path, dataset: Dataset, split: Split) -> None:
     SASRecRetriever.train(run, dataset, split)
 
 
+def _hstu(run: Path, dataset: Dataset, split: Split) -> None:
+    from genrec.baselines.hstu import HSTURetriever
+
+    HSTURetriever.train(run, dataset, split)
+
+
 def _cascade(run: Path, dataset: Dataset, split: Split) -> None:
     from genrec.cascade.retriever import CascadeRetriever
 
@@ -42,6 +48,7 @@ def _cascade(run: Path, dataset: Dataset, split: Split) -> None:
 TRAINING_STAGES: dict[str, Callable[[Path, Dataset, Split], None]] = {
     "generative": _generative,
     "sasrec": _sasrec,
+    "hstu": _hstu,
     "cascade": _cascade,
 }
 """Retrievers whose `from_run` loads a trained model, and the stage that trains it."""

@@ -2,10 +2,12 @@
 
 A causal Transformer reads the user's interactions (item embedding + learned
 position) and its hidden state at each position scores every item through the
-same item embedding table (Kang & McAuley, 2018). We train with a full softmax
-over the catalogue instead of the paper's binary loss with one sampled
-negative: at a few thousand items the full softmax is affordable on a CPU and
-learns markedly better.
+same item embedding table (Kang & McAuley, 2018). We train with a softmax
+instead of the paper's binary loss with one sampled negative: the full softmax
+over the catalogue (`loss="ce"`, the default) or a sampled softmax over shared
+negatives with the logQ correction (`loss="sampled"`,
+`genrec.baselines.next_item_losses`), which costs far less per step on a large
+catalogue.
 
 Training sees every prefix of each user's training interactions: a user's
 sequence is cut into windows of `max_history + 1` items and every position of a
@@ -25,7 +27,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,13 +36,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genrec.artifacts import MissingStageError, code_fingerprint, manifest, write_json_atomic
+from genrec.baselines.next_item_losses import LOSSES, SAMPLERS, next_item_loss
 from genrec.data.dataset import Dataset
 from genrec.data.splits import SERVED, Split, build_requests, interactions, leave_one_out
 from genrec.retrieval import Ranked, Request
 from genrec.train.loop import TrainConfig, load_best, train
 
-ARTEFACT = Path("train") / "sasrec"
 RANK_BATCH = 512  # requests scored per forward pass at retrieval time
+SASREC_CODE: tuple[str, ...] = ("genrec.baselines.sasrec", "genrec.baselines.next_item_losses", "genrec.train.loop")
+"""The modules whose source decides what SASRec learns: edit one and the cached model is retrained."""
 
 
 @dataclass
@@ -81,9 +85,20 @@ class SASRecConfig:
     item_bias: bool = True
     exclude_history: bool = False  # never recommend an item the user already interacted with
     valid_requests: int = 2000  # validation requests scored at each evaluation (a fixed sample)
+    loss: str = "ce"  # "ce": full softmax over the catalogue; "sampled": sampled softmax (next_item_losses)
+    negatives: int = 256  # loss="sampled": negatives drawn per batch, shared by every position
+    negative_sampler: str = "uniform"  # loss="sampled": "uniform" or "popularity" (logQ-corrected either way)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=400, batch_size=128, lr=2e-3, weight_decay=0.01, warmup_steps=50, eval_every=100, checkpoint_every=100,
     ))
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {list(LOSSES)}, got {self.loss!r}")
+        if self.negative_sampler not in SAMPLERS:
+            raise ValueError(f"negative_sampler must be one of {list(SAMPLERS)}, got {self.negative_sampler!r}")
+        if self.negatives < 1:
+            raise ValueError(f"negatives must be ≥ 1, got {self.negatives}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "SASRecConfig":
@@ -108,7 +123,10 @@ class SASRec(nn.Module):
 
     item_category: Tensor  # buffer [n_items + 1], registered in __init__
 
-    def __init__(self, config: SASRecModelConfig, item_category: Tensor | None = None):
+    def __init__(self, config: SASRecModelConfig, item_category: Tensor | None = None,
+                 block: Callable[[SASRecModelConfig], nn.Module] | None = None):
+        """`block(config)` builds one layer `[batch, length, dim] -> same`, causal (default:
+        `softmax_block`, SASRec's; `genrec.baselines.hstu` passes HSTU's)."""
         super().__init__()
         self.config = config
         if item_category is None:
@@ -123,7 +141,8 @@ class SASRec(nn.Module):
         self.item_bias = nn.Parameter(torch.zeros(config.n_items + 1)) if config.item_bias else None
         self.position_embedding = nn.Embedding(config.max_history, config.dim)
         self.dropout = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(CausalBlock(config.dim, config.heads, config.dropout) for _ in range(config.layers))
+        block = block or softmax_block
+        self.blocks = nn.ModuleList(block(config) for _ in range(config.layers))
         self.norm = nn.LayerNorm(config.dim)
         nn.init.normal_(self.item_embedding.weight, std=0.02)
         nn.init.normal_(self.position_embedding.weight, std=0.02)
@@ -161,6 +180,11 @@ class SASRec(nn.Module):
         """Hidden state after each sequence's last real item: `[batch, dim]` (lengths ≥ 1)."""
         hidden = self(items)
         return hidden[torch.arange(len(items), device=items.device), lengths - 1]
+
+
+def softmax_block(config: SASRecModelConfig) -> nn.Module:
+    """SASRec's layer for `config`."""
+    return CausalBlock(config.dim, config.heads, config.dropout)
 
 
 class CausalBlock(nn.Module):
@@ -223,14 +247,6 @@ def collate_windows(windows: list[np.ndarray]) -> dict[str, Tensor]:
     return {"inputs": inputs, "targets": targets}
 
 
-def next_item_loss(model: SASRec, batch: dict[str, Tensor]) -> Tensor:
-    """Full-softmax cross-entropy of the next item at every real position."""
-    hidden = model(batch["inputs"])
-    real = batch["targets"] > 0
-    logits = model.item_logits(hidden[real])
-    return F.cross_entropy(logits.float(), batch["targets"][real] - 1)
-
-
 # --------------------------------------------------------------------------- the retriever
 
 
@@ -240,9 +256,17 @@ class SASRecRetriever:
     Requests with an empty history (cold-start users) get the training
     popularity list: the network has no input to condition on. A query, if
     any, is ignored — SASRec is a recommendation model.
+
+    A variant with other layers (`genrec.baselines.hstu.HSTURetriever`) sets the class
+    attributes: its `name` (registry name and `RUN/train/<name>` folder), `config_type`,
+    `block` (one layer for a `SASRecModelConfig`) and `code` (the modules whose source
+    decides what it learns).
     """
 
     name = "sasrec"
+    config_type: type[SASRecConfig] = SASRecConfig
+    block: Callable[[SASRecModelConfig], nn.Module] = staticmethod(softmax_block)
+    code: tuple[str, ...] = SASREC_CODE
 
     def __init__(self, model: SASRec, popularity: np.ndarray, exclude_history: bool = False, device: str = "cpu"):
         n_slots = model.config.n_items + 1
@@ -260,12 +284,12 @@ class SASRecRetriever:
         trains (`MissingStageError` names the command). Serving's all-events split (`SERVED`)
         is answered by the leave-one-out model, the one the evaluation report measured;
         its popularity fallback counts every event."""
-        config = config or SASRecConfig()
+        config = config or cls.config_type()
         trained_on = leave_one_out(dataset.events) if split.name == SERVED else split
-        folder = artefact_dir(run, trained_on)
-        model, fingerprint = _model_for(dataset, trained_on, config)
+        folder = artefact_dir(run, trained_on, cls.name)
+        model, fingerprint = cls._model_for(dataset, trained_on, config)
         if not _manifest_matches(folder, fingerprint):
-            raise MissingStageError(folder, f"genrec train --run {run} --model sasrec"
+            raise MissingStageError(folder, f"genrec train --run {run} --model {cls.name}"
                                     + (" --force (the saved model is for other data or another config)"
                                        if (folder / "manifest.json").exists() else ""))
         load_best(model, folder)
@@ -276,14 +300,25 @@ class SASRecRetriever:
               resume: bool = False, force: bool = False) -> "SASRecRetriever":
         """Train and save the model for `split` and `config` unless a matching one is saved
         (or `force`), then load it: the training stage, which `from_run` never is."""
-        config = config or SASRecConfig()
-        folder = artefact_dir(run, split)
-        model, fingerprint = _model_for(dataset, split, config)
+        config = config or cls.config_type()
+        folder = artefact_dir(run, split, cls.name)
+        model, fingerprint = cls._model_for(dataset, split, config)
         if force or not _manifest_matches(folder, fingerprint):
             fit(model, interactions(split.train), split, config, folder, fingerprint, resume=resume)  # ends on best.pt
         else:
             load_best(model, folder)
         return cls(model, _popularity(split, model.config.n_items), config.exclude_history)
+
+    @classmethod
+    def _model_for(cls, dataset: Dataset, split: Split, config: SASRecConfig) -> tuple[SASRec, str]:
+        """A fresh model sized for `dataset` and the fingerprint of what it trains on."""
+        n_items = int(dataset.items["item_id"].max())
+        item_category, n_categories = leaf_categories(dataset)
+        with torch.random.fork_rng():  # initialised from the config's seed, whatever ran before in this process
+            torch.manual_seed(config.train.seed)
+            model = SASRec(config.model_config(n_items, n_categories),
+                           torch.from_numpy(item_category) if config.use_category else None, block=cls.block)
+        return model, _fingerprint(interactions(split.train), item_category, config, cls.code)
 
     def retrieve(self, requests: Sequence[Request], k: int) -> list[Ranked]:
         if k < 1:
@@ -360,10 +395,12 @@ def fit(model: SASRec, train_inter: pd.DataFrame, split: Split, config: SASRecCo
     write_json_atomic(pending, {"fingerprint": fingerprint})
     write_json_atomic(folder / "config.json", asdict(config))
 
-    evaluate = validation_ndcg(split, config, popularity=np.bincount(
-        train_inter["item_id"].to_numpy(dtype=np.int64), minlength=model.config.n_items + 1)[: model.config.n_items + 1])
+    counts = np.bincount(train_inter["item_id"].to_numpy(dtype=np.int64),
+                         minlength=model.config.n_items + 1)[: model.config.n_items + 1]
+    evaluate = validation_ndcg(split, config, popularity=counts)
+    loss = next_item_loss(config.loss, counts, config.negatives, config.negative_sampler)
     began, began_cpu = time.perf_counter(), time.process_time()
-    result = train(model, next_item_loss, windows, collate_windows, config.train, folder,
+    result = train(model, loss, windows, collate_windows, config.train, folder,
                    evaluate=evaluate, metric="ndcg@10", resume=resume)
     seconds, cpu_seconds = time.perf_counter() - began, time.process_time() - began_cpu
     if evaluate is not None:
@@ -401,9 +438,9 @@ def validation_ndcg(split: Split, config: SASRecConfig, popularity: np.ndarray):
     return evaluate
 
 
-def artefact_dir(run: Path, split: Split) -> Path:
-    """`RUN/train/sasrec` for the evaluation split; another split (e.g. serving on all events) gets a subfolder."""
-    folder = Path(run) / ARTEFACT
+def artefact_dir(run: Path, split: Split, model: str = "sasrec") -> Path:
+    """`RUN/train/<model>` for the evaluation split; another split (e.g. serving on all events) gets a subfolder."""
+    folder = Path(run) / "train" / model
     return folder if split.name == "leave_one_out" else folder / split.name
 
 
@@ -420,15 +457,13 @@ def leaf_categories(dataset: Dataset) -> tuple[np.ndarray, int]:
     return category, len(names)
 
 
-SASREC_CODE: tuple[str, ...] = ("genrec.baselines.sasrec", "genrec.train.loop")
-"""The modules whose source decides what SASRec learns: edit one and the cached model is retrained."""
-
-
-def _fingerprint(train_inter: pd.DataFrame, item_category: np.ndarray, config: SASRecConfig) -> str:
+def _fingerprint(train_inter: pd.DataFrame, item_category: np.ndarray, config: SASRecConfig,
+                 code: Sequence[str] = SASREC_CODE) -> str:
     """Hash of what the weights depend on: the training interactions, the catalogue's categories, the
-    config and the training code (a model cached by older code must not stand in for the current one)."""
+    config and the training code `code` (module names: a model cached by older code must not stand in
+    for the current one)."""
     digest = hashlib.sha256()
-    digest.update(code_fingerprint(*SASREC_CODE).encode())
+    digest.update(code_fingerprint(*code).encode())
     for column in ("user_id", "item_id", "seq"):
         digest.update(np.ascontiguousarray(train_inter[column].to_numpy(dtype=np.int64)).tobytes())
     digest.update(np.ascontiguousarray(item_category, dtype=np.int64).tobytes())
@@ -437,17 +472,6 @@ def _fingerprint(train_inter: pd.DataFrame, item_category: np.ndarray, config: S
         settings["train"].pop(where_it_runs)
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()
-
-
-def _model_for(dataset: Dataset, split: Split, config: SASRecConfig) -> tuple[SASRec, str]:
-    """A fresh model sized for `dataset` and the fingerprint of what it trains on."""
-    n_items = int(dataset.items["item_id"].max())
-    item_category, n_categories = leaf_categories(dataset)
-    with torch.random.fork_rng():  # initialised from the config's seed, whatever ran before in this process
-        torch.manual_seed(config.train.seed)
-        model = SASRec(config.model_config(n_items, n_categories),
-                       torch.from_numpy(item_category) if config.use_category else None)
-    return model, _fingerprint(interactions(split.train), item_category, config)
 
 
 def _popularity(split: Split, n_items: int) -> np.ndarray:

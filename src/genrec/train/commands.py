@@ -30,6 +30,7 @@ from typing import Any
 
 TRAINERS: dict[str, str] = {
     "sasrec": "genrec.train.commands:train_sasrec",
+    "hstu": "genrec.train.commands:train_hstu",
     "generative": "genrec.train.generative:train_generative_command",
 }
 
@@ -64,29 +65,43 @@ def train_model(name: str, run: Path, **options: Any) -> dict[str, Any]:
     return getattr(importlib.import_module(module_name), function_name)(Path(run), **options)
 
 
-def train_sasrec(run: Path, *, steps: int | None = None, resume: bool = False, force: bool = False,
-                 device: str = "auto", checkpoint_every: int | None = None,
-                 checkpoint_seconds: float | None = None) -> dict[str, Any]:
+def train_sasrec(run: Path, **options: Any) -> dict[str, Any]:
     """Train SASRec on the leave-one-out split of `RUN/data` into `RUN/train/sasrec`."""
-    from genrec.baselines.sasrec import SASRecConfig, SASRecRetriever, artefact_dir
+    from genrec.baselines.sasrec import SASRecRetriever
+
+    return _train_sequence_model(SASRecRetriever, run, **options)
+
+
+def train_hstu(run: Path, **options: Any) -> dict[str, Any]:
+    """Train HSTU on the leave-one-out split of `RUN/data` into `RUN/train/hstu`."""
+    from genrec.baselines.hstu import HSTURetriever
+
+    return _train_sequence_model(HSTURetriever, run, **options)
+
+
+def _train_sequence_model(retriever: Any, run: Path, *, steps: int | None = None, resume: bool = False,
+                          force: bool = False, device: str = "auto", checkpoint_every: int | None = None,
+                          checkpoint_seconds: float | None = None) -> dict[str, Any]:
+    """Train `retriever` (`SASRecRetriever` or a variant of it) with its default config."""
+    from genrec.baselines.sasrec import artefact_dir
     from genrec.data.dataset import Dataset
     from genrec.data.splits import leave_one_out
     from genrec.train.loop import LAST_CHECKPOINT, CheckpointError, train_options
 
     dataset = Dataset.load(run / "data")
     split = leave_one_out(dataset.events)
-    config = SASRecConfig()
+    config = retriever.config_type()
     config.train = train_options(config.train, steps=steps, device=device, checkpoint_every=checkpoint_every,
                                  checkpoint_seconds=checkpoint_seconds)
-    folder = artefact_dir(run, split)
+    folder = artefact_dir(run, split, retriever.name)
     if resume and not (folder / LAST_CHECKPOINT).exists() and not (folder / "manifest.json").exists():
         # SASRec's own resume falls back to a fresh start; --resume promised to continue.
         raise CheckpointError(folder / LAST_CHECKPOINT, "nothing to resume: no checkpoint was written (the run "
                               "stopped before its first one, or never started here)",
                               "train without --resume to start from step 0")
-    SASRecRetriever.train(run, dataset, split, config, resume=resume, force=force)
-    saved = json.loads((artefact_dir(run, split) / "manifest.json").read_text())["result"]
-    return {"model": "sasrec", "folder": str(artefact_dir(run, split)), **{k: v for k, v in saved.items() if k != "history"}}
+    retriever.train(run, dataset, split, config, resume=resume, force=force)
+    saved = json.loads((folder / "manifest.json").read_text())["result"]
+    return {"model": retriever.name, "folder": str(folder), **{k: v for k, v in saved.items() if k != "history"}}
 
 
 def _train(args: argparse.Namespace) -> int:
