@@ -47,6 +47,17 @@ def logits(probs: np.ndarray) -> np.ndarray:
     return logit(probs, np.float32).astype(np.float32)
 
 
+def stage_probabilities(probs: np.ndarray) -> np.ndarray:
+    """Nested P(click), P(cart), P(order) `[n, 3]` → each stage's own probability: P(click),
+    P(cart | click), P(order | cart). Fusing these, a weight on order is not also a weight on click
+    (`log P(order)` = the sum of the three logs), so a blend can lean on one stage alone."""
+    probs = _check(probs)
+    floor = np.float32(1e-6)
+    stages = probs.copy()
+    stages[:, 1:] = probs[:, 1:] / np.maximum(probs[:, :-1], floor)
+    return np.clip(stages, floor, 1.0)
+
+
 class Fusion(Protocol):
     """What the cascade needs of a fitted fusion: its score and what to save."""
 

@@ -19,7 +19,9 @@ The generative story, in order (docs/data.md tells it in prose):
              from preferences), an intended item ∝ exp(U) within the leaf (importance resampling)
   slates     the logged engine's impressions: the intended item at a geometric position among
              items of the same leaf (search, item detail) or of preferred leaves and bestsellers (feed)
-  funnel     click ∝ position bias × σ(preference), cart | click, order | cart; dormant users rarely buy
+  funnel     click ∝ position bias × σ(preference), cart | click, order | cart; dormant users rarely buy;
+             opt-in (`personal_objectives`): users who weigh click, cart and order differently
+             (`genrec.data.objectives`)
   queries    for search sessions, words of the intended item's concepts as people type them
 """
 
@@ -40,6 +42,7 @@ import pyarrow.compute as pc
 from genrec.artifacts import atomic_path
 from genrec.data import vocabulary as V
 from genrec.data.dataset import Dataset
+from genrec.data.objectives import draw_objectives, funnel_shifts
 from genrec.data.schema import SCENARIOS
 from genrec.data.truth import POPULARITY_WEIGHT, TRUTH_FILE, WorldTruth
 
@@ -83,6 +86,12 @@ class WorldConfig:
     synonym_prob: float = 0.3
     misspell_prob: float = 0.06
     partial_prob: float = 0.12
+    personal_objectives: float = 0.0
+    """β of `genrec.data.objectives`: how strongly each user's own weights over click, cart and
+    order decide what they buy. 0 (the default) leaves them out and the world unchanged."""
+    objective_concentration: float = 0.4
+    """Dirichlet concentration of those weights: small, each user cares mostly about one objective;
+    large, everyone weighs them alike (a control where personal weights cannot matter)."""
 
     def __post_init__(self) -> None:
         n_leaves = sum(len(leaves) for groups in V.CATEGORY_TREE.values() for leaves in groups.values())
@@ -98,6 +107,10 @@ class WorldConfig:
                      "misspell_prob", "partial_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.personal_objectives < 0:
+            raise ValueError(f"personal_objectives must be ≥ 0 (0 = off), got {self.personal_objectives}")
+        if self.objective_concentration <= 0:
+            raise ValueError(f"objective_concentration must be > 0, got {self.objective_concentration}")
 
 
 @dataclass
@@ -137,6 +150,10 @@ def generate_world(config: WorldConfig = WorldConfig(), progress: Progress | Non
     step("users")
     users = _build_users(config, vocab, catalogue, rng)
     truth = _truth(config, vocab, catalogue, users)
+    if config.personal_objectives > 0:
+        weights, values = draw_objectives(config.seed, catalogue.brand, len(vocab.brands), config.n_users,
+                                          config.objective_concentration)
+        truth = replace(truth, objective_weight=weights, item_objective_value=values)
     step("sessions")
     n_sessions = int(config.n_events / _events_per_session(config, catalogue, users, truth))
     sessions = _build_sessions(config, catalogue, users, truth, rng, n_sessions)
@@ -531,13 +548,18 @@ def _build_events(config: WorldConfig, catalogue: _Catalogue, users: _Users, tru
     leaf_affinity = np.log(users.leaf_pref[user, catalogue.leaf[item]] * len(catalogue.leaf_department) + 1e-9)
     logit = -1.5 + 0.6 * np.clip(leaf_affinity, -5, 2.5) + 0.5 * taste + 0.3 * (catalogue.log_pop[item] + 3) \
         + 2.5 * intended
+    # Personal objectives (off by default): shifts of 0.0 leave every logit, and so every draw, as it was.
+    click_shift, cart_shift, order_shift = (
+        funnel_shifts(config.personal_objectives, truth.objective_weight[user], truth.item_objective_value[item])
+        if config.personal_objectives > 0 else (0.0, 0.0, 0.0))
     bias = (1.0 + position) ** -0.7
-    click = rng.random(len(item)) < bias * _sigmoid(logit)
+    click = rng.random(len(item)) < bias * _sigmoid(logit + click_shift)
     cold = users.is_cold[user]
     click = np.where(cold, intended, click)
     dormant = users.is_dormant[user]
-    cart = click & (rng.random(len(item)) < _sigmoid(-1.0 + 0.5 * taste + 0.8 * intended) * np.where(dormant, 0.06, 1.0))
-    order = cart & (rng.random(len(item)) < _sigmoid(0.5 + 0.3 * taste) * np.where(dormant, 0.3, 1.0))
+    cart = click & (rng.random(len(item)) < _sigmoid(-1.0 + 0.5 * taste + 0.8 * intended + cart_shift)
+                    * np.where(dormant, 0.06, 1.0))
+    order = cart & (rng.random(len(item)) < _sigmoid(0.5 + 0.3 * taste + order_shift) * np.where(dormant, 0.3, 1.0))
 
     # Rows: impressions in slot order, then each clicked slot's click → cart → order.
     rows_session = np.concatenate([session, session[click], session[cart], session[order]])

@@ -27,7 +27,7 @@ import bisect
 import io
 import os
 import zipfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +76,9 @@ class WorldTruth:
     surface_text: np.ndarray         # [F] str, every way a concept is typed (synonyms, misspellings), sorted
     surface_concept: np.ndarray      # [F] int
     continue_prob: np.ndarray        # [] float
+    # personal objectives (`genrec.data.objectives`; empty `[0, 3]` unless the world was built with them)
+    objective_weight: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))      # [u, 3] float, rows sum to 1
+    item_objective_value: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # [n, 3] float
 
     @property
     def n_items(self) -> int:
@@ -85,7 +88,21 @@ class WorldTruth:
     def n_users(self) -> int:
         return len(self.loyalty)
 
+    @property
+    def has_objectives(self) -> bool:
+        """Whether users weigh click, cart and order differently in this world."""
+        return len(self.objective_weight) > 0
+
     # --- the preference model -------------------------------------------------
+
+    def objective_utility(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Σ_t w_t(u) v_t(i): what decides whether u buys i beyond the shared funnel
+        (`genrec.data.objectives`); broadcastable 0-based `users`, `items`."""
+        if not self.has_objectives:
+            raise ValueError("this world has no personal objectives; build it with WorldConfig(personal_objectives=β > 0)")
+        users, items = np.broadcast_arrays(np.asarray(users), np.asarray(items))
+        return (self.objective_weight[users] * self.item_objective_value[items]).sum(-1)
+
 
     def taste(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """taste(u, i) for 0-based `users` and `items` of broadcastable shapes."""
@@ -210,9 +227,13 @@ class WorldTruth:
         """Write every array into one `.npz` that `np.load` reads.
 
         Written by hand rather than `np.savez` so the zip entries carry a fixed
-        date: the same world gives the same bytes, and folder hashes stay stable."""
+        date: the same world gives the same bytes, and folder hashes stay stable.
+        Optional arrays left empty are not written, so a world without them
+        saves exactly the bytes it did before they existed."""
         with zipfile.ZipFile(Path(path), "w", compression=zipfile.ZIP_STORED) as archive:
             for f in fields(self):
+                if f.name in _OPTIONAL and not np.asarray(getattr(self, f.name)).size:
+                    continue
                 buffer = io.BytesIO()
                 np.lib.format.write_array(buffer, np.asarray(getattr(self, f.name)), allow_pickle=False)
                 archive.writestr(zipfile.ZipInfo(f"{f.name}.npy", date_time=FIXED_ZIP_DATE), buffer.getvalue())
@@ -220,10 +241,14 @@ class WorldTruth:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "WorldTruth":
         with np.load(Path(path), allow_pickle=False) as arrays:
-            missing = [f.name for f in fields(cls) if f.name not in arrays.files]
+            missing = [f.name for f in fields(cls) if f.name not in arrays.files and f.name not in _OPTIONAL]
             if missing:
                 raise ValueError(f"{path}: not a genrec world truth file; arrays {missing} are missing")
-            return cls(**{f.name: arrays[f.name] for f in fields(cls)})
+            return cls(**{f.name: arrays[f.name] for f in fields(cls) if f.name in arrays.files})
+
+
+_OPTIONAL = ("objective_weight", "item_objective_value")
+"""Arrays only some worlds have; absent from the file when empty."""
 
 
 def _equal_range(sorted_texts: list[str], text: str) -> tuple[int, int] | None:
