@@ -25,7 +25,7 @@ CODES = np.stack([np.arange(16) // 4, np.arange(16) % 4], 1)  # 4 × 4: every le
 
 def _context(seed: int = 0, **config) -> AlignmentContext:
     torch.manual_seed(seed)
-    model_config = GenerativeConfig(**TINY)
+    model_config = GenerativeConfig(item_head=False, **TINY)
     spec = InputSpec(codebook_sizes=(4, 4), query_vocab_size=64, user_vocab_size=64)
     encoder = RequestEncoder(model_config, spec, ITEMS, CODES).fit(WORDS)
     trie = PrefixTrie.from_codes(CODES, ITEMS, [4, 4])

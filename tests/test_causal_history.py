@@ -13,7 +13,7 @@ from genrec.model.inputs import RequestEncoder
 from genrec.retrieval import ACTIONS, Request
 from genrec.train.sequences import SequenceTable
 
-CAUSAL = GenerativeConfig(d_model=32, n_heads=4, d_ff=64, dropout=0.0, item_buckets=31, tasks="recommendation",
+CAUSAL = GenerativeConfig(item_head=False, d_model=32, n_heads=4, d_ff=64, dropout=0.0, item_buckets=31, tasks="recommendation",
                           max_short=4, copy_recent=0)
 SPEC = InputSpec(codebook_sizes=(7, 5, 3), query_vocab_size=50, user_vocab_size=20, n_categories=4, n_item_slots=31)
 
@@ -39,11 +39,13 @@ def _model(config: GenerativeConfig = CAUSAL) -> GenerativeModel:
     return model
 
 
-@pytest.mark.parametrize("latest,copy,experts", [(False, 0, 0), (True, 2, 0), (False, 0, 4)],
-                         ids=["means", "latest-in-summary+copy", "sparse-moe-decoder"])
-def test_sequence_loss_equals_the_mean_loss_of_every_prefix_as_its_own_request(latest, copy, experts):
+@pytest.mark.parametrize("latest,copy,experts,head", [(False, 0, 0, False), (True, 2, 0, False), (False, 0, 4, False),
+                                                      (True, 0, 0, True)],
+                         ids=["means", "latest-in-summary+copy", "sparse-moe-decoder", "item-head"])
+def test_sequence_loss_equals_the_mean_loss_of_every_prefix_as_its_own_request(latest, copy, experts, head):
     # (the MoE's balance loss is a statistic of the whole batch, so it is left out of this comparison)
-    config = replace(CAUSAL, latest_in_summary=latest, copy_recent=copy, moe_experts=experts, moe_balance_weight=0.0)
+    config = replace(CAUSAL, latest_in_summary=latest, copy_recent=copy, moe_experts=experts, moe_balance_weight=0.0,
+                     item_head=head, item_head_text=False)
     encoder = _encoder(config)
     inter = _interactions({1: 3, 2: 5, 3: 9, 4: 1})
     table = SequenceTable.build(encoder, inter)
@@ -62,7 +64,7 @@ def test_sequence_loss_equals_the_mean_loss_of_every_prefix_as_its_own_request(l
                 targets.append(items[t])
     assert len(requests) == len(inter) == table.n_targets
     codes = torch.from_numpy(encoder.code_of_item[np.asarray(targets)])
-    slow = model.loss(encoder.transform(requests), codes)
+    slow = model.loss(encoder.transform(requests), codes, torch.as_tensor(targets) if head else None)
     torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
 
 
@@ -118,7 +120,7 @@ def test_a_recommendation_model_refuses_a_search_and_windows_without_context_are
     model = _model()
     with pytest.raises(ValueError, match="recommendations only"):
         model.encode_memory(encoder.transform([Request(user_id=1, query="apple", history=(3,))]))
-    both = GenerativeModel(GenerativeConfig(d_model=32, n_heads=4, d_ff=64), SPEC)
+    both = GenerativeModel(GenerativeConfig(item_head=False, d_model=32, n_heads=4, d_ff=64), SPEC)
     table = SequenceTable.build(encoder, _interactions({1: 3}))  # a recommendation-only model's: no context
     with pytest.raises(ValueError, match="context"):
         both.sequence_loss(table.collate([0]))
@@ -133,7 +135,7 @@ def test_train_generative_trains_a_causal_model_on_windows_that_serves(small_wor
     dataset, run = small_world.dataset, small_sid_run
     ids = dataset.items["item_id"].to_numpy()
     config = GenerativeTrainConfig(
-        model=GenerativeConfig(d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1,
+        model=GenerativeConfig(item_head=False, d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1,
                                max_short=6, tasks="recommendation"),
         train=TrainConfig(steps=4, batch_size=16, eval_every=2, checkpoint_every=2, warmup_steps=1, progress=False),
         valid_requests=20, beams=10, index_copies=0)
