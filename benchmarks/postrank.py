@@ -48,12 +48,13 @@ from genrec.cascade.ensemble import EnsembleConfig, RelationAwareEnsemble
 from genrec.cascade.features import FeatureSpace
 from genrec.cascade.fuse import FixedWeightFusion, FusionConfig, PersonalizedWeightFusion
 from genrec.cascade.rank import MultiTaskRanker, RankerConfig
+from genrec.cascade.report import visit_lists
 from genrec.cascade.retriever import GAINS, CascadeConfig, fusion_context, training_windows
 from genrec.cascade.samples import TASKS, ImpressionSamples, add_sampled_negatives, impression_samples
 from genrec.data.splits import leave_one_out
 from genrec.data.synth import WorldConfig, generate_world
 from genrec.eval.bootstrap import bootstrap_means, paired_test, percentile_interval
-from genrec.eval.metrics import ndcg_at_k, ranked_matrix
+from genrec.eval.metrics import ndcg_at_k
 from genrec.features.text import item_text
 from genrec.retrieval import Request
 
@@ -161,16 +162,8 @@ def stage_rows(samples: ImpressionSamples) -> list[ImpressionSamples]:
 
 def order_ndcg(score: np.ndarray, part: Scored) -> np.ndarray:
     """NDCG@10 on orders of each visit that has an order, its impressions ordered by `score`, `[v]`."""
-    s = part.samples
-    order = np.lexsort((-score, s.request_index))
-    r, items, y = s.request_index[order], s.item_ids[order], s.labels[order, 2]
-    starts = np.r_[0, np.flatnonzero(np.diff(r)) + 1]
-    ranked, judged = [], []
-    for begin, end in zip(starts, np.r_[starts[1:], len(r)]):
-        if y[begin:end].any():
-            ranked.append(items[begin:end])
-            judged.append({int(i): 1.0 for i in items[begin:end][y[begin:end] > 0]})
-    return ndcg_at_k(ranked_matrix(ranked, K), judged, K).values
+    ranked, judged = visit_lists(score, part.samples, part.samples.labels[:, 2])
+    return ndcg_at_k(ranked, judged, K).values
 
 
 def gains_of(labels: np.ndarray) -> np.ndarray:

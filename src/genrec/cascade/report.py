@@ -174,14 +174,14 @@ def fusion_table(model: CascadeModel, probs: np.ndarray, samples: ImpressionSamp
         score = model.fusions[name].score(probs, context)
         row: dict[str, str | float] = {"fusion": name}
         for t, task in ((2, "order"), (0, "click")):
-            ranked, judged = _visit_lists(score, samples, samples.labels[:, t])
+            ranked, judged = visit_lists(score, samples, samples.labels[:, t])
             row[f"ndcg@10 {task}"] = ndcg_at_k(ranked, judged, K).mean
             row[f"visits {task}"] = len(judged)
         rows.append(row)
     return rows
 
 
-def _visit_lists(score, samples, label):
+def visit_lists(score, samples, label):
     """Each visit with a positive: its impressions ordered by `score` `[v, K]`, relevance `{item: 1}`."""
     order = np.lexsort((-score, samples.request_index))
     r, items, y = samples.request_index[order], samples.item_ids[order], label[order]
