@@ -193,19 +193,24 @@ def prepare_training(run: Path, config: GenerativeTrainConfig, dataset: Dataset,
     index_requests, index_targets = indexing_requests(dataset.items, config.index_copies)
     item_category, n_categories = leaf_categories(dataset.items)
     use_categories = config.categories and n_categories > 1
-    item_text = None
-    if config.model.item_head and config.model.item_head_text:
+    reads_query_vectors = config.query_vectors and bool(searches or index_requests)
+    head_reads_text = config.model.item_head and config.model.item_head_text
+    vectors = None
+    if reads_query_vectors or head_reads_text:  # the item text vectors, read once for both users
         with main_first():  # rank 0 computes and caches them; the other ranks read the cache
             vectors = encode_items(dataset, run / "features", views=("text",), progress=False)
+    item_text = None
+    if head_reads_text and vectors is not None:
         item_text = (np.array(vectors.item_ids, dtype=np.int64), np.array(vectors.vectors[:, :TEXT_DIM], np.float32))
     spec = InputSpec(
         codebook_sizes=tuple(int(v) for v in sids.codebook_sizes),
-        query_vector_dim=TEXT_DIM if config.query_vectors and (searches or index_requests) else 0,
+        query_vector_dim=TEXT_DIM if reads_query_vectors else 0,
         n_categories=n_categories if use_categories else 0,
         n_item_slots=len(item_category) if use_categories or config.model.item_head else 0,
         item_text_dim=0 if item_text is None else item_text[1].shape[1])
     encoder = RequestEncoder(config.model, spec, sids.item_ids, sids.codes,
-                             query_vectors=_primed_query_vectors(run, dataset) if spec.query_vector_dim else None)
+                             query_vectors=_primed_query_vectors(vectors, dataset)
+                             if spec.query_vector_dim and vectors is not None else None)
     encoder.fit(item_query_text(dataset.items) + [r.query for r in searches if r.query], dataset.users)
     search_table = (ExampleTable.build(encoder, sids, searches + index_requests,
                                        np.concatenate([search_targets, index_targets]), progress=progress)
@@ -269,12 +274,10 @@ def validation_requests(split: Split, limit: int, seed: int,
     return requests, targets
 
 
-def _primed_query_vectors(run: Path, dataset: Dataset) -> TextVectorCache:
+def _primed_query_vectors(vectors: Any, dataset: Dataset) -> TextVectorCache:
     """A MiniLM query-vector cache that already knows the indexing task's texts: an
-    item's pseudo-query gets the item's own text vector (`RUN/features`, computed
-    there if missing), so 10k item texts are not encoded a second time."""
-    with main_first():  # rank 0 computes and caches them; the other ranks read the cache
-        vectors = encode_items(dataset, run / "features", views=("text",), progress=False)
+    item's pseudo-query gets the item's own text vector (`vectors`, the items' text view
+    from `RUN/features`), so 10k item texts are not encoded a second time."""
     row_of = dict(zip(vectors.item_ids.tolist(), range(len(vectors))))
     rows = [row_of[int(i)] for i in dataset.items["item_id"]]
     cache = TextVectorCache()
