@@ -6,7 +6,8 @@ A model trained with `GenerativeConfig.item_head` answers with its beams re-rank
 beam log-prob + mix × item log-prob. This decodes each seeded validation request
 once per beam width, then scores every mix on the same beams (the mix does not change
 what beam search finds, only the order), so the rows differ in nothing else. Mix 0
-is the beams' own order: the model without its head at inference. Writes
+is the beams' own order: the model without its head at inference. A model without an
+item head gets the mix-0 rows alone, which makes this the beam-width sweep too. Writes
 `benchmarks/results/item_head_mix_<run name>.md`; the chosen mix goes into the
 model's config (`model.item_head_mix`) for the test run.
 """

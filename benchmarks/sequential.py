@@ -93,6 +93,7 @@ def run_benchmark(
 ) -> str:
     """Prepare the run, train what is missing, evaluate every row, write the results table.
     `generative_config`: the benchmark's training config file (`--config` replaces it)."""
+    from genrec.model.retriever import GenerativeRetriever
     from genrec.registry import build_retriever
     from genrec.stages import train_missing
 
@@ -154,10 +155,11 @@ def run_benchmark(
             align_if_stale(run, load_config(AlignConfig, args.align_config))
         train_missing(run, [retriever_name], dataset, split)
         retriever = build_retriever(retriever_name, run, dataset, split)
-        if args.item_head_mix is not None and hasattr(retriever, "item_head_mix"):
-            retriever.item_head_mix = args.item_head_mix
-        if args.beams is not None and hasattr(retriever, "item_head_mix"):  # a generative row
-            retriever.beams = args.beams
+        if isinstance(retriever, GenerativeRetriever):  # generative and generative-aligned rows
+            if args.item_head_mix is not None:
+                retriever.item_head_mix = args.item_head_mix
+            if args.beams is not None:
+                retriever.beams = args.beams
         return retriever
 
     retrievers = [stage(f"build {n}", lambda n=n: build(n)) for n in names]
