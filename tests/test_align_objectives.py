@@ -6,9 +6,10 @@ import torch
 
 from genrec.align.config import AlignConfig
 from genrec.align.examples import AlignExamples, TeacherLists
+from genrec.align.head_mix import choose_head_mixes
 from genrec.align.objectives import group_advantages, level_kl
 from genrec.align.phases import AlignmentContext, distillation_loss, grpo_rollout_loss
-from genrec.align.policy import CodeBook, item_log_probs, propose, repeat_rows, trajectory
+from genrec.align.policy import CodeBook, head_log_probs, item_log_probs, propose, repeat_rows, trajectory
 from genrec.decode.beam_search import constrained_beam_search
 from genrec.decode.trie import PrefixTrie
 from genrec.model import GenerativeConfig, GenerativeModel, InputSpec
@@ -23,18 +24,21 @@ ITEMS = np.arange(101, 101 + len(WORDS))
 CODES = np.stack([np.arange(16) // 4, np.arange(16) % 4], 1)  # 4 × 4: every level has real choices
 
 
-def _context(seed: int = 0, **config) -> AlignmentContext:
+def _context(seed: int = 0, item_head: bool = False, **config) -> AlignmentContext:
     torch.manual_seed(seed)
-    model_config = GenerativeConfig(item_head=False, **TINY)
-    spec = InputSpec(codebook_sizes=(4, 4), query_vocab_size=64, user_vocab_size=64)
+    model_config = GenerativeConfig(item_head=item_head, **TINY)
+    spec = InputSpec(codebook_sizes=(4, 4), query_vocab_size=64, user_vocab_size=64,
+                     n_item_slots=int(ITEMS.max()) + 1 if item_head else 0)
     encoder = RequestEncoder(model_config, spec, ITEMS, CODES).fit(WORDS)
     trie = PrefixTrie.from_codes(CODES, ITEMS, [4, 4])
     requests = [Request(user_id=1, query=w, scenario="search") for w in WORDS[:4]]
     n = len(requests)
     examples = AlignExamples(requests, ITEMS[:n], np.array(["click"] * n), np.zeros(n, np.int64), np.arange(n))
     align = AlignConfig(**{"grpo_group": 16, "kl_weight": 0.0, "reward": "ranker", **config})
-    return AlignmentContext(align, GenerativeModel(model_config, spec), encoder, trie, CodeBook(ITEMS, CODES),
-                            examples, np.ones(n, np.float32))
+    model = GenerativeModel(model_config, spec)
+    if item_head:
+        model.item_head.set_known_items(torch.from_numpy(ITEMS))
+    return AlignmentContext(align, model, encoder, trie, CodeBook(ITEMS, CODES), examples, np.ones(n, np.float32))
 
 
 def _log_probs(c: AlignmentContext, requests) -> torch.Tensor:
@@ -130,6 +134,52 @@ def test_distillation_from_a_fixed_teacher_list_reproduces_that_list():
     _optimise(c, distillation_loss(c, TeacherLists(lists, weights)), steps=150, lr=0.02)
     top = propose(c.model, c.encoder, c.trie, c.examples.requests, beams=16, k=5)
     np.testing.assert_array_equal(top, lists)
+
+
+def test_distillation_teaches_the_item_head_the_teacher_list_only_when_weighted():
+    """The head re-ranks the served beams, so distillation must reach it: with head_weight
+    (head alone) the head's own top 5 becomes the teacher's list in the teacher's order and
+    the SID path's probabilities do not move; with 0 (SID path alone) the head's item table
+    is left as it was."""
+    rng = np.random.default_rng(1)
+    lists = np.stack([rng.choice(ITEMS, 5, replace=False) for _ in range(4)])
+    weights = np.tile(np.array([0.4, 0.25, 0.15, 0.12, 0.08], np.float32), (4, 1))
+    for head_weight in (0.0, 1.0):
+        c = _context(seed=6, item_head=True, head_weight=head_weight, distill_sid=not head_weight)
+        table = c.model.item_head.table.detach().clone()
+        beams = _log_probs(c, c.examples.requests)
+        _optimise(c, distillation_loss(c, TeacherLists(lists, weights)), steps=150, lr=0.02)
+        with torch.no_grad():
+            head = head_log_probs(c.model.eval(), c.encoder.transform(c.examples.requests),
+                                  torch.from_numpy(np.tile(ITEMS, (4, 1))))
+        top = ITEMS[torch.argsort(head, dim=1, descending=True)[:, :5].numpy()]
+        if head_weight:
+            np.testing.assert_array_equal(top, lists)
+            torch.testing.assert_close(_log_probs(c, c.examples.requests), beams)  # head alone: the SID path is as trained
+        else:
+            assert torch.equal(c.model.item_head.table, table)
+
+
+def test_the_head_mix_is_chosen_per_task_on_validation():
+    """Each search's target is the item its beams rank last; a head taught those targets
+    (distilled alone) earns the larger mix for searches, and with no recommendation among
+    the requests the recommendation mix is left to the model."""
+    c = _context(seed=7, item_head=True, distill_sid=False)
+    before = _log_probs(c, c.examples.requests)
+    targets = ITEMS[before.argmin(1).numpy()]
+    lists = TeacherLists(targets[:, None], np.ones((len(targets), 1), np.float32))
+    _optimise(c, distillation_loss(c, lists), steps=100, lr=0.05)
+    choice = choose_head_mixes(c.model, c.encoder, c.trie, c.examples.requests, targets, beams=16,
+                               candidates=(0.0, 4.0))
+    assert choice.search_mix == 4.0 and choice.rec_mix is None
+    assert [row[1] for row in choice.table] == [0.0, 1.0]  # search Recall@10 at mix 0 and 4
+    with pytest.raises(ValueError, match="candidates"):
+        choose_head_mixes(c.model, c.encoder, c.trie, c.examples.requests, targets, beams=16, candidates=())
+
+
+def test_head_log_probs_is_none_without_an_item_head():
+    c = _context()
+    assert head_log_probs(c.model, c.encoder.transform(c.examples.requests[:1]), torch.tensor([[101]])) is None
 
 
 def test_debiased_grpo_does_not_reorder_a_request_whose_rewards_are_only_noise():

@@ -109,6 +109,16 @@ def test_the_retriever_reorders_beams_by_the_head_and_mix_zero_is_the_plain_mode
     assert fast.retrieve(requests[:1], 5)[0].item_ids.tolist() == ranked[0].item_ids.tolist()  # the served path
     with pytest.raises(ValueError, match="item_head_mix"):
         GenerativeRetriever(with_head, encoder, trie, item_head_mix=-1.0)
+    # A search mix of its own: the search is re-ranked by the head, the recommendation beside it is not.
+    search = Request(user_id=1, query=str(small_world.dataset.items["title"].iloc[0]), history=(3, 4))
+    mixed = [search, requests[1]]
+    per_task = GenerativeRetriever(with_head, encoder, trie, beams=16, item_head_mix=0.0,
+                                   item_head_search_mix=1.0).retrieve(mixed, 5)
+    headed = GenerativeRetriever(with_head, encoder, trie, beams=16, item_head_mix=1.0).retrieve(mixed, 5)
+    assert per_task[0].item_ids.tolist() == headed[0].item_ids.tolist()
+    assert per_task[1].item_ids.tolist() == plain[1].item_ids.tolist()
+    with pytest.raises(ValueError, match="item_head_search_mix"):
+        GenerativeRetriever(with_head, encoder, trie, item_head_search_mix=float("nan"))
 
 
 def test_the_item_head_config_is_checked():

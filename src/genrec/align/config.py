@@ -17,9 +17,9 @@ SELECT_METRICS: tuple[str, ...] = ("ndcg@10", "recall@10", "search_recall@10", "
 class AlignConfig:
     """Post-training of a trained generative model.
 
-    Defaults: the demo's schedule (distillation 100 steps, then debiased GRPO 30 steps on
-    the ranker + PARS reward), a shortened version of the ladder chosen on validation in
-    `benchmarks/results/align.md` (200 + 60 steps) that fits `genrec demo`'s budget.
+    Defaults: the demo's schedule, chosen on validation (`benchmarks/results/align.md`):
+    the cascade's search lists distilled into the item head alone (200 steps), then
+    debiased GRPO 30 steps on the ranker + PARS reward, then the head's mixes per task.
 
     Examples: the `per_user` newest interactions of each user in split.train, at most
     `max_examples` (seeded sample). Phases, in order (0 steps turns one off):
@@ -30,23 +30,30 @@ class AlignConfig:
     * `distill_steps` — list-wise distillation of the cascade's top-`teacher_size` list
       (softmax of its calibrated scores / `teacher_temperature`) plus `target_share` on the
       logged target; `teacher_for` = "search" distils search requests only (on
-      recommendation the cascade is the weaker model), "all" every request;
+      recommendation the cascade is the weaker model), "all" every request. A model with an
+      item head learns the lists in its head, weighted by `head_weight`; `distill_sid`
+      also teaches them to the SID path (and the encoder under it). Off by default: on
+      the default world that moved the beams and cost recommendation, while the head
+      alone learns the teacher's order among the beams without touching them;
     * `grpo_steps` — GRPO over the policy's `grpo_group` beams per request, rewarded by
       `reward` (one of `TRAINING_REWARDS`; `pars_reward_weight` weighs PARS inside
       "ranker+pars"), with `kl_weight` · KL to the model that entered the phase;
       `debiased` pools the advantage scale over the batch (`genrec.align.objectives`).
 
-    Every `eval_every` steps each phase measures `valid_requests` validation requests and
+    Every `eval_every` steps each phase measures `valid_requests` validation requests (at
+    `beams`; None: the beam width the trained model serves with) and
     keeps its best checkpoint by `select_metric` ("balanced" = mean of search Recall@10
     and recommendation NDCG@10); a phase whose best is below the model it started from
-    is dropped (validation decides, never test).
+    is dropped (validation decides, never test). Last, a model with an item head gets
+    its mixes (recommendation, search) chosen from `head_mixes` on the same requests
+    (`genrec.align.head_mix`; empty: the trained model's mixes are kept).
     """
 
     seed: int = 0
     per_user: int = 6
     max_examples: int = 15000
     valid_requests: int = 1000
-    beams: int = 20
+    beams: int | None = None
     select_metric: str = "balanced"
     eval_every: int = 50
     batch_size: int = 64
@@ -54,11 +61,14 @@ class AlignConfig:
     sft_steps: int = 0
     high_value_steps: int = 0
     pars_weighted: bool = True
-    distill_steps: int = 100
+    distill_steps: int = 200
     teacher_size: int = 10
     teacher_temperature: float = 0.01
     target_share: float = 0.3
     teacher_for: str = "search"
+    head_weight: float = 1.0
+    distill_sid: bool = False
+    head_mixes: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
     distill_batch_size: int = 64
     grpo_steps: int = 30
     grpo_group: int = 8
@@ -81,7 +91,15 @@ class AlignConfig:
         for name in ("sft_steps", "high_value_steps", "distill_steps", "grpo_steps", "valid_requests"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
-        for name in ("per_user", "beams", "eval_every", "batch_size", "teacher_size", "grpo_group",
+        if self.beams is not None and self.beams < 1:
+            raise ValueError(f"beams must be ≥ 1 or None, got {self.beams}")
+        if self.head_weight < 0:
+            raise ValueError(f"head_weight must be ≥ 0, got {self.head_weight}")
+        if any(not m >= 0 for m in self.head_mixes):
+            raise ValueError(f"head_mixes must all be ≥ 0, got {self.head_mixes}")
+        if not self.distill_sid and not self.head_weight:
+            raise ValueError("distill_sid=false leaves only the item head to distil into: head_weight must be > 0")
+        for name in ("per_user", "eval_every", "batch_size", "teacher_size", "grpo_group",
                      "distill_batch_size", "grpo_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")

@@ -17,7 +17,7 @@ import torch
 from genrec.align.config import AlignConfig
 from genrec.align.examples import AlignExamples, TeacherLists
 from genrec.align.objectives import group_advantages, grpo_loss, level_kl, listwise_distillation, weighted_nll
-from genrec.align.policy import CodeBook, propose, repeat_rows, trajectory
+from genrec.align.policy import CodeBook, head_log_probs, propose, repeat_rows, trajectory
 
 
 @dataclass
@@ -48,19 +48,34 @@ def sft_loss(c: AlignmentContext, weights: np.ndarray) -> Callable:
 
 
 def distillation_loss(c: AlignmentContext, lists: TeacherLists) -> Callable:
-    """List-wise distillation of `lists` (the teacher's items and weights per example row)."""
+    """List-wise distillation of `lists` (the teacher's items and weights per example row).
+
+    Into the item head (weight `head_weight`): the head re-ranks the served beams, so it
+    is where the teacher's order among them (look-alike items the SID path cannot tell
+    apart) is learned. Into the SID path as well with `distill_sid`, and always for a
+    model without a head. Head alone, the gradient stops at the summary vector, so the
+    beams the model generates stay exactly the trained model's."""
     def loss(model, rows: np.ndarray) -> torch.Tensor:
         _dropout(model, c.config.dropout)
         requests = [c.examples.requests[i] for i in rows]
         items = lists.item_ids[rows]
-        valid = items >= 0
-        items = np.where(valid, items, items[:, :1])  # padding scored as the first item, then masked out
+        valid = torch.from_numpy(items >= 0)
+        items = np.where(items >= 0, items, items[:, :1])  # padding scored as the first item, then masked out
         width = items.shape[1]
-        codes = torch.from_numpy(c.codebook.codes_of(items).reshape(-1, c.codebook.codes.shape[1]))
-        batch = repeat_rows(c.encoder.transform(requests), width)
-        log_p, _ = trajectory(model, batch, codes, c.trie)
-        return listwise_distillation(log_p.view(len(rows), width), torch.from_numpy(lists.weights[rows]),
-                                     torch.from_numpy(valid))
+        teacher = torch.from_numpy(lists.weights[rows])
+        encoded = c.encoder.transform(requests)
+        has_head = getattr(model, "item_head", None) is not None
+        into_sid = c.config.distill_sid or not has_head  # a head-less model learns them in its SID path
+        total = torch.zeros(())
+        if into_sid:
+            codes = torch.from_numpy(c.codebook.codes_of(items).reshape(-1, c.codebook.codes.shape[1]))
+            log_p, _ = trajectory(model, repeat_rows(encoded, width), codes, c.trie)
+            total = listwise_distillation(log_p.view(len(rows), width), teacher, valid)
+        if has_head and c.config.head_weight:
+            head = head_log_probs(model, encoded, torch.from_numpy(items), head_only=not into_sid)
+            assert head is not None  # has_head
+            total = total + c.config.head_weight * listwise_distillation(head, teacher, valid)
+        return total
     return loss
 
 

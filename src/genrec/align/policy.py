@@ -55,6 +55,25 @@ def masked_log_softmax(logits: torch.Tensor, trie: PrefixTrie, level: int, nodes
     return torch.log_softmax(logits.float().masked_fill(~allowed, float("-inf")), dim=1)
 
 
+def head_log_probs(model, batch, items: torch.Tensor, head_only: bool = False) -> torch.Tensor | None:
+    """The item head's log p(item) `[B, K]` of `items` `[B, K]` (-1 pads score 0) for the
+    requests of `batch`, or None for a model without an item head. Differentiable.
+
+    The head re-ranks the served beams, so an objective that should move what the
+    model serves moves this number beside the SID path's (`trajectory`). `head_only`
+    stops the gradient at the summary vector.
+    """
+    head = getattr(model, "item_head", None)
+    if head is None:
+        return None
+    if head_only:  # the gradient reaches the head alone: the encoder, and so the beams, stay as they are
+        with torch.no_grad():
+            summary = model.encode_memory(batch)[2]
+    else:
+        summary = model.encode_memory(batch)[2]
+    return head.score(summary, items.to(summary.device))
+
+
 def repeat_rows(batch, times: int):
     """`batch` with each request repeated `times` times, request-major: row b*times + j is request b."""
     rows = torch.arange(batch.batch_size, device=batch.query.device).repeat_interleave(times)

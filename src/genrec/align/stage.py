@@ -17,6 +17,7 @@ import json
 import logging
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,6 +26,7 @@ import torch
 
 from genrec.align.config import PHASES, AlignConfig
 from genrec.align.examples import TeacherLists, align_examples, teacher_lists
+from genrec.align.head_mix import choose_head_mixes
 from genrec.align.phases import AlignmentContext, distillation_loss, grpo_rollout_loss, sft_loss
 from genrec.align.policy import CodeBook
 from genrec.align.rewards import OracleUtility, PARSReward, PreferenceWeights, RankerReward, build_reward
@@ -84,7 +86,7 @@ def align_generative(run: str | Path, config: AlignConfig | None = None, *, data
     needs_ranker = config.grpo_steps > 0 and "ranker" in config.reward
     ranker = RankerReward.from_run(run) if needs_ranker or (cascade / "manifest.json").exists() else None
     oracle = OracleUtility.from_run(run) if (run / "data" / "truth.npz").exists() else None
-    validate = validation(run, split, encoder, trie, config, dataset, ranker, oracle)
+    validate = validation(run, split, encoder, trie, config, dataset, ranker, oracle, beams=retriever.beams)
 
     context = AlignmentContext(config, model, encoder, trie, codebook, examples, weights.weight(examples.actions, examples.positions))
     results: dict[str, dict] = {}
@@ -126,16 +128,40 @@ def align_generative(run: str | Path, config: AlignConfig | None = None, *, data
         write_json_atomic(done, results[phase])
         say(f"{phase}: {'kept' if kept else 'dropped'} (best step {result.best_step}, select {result.best_metric:.4f})")
 
+    head_mix = None
+    if config.head_mixes and getattr(model, "item_head", None) is not None:
+        head_mix = _choose_mixes(model, encoder, trie, validation_requests(split, config), retriever.beams,
+                                            config.head_mixes, say)
+        start_scores = None  # the served order changed: measure it again
     final = _scores(validate, model) if start_scores is None else start_scores
-    return write_aligned(run, model, base, config, results, final)
+    return write_aligned(run, model, base, config, results, final, head_mix)
 
 
-def write_aligned(run: Path, model, base: Path, config: AlignConfig, results: dict, final: dict) -> Path:
+def _choose_mixes(model, encoder, trie, valid: tuple[list, np.ndarray], beams: int, candidates: tuple[float, ...],
+                  say) -> dict:
+    """Set the model's item-head mixes to the best of `candidates` on validation (`genrec.align.head_mix`)."""
+    cpu = time.process_time()
+    choice = choose_head_mixes(model, encoder, trie, *valid, beams=beams, candidates=candidates)
+    before = (model.config.item_head_mix, model.config.item_head_search_mix)
+    model.config = replace(model.config,
+                           item_head_mix=model.config.item_head_mix if choice.rec_mix is None else choice.rec_mix,
+                           item_head_search_mix=choice.search_mix)
+    say(f"head mix: recommendation {before[0]} → {model.config.item_head_mix}, "
+        f"search {before[1]} → {model.config.item_head_search_mix}")
+    return {"item_head_mix": model.config.item_head_mix,
+            "item_head_search_mix": model.config.item_head_search_mix,
+            "table": [list(row) for row in choice.table], "cpu_seconds": round(time.process_time() - cpu, 1)}
+
+
+def write_aligned(run: Path, model, base: Path, config: AlignConfig, results: dict, final: dict,
+                  head_mix: dict | None = None) -> Path:
     """RUN/align/generative in the layout of RUN/train/generative; the manifest goes last."""
     out = run.joinpath(*ALIGNED_DIR)
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)
     base_config = json.loads((base / "config.json").read_text())
+    base_config["model"] = {**base_config["model"], "item_head_mix": model.config.item_head_mix,
+                            "item_head_search_mix": model.config.item_head_search_mix}
     with atomic_path(out / "best.pt") as tmp:
         torch.save({"model": model.state_dict()}, tmp)
     write_json_atomic(out / "config.json", {**base_config, "align": config.to_dict()})
@@ -146,8 +172,8 @@ def write_aligned(run: Path, model, base: Path, config: AlignConfig, results: di
         config.to_dict(), inputs={"base_model": folder_sha256(base),
                                   "cascade": folder_sha256(cascade) if cascade.is_dir() else None},
         code=code_fingerprint(*ALIGN_CODE),
-        result={"phases": results, "validation": final,
-                "cpu_seconds": round(sum(r.get("cpu_seconds", 0.0) for r in results.values()), 1)}))
+        result={"phases": results, "head_mix": head_mix, "validation": final,
+                "cpu_seconds": round(sum(r.get("cpu_seconds", 0.0) for r in [*results.values(), head_mix or {}]), 1)}))
     return out
 
 
@@ -194,17 +220,12 @@ def _teacher(run: Path, work: Path, c: AlignmentContext, data: tuple[Dataset, Sp
 
 
 def validation(run: Path, split: Split, encoder, trie, config: AlignConfig, dataset: Dataset,
-               ranker: RankerReward | None, oracle: OracleUtility | None) -> Callable:
+               ranker: RankerReward | None, oracle: OracleUtility | None, beams: int = 20) -> Callable:
     """`evaluate(model)` for the loop on a seeded sample of validation requests: Recall@10 and
     NDCG@10 (all, search, recommendation), the selection metric, and the guards: item coverage
     of the top 10, mean log-popularity of the recommended items, mean ranker reward and (on a
     generated world) the true expected Recall@10 under the oracle's choice model."""
-    requests, targets = build_requests(split, "valid")
-    if config.valid_requests and len(requests) > config.valid_requests:
-        pick = np.sort(np.random.default_rng(config.seed).choice(len(requests), config.valid_requests, replace=False))
-        requests, targets = [requests[i] for i in pick], targets[pick]
-    if not requests:
-        raise ValueError("the validation split has no request; alignment chooses its checkpoints on validation")
+    requests, targets = validation_requests(split, config)
     is_search = np.asarray([r.is_search for r in requests])
     counts = split.train[split.train["action"] != "impression"]["item_id"].value_counts()
     log_pop = np.zeros(int(max(dataset.items["item_id"].max(), counts.index.max() if len(counts) else 0)) + 1)
@@ -212,7 +233,7 @@ def validation(run: Path, split: Split, encoder, trie, config: AlignConfig, data
     n_items = len(dataset.items)
 
     def evaluate(model) -> dict[str, float]:
-        answers = GenerativeRetriever(model, encoder, trie, beams=config.beams).retrieve(requests, 10)
+        answers = GenerativeRetriever(model, encoder, trie, beams=beams).retrieve(requests, 10)
         ranked = ranked_matrix(answers, 10)
         scores = {"recall@10": recall_at_k(ranked, targets, 10).mean, "ndcg@10": ndcg_at_k(ranked, targets, 10).mean}
         for name, rows in (("search", is_search), ("rec", ~is_search)):
@@ -230,6 +251,17 @@ def validation(run: Path, split: Split, encoder, trie, config: AlignConfig, data
         return scores
 
     return evaluate
+
+
+def validation_requests(split: Split, config: AlignConfig) -> tuple[list, np.ndarray]:
+    """The seeded sample of `valid_requests` validation requests (all when 0) and their targets."""
+    requests, targets = build_requests(split, "valid")
+    if config.valid_requests and len(requests) > config.valid_requests:
+        pick = np.sort(np.random.default_rng(config.seed).choice(len(requests), config.valid_requests, replace=False))
+        requests, targets = [requests[i] for i in pick], targets[pick]
+    if not requests:
+        raise ValueError("the validation split has no request; alignment chooses its checkpoints on validation")
+    return requests, targets
 
 
 def _select(scores: dict[str, float], metric: str) -> float:
@@ -322,8 +354,9 @@ def _work_is_for(work: Path, config: AlignConfig) -> bool:
 
 
 def _settings(config: dict) -> dict:
-    """An AlignConfig's fields that change the result (`progress` only changes what is printed)."""
-    return {k: v for k, v in config.items() if k != "progress"}
+    """An AlignConfig's fields that change the result (`progress` only changes what is printed),
+    as JSON reads them back (a tuple and the list it was saved as compare equal)."""
+    return json.loads(json.dumps({k: v for k, v in config.items() if k != "progress"}))
 
 
 def _reporter(progress: bool) -> Callable[[str], None]:

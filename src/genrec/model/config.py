@@ -49,6 +49,8 @@ class GenerativeConfig:
     level losses with weight `item_head_weight`, re-ranks the beams at inference by
     beam log-prob + `item_head_mix` × item log-prob (`genrec.model.item_head`);
     `item_head_text`: its item vectors add a learned map of each item's text vector.
+    `item_head_search_mix`: the mix for requests with a query (None: `item_head_mix`); the
+    two tasks lean on the head differently, and `genrec align` chooses both on validation.
     Each choice's evidence: `docs/generative.md`, `benchmarks/results/generative_variants.md`.
     """
 
@@ -76,6 +78,7 @@ class GenerativeConfig:
     item_head_weight: float = 0.25
     item_head_mix: float = 0.5
     item_head_text: bool = True
+    item_head_search_mix: float | None = None
 
     def __post_init__(self) -> None:
         if self.tasks not in TASKS:
@@ -100,6 +103,8 @@ class GenerativeConfig:
         for name in ("item_head_weight", "item_head_mix"):
             if not getattr(self, name) >= 0.0:  # `not >=` also refuses NaN
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        if self.item_head_search_mix is not None and not self.item_head_search_mix >= 0.0:
+            raise ValueError(f"item_head_search_mix must be ≥ 0 or None, got {self.item_head_search_mix}")
         if self.moe_balance_weight < 0.0:
             raise ValueError(f"moe_balance_weight must be ≥ 0, got {self.moe_balance_weight}")
 

@@ -102,10 +102,13 @@ class ItemHead(nn.Module):
         picked = self.log_probs(summary).gather(1, items.clamp(min=0).long())
         return torch.where(real, picked, torch.zeros_like(picked))
 
-    def rerank(self, summary: torch.Tensor, items: torch.Tensor, scores: torch.Tensor, mix: float,
+    def rerank(self, summary: torch.Tensor, items: torch.Tensor, scores: torch.Tensor, mix: float | torch.Tensor,
                k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The best `k` of each request's beams `items [B, K]` (-1 = none, score -inf) by
-        `scores + mix * log p(item)`: `(items [B, k], combined scores [B, k])`, -1 rows last."""
+        `scores + mix * log p(item)` (`mix` one number, or one per request `[B]`):
+        `(items [B, k], combined scores [B, k])`, -1 rows last."""
+        if isinstance(mix, torch.Tensor):
+            mix = mix.float().reshape(-1, 1)
         combined = scores.float() + mix * self.score(summary, items)
         combined = combined.masked_fill(items < 0, float("-inf"))
         top = torch.topk(combined, min(k, items.shape[1]), dim=1)

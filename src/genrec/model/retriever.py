@@ -55,7 +55,8 @@ class GenerativeRetriever:
 
     A model with an item head (`GenerativeConfig.item_head`) re-ranks all its beams
     by beam log-prob + `item_head_mix` × the head's item log-prob before cutting to
-    k; `item_head_mix` set here overrides the model's (None: the model's; 0: the
+    k (`item_head_search_mix` for requests with a query, when the model or the caller
+    sets one); `item_head_mix` set here overrides the model's (None: the model's; 0: the
     beams' own order).
     """
 
@@ -63,7 +64,8 @@ class GenerativeRetriever:
 
     def __init__(self, model: GenerativeModel, encoder: RequestEncoder, trie: PrefixTrie,
                  beams: int = 20, batch_size: int = 256, max_beams: int = 256, precision: str | None = None,
-                 prune_margin: float | None = None, item_head_mix: float | None = None):
+                 prune_margin: float | None = None, item_head_mix: float | None = None,
+                 item_head_search_mix: float | None = None):
         if not 1 <= beams <= max_beams:
             raise ValueError(f"beams must be in 1..max_beams ({max_beams}), got {beams}")
         if batch_size < 1:
@@ -77,9 +79,13 @@ class GenerativeRetriever:
                              "ragged rows pruning leaves; the model's own decoding does not)")
         if item_head_mix is not None and not item_head_mix >= 0:
             raise ValueError(f"item_head_mix must be ≥ 0 or None, got {item_head_mix}")
+        if item_head_search_mix is not None and not item_head_search_mix >= 0:
+            raise ValueError(f"item_head_search_mix must be ≥ 0 or None, got {item_head_search_mix}")
         self.model = model.eval()
         self.prune_margin = prune_margin
         self.item_head_mix = model.config.item_head_mix if item_head_mix is None else item_head_mix
+        self.item_head_search_mix = (item_head_search_mix if item_head_search_mix is not None
+                                     else model.config.item_head_search_mix)
         self.encoder = encoder
         self.trie = trie
         self.beams = beams
@@ -99,7 +105,7 @@ class GenerativeRetriever:
             raise ValueError("prune_margin needs precision 'fp32' or 'bf16' (set at construction)")
         beams = min(max(self.beams, k), self.max_beams)
         k = min(k, beams)
-        head = self.model.item_head if self.item_head_mix > 0 else None
+        head = self.model.item_head if max(self.item_head_mix, self.search_mix) > 0 else None
         device = next(self.model.parameters()).device
         out: list[Ranked] = []
         with torch.no_grad():
@@ -112,12 +118,19 @@ class GenerativeRetriever:
                 if head is not None:  # every beam is a candidate; the item head reorders them
                     if state.summary is None:
                         raise ValueError("the decoder's encode() gave no summary for the item head to score")
-                    found, found_scores = head.rerank(state.summary, found, found_scores, self.item_head_mix, k)
+                    mixes = torch.tensor([self.search_mix if r.is_search else self.item_head_mix for r in chunk],
+                                         device=found.device)
+                    found, found_scores = head.rerank(state.summary, found, found_scores, mixes, k)
                 items, scores = found.cpu().numpy(), found_scores.cpu().numpy()
                 for row in range(len(chunk)):
                     real = items[row] >= 0
                     out.append(Ranked(items[row][real], scores[row][real]))
         return out
+
+    @property
+    def search_mix(self) -> float:
+        """The item head's mix for requests with a query."""
+        return self.item_head_mix if self.item_head_search_mix is None else self.item_head_search_mix
 
     # ---- loading ----------------------------------------------------------------------
 

@@ -1,0 +1,84 @@
+"""The item head's mix per task, chosen on validation once alignment has changed the head.
+
+A model with an item head serves `beam log-prob + mix × item log-prob`
+(`genrec.model.item_head`). The mix that was right for the trained model is not
+the one that is right after alignment: distillation teaches the head the
+teacher's order among look-alike items, so it deserves more weight, and searches
+and recommendations lean on it differently (on the default world a search wants
+about twice the weight a recommendation does). So the align stage ends by
+decoding its validation requests once and scoring every candidate mix on the same
+beams (a mix changes only the order of what beam search found, never what it
+found), separately for requests with and without a query.
+
+Each task is judged by its part of the balanced selection metric: search by
+Recall@10, recommendation by NDCG@10.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from genrec.decode.beam_search import constrained_beam_search
+from genrec.eval.metrics import ndcg_at_k, recall_at_k
+from genrec.retrieval import Request
+
+
+@dataclass(frozen=True)
+class MixChoice:
+    """The chosen mixes (None: the task had no validation request, keep the model's) and every candidate's score."""
+
+    rec_mix: float | None
+    search_mix: float | None
+    table: list[tuple[float, float | None, float | None]]
+    """(mix, search Recall@10, recommendation NDCG@10) per candidate"""
+
+
+def choose_head_mixes(model, encoder, trie, requests: list[Request], targets: np.ndarray, beams: int,
+                      candidates: tuple[float, ...], batch_size: int = 256) -> MixChoice:
+    """The best of `candidates` for searches and for recommendations on `requests` with `targets` `[n]`.
+
+    Ties go to the smaller mix (the beams' own order is the simpler model).
+    """
+    if model.item_head is None:
+        raise ValueError("choosing the item head's mix needs a model with an item head")
+    if not candidates or min(candidates) < 0:
+        raise ValueError(f"head mix candidates must be ≥ 0 and at least one, got {candidates}")
+    items, beam_scores, head_scores = _beams(model, encoder, trie, requests, beams, batch_size)
+    is_search = np.asarray([r.is_search for r in requests], dtype=bool)
+    table = []
+    for mix in sorted(candidates):
+        ranked = _ranked(items, beam_scores, head_scores, mix, 10)
+        search = float(recall_at_k(ranked[is_search], targets[is_search], 10).mean) if is_search.any() else None
+        rec = float(ndcg_at_k(ranked[~is_search], targets[~is_search], 10).mean) if (~is_search).any() else None
+        table.append((float(mix), search, rec))
+    return MixChoice(_best(table, 2), _best(table, 1), table)
+
+
+def _best(table: list[tuple], column: int) -> float | None:
+    scored = [row for row in table if row[column] is not None]
+    if not scored:
+        return None
+    return max(scored, key=lambda row: (row[column], -row[0]))[0]
+
+
+def _beams(model, encoder, trie, requests: list[Request], beams: int,
+           batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every request's `beams` items `[n, beams]` (-1 = none), their beam and head log-probs."""
+    model.eval()
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    with torch.no_grad():
+        for start in range(0, len(requests), batch_size):
+            state = model.encode(encoder.transform(requests[start:start + batch_size]))
+            found, scores = constrained_beam_search(model, state, trie, beams, beams)
+            parts.append((found.numpy(), scores.float().numpy(), model.item_head.score(state.summary, found).numpy()))
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+
+
+def _ranked(items: np.ndarray, beam_scores: np.ndarray, head_scores: np.ndarray, mix: float, k: int) -> np.ndarray:
+    """`[n, k]` item ids by beam score + mix × head score (-1 = none, always last)."""
+    combined = np.where(items >= 0, beam_scores + mix * head_scores, -np.inf)
+    order = np.argsort(-combined, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(items, order, axis=1)
