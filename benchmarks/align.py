@@ -1,13 +1,15 @@
-"""Post-training ladder on the default world: SFT → +PARS → +distillation → +GRPO / +debiased GRPO.
+"""Post-training ladder on the default world: head mixes, SFT → +PARS, +distillation → +GRPO / +debiased GRPO.
 
     .venv/bin/python benchmarks/align.py --run runs/demo --part valid --max-requests 1000   # screening
     .venv/bin/python benchmarks/align.py --run runs/demo                                    # the test table
 
-Each row post-trains the previous row's model (the aligned folder has the trained
-model's layout, so it can be the next row's base): row folders live under
-RUN/align-ladder/<row>/ and link RUN's data, SIDs, features and cascade. "+debiased
-GRPO" starts from the same model as "+GRPO" (the distilled one), so the two differ
-only in the advantage scale. Every row chooses its checkpoints on the validation
+Each row post-trains the model of the row it names in ROWS (the aligned folder has the
+trained model's layout, so it can be the next row's base): row folders live under
+RUN/align-ladder/<row>/ and link RUN's data, SIDs, features and cascade. "head mixes"
+runs no phase, only the final choice of the item head's mixes that every row makes, so
+it shows what that choice alone gives; SFT, +PARS and +distillation start from the
+trained model; "+debiased GRPO" starts from the same model as "+GRPO" (the distilled
+one), so the two differ only in the advantage scale. Every row chooses its checkpoints on the validation
 split inside `align_generative`; the test part is evaluated once per row.
 
 Writes benchmarks/results/align.md (test) or align_valid.md (valid) and, from the
@@ -32,14 +34,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 LINKED = ("data", "sid", "features", "cascade")
 
-COMMON = dict(valid_requests=1000, eval_every=50, select_metric="balanced")
+COMMON = dict(eval_every=50, select_metric="balanced")
 ZERO = dict(sft_steps=0, high_value_steps=0, distill_steps=0, grpo_steps=0)
 SFT = dict(sft_steps=100, high_value_steps=50, lr=3e-4)
 ROWS: dict[str, tuple[str, dict]] = {
-    # name: (the row whose model it starts from, the phases it adds); the rest of AlignConfig keeps its defaults
+    # name: (the row whose model it starts from, the phases it adds); the rest of AlignConfig keeps its
+    # defaults, so every row of a model with an item head ends by choosing the head's mixes on validation
+    "head mixes": ("generative", {**ZERO}),
     "SFT": ("generative", {**ZERO, **SFT, "pars_weighted": False}),
     "+PARS": ("generative", {**ZERO, **SFT, "pars_weighted": True}),
-    "+distillation": ("+PARS", {**ZERO, "distill_steps": 200}),
+    "+distillation": ("generative", {**ZERO, "distill_steps": 200}),
     "+GRPO": ("+distillation", {**ZERO, "grpo_steps": 60, "eval_every": 10, "debiased": False}),
     "+debiased GRPO": ("+distillation", {**ZERO, "grpo_steps": 60, "eval_every": 10, "debiased": True}),
 }
@@ -91,7 +95,7 @@ def main() -> None:
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     overrides = _overrides(args.set)
     folders = {"generative": run / "train" / "generative"}
-    cpu, wall, phases = {}, {}, {}
+    cpu, wall, phases, mixes = {}, {}, {}, {}
     for name in ROWS:
         if name not in rows and not _needed_by(name, rows):
             continue
@@ -102,7 +106,8 @@ def main() -> None:
         print(f"== {name}: from {start_from}, {values}", file=sys.stderr, flush=True)
         folders[name] = align_generative(row_run, AlignConfig(**values), dataset=dataset, split=split, sids=sids)
         cpu[name], wall[name] = time.process_time() - tick_cpu, time.perf_counter() - tick
-        phases[name] = json.loads((folders[name] / "manifest.json").read_text())["result"]["phases"]
+        result = json.loads((folders[name] / "manifest.json").read_text())["result"]
+        phases[name], mixes[name] = result["phases"], result.get("head_mix")
 
     requests, targets = build_requests(split, args.part)
     if args.max_requests and args.max_requests < len(requests):
@@ -118,7 +123,7 @@ def main() -> None:
                       config=replace(EvalConfig(), k=50), progress=False)
     eval_seconds = time.perf_counter() - tick
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"align{'' if args.part == 'test' else '_valid'}.md"
-    _write(out, report, args, rows, cpu, wall, phases, eval_seconds, len(requests))
+    _write(out, report, args, rows, cpu, wall, phases, mixes, eval_seconds, len(requests))
     if args.plot:
         _plot(phases, Path(args.plot))
     print(out.read_text())
@@ -213,7 +218,7 @@ def _cell(report, name: str, metric: str, part: str) -> str:
     return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def _write(out: Path, report, args, rows, cpu, wall, phases, eval_seconds, n_requests) -> None:
+def _write(out: Path, report, args, rows, cpu, wall, phases, mixes, eval_seconds, n_requests) -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     command = "PYTHONPATH=src .venv/bin/python benchmarks/align.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     lines = [f"# Post-training ladder ({args.part} split)", "",
@@ -243,6 +248,11 @@ def _write(out: Path, report, args, rows, cpu, wall, phases, eval_seconds, n_req
                          f"| {best.get('rec_ndcg@10', float('nan')):.4f} | {best.get('coverage@10', float('nan')):.3f} "
                          f"| {best.get('popularity@10', float('nan')):.2f} | {best.get('ranker_reward@10', float('nan')):.4f} "
                          f"| {best.get('true_recall@10', float('nan')):.4f} | {result['cpu_seconds']:.0f} |")
+    chosen = [(name, mixes[name]) for name in rows if mixes.get(name)]
+    if chosen:
+        lines += ["", "## The item head's mixes (chosen last, on the same validation requests)", "",
+                  "| row | recommendation mix | search mix |", "|---|---|---|"]
+        lines += [f"| {name} | {mix['item_head_mix']} | {mix['item_head_search_mix']} |" for name, mix in chosen]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
 

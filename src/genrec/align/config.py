@@ -40,7 +40,8 @@ class AlignConfig:
       "ranker+pars"), with `kl_weight` · KL to the model that entered the phase;
       `debiased` pools the advantage scale over the batch (`genrec.align.objectives`).
 
-    Every `eval_every` steps each phase measures `valid_requests` validation requests (at
+    Every `eval_every` steps each phase measures `valid_requests` validation requests (0:
+    all of them; a seeded sample otherwise; a small sample makes the choices noisy) (at
     `beams`; None: the beam width the trained model serves with) and
     keeps its best checkpoint by `select_metric` ("balanced" = mean of search Recall@10
     and recommendation NDCG@10); a phase whose best is below the model it started from
@@ -52,7 +53,7 @@ class AlignConfig:
     seed: int = 0
     per_user: int = 6
     max_examples: int = 15000
-    valid_requests: int = 1000
+    valid_requests: int = 0
     beams: int | None = None
     select_metric: str = "balanced"
     eval_every: int = 50

@@ -206,9 +206,9 @@ def _teacher(run: Path, work: Path, c: AlignmentContext, data: tuple[Dataset, Sp
                    f"-{config.teacher_for}.npz")
     if path.exists():
         return TeacherLists.load(path)
-    say(f"teacher: the cascade ranks {len(c.examples):,} alignment requests")
-    cascade = CascadeRetriever.from_run(run, *data)  # loads; never trains (the dataset is align's own)
     taught = c.examples.is_search if config.teacher_for == "search" else None
+    say(f"teacher: the cascade ranks {len(c.examples) if taught is None else int(taught.sum()):,} alignment requests")
+    cascade = CascadeRetriever.from_run(run, *data)  # loads; never trains (the dataset is align's own)
     lists = teacher_lists(cascade, c.examples, config.teacher_size, config.teacher_temperature, config.target_share,
                           taught=taught,
                           progress=lambda done, total: say(f"teacher {done}/{total}") if done % 1024 < 256 else None)
