@@ -53,7 +53,14 @@ def test_align_writes_a_model_folder_the_generative_retriever_loads(trained_run,
     for phase in result["phases"].values():
         for entry in phase["history"]:  # the guards at every evaluation step
             assert {"coverage@10", "popularity@10", "true_recall@10", "recall@10", "select"} <= set(entry)
-    GenerativeRetriever.load(folder, SidTable.load(trained_run / "sid"))
+    # the head's mixes, chosen last on validation, are what the aligned model serves with
+    chosen = result["head_mix"]
+    candidates = list(AlignConfig().head_mixes)
+    assert [row[0] for row in chosen["table"]] == candidates
+    assert saved["model"]["item_head_mix"] == chosen["item_head_mix"] in candidates
+    assert saved["model"]["item_head_search_mix"] == chosen["item_head_search_mix"] in candidates
+    served = GenerativeRetriever.load(folder, SidTable.load(trained_run / "sid"))
+    assert (served.item_head_mix, served.search_mix) == (chosen["item_head_mix"], chosen["item_head_search_mix"])
     split = leave_one_out(small_world.dataset.events)
     aligned = build_retriever("generative-aligned", trained_run, small_world.dataset, split)
     assert aligned.name == "generative-aligned"

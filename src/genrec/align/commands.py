@@ -34,6 +34,8 @@ def _align(args: argparse.Namespace) -> int:
     result = json.loads((folder / "manifest.json").read_text())["result"]
     print(json.dumps({"folder": str(folder), "validation": result["validation"],
                       "phases": {k: {"kept": v["kept"], "best_step": v["best_step"], "cpu_seconds": v["cpu_seconds"]}
-                                 for k, v in result["phases"].items()}}, indent=2))
+                                 for k, v in result["phases"].items()},
+                      "head_mix": {k: v for k, v in (result.get("head_mix") or {}).items() if k != "table"} or None},
+                     indent=2))
     return 0
 
