@@ -68,13 +68,15 @@ def _beams(model, encoder, trie, requests: list[Request], beams: int,
            batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every request's `beams` items `[n, beams]` (-1 = none), their beam and head log-probs."""
     model.eval()
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    items, beam_scores, head_scores = [], [], []
     with torch.no_grad():
         for start in range(0, len(requests), batch_size):
             state = model.encode(encoder.transform(requests[start:start + batch_size]))
             found, scores = constrained_beam_search(model, state, trie, beams, beams)
-            parts.append((found.numpy(), scores.float().numpy(), model.item_head.score(state.summary, found).numpy()))
-    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+            items.append(found.numpy())
+            beam_scores.append(scores.float().numpy())
+            head_scores.append(model.item_head.score(state.summary, found).numpy())
+    return np.concatenate(items), np.concatenate(beam_scores), np.concatenate(head_scores)
 
 
 def _ranked(items: np.ndarray, beam_scores: np.ndarray, head_scores: np.ndarray, mix: float, k: int) -> np.ndarray:
