@@ -21,40 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genrec.align.head_mix import beams_and_head_scores, ranked_by
 from genrec.data.dataset import Dataset
 from genrec.data.splits import build_requests, leave_one_out
-from genrec.decode.beam_search import constrained_beam_search
 from genrec.eval.metrics import ndcg_at_k, recall_at_k
 from genrec.model.retriever import MODEL_DIR, GenerativeRetriever
 from genrec.train.generative import load_sid_table
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def beams_and_head_scores(retriever: GenerativeRetriever, requests: list, beams: int,
-                          batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every request's `beams` items `[n, beams]` (-1 = none), their beam log-probs and item-head
-    log-probs (0 for a model without a head: its one row is the baseline the mixes are read against)."""
-    head = retriever.model.item_head
-    items, beam_scores, head_scores = [], [], []
-    with torch.no_grad():
-        for start in range(0, len(requests), batch_size):
-            state = retriever.decoder.encode(retriever.encoder.transform(requests[start:start + batch_size]))
-            found, scores = constrained_beam_search(retriever.decoder, state, retriever.trie, beams, beams)
-            items.append(found.numpy())
-            beam_scores.append(scores.float().numpy())
-            if head is None or state.summary is None:
-                head_scores.append(np.zeros(found.shape, np.float32))
-            else:
-                head_scores.append(head.score(state.summary, found).numpy())
-    return np.concatenate(items), np.concatenate(beam_scores), np.concatenate(head_scores)
-
-
-def ranked_by(items: np.ndarray, beam_scores: np.ndarray, head_scores: np.ndarray, mix: float, k: int) -> np.ndarray:
-    """`[n, k]` item ids ordered by beam score + mix × head score (-1 = none, always last)."""
-    combined = np.where(items >= 0, beam_scores + mix * head_scores, -np.inf)
-    order = np.argsort(-combined, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(items, order, axis=1)
 
 
 def main() -> None:
@@ -65,6 +39,8 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=5000, help="seeded sample of validation requests (0: all)")
     parser.add_argument("--max-history", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model", default=None,
+                        help="model folder to score (default RUN/train/generative; e.g. RUN/align/generative)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     run = Path(args.run)
@@ -74,10 +50,12 @@ def main() -> None:
     if args.max_requests and len(requests) > args.max_requests:
         pick = np.sort(np.random.default_rng(0).choice(len(requests), args.max_requests, replace=False))
         requests, targets = [requests[i] for i in pick], targets[pick]
-    retriever = GenerativeRetriever.load(run.joinpath(*MODEL_DIR), load_sid_table(run))
+    folder = Path(args.model) if args.model else run.joinpath(*MODEL_DIR)
+    retriever = GenerativeRetriever.load(folder, load_sid_table(run))
     lines = [f"# Item-head mix and beam width on the validation split: {run.name}", "",
              f"Command: `.venv/bin/python benchmarks/item_head_mix.py --run {args.run} --mixes {args.mixes} "
-             f"--beams {args.beams} --max-requests {args.max_requests} --max-history {args.max_history}`  ",
+             f"--beams {args.beams} --max-requests {args.max_requests} --max-history {args.max_history}"
+             + (f" --model {args.model}" if args.model else "") + "`  ",
              f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {len(requests)} validation requests; "
              f"{torch.get_num_threads()} torch threads, CPU. Mix 0 = the beams' own order. "
              f"The model's saved mix: {retriever.model.config.item_head_mix}.", "",
@@ -89,7 +67,8 @@ def main() -> None:
         groups += [("search", search), ("recommendation", ~search)]
     for beams in (int(b) for b in args.beams.split(",")):
         began = time.perf_counter()
-        items, beam_scores, head_scores = beams_and_head_scores(retriever, requests, beams)
+        items, beam_scores, head_scores = beams_and_head_scores(retriever.model, retriever.encoder, retriever.trie,
+                                                                requests, beams)
         seconds = time.perf_counter() - began
         covered = (items == targets[:, None]).any(axis=1)
         mixes = [float(m) for m in args.mixes.split(",")] if retriever.model.item_head is not None else [0.0]
@@ -102,7 +81,7 @@ def main() -> None:
                 lines.append(f"| {beams} | {mix:g} | {name} ({int(rows.sum())}) | "
                              + " | ".join(f"{v:.4f}" for v in cells) + f" | {covered[rows].mean():.4f} | {seconds:.0f} |")
                 print(lines[-1], flush=True)
-    out = RESULTS / f"item_head_mix_{run.name}.md"
+    out = RESULTS / f"item_head_mix_{run.name}{'_' + folder.parent.name if args.model else ''}.md"
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
 

@@ -112,11 +112,17 @@ def test_the_retriever_reorders_beams_by_the_head_and_mix_zero_is_the_plain_mode
     # A search mix of its own: the search is re-ranked by the head, the recommendation beside it is not.
     search = Request(user_id=1, query=str(small_world.dataset.items["title"].iloc[0]), history=(3, 4))
     mixed = [search, requests[1]]
+    beams_only = GenerativeRetriever(model, encoder, trie, beams=16).retrieve(mixed, 16)
+    with torch.no_grad():  # the head now favours each request's last beam, so the head's order differs from the beams'
+        for answer in beams_only:
+            with_head.item_head.table[int(answer.item_ids[-1])] = 50.0
     per_task = GenerativeRetriever(with_head, encoder, trie, beams=16, item_head_mix=0.0,
                                    item_head_search_mix=1.0).retrieve(mixed, 5)
     headed = GenerativeRetriever(with_head, encoder, trie, beams=16, item_head_mix=1.0).retrieve(mixed, 5)
+    unheaded = [a.item_ids[:5].tolist() for a in beams_only]
+    assert [a.item_ids.tolist() for a in headed] != unheaded and headed[0].item_ids.tolist() != unheaded[0]
     assert per_task[0].item_ids.tolist() == headed[0].item_ids.tolist()
-    assert per_task[1].item_ids.tolist() == plain[1].item_ids.tolist()
+    assert per_task[1].item_ids.tolist() == unheaded[1] != headed[1].item_ids.tolist()
     with pytest.raises(ValueError, match="item_head_search_mix"):
         GenerativeRetriever(with_head, encoder, trie, item_head_search_mix=float("nan"))
 

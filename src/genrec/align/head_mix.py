@@ -46,11 +46,11 @@ def choose_head_mixes(model, encoder, trie, requests: list[Request], targets: np
         raise ValueError("choosing the item head's mix needs a model with an item head")
     if not candidates or min(candidates) < 0:
         raise ValueError(f"head mix candidates must be ≥ 0 and at least one, got {candidates}")
-    items, beam_scores, head_scores = _beams(model, encoder, trie, requests, beams, batch_size)
+    items, beam_scores, head_scores = beams_and_head_scores(model, encoder, trie, requests, beams, batch_size)
     is_search = np.asarray([r.is_search for r in requests], dtype=bool)
     table = []
     for mix in sorted(candidates):
-        ranked = _ranked(items, beam_scores, head_scores, mix, 10)
+        ranked = ranked_by(items, beam_scores, head_scores, mix, 10)
         search = float(recall_at_k(ranked[is_search], targets[is_search], 10).mean) if is_search.any() else None
         rec = float(ndcg_at_k(ranked[~is_search], targets[~is_search], 10).mean) if (~is_search).any() else None
         table.append((float(mix), search, rec))
@@ -64,10 +64,12 @@ def _best(table: list[tuple], column: int) -> float | None:
     return max(scored, key=lambda row: (row[column], -row[0]))[0]
 
 
-def _beams(model, encoder, trie, requests: list[Request], beams: int,
-           batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every request's `beams` items `[n, beams]` (-1 = none), their beam and head log-probs."""
+def beams_and_head_scores(model, encoder, trie, requests: list[Request], beams: int,
+                          batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every request's `beams` items `[n, beams]` (-1 = none), their beam and item-head log-probs
+    (head scores 0 for a model without a head: its beams' own order is then the only one)."""
     model.eval()
+    head = getattr(model, "item_head", None)
     items, beam_scores, head_scores = [], [], []
     with torch.no_grad():
         for start in range(0, len(requests), batch_size):
@@ -75,11 +77,12 @@ def _beams(model, encoder, trie, requests: list[Request], beams: int,
             found, scores = constrained_beam_search(model, state, trie, beams, beams)
             items.append(found.numpy())
             beam_scores.append(scores.float().numpy())
-            head_scores.append(model.item_head.score(state.summary, found).numpy())
+            head_scores.append(np.zeros(found.shape, np.float32) if head is None
+                               else head.score(state.summary, found).numpy())
     return np.concatenate(items), np.concatenate(beam_scores), np.concatenate(head_scores)
 
 
-def _ranked(items: np.ndarray, beam_scores: np.ndarray, head_scores: np.ndarray, mix: float, k: int) -> np.ndarray:
+def ranked_by(items: np.ndarray, beam_scores: np.ndarray, head_scores: np.ndarray, mix: float, k: int) -> np.ndarray:
     """`[n, k]` item ids by beam score + mix × head score (-1 = none, always last)."""
     combined = np.where(items >= 0, beam_scores + mix * head_scores, -np.inf)
     order = np.argsort(-combined, axis=1, kind="stable")[:, :k]

@@ -66,10 +66,7 @@ def head_log_probs(model, batch, items: torch.Tensor, head_only: bool = False) -
     head = getattr(model, "item_head", None)
     if head is None:
         return None
-    if head_only:  # the gradient reaches the head alone: the encoder, and so the beams, stay as they are
-        with torch.no_grad():
-            summary = model.encode_memory(batch)[2]
-    else:
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not head_only):  # head_only: the encoder stays
         summary = model.encode_memory(batch)[2]
     return head.score(summary, items.to(summary.device))
 

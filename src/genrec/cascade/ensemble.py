@@ -31,22 +31,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from genrec.cascade.fuse import GroupedRows, _check, _WeightNet, logits
+from genrec.cascade.fuse import FusionConfig, GroupedRows, _check, _WeightNet, logits
 from genrec.eval.metrics import gauc
 
 
 @dataclass
-class EnsembleConfig:
-    hidden: int = 32
-    epochs: int = 10
-    lr: float = 0.01
-    batch_groups: int = 256
-    temperature: float = 0.1
-    """Soft rank: σ((s_i − s_j) / temperature) on standardised scores."""
+class EnsembleConfig(FusionConfig):
+    """`FusionConfig`'s fields (here `temperature` sets the soft rank, σ((s_i − s_j) / temperature)
+    on standardised scores), plus step 1's `relation_temperature`."""
+
     relation_temperature: float = 0.05
     """Step 1: how sharply an objective's encoding prefers the rankers that rank it best (AUC units)."""
-    task_importance: tuple[float, ...] = (1.0, 1.0, 2.0)
-    seed: int = 0
 
 
 def soft_rank_auc(scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
