@@ -251,8 +251,9 @@ def _write(out: Path, report, args, rows, cpu, wall, phases, mixes, eval_seconds
     chosen = [(name, mixes[name]) for name in rows if mixes.get(name)]
     if chosen:
         lines += ["", "## The item head's mixes (chosen last, on the same validation requests)", "",
-                  "| row | recommendation mix | search mix |", "|---|---|---|"]
-        lines += [f"| {name} | {mix['item_head_mix']} | {mix['item_head_search_mix']} |" for name, mix in chosen]
+                  "| row | recommendation mix | search mix | search text match |", "|---|---|---|---|"]
+        lines += [f"| {name} | {mix['item_head_mix']} | {mix['item_head_search_mix']} | "
+                  f"{mix.get('item_head_text_match', 0.0)} |" for name, mix in chosen]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
 

@@ -67,8 +67,8 @@ def main() -> None:
         groups += [("search", search), ("recommendation", ~search)]
     for beams in (int(b) for b in args.beams.split(",")):
         began = time.perf_counter()
-        items, beam_scores, head_scores = beams_and_head_scores(retriever.model, retriever.encoder, retriever.trie,
-                                                                requests, beams)
+        items, beam_scores, head_scores, _ = beams_and_head_scores(retriever.model, retriever.encoder,
+                                                                   retriever.trie, requests, beams)
         seconds = time.perf_counter() - began
         covered = (items == targets[:, None]).any(axis=1)
         mixes = [float(m) for m in args.mixes.split(",")] if retriever.model.item_head is not None else [0.0]

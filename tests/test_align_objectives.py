@@ -6,12 +6,13 @@ import torch
 
 from genrec.align.config import AlignConfig
 from genrec.align.examples import AlignExamples, TeacherLists
-from genrec.align.head_mix import choose_head_mixes
+from genrec.align.head_mix import beams_and_head_scores, choose_head_mixes
 from genrec.align.objectives import group_advantages, level_kl
 from genrec.align.phases import AlignmentContext, distillation_loss, grpo_rollout_loss
 from genrec.align.policy import CodeBook, head_log_probs, item_log_probs, propose, repeat_rows, trajectory
 from genrec.decode.beam_search import constrained_beam_search
 from genrec.decode.trie import PrefixTrie
+from genrec.features.text_cache import TextVectorCache
 from genrec.model import GenerativeConfig, GenerativeModel, InputSpec
 from genrec.model.inputs import RequestEncoder
 from genrec.retrieval import Request
@@ -171,10 +172,43 @@ def test_the_head_mix_is_chosen_per_task_on_validation():
     _optimise(c, distillation_loss(c, lists), steps=100, lr=0.05)
     choice = choose_head_mixes(c.model, c.encoder, c.trie, c.examples.requests, targets, beams=16,
                                candidates=(0.0, 4.0))
-    assert choice.search_mix == 4.0 and choice.rec_mix is None
-    assert [row[1] for row in choice.table] == [0.0, 1.0]  # search Recall@10 at mix 0 and 4
+    assert choice.search_mix == 4.0 and choice.rec_mix is None and choice.search_text_match == 0.0
+    assert [row[2] for row in choice.table] == [0.0, 1.0]  # search Recall@10 at mix 0 and 4
     with pytest.raises(ValueError, match="candidates"):
         choose_head_mixes(c.model, c.encoder, c.trie, c.examples.requests, targets, beams=16, candidates=())
+
+
+def test_a_text_match_weight_is_chosen_for_searches_whose_targets_match_their_query():
+    """Each search's target is an item the model ranks at the bottom, and its text vector is the query's:
+    without the text term Recall@10 is 0 (16 beams, target in the last 4), with weight 32 it is 1; a model
+    that reads no query vectors only ever gets weight 0."""
+    dim = 8
+    basis = np.eye(dim, dtype=np.float32)
+    vectors = TextVectorCache(lambda texts: np.stack([basis[WORDS.index(t)] for t in texts]), dim=dim)
+    torch.manual_seed(3)
+    config = GenerativeConfig(item_head=True, **TINY)
+    spec = InputSpec(codebook_sizes=(4, 4), query_vocab_size=64, user_vocab_size=64, n_item_slots=int(ITEMS.max()) + 1,
+                     query_vector_dim=dim, item_text_dim=dim)
+    encoder = RequestEncoder(config, spec, ITEMS, CODES, query_vectors=vectors).fit(WORDS)
+    model = GenerativeModel(config, spec).eval()
+    model.item_head.set_known_items(torch.from_numpy(ITEMS))
+    trie = PrefixTrie.from_codes(CODES, ITEMS, [4, 4])
+    requests = [Request(user_id=1, query=w, scenario="search") for w in WORDS[:4]]
+    items, beam_scores, head_scores, _ = beams_and_head_scores(model, encoder, trie, requests, beams=16)
+    order = np.argsort(beam_scores + head_scores, axis=1)  # worst first
+    targets = np.zeros(4, np.int64)
+    for k in range(4):  # each request's last-ranked item not already another request's target
+        targets[k] = next(i for i in items[k, order[k]] if i not in targets[:k])
+    text = np.full((len(ITEMS), dim), 0.0, np.float32)
+    text[:, dim - 1] = 1.0  # every other item: a text no query matches
+    text[np.searchsorted(ITEMS, targets)] = basis[:4]  # target of request k: the text of query k
+    model.item_head.set_item_text(torch.from_numpy(ITEMS), torch.from_numpy(text))
+    choice = choose_head_mixes(model, encoder, trie, requests, targets, beams=16, candidates=(1.0,),
+                               text_matches=(0.0, 32.0))
+    assert choice.search_text_match == 32.0 and [row[2] for row in choice.table] == [0.0, 1.0]
+    blind = _context(seed=3, item_head=True)  # no query vectors: nothing to match
+    assert choose_head_mixes(blind.model, blind.encoder, blind.trie, requests, targets, beams=16, candidates=(1.0,),
+                             text_matches=(0.0, 32.0)).search_text_match == 0.0
 
 
 def test_head_log_probs_is_none_without_an_item_head():

@@ -125,9 +125,35 @@ def test_the_retriever_reorders_beams_by_the_head_and_mix_zero_is_the_plain_mode
     assert per_task[1].item_ids.tolist() == unheaded[1] != headed[1].item_ids.tolist()
     with pytest.raises(ValueError, match="item_head_search_mix"):
         GenerativeRetriever(with_head, encoder, trie, item_head_search_mix=float("nan"))
+    with pytest.raises(ValueError, match="text-aware item head and a model that reads query vectors"):
+        GenerativeRetriever(with_head, encoder, trie, item_head_text_match=1.0)  # this head reads no text
+
+
+def test_text_match_is_the_query_item_cosine_and_zero_without_a_query_or_an_item():
+    head = ItemHead(4, 6, text_dim=3)
+    head.set_item_text(torch.tensor([1, 2, 3]), torch.tensor([[2.0, 0, 0], [1.0, 1.0, 0], [0, 0, 5.0]]))
+    query = torch.tensor([[3.0, 0, 0], [0.0, 0, 0]])  # a search, then a recommendation (no query vector)
+    items = torch.tensor([[1, 2, 3, -1], [1, 2, 3, -1]])
+    cosine = head.text_match(query, items)
+    torch.testing.assert_close(cosine, torch.tensor([[1.0, 2 ** -0.5, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]),
+                               atol=1e-3, rtol=0)  # fp16 text vectors
+    # As a bonus in the re-rank it lifts the matching item over a better beam, and only with a query.
+    scores = torch.tensor([[0.0, -0.1, -0.2, float("-inf")]] * 2)
+    with torch.no_grad():
+        head.table.zero_()
+        head.text_projection.weight.zero_()  # a flat head: the bonus alone can reorder
+    top, _ = head.rerank(torch.zeros(2, 4), torch.tensor([[3, 2, 1, -1]] * 2), scores, 1.0, 2, bonus=2.0 * torch.tensor(
+        [[0.0, 2 ** -0.5, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]]))
+    assert top.tolist() == [[1, 2], [3, 2]]
+    with pytest.raises(ValueError, match="without text"):
+        ItemHead(4, 6).text_match(query, items)
 
 
 def test_the_item_head_config_is_checked():
+    with pytest.raises(ValueError, match="item_head_text_match needs a text-aware"):
+        GenerativeConfig(item_head_text=False, item_head_text_match=1.0)
+    with pytest.raises(ValueError, match="item_head_text_match"):
+        GenerativeConfig(item_head_text_match=-1.0)
     with pytest.raises(ValueError, match="item_head_mix"):
         GenerativeConfig(item_head_mix=float("nan"))
     with pytest.raises(ValueError, match="item_head_weight"):

@@ -47,7 +47,9 @@ class AlignConfig:
     and recommendation NDCG@10); a phase whose best is below the model it started from
     is dropped (validation decides, never test). Last, a model with an item head gets
     its mixes (recommendation, search) chosen from `head_mixes` on the same requests
-    (`genrec.align.head_mix`; empty: the trained model's mixes are kept).
+    (`genrec.align.head_mix`; empty: the trained model's mixes are kept), and with the
+    search mix a search's query–item text-match weight from `text_matches` (a model whose
+    head reads no text, or that reads no query vectors, keeps 0).
     """
 
     seed: int = 0
@@ -70,6 +72,7 @@ class AlignConfig:
     head_weight: float = 1.0
     distill_sid: bool = False
     head_mixes: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
+    text_matches: tuple[float, ...] = (0.0, 4.0, 8.0, 16.0, 32.0)
     distill_batch_size: int = 64
     grpo_steps: int = 30
     grpo_group: int = 8
@@ -98,6 +101,8 @@ class AlignConfig:
             raise ValueError(f"head_weight must be ≥ 0, got {self.head_weight}")
         if any(not m >= 0 for m in self.head_mixes):
             raise ValueError(f"head_mixes must all be ≥ 0, got {self.head_mixes}")
+        if any(not m >= 0 for m in self.text_matches):
+            raise ValueError(f"text_matches must all be ≥ 0, got {self.text_matches}")
         if not self.distill_sid and not self.head_weight:
             raise ValueError("distill_sid=false leaves only the item head to distil into: head_weight must be > 0")
         for name in ("per_user", "eval_every", "batch_size", "teacher_size", "grpo_group",

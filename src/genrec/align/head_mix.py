@@ -11,7 +11,10 @@ beams (a mix changes only the order of what beam search found, never what it
 found), separately for requests with and without a query.
 
 Each task is judged by its part of the balanced selection metric: search by
-Recall@10, recommendation by NDCG@10.
+Recall@10, recommendation by NDCG@10. A model whose head reads item text and whose
+encoder reads query vectors also gets a search's text-match weight chosen here, with
+the search mix (`GenerativeConfig.item_head_text_match`): a grid over both, on the
+same beams.
 """
 
 from __future__ import annotations
@@ -32,54 +35,78 @@ class MixChoice:
 
     rec_mix: float | None
     search_mix: float | None
-    table: list[tuple[float, float | None, float | None]]
-    """(mix, search Recall@10, recommendation NDCG@10) per candidate"""
+    table: list[tuple[float, float, float | None, float | None]]
+    """(mix, text-match weight, search Recall@10, recommendation NDCG@10) per candidate pair"""
+    search_text_match: float = 0.0
 
 
 def choose_head_mixes(model, encoder, trie, requests: list[Request], targets: np.ndarray, beams: int,
-                      candidates: tuple[float, ...], batch_size: int = 256) -> MixChoice:
-    """The best of `candidates` for searches and for recommendations on `requests` with `targets` `[n]`.
+                      candidates: tuple[float, ...], batch_size: int = 256,
+                      text_matches: tuple[float, ...] = (0.0,)) -> MixChoice:
+    """The best of `candidates` for searches and for recommendations on `requests` with `targets` `[n]`,
+    and for searches the best text-match weight of `text_matches` with it (only 0 is tried for a
+    model that cannot match text: no text-aware head, or no query vectors).
 
-    Ties go to the smaller mix (the beams' own order is the simpler model).
+    Ties go to the smaller mix, then the smaller weight (the beams' own order is the simpler model).
     """
     if model.item_head is None:
         raise ValueError("choosing the item head's mix needs a model with an item head")
     if not candidates or min(candidates) < 0:
         raise ValueError(f"head mix candidates must be ≥ 0 and at least one, got {candidates}")
-    items, beam_scores, head_scores = beams_and_head_scores(model, encoder, trie, requests, beams, batch_size)
+    if not text_matches or min(text_matches) < 0:
+        raise ValueError(f"text-match candidates must be ≥ 0 and at least one, got {text_matches}")
+    if not can_match_text(model):
+        text_matches = (0.0,)
+    items, beam_scores, head_scores, cosines = beams_and_head_scores(model, encoder, trie, requests, beams,
+                                                                     batch_size, with_text=can_match_text(model))
     is_search = np.asarray([r.is_search for r in requests], dtype=bool)
     table = []
     for mix in sorted(candidates):
-        ranked = ranked_by(items, beam_scores, head_scores, mix, 10)
-        search = float(recall_at_k(ranked[is_search], targets[is_search], 10).mean) if is_search.any() else None
-        rec = float(ndcg_at_k(ranked[~is_search], targets[~is_search], 10).mean) if (~is_search).any() else None
-        table.append((float(mix), search, rec))
-    return MixChoice(_best(table, 2), _best(table, 1), table)
+        for weight in sorted(text_matches):
+            ranked = ranked_by(items, beam_scores + weight * cosines, head_scores, mix, 10)
+            search = float(recall_at_k(ranked[is_search], targets[is_search], 10).mean) if is_search.any() else None
+            rec = (float(ndcg_at_k(ranked[~is_search], targets[~is_search], 10).mean)  # no query: weight moves nothing
+                   if (~is_search).any() and weight == min(text_matches) else None)
+            table.append((float(mix), float(weight), search, rec))
+    search_best, rec_best = _best(table, 2), _best(table, 3)
+    return MixChoice(None if rec_best is None else rec_best[0], None if search_best is None else search_best[0],
+                     table, 0.0 if search_best is None else search_best[1])
 
 
-def _best(table: list[tuple], column: int) -> float | None:
+def can_match_text(model) -> bool:
+    """Whether the model can score a search's query against its items' text (`ItemHead.text_match`)."""
+    head = getattr(model, "item_head", None)
+    return head is not None and head.text_projection is not None and bool(model.spec.query_vector_dim)
+
+
+def _best(table: list[tuple], column: int) -> tuple | None:
     scored = [row for row in table if row[column] is not None]
     if not scored:
         return None
-    return max(scored, key=lambda row: (row[column], -row[0]))[0]
+    return max(scored, key=lambda row: (row[column], -row[0], -row[1]))
 
 
-def beams_and_head_scores(model, encoder, trie, requests: list[Request], beams: int,
-                          batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def beams_and_head_scores(model, encoder, trie, requests: list[Request], beams: int, batch_size: int = 256,
+                          with_text: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every request's `beams` items `[n, beams]` (-1 = none), their beam and item-head log-probs
-    (head scores 0 for a model without a head: its beams' own order is then the only one)."""
+    (head scores 0 for a model without a head: its beams' own order is then the only one), and
+    with `with_text` the query–item text cosines (`ItemHead.text_match`; else 0)."""
     model.eval()
     head = getattr(model, "item_head", None)
-    items, beam_scores, head_scores = [], [], []
+    items, beam_scores, head_scores, cosines = [], [], [], []
     with torch.no_grad():
         for start in range(0, len(requests), batch_size):
-            state = model.encode(encoder.transform(requests[start:start + batch_size]))
+            batch = encoder.transform(requests[start:start + batch_size])
+            state = model.encode(batch)
             found, scores = constrained_beam_search(model, state, trie, beams, beams)
             items.append(found.numpy())
             beam_scores.append(scores.float().numpy())
             head_scores.append(np.zeros(found.shape, np.float32) if head is None
                                else head.score(state.summary, found).numpy())
-    return np.concatenate(items), np.concatenate(beam_scores), np.concatenate(head_scores)
+            cosines.append(head.text_match(batch.query_vector, found).numpy()
+                           if with_text and head is not None and batch.query_vector is not None
+                           else np.zeros(found.shape, np.float32))
+    return np.concatenate(items), np.concatenate(beam_scores), np.concatenate(head_scores), np.concatenate(cosines)
 
 
 def ranked_by(items: np.ndarray, beam_scores: np.ndarray, head_scores: np.ndarray, mix: float, k: int) -> np.ndarray:

@@ -131,25 +131,30 @@ def align_generative(run: str | Path, config: AlignConfig | None = None, *, data
     head_mix = None
     if config.head_mixes and getattr(model, "item_head", None) is not None:
         head_mix = _choose_mixes(model, encoder, trie, validation_requests(split, config), retriever.beams,
-                                            config.head_mixes, say)
+                                 config.head_mixes, config.text_matches, say)
         start_scores = None  # the served order changed: measure it again
     final = _scores(validate, model) if start_scores is None else start_scores
     return write_aligned(run, model, base, config, results, final, head_mix)
 
 
 def _choose_mixes(model, encoder, trie, valid: tuple[list, np.ndarray], beams: int, candidates: tuple[float, ...],
-                  say) -> dict:
-    """Set the model's item-head mixes to the best of `candidates` on validation (`genrec.align.head_mix`)."""
+                  text_matches: tuple[float, ...], say) -> dict:
+    """Set the model's item-head mixes and a search's text-match weight to the best of the candidates
+    on validation (`genrec.align.head_mix`)."""
     cpu = time.process_time()
-    choice = choose_head_mixes(model, encoder, trie, *valid, beams=beams, candidates=candidates)
-    before = (model.config.item_head_mix, model.config.item_head_search_mix)
+    choice = choose_head_mixes(model, encoder, trie, *valid, beams=beams, candidates=candidates,
+                               text_matches=text_matches or (0.0,))
+    before = (model.config.item_head_mix, model.config.item_head_search_mix, model.config.item_head_text_match)
     model.config = replace(model.config,
                            item_head_mix=model.config.item_head_mix if choice.rec_mix is None else choice.rec_mix,
-                           item_head_search_mix=choice.search_mix)
+                           item_head_search_mix=choice.search_mix,
+                           item_head_text_match=choice.search_text_match)
     say(f"head mix: recommendation {before[0]} → {model.config.item_head_mix}, "
-        f"search {before[1]} → {model.config.item_head_search_mix}")
+        f"search {before[1]} → {model.config.item_head_search_mix}, "
+        f"search text match {before[2]} → {model.config.item_head_text_match}")
     return {"item_head_mix": model.config.item_head_mix,
             "item_head_search_mix": model.config.item_head_search_mix,
+            "item_head_text_match": model.config.item_head_text_match,
             "table": [list(row) for row in choice.table], "cpu_seconds": round(time.process_time() - cpu, 1)}
 
 
@@ -161,7 +166,8 @@ def write_aligned(run: Path, model, base: Path, config: AlignConfig, results: di
     (out / "manifest.json").unlink(missing_ok=True)
     base_config = json.loads((base / "config.json").read_text())
     base_config["model"] = {**base_config["model"], "item_head_mix": model.config.item_head_mix,
-                            "item_head_search_mix": model.config.item_head_search_mix}
+                            "item_head_search_mix": model.config.item_head_search_mix,
+                            "item_head_text_match": model.config.item_head_text_match}
     with atomic_path(out / "best.pt") as tmp:
         torch.save({"model": model.state_dict()}, tmp)
     write_json_atomic(out / "config.json", {**base_config, "align": config.to_dict()})

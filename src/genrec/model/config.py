@@ -51,6 +51,9 @@ class GenerativeConfig:
     `item_head_text`: its item vectors add a learned map of each item's text vector.
     `item_head_search_mix`: the mix for requests with a query (None: `item_head_mix`); the
     two tasks lean on the head differently, and `genrec align` chooses both on validation.
+    `item_head_text_match`: a search's served score also adds this weight × the cosine of its
+    query's and each beam item's MiniLM text vectors (`ItemHead.text_match`; needs a text-aware
+    head and query vectors; 0 = off), chosen on validation by `genrec align` with the search mix.
     Each choice's evidence: `docs/generative.md`, `benchmarks/results/generative_variants.md`.
     """
 
@@ -79,6 +82,7 @@ class GenerativeConfig:
     item_head_mix: float = 0.5
     item_head_text: bool = True
     item_head_search_mix: float | None = None
+    item_head_text_match: float = 0.0
 
     def __post_init__(self) -> None:
         if self.tasks not in TASKS:
@@ -103,6 +107,11 @@ class GenerativeConfig:
         for name in ("item_head_weight", "item_head_mix"):
             if not getattr(self, name) >= 0.0:  # `not >=` also refuses NaN
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        if not self.item_head_text_match >= 0.0:
+            raise ValueError(f"item_head_text_match must be ≥ 0, got {self.item_head_text_match}")
+        if self.item_head_text_match and not (self.item_head and self.item_head_text):
+            raise ValueError("item_head_text_match needs a text-aware item head (item_head and item_head_text true): "
+                             "it matches queries against the head's item text vectors")
         if self.item_head_search_mix is not None and not self.item_head_search_mix >= 0.0:
             raise ValueError(f"item_head_search_mix must be ≥ 0 or None, got {self.item_head_search_mix}")
         if self.moe_balance_weight < 0.0:

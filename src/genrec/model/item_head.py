@@ -102,14 +102,32 @@ class ItemHead(nn.Module):
         picked = self.log_probs(summary).gather(1, items.clamp(min=0).long())
         return torch.where(real, picked, torch.zeros_like(picked))
 
+    def text_match(self, query_vector: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """`[B, K]` cosine between each request's query vector `[B, text_dim]` and the text vector of
+        each of its `items [B, K]`; 0 for a request without a query (zero vector), item -1 or an item
+        without text.
+
+        Why a fixed cosine beside the learned head: the head sees the query only through the
+        summary (d numbers after two encoder layers), and the teacher ranks searches largely by how
+        well an item's text answers the query; the raw MiniLM cosine carries that directly, and its
+        weight is chosen on validation (`GenerativeConfig.item_head_text_match`)."""
+        if self.text_projection is None:
+            raise ValueError("this item head was built without text (text_dim 0): it has no item text to match")
+        query = F.normalize(query_vector.float(), dim=-1)
+        text = F.normalize(self.text[items.clamp(min=0).long()].float(), dim=-1)  # [B, K, text_dim]
+        cosine = torch.einsum("bd,bkd->bk", query, text)
+        return torch.where(items >= 0, cosine, torch.zeros_like(cosine))
+
     def rerank(self, summary: torch.Tensor, items: torch.Tensor, scores: torch.Tensor, mix: float | torch.Tensor,
-               k: int) -> tuple[torch.Tensor, torch.Tensor]:
+               k: int, bonus: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The best `k` of each request's beams `items [B, K]` (-1 = none, score -inf) by
-        `scores + mix * log p(item)` (`mix` one number, or one per request `[B]`):
+        `scores + mix * log p(item) (+ bonus [B, K])` (`mix` one number, or one per request `[B]`):
         `(items [B, k], combined scores [B, k])`, -1 rows last."""
         if isinstance(mix, torch.Tensor):
             mix = mix.float().reshape(-1, 1)
         combined = scores.float() + mix * self.score(summary, items)
+        if bonus is not None:
+            combined = combined + bonus.float()
         combined = combined.masked_fill(items < 0, float("-inf"))
         top = torch.topk(combined, min(k, items.shape[1]), dim=1)
         return items.gather(1, top.indices), top.values

@@ -57,7 +57,8 @@ class GenerativeRetriever:
     by beam log-prob + `item_head_mix` × the head's item log-prob before cutting to
     k (`item_head_search_mix` for requests with a query, when the model or the caller
     sets one); `item_head_mix` set here overrides the model's (None: the model's; 0: the
-    beams' own order).
+    beams' own order). A search also adds `item_head_text_match` (None: the model's) × the cosine
+    of its query's and each beam item's text vectors (`ItemHead.text_match`).
     """
 
     name = "generative"
@@ -65,7 +66,7 @@ class GenerativeRetriever:
     def __init__(self, model: GenerativeModel, encoder: RequestEncoder, trie: PrefixTrie,
                  beams: int = 20, batch_size: int = 256, max_beams: int = 256, precision: str | None = None,
                  prune_margin: float | None = None, item_head_mix: float | None = None,
-                 item_head_search_mix: float | None = None):
+                 item_head_search_mix: float | None = None, item_head_text_match: float | None = None):
         if not 1 <= beams <= max_beams:
             raise ValueError(f"beams must be in 1..max_beams ({max_beams}), got {beams}")
         if batch_size < 1:
@@ -81,8 +82,16 @@ class GenerativeRetriever:
             raise ValueError(f"item_head_mix must be ≥ 0 or None, got {item_head_mix}")
         if item_head_search_mix is not None and not item_head_search_mix >= 0:
             raise ValueError(f"item_head_search_mix must be ≥ 0 or None, got {item_head_search_mix}")
+        if item_head_text_match is not None and not item_head_text_match >= 0:
+            raise ValueError(f"item_head_text_match must be ≥ 0 or None, got {item_head_text_match}")
         self.model = model.eval()
         self.prune_margin = prune_margin
+        self.item_head_text_match = (model.config.item_head_text_match if item_head_text_match is None
+                                     else item_head_text_match)
+        if self.item_head_text_match and (model.item_head is None or model.item_head.text_projection is None
+                                          or not model.spec.query_vector_dim):
+            raise ValueError("item_head_text_match needs a text-aware item head and a model that reads query "
+                             "vectors (InputSpec.query_vector_dim > 0)")
         self.item_head_mix = model.config.item_head_mix if item_head_mix is None else item_head_mix
         self.item_head_search_mix = (item_head_search_mix if item_head_search_mix is not None
                                      else model.config.item_head_search_mix)
@@ -105,13 +114,15 @@ class GenerativeRetriever:
             raise ValueError("prune_margin needs precision 'fp32' or 'bf16' (set at construction)")
         beams = min(max(self.beams, k), self.max_beams)
         k = min(k, beams)
-        head = self.model.item_head if max(self.item_head_mix, self.search_mix) > 0 else None
+        head = (self.model.item_head if max(self.item_head_mix, self.search_mix, self.item_head_text_match) > 0
+                else None)
         device = next(self.model.parameters()).device
         out: list[Ranked] = []
         with torch.no_grad():
             for start in range(0, len(requests), self.batch_size):
                 chunk = requests[start:start + self.batch_size]
-                state = self.decoder.encode(self.encoder.transform(chunk).to(device))
+                batch = self.encoder.transform(chunk).to(device)
+                state = self.decoder.encode(batch)
                 found, found_scores = constrained_beam_search(self.decoder, state, self.trie, beams,
                                                               k if head is None else beams,
                                                               prune_margin=self.prune_margin)
@@ -120,7 +131,9 @@ class GenerativeRetriever:
                         raise ValueError("the decoder's encode() gave no summary for the item head to score")
                     mixes = torch.tensor([self.search_mix if r.is_search else self.item_head_mix for r in chunk],
                                          device=found.device)
-                    found, found_scores = head.rerank(state.summary, found, found_scores, mixes, k)
+                    bonus = (self.item_head_text_match * head.text_match(batch.query_vector, found)
+                             if self.item_head_text_match and batch.query_vector is not None else None)
+                    found, found_scores = head.rerank(state.summary, found, found_scores, mixes, k, bonus)
                 items, scores = found.cpu().numpy(), found_scores.cpu().numpy()
                 for row in range(len(chunk)):
                     real = items[row] >= 0
