@@ -26,6 +26,7 @@ import torch
 
 from genrec.decode.beam_search import constrained_beam_search
 from genrec.eval.metrics import ndcg_at_k, recall_at_k
+from genrec.model.item_head import can_match_text
 from genrec.retrieval import Request
 
 
@@ -71,12 +72,6 @@ def choose_head_mixes(model, encoder, trie, requests: list[Request], targets: np
     search_best, rec_best = _best(table, 2), _best(table, 3)
     return MixChoice(None if rec_best is None else rec_best[0], None if search_best is None else search_best[0],
                      table, 0.0 if search_best is None else search_best[1])
-
-
-def can_match_text(model) -> bool:
-    """Whether the model can score a search's query against its items' text (`ItemHead.text_match`)."""
-    head = getattr(model, "item_head", None)
-    return head is not None and head.text_projection is not None and bool(model.spec.query_vector_dim)
 
 
 def _best(table: list[tuple], column: int) -> tuple | None:

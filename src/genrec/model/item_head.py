@@ -133,4 +133,11 @@ class ItemHead(nn.Module):
         return items.gather(1, top.indices), top.values
 
 
-__all__ = ["ItemHead", "OUTPUT_INIT_STD"]
+def can_match_text(model) -> bool:
+    """Whether `model` (a `GenerativeModel`) can score a search's query against its items' text
+    (`ItemHead.text_match`): a text-aware item head, and an encoder that reads query vectors."""
+    head = getattr(model, "item_head", None)
+    return head is not None and head.text_projection is not None and bool(model.spec.query_vector_dim)
+
+
+__all__ = ["ItemHead", "OUTPUT_INIT_STD", "can_match_text"]

@@ -24,6 +24,7 @@ from genrec.decode.trie import PrefixTrie
 from genrec.model.checkpoint import load_model
 from genrec.model.inference import FastDecoder
 from genrec.model.inputs import RequestEncoder
+from genrec.model.item_head import can_match_text
 from genrec.model.model import GenerativeModel
 from genrec.retrieval import Ranked, Request
 from genrec.sid.table import SidTable
@@ -88,8 +89,7 @@ class GenerativeRetriever:
         self.prune_margin = prune_margin
         self.item_head_text_match = (model.config.item_head_text_match if item_head_text_match is None
                                      else item_head_text_match)
-        if self.item_head_text_match and (model.item_head is None or model.item_head.text_projection is None
-                                          or not model.spec.query_vector_dim):
+        if self.item_head_text_match and not can_match_text(model):
             raise ValueError("item_head_text_match needs a text-aware item head and a model that reads query "
                              "vectors (InputSpec.query_vector_dim > 0)")
         self.item_head_mix = model.config.item_head_mix if item_head_mix is None else item_head_mix
