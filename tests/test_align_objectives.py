@@ -15,6 +15,7 @@ from genrec.decode.trie import PrefixTrie
 from genrec.features.text_cache import TextVectorCache
 from genrec.model import GenerativeConfig, GenerativeModel, InputSpec
 from genrec.model.inputs import RequestEncoder
+from genrec.model.retriever import GenerativeRetriever
 from genrec.retrieval import Request
 
 WORDS = ["apple", "banana", "cherry", "grape", "lemon", "mango", "olive", "peach",
@@ -206,6 +207,13 @@ def test_a_text_match_weight_is_chosen_for_searches_whose_targets_match_their_qu
     choice = choose_head_mixes(model, encoder, trie, requests, targets, beams=16, candidates=(1.0,),
                                text_matches=(0.0, 32.0))
     assert choice.search_text_match == 32.0 and [row[2] for row in choice.table] == [0.0, 1.0]
+    # The served path applies the chosen weight: each search's target comes first, as the chooser scored it.
+    for precision in (None, "fp32"):
+        served = GenerativeRetriever(model, encoder, trie, beams=16, item_head_mix=1.0, item_head_text_match=32.0,
+                                     precision=precision).retrieve(requests, 10)
+        assert [int(r.item_ids[0]) for r in served] == targets.tolist()
+    unmatched = GenerativeRetriever(model, encoder, trie, beams=16, item_head_mix=1.0).retrieve(requests, 10)
+    assert not any(int(t) in r.item_ids.tolist() for r, t in zip(unmatched, targets))  # weight 0: R@10 0
     blind = _context(seed=3, item_head=True)  # no query vectors: nothing to match
     assert choose_head_mixes(blind.model, blind.encoder, blind.trie, requests, targets, beams=16, candidates=(1.0,),
                              text_matches=(0.0, 32.0)).search_text_match == 0.0

@@ -61,6 +61,8 @@ def test_align_writes_a_model_folder_the_generative_retriever_loads(trained_run,
     assert saved["model"]["item_head_search_mix"] == chosen["item_head_search_mix"] in candidates
     served = GenerativeRetriever.load(folder, SidTable.load(trained_run / "sid"))
     assert (served.item_head_mix, served.search_mix) == (chosen["item_head_mix"], chosen["item_head_search_mix"])
+    # this model reads no query vectors, so the text-match weight stays 0, saved and served alike
+    assert saved["model"]["item_head_text_match"] == chosen["item_head_text_match"] == served.item_head_text_match == 0
     split = leave_one_out(small_world.dataset.events)
     aligned = build_retriever("generative-aligned", trained_run, small_world.dataset, split)
     assert aligned.name == "generative-aligned"
