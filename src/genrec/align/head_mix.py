@@ -56,10 +56,11 @@ def choose_head_mixes(model, encoder, trie, requests: list[Request], targets: np
         raise ValueError(f"head mix candidates must be ≥ 0 and at least one, got {candidates}")
     if not text_matches or min(text_matches) < 0:
         raise ValueError(f"text-match candidates must be ≥ 0 and at least one, got {text_matches}")
-    if not can_match_text(model):
+    with_text = can_match_text(model)
+    if not with_text:
         text_matches = (0.0,)
     items, beam_scores, head_scores, cosines = beams_and_head_scores(model, encoder, trie, requests, beams,
-                                                                     batch_size, with_text=can_match_text(model))
+                                                                     batch_size, with_text=with_text)
     is_search = np.asarray([r.is_search for r in requests], dtype=bool)
     table = []
     for mix in sorted(candidates):
