@@ -65,6 +65,8 @@ def parse_args(description: str, default_run: str) -> argparse.Namespace:
                         help="continue an interrupted SASRec / HSTU training of the same config from its last.pt")
     parser.add_argument("--hstu-set", dest="hstu_overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one HSTUConfig field for the hstu row, as --sasrec-set")
+    parser.add_argument("--dimerec-set", dest="dimerec_overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one DimeRecConfig field for the dimerec row, as --sasrec-set")
     parser.add_argument("--align-config", type=Path, default=None,
                         help="AlignConfig file for the generative-aligned row (default: the demo's schedule)")
     parser.add_argument("--beams", type=int, default=None,
@@ -134,17 +136,19 @@ def run_benchmark(
             stage("train the generative retriever", lambda: train_generative(run, config, dataset=dataset, split=split))
 
     def build(retriever_name: str):
-        if retriever_name in ("sasrec", "hstu"):  # the protocol's history length, not SASRec's default
+        if retriever_name in ("sasrec", "hstu", "dimerec"):  # the protocol's history length, not SASRec's default
+            from genrec.baselines.dimerec import DimeRecRetriever
             from genrec.baselines.hstu import HSTURetriever
             from genrec.baselines.sasrec import SASRecRetriever
             from genrec.config_file import load_config
 
-            retriever = SASRecRetriever if retriever_name == "sasrec" else HSTURetriever
+            retriever = {"sasrec": SASRecRetriever, "hstu": HSTURetriever, "dimerec": DimeRecRetriever}[retriever_name]
             defaults = asdict(retriever.config_type(max_history=max_history))  # every field: `train` is rebuilt whole
             steps = args.sasrec_steps or sasrec_steps
             if steps:
                 defaults["train"]["steps"] = steps
-            overrides = args.sasrec_overrides if retriever_name == "sasrec" else args.hstu_overrides
+            overrides = {"sasrec": args.sasrec_overrides, "hstu": args.hstu_overrides,
+                         "dimerec": args.dimerec_overrides}[retriever_name]
             config = load_config(retriever.config_type, None, overrides, defaults=defaults)
             return retriever.train(run, dataset, split, config, resume=args.resume_baselines)  # loads a matching saved model
         if retriever_name == "generative-aligned":  # post-trains the generative model above when stale

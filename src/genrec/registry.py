@@ -29,6 +29,7 @@ RETRIEVERS: dict[str, str] = {
     "itemcf": "genrec.baselines.itemcf:ItemCFRetriever",
     "sasrec": "genrec.baselines.sasrec:SASRecRetriever",
     "hstu": "genrec.baselines.hstu:HSTURetriever",
+    "dimerec": "genrec.baselines.dimerec:DimeRecRetriever",
     "oracle": "genrec.data.oracle:OracleRetriever",
     "generative": "genrec.model.retriever:GenerativeRetriever",
     "generative-aligned": "genrec.align.retriever:AlignedGenerativeRetriever",

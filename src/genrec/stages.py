@@ -39,6 +39,12 @@ def _hstu(run: Path, dataset: Dataset, split: Split) -> None:
     HSTURetriever.train(run, dataset, split)
 
 
+def _dimerec(run: Path, dataset: Dataset, split: Split) -> None:
+    from genrec.baselines.dimerec import DimeRecRetriever
+
+    DimeRecRetriever.train(run, dataset, split)
+
+
 def _cascade(run: Path, dataset: Dataset, split: Split) -> None:
     from genrec.cascade.retriever import CascadeRetriever
 
@@ -49,6 +55,7 @@ TRAINING_STAGES: dict[str, Callable[[Path, Dataset, Split], None]] = {
     "generative": _generative,
     "sasrec": _sasrec,
     "hstu": _hstu,
+    "dimerec": _dimerec,
     "cascade": _cascade,
 }
 """Retrievers whose `from_run` loads a trained model, and the stage that trains it."""

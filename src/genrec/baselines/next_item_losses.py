@@ -34,8 +34,12 @@ def full_softmax_loss(model: Any, batch: dict[str, Tensor]) -> Tensor:
     """Full-softmax cross-entropy of the next item at every real position."""
     hidden = model(batch["inputs"])
     real = batch["targets"] > 0
-    logits = model.item_logits(hidden[real])
-    return F.cross_entropy(logits.float(), batch["targets"][real] - 1)
+    return full_softmax_of(model, hidden[real], batch["targets"][real])
+
+
+def full_softmax_of(model: Any, hidden: Tensor, targets: Tensor) -> Tensor:
+    """Full-softmax cross-entropy of item ids `targets` `[n]` (≥ 1) for vectors `hidden` `[n, dim]`."""
+    return F.cross_entropy(model.item_logits(hidden).float(), targets - 1)
 
 
 class SampledSoftmaxLoss:
@@ -66,7 +70,10 @@ class SampledSoftmaxLoss:
     def __call__(self, model: Any, batch: dict[str, Tensor]) -> Tensor:
         hidden = model(batch["inputs"])
         real = batch["targets"] > 0
-        hidden, targets = hidden[real], batch["targets"][real]  # [n, dim], [n]
+        return self.of(model, hidden[real], batch["targets"][real])
+
+    def of(self, model: Any, hidden: Tensor, targets: Tensor) -> Tensor:
+        """The loss of item ids `targets` `[n]` (≥ 1) for vectors `hidden` `[n, dim]`, negatives drawn anew."""
         device = hidden.device
         negatives = torch.multinomial(self.probability, self.negatives, replacement=True).to(device)  # [N]
         log_expected = self.log_expected.to(device)

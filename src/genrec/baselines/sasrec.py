@@ -304,7 +304,8 @@ class SASRecRetriever:
         folder = artefact_dir(run, split, cls.name)
         model, fingerprint = cls._model_for(dataset, split, config)
         if force or not _manifest_matches(folder, fingerprint):
-            fit(model, interactions(split.train), split, config, folder, fingerprint, resume=resume)  # ends on best.pt
+            fit(model, interactions(split.train), split, config, folder, fingerprint, resume=resume,  # ends on best.pt
+                loss_for=lambda counts: cls.training_loss(config, counts))
         else:
             load_best(model, folder)
         return cls(model, _popularity(split, model.config.n_items), config.exclude_history)
@@ -316,9 +317,19 @@ class SASRecRetriever:
         item_category, n_categories = leaf_categories(dataset)
         with torch.random.fork_rng():  # initialised from the config's seed, whatever ran before in this process
             torch.manual_seed(config.train.seed)
-            model = SASRec(config.model_config(n_items, n_categories),
-                           torch.from_numpy(item_category) if config.use_category else None, block=cls.block)
+            model = cls.network(config, config.model_config(n_items, n_categories),
+                                torch.from_numpy(item_category) if config.use_category else None)
         return model, _fingerprint(interactions(split.train), item_category, config, cls.code)
+
+    @classmethod
+    def network(cls, config: SASRecConfig, shape: SASRecModelConfig, item_category: Tensor | None) -> SASRec:
+        """A fresh network for `config` (a variant with more than other layers overrides this)."""
+        return SASRec(shape, item_category, block=cls.block)
+
+    @classmethod
+    def training_loss(cls, config: SASRecConfig, item_counts: np.ndarray) -> Callable[[Any, dict[str, Tensor]], Tensor]:
+        """`loss_fn(model, batch)` for the shared loop; `item_counts` `[n_items + 1]` are training interactions."""
+        return next_item_loss(config.loss, item_counts, config.negatives, config.negative_sampler)
 
     def retrieve(self, requests: Sequence[Request], k: int) -> list[Ranked]:
         if k < 1:
@@ -378,7 +389,8 @@ def score_histories(model: SASRec, histories: Sequence[Sequence[int]], popularit
 
 
 def fit(model: SASRec, train_inter: pd.DataFrame, split: Split, config: SASRecConfig, folder: Path,
-        fingerprint: str, resume: bool = False) -> dict[str, Any]:
+        fingerprint: str, resume: bool = False,
+        loss_for: Callable[[np.ndarray], Callable[[Any, dict[str, Tensor]], Tensor]] | None = None) -> dict[str, Any]:
     """Train `model` with the shared loop into `folder` and write the manifest last.
 
     Validation (NDCG@10 on a fixed sample of `split.valid`) picks `best.pt`;
@@ -398,7 +410,8 @@ def fit(model: SASRec, train_inter: pd.DataFrame, split: Split, config: SASRecCo
     counts = np.bincount(train_inter["item_id"].to_numpy(dtype=np.int64),
                          minlength=model.config.n_items + 1)[: model.config.n_items + 1]
     evaluate = validation_ndcg(split, config, popularity=counts)
-    loss = next_item_loss(config.loss, counts, config.negatives, config.negative_sampler)
+    loss = (loss_for(counts) if loss_for is not None
+            else next_item_loss(config.loss, counts, config.negatives, config.negative_sampler))
     began, began_cpu = time.perf_counter(), time.process_time()
     result = train(model, loss, windows, collate_windows, config.train, folder,
                    evaluate=evaluate, metric="ndcg@10", resume=resume)

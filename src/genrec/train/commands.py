@@ -31,6 +31,7 @@ from typing import Any
 TRAINERS: dict[str, str] = {
     "sasrec": "genrec.train.commands:train_sasrec",
     "hstu": "genrec.train.commands:train_hstu",
+    "dimerec": "genrec.train.commands:train_dimerec",
     "generative": "genrec.train.generative:train_generative_command",
 }
 
@@ -77,6 +78,13 @@ def train_hstu(run: Path, **options: Any) -> dict[str, Any]:
     from genrec.baselines.hstu import HSTURetriever
 
     return _train_sequence_model(HSTURetriever, run, **options)
+
+
+def train_dimerec(run: Path, **options: Any) -> dict[str, Any]:
+    """Train DimeRec on the leave-one-out split of `RUN/data` into `RUN/train/dimerec`."""
+    from genrec.baselines.dimerec import DimeRecRetriever
+
+    return _train_sequence_model(DimeRecRetriever, run, **options)
 
 
 def _train_sequence_model(retriever: Any, run: Path, *, steps: int | None = None, resume: bool = False,
