@@ -61,9 +61,9 @@ def main() -> None:
     for label, retriever, config in variants:
         model = retriever.network(config, config.model_config(N_ITEMS), None)
         loss_fn = retriever.training_loss(config, counts)
-        rank = cpu_seconds(lambda: score_histories(model, histories, popularity))
+        rank = cpu_seconds(lambda model=model: score_histories(model, histories, popularity))
 
-        def step() -> None:
+        def step(model=model, loss_fn=loss_fn) -> None:
             model.train()
             model.zero_grad()
             loss_fn(model, batch).backward()

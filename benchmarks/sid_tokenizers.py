@@ -52,6 +52,8 @@ TOKENIZERS: dict[str, dict] = {
                                                           contrastive_weight=0.1),
     "rqvae + QuaSID + balanced": dict(method="rqvae", levels=1, prefix=PREFIX, repulsion_weight=5.0,
                                       contrastive_weight=0.1, last_level="balanced"),
+    "vrq: text + behaviour views, aligned": dict(method="vrq", levels=1, prefix=PREFIX),
+    "vrq + balanced": dict(method="vrq", levels=1, prefix=PREFIX, last_level="balanced"),
     "rqvae (3 levels no prefix)": dict(method="rqvae", levels=3),
     "rqvae + QuaSID (3 levels no prefix)": dict(method="rqvae", levels=3, repulsion_weight=5.0, contrastive_weight=0.1),
 }
@@ -60,7 +62,7 @@ TOKENIZERS: dict[str, dict] = {
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", action="append", required=True, help="NAME=RUN folder, repeatable")
-    parser.add_argument("--epochs", type=int, default=30, help="RQ-VAE epochs (every rqvae row)")
+    parser.add_argument("--epochs", type=int, default=30, help="RQ-VAE epochs (every rqvae and vrq row)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", default="", help="tokenizer names separated by ; (default: all)")
     parser.add_argument("--out", default=str(RESULTS))
@@ -75,7 +77,7 @@ def main() -> int:
         rows = []
         for name in wanted:
             options = dict(TOKENIZERS[name], seed=args.seed)
-            if options["method"] == "rqvae":
+            if options["method"] in ("rqvae", "vrq"):
                 options["epochs"] = args.epochs
             with tempfile.TemporaryDirectory() as out:
                 start = time.process_time()

@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers
     from genrec.sid.rqvae import RQVAETokenizer
     from genrec.sid.table import SIDS_FILE, SidTable
     from genrec.sid.tokenizer import SidTokenizer
+    from genrec.sid.vrq import VRQTokenizer
 
 _LAZY: dict[str, str] = {
     "BalancedLastLevel": "genrec.sid.last_level",
@@ -43,6 +44,7 @@ _LAZY: dict[str, str] = {
     "SIDS_FILE": "genrec.sid.table",
     "SidTable": "genrec.sid.table",
     "SidTokenizer": "genrec.sid.tokenizer",
+    "VRQTokenizer": "genrec.sid.vrq",
     "adaptive_codebook_size": "genrec.sid.codebook",
     "append_disambiguation_level": "genrec.sid.codebook",
     "build_sids": "genrec.sid.build",
@@ -64,6 +66,7 @@ __all__ = [
     "SidConfig",
     "SidTable",
     "SidTokenizer",
+    "VRQTokenizer",
     "adaptive_codebook_size",
     "append_disambiguation_level",
     "build_sids",

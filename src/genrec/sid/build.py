@@ -35,6 +35,7 @@ from genrec.sid.rqkmeans import RQKMeansTokenizer
 from genrec.sid.rqvae import RQVAETokenizer
 from genrec.sid.table import SidTable
 from genrec.sid.tokenizer import SidTokenizer
+from genrec.sid.vrq import VRQTokenizer
 
 
 def build_sids(
@@ -105,9 +106,11 @@ def build_sids(
         brands = [tokenize(b) for b in rows["brand"]] if "brand" in config.prefix and "brand" in rows else None
         values, ranked = keyword_values(scorer, config.keyword_codes or KEYWORD_CODES, exclude=brands)
         items = rows.assign(keyword=values).reset_index()
-    if config.collaborative_weight:
+    view_dims = tuple(vectors.view_dims)
+    if config.collaborative_weight or config.method == "vrq":  # VRQ's views: the item vector's, then behaviour
         collaborative = collaborative_vectors(train_cooccurrence(dataset, vectors.item_ids), seed=config.seed)
-        item_vectors = with_collaborative_view(item_vectors, collaborative, config.collaborative_weight)
+        item_vectors = with_collaborative_view(item_vectors, collaborative, config.collaborative_weight or 1.0)
+        view_dims += (collaborative.shape[1],)
     if config.prefix:
         attributes = attribute_prefix(items, vectors.item_ids, config.prefix)
         parents, parent_sizes = attributes.codes, attributes.sizes
@@ -119,7 +122,7 @@ def build_sids(
     else:
         parents, parent_sizes = np.zeros((len(vectors), 0), dtype=np.int64), []
         x, sized = item_vectors, config
-    tokenizer = make_tokenizer(sized, progress=progress)
+    tokenizer = make_tokenizer(sized, progress=progress, view_dims=view_dims)
     if isinstance(tokenizer, RQVAETokenizer) and (config.repulsion_weight or config.contrastive_weight):
         titles = dataset.items.set_index("item_id").loc[vectors.item_ids, "title"].tolist()
         benign = benign_groups(titles) if config.repulsion_weight else None
@@ -199,15 +202,19 @@ class _RQVAEOverrides(TypedDict, total=False):
     contrastive_weight: float
 
 
-def make_tokenizer(config: SidConfig, progress: bool = False) -> SidTokenizer:
+def make_tokenizer(config: SidConfig, progress: bool = False, view_dims: tuple[int, ...] = ()) -> SidTokenizer:
+    """The tokenizer `config` names; `view_dims` (method "vrq") are the widths of the views the vectors hold."""
     if config.method == "rqkmeans":
         return RQKMeansTokenizer(config.levels, config.codebook_size, config.seed, config.spread_last_level)
-    if config.method == "rqvae":
+    if config.method in ("rqvae", "vrq"):
         extra: _RQVAEOverrides = {"epochs": config.epochs} if config.epochs is not None else {}
         if config.repulsion_weight:
             extra["repulsion_weight"] = config.repulsion_weight
         if config.contrastive_weight:
             extra["contrastive_weight"] = config.contrastive_weight
+        if config.method == "vrq":
+            return VRQTokenizer(view_dims, levels=config.levels, codebook_size=config.codebook_size, seed=config.seed,
+                                progress=progress, spread_last_level=config.spread_last_level, **extra)
         return RQVAETokenizer(
             config.levels, config.codebook_size, seed=config.seed, progress=progress, spread_last_level=config.spread_last_level, **extra
         )

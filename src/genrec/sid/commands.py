@@ -1,4 +1,4 @@
-"""`genrec sid --run RUN [--config FILE] [--set key=value] [--method rqkmeans|rqvae] [--levels N]
+"""`genrec sid --run RUN [--config FILE] [--set key=value] [--method rqkmeans|rqvae|vrq] [--levels N]
 [--prefix category keyword brand] [--keyword-weight W] [--last-level balanced|opq] …`: Semantic IDs and their report.
 
 With no option it builds the demo's SIDs (`DEMO_SIDS`: leaf category and brand, then one RQ-KMeans
@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="a SidConfig file (.toml, .yaml, .yml or .json; a run's sid/config.json reads back)")
     sid.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override one setting, e.g. --set levels=2 --set prefix=category (repeatable)")
-    sid.add_argument("--method", choices=METHODS, default=None, help="default rqkmeans")
+    sid.add_argument("--method", choices=METHODS, default=None,
+                     help="default rqkmeans; vrq: an RQ-VAE over the item vector and its behaviour view, aligned")
     sid.add_argument("--levels", type=int, default=None,
                      help=f"semantic levels after the prefix (a disambiguation level is added; default {DEMO_SIDS['levels']})")
     sid.add_argument("--codebook-size", type=int, default=None, help="codes per level (default: adaptive to the catalog)")

@@ -13,7 +13,7 @@ LAST_LEVELS: tuple[str, ...] = ("balanced", "opq")
 """Learned last levels `build_sids(last_level=...)` offers (None there: the row-order counter only):
 the balanced level of `genrec.sid.last_level`, and the OPQ product-quantizer codes of `genrec.sid.opq`."""
 
-METHODS: tuple[str, ...] = ("rqkmeans", "rqvae")
+METHODS: tuple[str, ...] = ("rqkmeans", "rqvae", "vrq")
 
 DEMO_SIDS: dict[str, Any] = {"prefix": ("category", "brand"), "levels": 1}
 """`build_sids` arguments of the demo, and what `genrec sid` builds by default: leaf and brand first,
@@ -95,6 +95,9 @@ class SidConfig:
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise ValueError(f"{name} must be None or ≥ 0, got {value!r}")
-            if value and self.method != "rqvae":
-                raise ValueError(f"{name} is a QuaSID loss for the trainable quantizer: it needs method='rqvae', "
-                                 f"got method={self.method!r}")
+            if value and self.method not in ("rqvae", "vrq"):
+                raise ValueError(f"{name} is a QuaSID loss for the trainable quantizer: it needs method='rqvae' "
+                                 f"or 'vrq', got method={self.method!r}")
+        if self.method == "vrq" and self.collaborative_weight == 0:
+            raise ValueError("method='vrq' codes the collaborative view with the item's other views: "
+                             "collaborative_weight must be > 0 or unset (1), got 0")

@@ -171,7 +171,7 @@ class RQVAETokenizer(SidTokenizer):
             torch.manual_seed(self.seed)
             generator = torch.Generator().manual_seed(self.seed)
             data = torch.from_numpy(x)
-            model = RQVAE(x.shape[1], self.hidden_dims, self.latent_dim, self.levels, self.codebook_size_, self.beta)
+            model = self._new_model(x.shape[1])
             with torch.no_grad():
                 codebooks, _ = residual_kmeans(model.encoder(data).numpy(), self.levels, self.codebook_size_, self.seed)
                 model.quantizer.codebooks.copy_(torch.from_numpy(codebooks))
@@ -196,7 +196,7 @@ class RQVAETokenizer(SidTokenizer):
                     batch = data[order[start : start + self.batch_size]]
                     reconstruction, _, vq_loss = model(batch)
                     reconstruction_loss = ((reconstruction - batch) ** 2).sum(1).mean()
-                    loss = reconstruction_loss + vq_loss
+                    loss = reconstruction_loss + vq_loss + self._extra_loss(model, batch)
                     if len(colliding):
                         a, b = colliding[torch.randint(len(colliding), (self.batch_size,), generator=generator)].T
                         latent_a, latent_b = model.encoder(data[a]), model.encoder(data[b])
@@ -219,6 +219,14 @@ class RQVAETokenizer(SidTokenizer):
             model.eval()
         self.model_ = model
 
+    def _new_model(self, dim: int) -> "RQVAE":
+        """The network fitted on vectors of width `dim` (a variant with other encoders overrides this)."""
+        return RQVAE(dim, self.hidden_dims, self.latent_dim, self.levels, self.codebook_size_, self.beta)
+
+    def _extra_loss(self, model: "RQVAE", batch: torch.Tensor) -> torch.Tensor:
+        """A variant's own term of the training loss for `batch` `[b, d]` (none here)."""
+        return batch.new_zeros(())
+
     def _semantic_codes(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
             codes, last_distances = self.model_.encode(torch.from_numpy(x))
@@ -239,7 +247,7 @@ class RQVAETokenizer(SidTokenizer):
         return arrays
 
     def _restore(self, arrays: dict[str, np.ndarray], scalars: dict[str, Any]) -> None:
-        model = RQVAE(self.dim_, self.hidden_dims, self.latent_dim, self.levels, self.codebook_size_, self.beta)
+        model = self._new_model(self.dim_)
         state = {k.removeprefix("model."): torch.from_numpy(v) for k, v in arrays.items() if k.startswith("model.")}
         model.load_state_dict(state)
         model.eval()
@@ -256,8 +264,8 @@ class RQVAE(nn.Module):
     def __init__(self, dim: int, hidden_dims: Sequence[int], latent_dim: int, levels: int, codebook_size: int, beta: float):
         super().__init__()
         widths = [dim, *[int(h) for h in hidden_dims], latent_dim]
-        self.encoder = _mlp(widths)
-        self.decoder = _mlp(widths[::-1])
+        self.encoder: nn.Module = _mlp(widths)
+        self.decoder: nn.Module = _mlp(widths[::-1])
         self.quantizer = ResidualQuantizer(levels, codebook_size, latent_dim, beta)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
