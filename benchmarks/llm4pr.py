@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genrec.cascade.llm4pr import FEATURES, LLM4PR, LanguageModel, LLM4PRConfig, candidate_features, encode_lists, list_ndcg
 from genrec.cascade.retriever import CascadeRetriever
 from genrec.data.dataset import Dataset
 from genrec.data.splits import build_requests, interactions, leave_one_out
 from genrec.eval.bootstrap import bootstrap_means, paired_test, percentile_interval
 from genrec.features.text import load_text_encoder
+from genrec.postrank.llm4pr import FEATURES, LLM4PR, LanguageModel, LLM4PRConfig, candidate_features, encode_lists, list_ndcg
 from genrec.registry import build_retriever
 
 RESULTS = Path(__file__).parent / "results" / "llm4pr.md"

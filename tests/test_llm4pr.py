@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from genrec.cascade.llm4pr import (
+from genrec.features.text import load_text_encoder
+from genrec.postrank.llm4pr import (
     FEATURES,
     LLM4PR,
     LanguageModel,
@@ -19,7 +20,6 @@ from genrec.cascade.llm4pr import (
     list_ndcg,
     request_text,
 )
-from genrec.features.text import load_text_encoder
 from genrec.retrieval import Ranked, Request
 
 WORDS = ["red", "blue", "leather", "cotton", "boots", "scarf", "lamp", "mug", "oak", "steel", "silk", "wool"]
