@@ -118,7 +118,7 @@ def main() -> None:
              f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {platform.platform()}, {os.cpu_count()} "
              f"cores (shared), {args.threads} torch threads; CPU {cpu / 60:.1f} min, wall {wall / 60:.1f} min; load "
              f"average {load_before[0]:.1f} before, {load_after[0]:.1f} after",
-             f"- post-ranker: `LLM4PRConfig({config})`; features: {', '.join(FEATURES)}",
+             f"- post-ranker: `{config}`; features: {', '.join(FEATURES)}",
              "- metric: NDCG@10 of the held-out item after re-ordering each answer's top 10 (Recall@10 cannot "
              "change); interval: 1000 bootstrap resamples of test requests; p: paired sign-flip randomization test", "",
              *sections]
