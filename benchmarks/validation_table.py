@@ -70,13 +70,14 @@ def main() -> None:
     split = leave_one_out(dataset.events)
     requests, targets = build_requests(split, "valid")
     is_search = np.array([r.is_search for r in requests])
-    rows, levels = [], []
+    rows, levels, beams = [], [], set()
     for name in [n for n in args.baselines.split(",") if n]:
         rows.append((name, scores(build_retriever(name, args.source, dataset, split), requests, targets, is_search)))
         print(rows[-1], flush=True)
     for run in args.models:
         sids = load_sid_table(run)
         retriever = GenerativeRetriever.load(run.joinpath(*MODEL_DIR), sids)
+        beams.add(retriever.beams)
         rows.append((f"generative: {run}", scores(retriever, requests, targets, is_search)))
         levels.append((str(run), level_accuracy(retriever, sids, requests, targets, is_search)))
         print(rows[-1], levels[-1], flush=True)
@@ -85,7 +86,8 @@ def main() -> None:
              f"Command: `.venv/bin/python benchmarks/validation_table.py --source {args.source} --models "
              + " ".join(map(str, args.models)) + "`  ",
              f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {len(requests)} validation requests "
-             f"({int(is_search.sum())} search, {int((~is_search).sum())} recommendation); 20 beams", "",
+             f"({int(is_search.sum())} search, {int((~is_search).sum())} recommendation); generative models decode "
+             f"{' / '.join(map(str, sorted(beams))) or '–'} beams, as each serves", "",
              "| row | search R@10 | search N@10 | rec R@10 | rec N@10 |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {name} | " + " | ".join(f"{v:.4f}" for v in values) + " |" for name, values in rows]
     lines += ["", "## Top-1 code accuracy per SID level (true prefix given)", "",
