@@ -177,7 +177,10 @@ def features_as_text(features: np.ndarray) -> list[str]:
 
 
 class LLM4PR:
-    """Fit on candidate lists whose label is known; score new lists. `fit_` history: `valid_ndcg_`."""
+    """The post-ranker: `fit` on candidate lists whose taken item is known, `score` new lists.
+
+    Learned: the scorer's weights, the feature normalisation `mean_` / `scale_`, and `valid_ndcg_`
+    (the selection lists' NDCG@10 after each epoch, when `fit` is given them)."""
 
     def __init__(self, language_model: LanguageModel, config: LLM4PRConfig = LLM4PRConfig()):
         self.language_model = language_model
