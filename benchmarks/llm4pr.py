@@ -35,6 +35,11 @@ from genrec.registry import build_retriever
 RESULTS = Path(__file__).parent / "results" / "llm4pr.md"
 
 
+def own_order_ndcg(item_ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """NDCG@10 `[lists]` of the lists in the order the retriever gave them."""
+    return list_ndcg(-np.tile(np.arange(item_ids.shape[1], dtype=float), (len(item_ids), 1)), item_ids, labels)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, type=Path)
@@ -87,11 +92,9 @@ def main() -> None:
         post_ranker = LLM4PR(language_model, config)
         post_ranker.fit(fit_lists, fit_labels, select_lists, select_labels)
         fit_cpu = time.process_time() - fit_began
-        order_ndcg = list_ndcg(-np.arange(config.candidates)[None, :].repeat(len(test_lists), 0).astype(float),
-                               test_lists.item_ids, test_labels)
+        order_ndcg = own_order_ndcg(test_lists.item_ids, test_labels)
         post_ndcg = list_ndcg(post_ranker.score(test_lists), test_lists.item_ids, test_labels)
-        select_base = list_ndcg(-np.arange(config.candidates)[None, :].repeat(len(select_lists), 0).astype(float),
-                                select_lists.item_ids, select_labels).mean()
+        select_base = own_order_ndcg(select_lists.item_ids, select_labels).mean()
         is_search = np.array([bool(r.query) for r in test])
         rows = []
         for task, mask in (("search", is_search), ("recommendation", ~is_search)):

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genrec.eval.metrics import ndcg_at_k
 from genrec.retrieval import Ranked, Request, Retriever
 
 FEATURES: tuple[str, ...] = ("position", "base score", "p_click", "p_cart", "p_order", "log popularity",
@@ -194,7 +195,10 @@ class LLM4PR:
         return (features - self.mean_) / self.scale_
 
     def adapt(self, lists: EncodedLists) -> list[float]:
-        """Stage 1: the adapter learns to say in soft tokens what the features say in words. Losses per epoch."""
+        """Stage 1: the adapter learns to say in soft tokens what the features say in words. Losses per epoch.
+
+        It also fixes the feature normalisation (`mean_`, `scale_`) from these lists, with or without
+        adaptation epochs, so `fit` starts here."""
         flat_features = lists.features.reshape(-1, len(FEATURES))
         real = torch.from_numpy(lists.item_ids.reshape(-1) > 0)
         flat_features = flat_features[real]
@@ -206,7 +210,7 @@ class LLM4PR:
         optimizer = torch.optim.Adam(self.scorer.adapter.parameters(), lr=self.config.lr)
         generator = torch.Generator().manual_seed(self.config.seed)
         losses = []
-        frozen = [p for p in self.scorer.layers.parameters()]
+        frozen = list(self.scorer.layers.parameters())
         for p in frozen:
             p.requires_grad_(False)
         for _ in range(self.config.adaptation_epochs):
@@ -283,11 +287,13 @@ class LLM4PR:
 
 
 def list_ndcg(scores: np.ndarray, item_ids: np.ndarray, labels: np.ndarray, k: int = 10) -> np.ndarray:
-    """NDCG@k `[lists]` of ordering each list by `scores`, one relevant position `labels` (−1: none, 0)."""
+    """NDCG@k `[lists]` of ordering each list `item_ids` `[lists, m]` by `scores`, the taken item at
+    position `labels` (−1: not in the list, 0) — the harness's `ndcg_at_k` on the re-ordered ids."""
     order = np.argsort(-scores, axis=1, kind="stable")
-    rank = np.argmax(order == labels[:, None], axis=1)
-    gain = np.where((labels >= 0) & (rank < k), 1.0 / np.log2(rank + 2.0), 0.0)
-    return gain
+    ranked = np.take_along_axis(item_ids, order, axis=1)
+    rows = np.arange(len(labels))
+    targets = np.where(labels >= 0, item_ids[rows, np.maximum(labels, 0)], -1)
+    return ndcg_at_k(ranked, targets, k).values
 
 
 def request_text(request: Request, titles: dict[int, str], history_items: int = 3) -> str:
