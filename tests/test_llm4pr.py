@@ -101,9 +101,10 @@ def test_the_retriever_reorders_only_the_post_ranked_head(language_model):
     titles = {i: f"item {i}" for i in range(1, 20)}
     base = FixedRetriever(Ranked(np.arange(1, 13), np.linspace(1, 0, 12).astype(np.float32)))
     featurize = lambda requests, ranked: np.random.default_rng(0).random((len(ranked), 4, len(FEATURES)))  # noqa: E731
+    post_ranker.score = lambda lists: np.tile(np.arange(4.0), (len(lists), 1))  # the post-ranker prefers the 4th
     answer = LLM4PRRetriever(base, post_ranker, titles, featurize).retrieve([Request(user_id=1, query="item", history=())], 8)[0]
-    assert sorted(answer.item_ids[:4].tolist()) == [1, 2, 3, 4]
-    assert answer.item_ids[4:].tolist() == [5, 6, 7, 8]
+    assert answer.item_ids[:4].tolist() == [4, 3, 2, 1]  # the head in the post-ranker's order
+    assert answer.item_ids[4:].tolist() == [5, 6, 7, 8]  # the rest as the base retriever left it
 
 
 @pytest.mark.parametrize("fields, match", [({"candidates": 1}, "candidates"), ({"epochs": 0}, "epochs"),
