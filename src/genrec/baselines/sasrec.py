@@ -304,8 +304,8 @@ class SASRecRetriever:
         folder = artefact_dir(run, split, cls.name)
         model, fingerprint = cls._model_for(dataset, split, config)
         if force or not _manifest_matches(folder, fingerprint):
-            fit(model, interactions(split.train), split, config, folder, fingerprint, resume=resume,  # ends on best.pt
-                loss_for=lambda counts: cls.training_loss(config, counts))
+            fit(model, interactions(split.train), split, config, folder, fingerprint,  # ends on best.pt
+                lambda counts: cls.training_loss(config, counts), resume=resume)
         else:
             load_best(model, folder)
         return cls(model, _popularity(split, model.config.n_items), config.exclude_history)
@@ -389,8 +389,8 @@ def score_histories(model: SASRec, histories: Sequence[Sequence[int]], popularit
 
 
 def fit(model: SASRec, train_inter: pd.DataFrame, split: Split, config: SASRecConfig, folder: Path,
-        fingerprint: str, resume: bool = False,
-        loss_for: Callable[[np.ndarray], Callable[[Any, dict[str, Tensor]], Tensor]] | None = None) -> dict[str, Any]:
+        fingerprint: str, loss_for: Callable[[np.ndarray], Callable[[Any, dict[str, Tensor]], Tensor]],
+        resume: bool = False) -> dict[str, Any]:
     """Train `model` with the shared loop into `folder` and write the manifest last.
 
     Validation (NDCG@10 on a fixed sample of `split.valid`) picks `best.pt`;
@@ -410,8 +410,7 @@ def fit(model: SASRec, train_inter: pd.DataFrame, split: Split, config: SASRecCo
     counts = np.bincount(train_inter["item_id"].to_numpy(dtype=np.int64),
                          minlength=model.config.n_items + 1)[: model.config.n_items + 1]
     evaluate = validation_ndcg(split, config, popularity=counts)
-    loss = (loss_for(counts) if loss_for is not None
-            else next_item_loss(config.loss, counts, config.negatives, config.negative_sampler))
+    loss = loss_for(counts)  # the retriever's `training_loss`, given the training interactions per item
     began, began_cpu = time.perf_counter(), time.process_time()
     result = train(model, loss, windows, collate_windows, config.train, folder,
                    evaluate=evaluate, metric="ndcg@10", resume=resume)
