@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy.special import expit
 
 from genrec.data.truth import WorldTruth
 
@@ -115,10 +116,6 @@ class LoggedSlots:
         return len(self.item)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 class FeedTruth:
     """The slot model of one world. Users and items are 0-based indices (`user_id − 1`, `item_id − 1`)."""
 
@@ -170,9 +167,9 @@ class FeedTruth:
         c = self.config
         users, items, same_leaf = np.broadcast_arrays(np.asarray(users), np.asarray(items), np.asarray(same_leaf))
         affinity = self.affinity(users, items)
-        order = _sigmoid(c.order_bias + affinity + c.push * self.push[items])
-        view = _sigmoid(c.view_bias + affinity + c.hook * self.hook[items])
-        swipe = _sigmoid(c.swipe_bias + c.swipe_hook * self.hook[items] - c.swipe_push * self.push[items]
+        order = expit(c.order_bias + affinity + c.push * self.push[items])
+        view = expit(c.view_bias + affinity + c.hook * self.hook[items])
+        swipe = expit(c.swipe_bias + c.swipe_hook * self.hook[items] - c.swipe_push * self.push[items]
                          - c.fatigue * same_leaf)
         return SlotProbabilities(order, view, swipe, swipe * (1.0 - c.exit_after_order * order))
 
