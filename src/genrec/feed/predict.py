@@ -127,10 +127,12 @@ class SlotOutcomeModel(nn.Module):
         labels = torch.from_numpy(np.stack([logged.ordered, logged.viewed, logged.swiped], axis=1).astype(np.float32))
         generator = torch.Generator().manual_seed(self.config.seed)
         torch.manual_seed(self.config.seed)
-        for module in (self.brand, self.bottom, self.heads):
+        for module in (self.brand, self.bottom, self.heads):  # every weight from the config's seed alone
             for parameter in module.parameters():
                 if parameter.dim() > 1:
                     nn.init.xavier_uniform_(parameter, generator=generator)
+                else:
+                    nn.init.zeros_(parameter)
         optimizer = torch.optim.Adam(self.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
         loss_fn = nn.BCEWithLogitsLoss()
         self.train()
