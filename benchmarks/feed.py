@@ -123,31 +123,31 @@ def run_world(title: str, config: FeedConfig, args: argparse.Namespace, say: Cal
         chosen[source, "any"] = max(scores, key=lambda name: scores[name])
     say(f"{title}: chosen on validation {chosen}")
 
-    rows: list[tuple[str, str, np.ndarray, float]] = []
+    rows: list[tuple[str, str, np.ndarray, float, str]] = []  # label, choice, values, CPU ms, probability source
+    greedy: dict[str, np.ndarray] = {}
     test = split_pools["test"]
     rng_random = np.random.default_rng([args.seed, 13])
     random_slates = np.stack([rng_random.permutation(c)[:args.slots] for c in test.candidates])
     random_value = truth.session_value(test.users, random_slates)
     rows.append(("random order (the logging policy)", "—",
-                 np.stack([random_value.orders, random_value.views, random_value.depth], axis=1), 0.0))
+                 np.stack([random_value.orders, random_value.views, random_value.depth], axis=1), 0.0, "model"))
     for source in ("model", "oracle"):
         for family in ("greedy", "MOC,", "MOC + MSC", "any"):
             name = chosen[source, family]
             values, cpu_ms = replay(truth, test, predictions["test", source], candidates[name])
+            if family == "greedy":
+                greedy[source] = values
             label = {"greedy": "greedy per slot (P(order))", "MOC,": "STCRank MOC", "MOC + MSC": "STCRank MOC + MSC",
                      "any": "deployed: the best policy on validation"}[family]
             rows.append((label + (" — oracle probabilities" if source == "oracle" else ""),
-                         name + f" (valid {valid_orders[source, name]:.4f})", values, cpu_ms))
+                         name + f" (valid {valid_orders[source, name]:.4f})", values, cpu_ms, source))
 
-    greedy = {source: next(values for label, _, values, _ in rows
-                           if label.startswith("greedy") and (("oracle" in label) == (source == "oracle")))
-              for source in ("model", "oracle")}
     table = ["| policy | chosen on validation (valid orders / session) | orders / session [95% CI] | − greedy [95% CI] | p "
              "| depth (slots seen) | − greedy | views / session | CPU ms / session |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for label, name, values, cpu_ms in rows:
+    for label, name, values, cpu_ms, source in rows:
         low, high = percentile_interval(bootstrap_means(values[:, 0], seed=args.seed))
-        base = greedy["oracle" if "oracle" in label else "model"]
+        base = greedy[source]
         diff_cells = ("", "") if label.startswith("greedy") else _diff(values, base, args.seed)
         depth_diff = "" if label.startswith("greedy") else f"{values[:, 2].mean() - base[:, 2].mean():+.3f}"
         table.append(f"| {label} | {name} | {values[:, 0].mean():.4f} [{low[0]:.4f}, {high[0]:.4f}] | {diff_cells[0]} "
