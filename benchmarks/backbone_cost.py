@@ -3,7 +3,8 @@ history, sparse MoE against the dense feed-forward, behaviour user-ID tokens.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/backbone_cost.py      # about a minute on one core
 
-Each variant is the demo's model (`GenerativeConfig()`, d = 128) with one option changed, on a batch
+Each variant is the demo's model (`GenerativeConfig()`, d = 128) without its item head (the head's
+catalogue softmax costs every variant the same) and with one option changed, on a batch
 of `BATCH` search requests whose long view holds `LONG` positions (a fifth of them padding): CPU
 seconds (`time.process_time`, one thread) per training step (forward + backward of `model.loss`)
 and per `encode_memory` without gradients, median of `REPEATS` after a warm-up. Cost only: which
@@ -67,7 +68,7 @@ def cpu_seconds(fn) -> float:
 def measure(overrides: dict) -> tuple[int, float, float]:
     torch.manual_seed(SEED)
     spec = InputSpec()
-    model = GenerativeModel(GenerativeConfig(**overrides), spec)
+    model = GenerativeModel(GenerativeConfig(**{"item_head": False, **overrides}), spec)
     g = torch.Generator().manual_seed(SEED)
     batch = search_batch(spec, LONG, g)
     codes = torch.stack([torch.randint(0, v, (BATCH,), generator=g) for v in spec.codebook_sizes], dim=1)

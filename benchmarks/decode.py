@@ -516,7 +516,8 @@ def main() -> None:
     args.load_start = os.getloadavg()[0]
     started = time.perf_counter()
 
-    config = GenerativeConfig(dropout=0.0, copy_recent=0)
+    # No item head: it re-ranks finished beams with a catalogue softmax, work Hugging Face does not do.
+    config = GenerativeConfig(dropout=0.0, copy_recent=0, item_head=False)
     batches = (1, 64)
     if args.quick:
         repeats, hf_repeats, size_repeats = {1: 5, 64: 3}, {1: 3, 64: 2}, {1: 5, 64: 3}

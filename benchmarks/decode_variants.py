@@ -78,7 +78,7 @@ def int8_decoder(model: GenerativeModel) -> FastDecoder:
 
 
 def random_model_rows(batches: tuple[int, ...], rounds: dict[int, int], seed: int) -> list[dict]:
-    config = GenerativeConfig(dropout=0.0, copy_recent=0)
+    config = GenerativeConfig(dropout=0.0, copy_recent=0, item_head=False)  # decoding only, as decode.py
     codes = synthetic_sids(100_000, 3, 256, 16, seed)
     trie = PrefixTrie.from_codes(codes, np.arange(1, 100_001), codebook_sizes=list(SPEC.codebook_sizes))
     torch.manual_seed(seed)
