@@ -117,6 +117,9 @@ class SequenceBatch:
     target [B, W]      bool, True where the position is trained as a target
     context [B, W, Tc] each position's own scenario and time tokens, read when it is
                        the target (search+recommendation models; None otherwise)
+    long_items [B, Tl], long_codes [B, Tl, L], long_action [B, Tl]: the user's interactions
+                       before the window, newest last, 0-padded at the front — the long view
+                       every target of the window reads (`rec_long_view` models; None otherwise)
     """
 
     user: torch.Tensor
@@ -125,6 +128,9 @@ class SequenceBatch:
     action: torch.Tensor
     target: torch.Tensor
     context: torch.Tensor | None = None
+    long_items: torch.Tensor | None = None
+    long_codes: torch.Tensor | None = None
+    long_action: torch.Tensor | None = None
 
 
 @dataclass

@@ -44,7 +44,12 @@ class GenerativeConfig:
     (0 = the long view whole; `genrec.model.query_former`). `user_id_levels`: the full view's
     user part also gets behaviour-derived user-ID tokens, the position-weighted majority code
     of each of the first that many SID levels in the short and the long view
-    (0 = off; `genrec.model.user_ids`).
+    (0 = off; `genrec.model.user_ids`). `rec_long_view`: the recommendation path reads the long
+    view too, as tokens every history position sees (compressed by the Query-Former when
+    `long_queries` > 0); the long view then holds the `max_long` interactions just *older* than
+    the short view, of any action, instead of the newest carts and orders — what a training
+    window's long view is (the user's items before the window), and what a long history
+    (MovieLens: hundreds of ratings, all one action) adds to the short view.
     `item_head`: a softmax over the catalogue from the decoder's summary, trained beside the
     level losses with weight `item_head_weight`, re-ranks the beams at inference by
     beam log-prob + `item_head_mix` × item log-prob (`genrec.model.item_head`);
@@ -77,6 +82,7 @@ class GenerativeConfig:
     moe_balance_weight: float = 0.01
     long_queries: int = 0
     user_id_levels: int = 0
+    rec_long_view: bool = False
     item_head: bool = True
     item_head_weight: float = 0.25
     item_head_mix: float = 0.5

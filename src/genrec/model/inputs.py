@@ -10,7 +10,8 @@ One request becomes five parts, each with its own type embedding in the model:
 * short: the last `max_short` interactions (mostly clicks), each as its item's
   SID + action + recency bucket;
 * long: the last `max_long` carts and orders, wherever they are in the history —
-  the slow-moving purchase intent that the recent clicks can push out;
+  the slow-moving purchase intent that the recent clicks can push out (with
+  `rec_long_view`: the `max_long` interactions older than the short view);
 * context: scenario, hour of day, day of week;
 * query_vector (when `spec.query_vector_dim` > 0): the query's MiniLM sentence
   vector, one more encoder token. Why: the word pieces' embeddings start from
@@ -185,7 +186,10 @@ class RequestEncoder:
             ages = (r.ts - np.asarray(r.history_ts, dtype=np.int64)) if r.history_ts else np.zeros(len(items), np.int64)
             recency = recency_bucket(ages, self.spec.n_recency)
             short = np.flatnonzero(known)[-c.max_short:]
-            long = np.flatnonzero(known & np.isin(actions, [action_id[a] for a in LONG_TERM_ACTIONS]))[-c.max_long:]
+            if c.rec_long_view:  # the interactions just older than the short view, any action
+                long = np.flatnonzero(known)[:-c.max_short][-c.max_long:]
+            else:
+                long = np.flatnonzero(known & np.isin(actions, [action_id[a] for a in LONG_TERM_ACTIONS]))[-c.max_long:]
             for name, pick in (("short", short), ("long", long)):
                 codes, ids, act, rec = views[name]
                 if len(pick):  # right-aligned: the most recent interaction is always the last position

@@ -2,7 +2,8 @@
 
 Parts (each its own module): `InputEmbedding` → `TransformerEncoder` (full and
 causal views) → `Summary` → `SidDecoder`, with `CopyBias` on recommendation's
-first level; opt-in: `QueryFormer` compressing search's long view,
+first level; opt-in: `QueryFormer` compressing the long view, the long view on
+the recommendation path (`rec_long_view`),
 `BehaviourUserIds` in search's user part, `SparseMoE` as the decoder blocks'
 feed-forward, `ItemHead` scoring whole items from the summary (trained beside
 the levels; the retriever re-ranks its beams with it). A new part is a module plus its line in `__init__` and where it
@@ -40,7 +41,7 @@ from genrec.model.batches import DecoderState, EncoderBatch, SequenceBatch
 from genrec.model.config import GenerativeConfig, InputSpec
 from genrec.model.copy_bias import CopyBias
 from genrec.model.decoder import SidDecoder
-from genrec.model.embedding import INPUT_INIT_STD, PART_NAMES, InputEmbedding, masked_mean
+from genrec.model.embedding import INPUT_INIT_STD, PART_NAMES, InputEmbedding, Part, masked_mean
 from genrec.model.encoder import TransformerEncoder
 from genrec.model.item_head import ItemHead
 from genrec.model.layers import init_weights
@@ -128,20 +129,27 @@ class GenerativeModel(nn.Module):
         self._check_codes(batch.codes.reshape(-1, self.spec.levels), "SequenceBatch.codes")
         user = batch.user[:, : self.config.max_user_tokens]
         items = batch.items[:, :-1]
-        memory, key_real = self._encode_causal(user, batch.codes[:, :-1], items, batch.action[:, :-1])
+        long = None
+        if self.config.rec_long_view:
+            if batch.long_items is None or batch.long_codes is None or batch.long_action is None:
+                raise ValueError("a rec_long_view model needs SequenceBatch.long_items, long_codes and long_action "
+                                 "(each window's interactions before it: SequenceTable.build of a rec_long_view encoder)")
+            long = self._long_view(batch.long_codes, batch.long_items, batch.long_action)
+        memory, key_real = self._encode_causal(user, batch.codes[:, :-1], items, batch.action[:, :-1], long)
         rows, positions = (batch.target & (batch.items > 0)).nonzero(as_tuple=True)  # N targets
         if not len(rows):
             raise ValueError("SequenceBatch has no target position")
         n_user = user.shape[1]
+        n_prefix = n_user + (0 if long is None else long[0].shape[1])  # user tokens, then the long view
         columns = torch.arange(memory.shape[1], device=memory.device)
-        visible = key_real[rows] & (columns[None, :] < n_user + positions[:, None])  # user tokens, positions < t
+        visible = key_real[rows] & (columns[None, :] < n_prefix + positions[:, None])  # the prefix, positions < t
         history_real = items > 0
-        history = memory[:, n_user:] * history_real[..., None].to(memory.dtype)
+        history = memory[:, n_prefix:] * history_real[..., None].to(memory.dtype)
         sums = F.pad(history.cumsum(1), (0, 0, 1, 0))  # [B, T+1, d]: sum over positions < t
         counts = F.pad(history_real.cumsum(1), (1, 0)).to(memory.dtype).clamp(min=1.0)
         latest = None
         if self.summary.latest is not None:  # the position just before the target (none for the first)
-            latest = memory[rows, (n_user + positions - 1).clamp(min=0)] * (positions > 0)[:, None].to(memory.dtype)
+            latest = memory[rows, (n_prefix + positions - 1).clamp(min=0)] * (positions > 0)[:, None].to(memory.dtype)
         context = None
         if self.config.search and batch.context is not None:
             context = masked_mean(self.inputs.context_part(batch.context[rows, positions]),
@@ -230,8 +238,12 @@ class GenerativeModel(nn.Module):
     def _encode_recommendation(self, b: EncoderBatch) -> Memory:
         c = self.config
         user, items = b.user[:, : c.max_user_tokens], b.short_items[:, -c.max_short:]
-        memory, key_real = self._encode_causal(user, b.short_codes[:, -c.max_short:], items, b.short_action[:, -c.max_short:])
+        long = (self._long_view(b.long_codes[:, -c.max_long:], b.long_items[:, -c.max_long:],
+                                b.long_action[:, -c.max_long:]) if c.rec_long_view else None)
+        memory, key_real = self._encode_causal(user, b.short_codes[:, -c.max_short:], items,
+                                               b.short_action[:, -c.max_short:], long)
         n_user = user.shape[1]
+        n_prefix = n_user + (0 if long is None else long[0].shape[1])
         context = None
         if c.search:  # the request's scenario and time (a recommendation-only model reads none)
             context = masked_mean(self.inputs.context_part(b.context), b.context[:, : c.max_context] > 0)
@@ -240,13 +252,29 @@ class GenerativeModel(nn.Module):
             latest = (memory[:, -1] * (items[:, -1] > 0)[:, None].to(memory.dtype) if items.shape[1]
                       else torch.zeros_like(memory[:, 0]))
         summary = self.summary.causal(masked_mean(memory[:, :n_user], user > 0),
-                                      masked_mean(memory[:, n_user:], items > 0), context, latest)
+                                      masked_mean(memory[:, n_prefix:], items > 0), context, latest)
         return memory, key_real[:, None, None, :], summary
 
     def _encode_causal(self, user: torch.Tensor, codes: torch.Tensor, items: torch.Tensor,
-                       action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                       action: torch.Tensor, long: Part | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The causal view; `long` (an embedded long view and its mask) joins the user tokens as
+        columns every history position sees."""
         history = self.inputs.history_part(codes, items, action)
-        return self.encoder.causal(self.inputs.user_part(user), user > 0, history, items > 0)
+        prefix, prefix_real = self.inputs.user_part(user), user > 0
+        if long is not None:
+            prefix = torch.cat([prefix, long[0].to(prefix.dtype)], dim=1)
+            prefix_real = torch.cat([prefix_real, long[1]], dim=1)
+        return self.encoder.causal(prefix, prefix_real, history, items > 0)
+
+    def _long_view(self, codes: torch.Tensor, items: torch.Tensor, action: torch.Tensor) -> Part:
+        """The recommendation path's long view `[B, Tl, d]` (right-aligned, newest last) and its mask,
+        compressed to `long_queries` tokens when the model has a Query-Former. No recency: a training
+        window knows its long view's order, not each item's age at each of its targets."""
+        x = (self.inputs.behaviour(codes, items, action, torch.zeros_like(action), items.shape[1])
+             + self.inputs.part_type.weight[PART_NAMES.index("long")]
+             + self.inputs.position(torch.arange(items.shape[1] - 1, -1, -1, device=items.device)))
+        part = (x, items > 0)
+        return self.long_former(*part) if self.long_former is not None else part
 
     @staticmethod
     def has_query(b: EncoderBatch) -> torch.Tensor:
