@@ -9,6 +9,9 @@
     copy_bias.py   CopyBias: a pointer to the newest items' leaves for recommendation
     decoder.py     SidDecoder: one SID level per step
     item_head.py   ItemHead: a catalogue softmax from the summary that re-ranks the beams (opt-in)
+    query_former.py, moe.py, user_ids.py, action_fusion.py
+                   opt-in backbone parts: a long history as a few tokens, a sparse-MoE feed-forward,
+                   behaviour-derived user IDs, per-action sequences fused by cross-attention
     layers.py      attention and blocks
     model.py       GenerativeModel: the parts wired; losses; the beam-search protocol
     checkpoint.py  a trained folder → model (with the migration of older saves)

@@ -44,7 +44,9 @@ class GenerativeConfig:
     (0 = the long view whole; `genrec.model.query_former`). `user_id_levels`: the full view's
     user part also gets behaviour-derived user-ID tokens, the position-weighted majority code
     of each of the first that many SID levels in the short and the long view
-    (0 = off; `genrec.model.user_ids`). `rec_long_view`: the recommendation path reads the long
+    (0 = off; `genrec.model.user_ids`). `action_fusion`: the full view's user part also gets
+    that many tokens per action, each a learned query cross-attending to the short and long
+    views' positions of its action only (0 = off; `genrec.model.action_fusion`). `rec_long_view`: the recommendation path reads the long
     view too, as tokens every history position sees (compressed by the Query-Former when
     `long_queries` > 0); the long view then holds the `max_long` interactions just *older* than
     the short view, of any action, instead of the newest carts and orders — what a training
@@ -82,6 +84,7 @@ class GenerativeConfig:
     moe_balance_weight: float = 0.01
     long_queries: int = 0
     user_id_levels: int = 0
+    action_fusion: int = 0
     rec_long_view: bool = False
     item_head: bool = True
     item_head_weight: float = 0.25
@@ -100,7 +103,7 @@ class GenerativeConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         for name in ("n_encoder_layers", "n_decoder_layers", "item_buckets", "copy_recent", "moe_experts",
-                     "long_queries", "user_id_levels"):
+                     "long_queries", "user_id_levels", "action_fusion"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:

@@ -4,7 +4,8 @@ Parts (each its own module): `InputEmbedding` → `TransformerEncoder` (full and
 causal views) → `Summary` → `SidDecoder`, with `CopyBias` on recommendation's
 first level; opt-in: `QueryFormer` compressing the long view, the long view on
 the recommendation path (`rec_long_view`),
-`BehaviourUserIds` in search's user part, `SparseMoE` as the decoder blocks'
+`BehaviourUserIds` and `ActionFusion`'s per-action tokens in search's user part,
+`SparseMoE` as the decoder blocks'
 feed-forward, `ItemHead` scoring whole items from the summary (trained beside
 the levels; the retriever re-ranks its beams with it). A new part is a module plus its line in `__init__` and where it
 enters `encode_memory` or the decoder.
@@ -37,6 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from genrec.model.action_fusion import ActionFusion
 from genrec.model.batches import DecoderState, EncoderBatch, SequenceBatch
 from genrec.model.config import GenerativeConfig, InputSpec
 from genrec.model.copy_bias import CopyBias
@@ -67,6 +69,8 @@ class GenerativeModel(nn.Module):
         self.long_former = QueryFormer(config, config.long_queries) if config.long_queries else None
         self.user_ids = (BehaviourUserIds(config.d_model, config.user_id_levels, spec.codebook_sizes)
                          if config.user_id_levels else None)
+        self.action_fusion = (ActionFusion(config, spec.n_actions, config.action_fusion)
+                              if config.action_fusion else None)
         self.summary = Summary(config)
         self.copy = CopyBias(config.copy_recent, spec.codebook_sizes[0], config.d_model) if config.copy_recent else None
         self.decoder = SidDecoder(config, spec)
@@ -224,6 +228,12 @@ class GenerativeModel(nn.Module):
 
     def _encode_search(self, batch: EncoderBatch) -> Memory:
         parts = self.inputs.parts(batch)
+        fused = None
+        if self.action_fusion is not None:  # read before the Query-Former replaces the long view
+            c, short, long = self.config, PART_NAMES.index("short"), PART_NAMES.index("long")
+            fused = self.action_fusion(torch.cat([parts[short][0], parts[long][0]], dim=1),
+                                       torch.cat([parts[short][1], parts[long][1]], dim=1),
+                                       torch.cat([batch.short_action[:, -c.max_short:], batch.long_action[:, -c.max_long:]], dim=1))
         if self.long_former is not None:  # the long view as `long_queries` tokens
             long = PART_NAMES.index("long")
             parts[long] = self.long_former(*parts[long])
@@ -232,6 +242,10 @@ class GenerativeModel(nn.Module):
             ids, ids_real = self.user_ids(self.inputs, batch, c.max_short, c.max_long)
             parts[user] = (torch.cat([parts[user][0], ids.to(parts[user][0].dtype)], dim=1),
                            torch.cat([parts[user][1], ids_real], dim=1))
+        if fused is not None:  # per-action tokens after the user tokens
+            user = PART_NAMES.index("user")
+            parts[user] = (torch.cat([parts[user][0], fused[0].to(parts[user][0].dtype)], dim=1),
+                           torch.cat([parts[user][1], fused[1]], dim=1))
         memory, mask, means = self.encoder.full(parts)
         return memory, mask, self.summary(means)
 

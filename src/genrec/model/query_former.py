@@ -37,15 +37,17 @@ class QueryFormer(nn.Module):
         self.norm_out = nn.LayerNorm(d)
 
     def forward(self, x: torch.Tensor, real: torch.Tensor) -> Part:
-        """`x [B, T, d]` with mask `real [B, T]` (True = a real position) → `[B, M, d]` and its
-        mask `[B, M]` (False for a request whose part has no real position: its tokens are 0)."""
+        """`x [B, T, d]` with mask `real [B, T]` (True = a real position), or `[B, M, T]` (what each
+        query may read) → `[B, M, d]` and its mask `[B, M]` (False for a query with no real position
+        to read: its token is 0)."""
         batch, n_queries = x.shape[0], self.queries.shape[0]
-        has = real.any(dim=1)  # [B]
-        # A row with nothing to read attends to its padding (any finite output) and is then zeroed:
+        sees = real[:, None, :].expand(-1, n_queries, -1) if real.ndim == 2 else real  # [B, M, T]
+        has = sees.any(dim=2)  # [B, M]
+        # A query with nothing to read attends to its padding (any finite output) and is then zeroed:
         # an all-False mask would make the softmax NaN.
-        mask = (real | ~has[:, None])[:, None, None, :]
+        mask = (sees | ~has[:, :, None])[:, None]
         q = self.queries.to(x.dtype).expand(batch, -1, -1)
         h = q + self.attn(self.norm_queries(q), self.norm_source(x), mask)
         h = h + self.mlp(self.norm_mlp(h))
-        out = self.norm_out(h) * has[:, None, None].to(h.dtype)
-        return out, has[:, None].expand(-1, n_queries)
+        out = self.norm_out(h) * has[:, :, None].to(h.dtype)
+        return out, has
