@@ -152,13 +152,14 @@ def plot(rows: dict[str, dict], path: Path) -> None:
             ax.scatter(x, row["ndcg"], marker=marker, s=60)
             ax.annotate(name, (x, row["ndcg"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
         axes[2].plot(row["curve"]["step"], row["curve"]["ndcg@10"], marker=marker, label=name)
-    axes[0].set(xlabel="parameters (millions)", ylabel="validation NDCG@10", xscale="log",
-                title="quality vs parameters")
-    axes[1].set(xlabel="forward GFLOPs per served request", ylabel="validation NDCG@10", xscale="log",
+    axes[0].set(xlabel="parameters (millions)", ylabel="validation NDCG@10", title="quality vs parameters")
+    axes[1].set(xlabel="forward GFLOPs per served request", ylabel="validation NDCG@10",
                 title="quality vs active compute")
     axes[2].set(xlabel="training step", ylabel="NDCG@10, 1,000-request validation sample",
                 title="training curves")
     axes[2].legend(fontsize=8)
+    for ax in axes[:2]:  # room for the labels at the right
+        ax.margins(x=0.25, y=0.1)
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.suptitle("Amazon Beauty, generative model, same data and schedule (circles dense, squares MoE)")
@@ -171,6 +172,7 @@ def plot(rows: dict[str, dict], path: Path) -> None:
 def write_report(args, rows: dict[str, dict], train_cpu: dict[str, float], loads: tuple[float, float],
                  n_valid: int) -> str:
     command = " ".join(["benchmarks/scaling.py"] + sys.argv[1:])
+    with_cpu = any(train_cpu.values())  # variants trained by this call (CPU of earlier calls is not known)
     lines = [
         "# Scaling on a CPU: quality vs parameters and vs active compute (Amazon Beauty, validation)", "",
         f"Command: `.venv/bin/python {command}`  ",
@@ -182,8 +184,8 @@ def write_report(args, rows: dict[str, dict], train_cpu: dict[str, float], loads
         f"validation: {n_valid} seeded users, "
         "the model's 50 beams and item-head mix; test not read.", "",
         "| variant | overrides | parameters | forward GFLOPs / request | valid R@10 | valid N@10 | best sample N@10 (step) "
-        "| decode CPU ms / request | training CPU min |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| decode CPU ms / request | training wall min |" + (" training CPU min |" if with_cpu else ""),
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if with_cpu else ""),
     ]
     for name, row in rows.items():
         overrides = " ".join(f"`{k}={v}`" for k, v in VARIANTS[name].items()) or "—"
@@ -191,9 +193,10 @@ def write_report(args, rows: dict[str, dict], train_cpu: dict[str, float], loads
         best = int(np.argmax(curve["ndcg@10"])) if curve["ndcg@10"] else None
         best_cell = "—" if best is None else f"{curve['ndcg@10'][best]:.4f} ({int(curve['step'][best])})"
         cpu = train_cpu.get(name, 0.0)
-        cpu_cell = f"{cpu / 60:.1f}" if cpu else "(trained by an earlier call)"
+        cpu_cell = (f" {cpu / 60:.1f} |" if cpu else " (an earlier call) |") if with_cpu else ""
         lines.append(f"| {DESCRIPTIONS[name]} | {overrides} | {row['parameters']:,} | {row['gflops_per_request']:.3f} "
-                     f"| {row['recall']:.4f} | {row['ndcg']:.4f} | {best_cell} | {row['decode_cpu_ms']:.2f} | {cpu_cell} |")
+                     f"| {row['recall']:.4f} | {row['ndcg']:.4f} | {best_cell} | {row['decode_cpu_ms']:.2f} "
+                     f"| {row['train_seconds'] / 60:.1f} |{cpu_cell}")
     lines += ["", "Training curves (the loop's 1,000-request validation sample, NDCG@10, at each evaluation):", "",
               "| step | " + " | ".join(rows) + " |", "|---:|" + "---:|" * len(rows)]
     steps = sorted({int(s) for row in rows.values() for s in row["curve"]["step"]})
