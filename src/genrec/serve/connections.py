@@ -9,6 +9,17 @@ connection opens and whenever it waits for a request, and stops it only once
 a whole request has arrived. It also turns Nagle's algorithm off on every
 connection, which asyncio leaves on for `--workers`' shared socket, and sends
 an answer's head and body in one system call (`CoalescedWrites`).
+
+And it answers the request of a connection accepted just before a graceful
+shutdown. uvicorn's shutdown closes at once every connection with no request
+in progress, including one it accepted a moment ago whose request is still on
+the way: that client gets a closed connection and no answer, and it does not
+retry (it never sent on a kept-alive connection). With `--workers` a reload
+stops old workers while the shared socket still hands them connections, so a
+loaded server lost a request now and then during SIGHUP. Such a connection now
+has `SHUTDOWN_GRACE_S` to send its request, which is answered with
+`Connection: close`; a connection that has already been answered is closed as
+before.
 """
 
 from __future__ import annotations
@@ -21,11 +32,17 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from genrec.serve.limits import ServeLimits
 
+SHUTDOWN_GRACE_S = 2.0
+"""How long a graceful shutdown waits for the first request of a connection it has just accepted."""
+
 
 class IdleTimeoutH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, closing a connection that waits `timeout_keep_alive` s for a whole request."""
+    """uvicorn's h11 protocol, closing a connection that waits `timeout_keep_alive` s for a whole request,
+    and answering the first request of one accepted just before a graceful shutdown."""
 
     _idle_timer: asyncio.TimerHandle | None = None
+    _answered_any = False
+    _shutting_down = False
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         _no_delay(transport)
@@ -34,10 +51,24 @@ class IdleTimeoutH11Protocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
+        if self.cycle is not None:
+            self._answered_any = True
+            if self._shutting_down:  # the one request a connection gets once shutdown has begun
+                self.cycle.keep_alive = False
         if self._request_in_progress():
             self._cancel_idle_timer()
         elif self._idle_timer is None:  # a partial request does not reset the clock
             self._arm_idle_timer()
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful shutdown, except for a connection that has not sent a whole request yet:
+        it gets `SHUTDOWN_GRACE_S` to send one (the server waits for it), then is closed."""
+        if self.cycle is None and not self._answered_any and not self.transport.is_closing():
+            self._shutting_down = True
+            self._cancel_idle_timer()
+            self._idle_timer = self.loop.call_later(SHUTDOWN_GRACE_S, self._close_if_idle)
+            return
+        super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_idle_timer()
