@@ -62,14 +62,22 @@ def browser():
     shutil.rmtree(profile, ignore_errors=True)
 
 
+def _waiting(browser):
+    """A 20 s wait that looks again when the page re-renders an element between finding it and reading it
+    (a stale element reference is a moment of the page, not a failure)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, 20, ignored_exceptions=(StaleElementReferenceException,))
+
+
 def test_search_shows_results_and_catalog_text_stays_text(server, browser):
     from selenium.common.exceptions import NoAlertPresentException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(browser, 20)
+    wait = _waiting(browser)
     browser.get(server + "/")
     wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
     box = browser.find_element(By.ID, "q")
@@ -90,9 +98,9 @@ def test_search_shows_results_and_catalog_text_stays_text(server, browser):
 
 def test_picking_a_user_shows_history_and_recommends_with_an_empty_box(server, browser):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from selenium.webdriver.support.ui import Select
 
-    wait = WebDriverWait(browser, 20)
+    wait = _waiting(browser)
     browser.get(server + "/")
     wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
     Select(browser.find_element(By.ID, "user")).select_by_value("1")
@@ -108,9 +116,8 @@ def test_picking_a_user_shows_history_and_recommends_with_an_empty_box(server, b
 def test_side_by_side_shows_two_retrievers_for_the_same_request(server, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(browser, 20)
+    wait = _waiting(browser)
     browser.get(server + "/")
     wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
     browser.find_element(By.ID, "compare").click()
