@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -181,9 +181,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running(config) -> Iterator[None]:
+def running(config) -> Iterator[Any]:
     """Serve the `uvicorn.Config` on a daemon thread for the block: a real socket (keep-alive,
-    idle timeouts, a browser), which `TestClient` does not open."""
+    idle timeouts, a browser), which `TestClient` does not open. Yields the `uvicorn.Server` (a test may
+    begin its graceful shutdown early with `server.should_exit = True`)."""
     import uvicorn
 
     server = uvicorn.Server(config)
@@ -194,7 +195,8 @@ def running(config) -> Iterator[None]:
         time.sleep(0.05)
     assert server.started, "uvicorn did not start"
     try:
-        yield
+        yield server
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        assert not thread.is_alive(), "uvicorn did not stop"

@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from serve_fakes import FakeRetriever, save_run, tiny_dataset
+from serve_fakes import FakeRetriever, running, save_run, tiny_dataset
 
 from genrec.serve.app import create_app
 from genrec.serve.model import SERVED_PRECISION, fastest_exact, load_served_model
@@ -148,21 +148,6 @@ def test_a_connection_accepted_from_the_workers_shared_socket_sends_without_dela
     assert before == 0 and after != 0
 
 
-def _start_server(config):
-    import threading
-
-    import uvicorn
-
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    return server, thread
-
-
 def _read_all(connection: socket.socket) -> bytes:
     connection.settimeout(10)
     chunks = []
@@ -178,30 +163,24 @@ def test_a_connection_accepted_just_before_a_graceful_shutdown_is_answered_then_
     from genrec.serve.connections import uvicorn_config
 
     config = uvicorn_config(create_app(run_folder, loader=fake_loader), "127.0.0.1", _free_port())
-    server, thread = _start_server(config)
     address = ("127.0.0.1", config.port)
-    deadline = time.monotonic() + 30
-    while httpx.get(f"http://{address[0]}:{address[1]}/healthz").status_code != 200 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    answered, fresh = socket.create_connection(address), socket.create_connection(address)
-    try:
-        answered.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        answered.settimeout(10)
-        assert answered.recv(65536).startswith(b"HTTP/1.1 200")
-        time.sleep(0.2)  # the server has accepted `fresh`; its request is not sent yet
-        server.should_exit = True
-        time.sleep(0.5)  # shutdown has begun: the listening socket is closed, connections told to shut down
-        fresh.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        reply = _read_all(fresh)  # returns at end of stream: the server closes the connection after answering
-        assert reply.startswith(b"HTTP/1.1 200"), reply[:80]
-        assert reply.endswith(b"}")  # the whole answer
-        assert _read_all(answered) == b""  # the idle, already answered connection was closed
-    finally:
-        answered.close()
-        fresh.close()
-        server.should_exit = True
-        thread.join(timeout=10)
-    assert not thread.is_alive()
+    with running(config) as server:
+        deadline = time.monotonic() + 30
+        while httpx.get(f"http://{address[0]}:{address[1]}/healthz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        answered, fresh = socket.create_connection(address), socket.create_connection(address)
+        with answered, fresh:
+            answered.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            answered.settimeout(10)
+            assert answered.recv(65536).startswith(b"HTTP/1.1 200")
+            time.sleep(0.2)  # the server has accepted `fresh`; its request is not sent yet
+            server.should_exit = True
+            time.sleep(0.5)  # shutdown has begun: the listening socket is closed, connections told to shut down
+            fresh.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            reply = _read_all(fresh)  # returns at end of stream: the server closes the connection after answering
+            assert reply.startswith(b"HTTP/1.1 200"), reply[:80]
+            assert reply.endswith(b"}")  # the whole answer
+            assert _read_all(answered) == b""  # the idle, already answered connection was closed
 
 
 def _free_port() -> int:
