@@ -17,9 +17,9 @@ the way: that client gets a closed connection and no answer, and it does not
 retry (it never sent on a kept-alive connection). With `--workers` a reload
 stops old workers while the shared socket still hands them connections, so a
 loaded server lost a request now and then during SIGHUP. Such a connection now
-has `SHUTDOWN_GRACE_S` to send its request, which is answered with
-`Connection: close`; a connection that has already been answered is closed as
-before.
+has `SHUTDOWN_GRACE_S` to send its request, which is answered, and the
+connection then closed; a connection that has already been answered is closed
+as before.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ class IdleTimeoutH11Protocol(H11Protocol):
     and answering the first request of one accepted just before a graceful shutdown."""
 
     _idle_timer: asyncio.TimerHandle | None = None
-    _answered_any = False
     _shutting_down = False
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
@@ -51,10 +50,8 @@ class IdleTimeoutH11Protocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.cycle is not None:
-            self._answered_any = True
-            if self._shutting_down:  # the one request a connection gets once shutdown has begun
-                self.cycle.keep_alive = False
+        if self._shutting_down and self.cycle is not None:  # the one request it gets once shutdown has begun
+            self.cycle.keep_alive = False
         if self._request_in_progress():
             self._cancel_idle_timer()
         elif self._idle_timer is None:  # a partial request does not reset the clock
@@ -62,8 +59,9 @@ class IdleTimeoutH11Protocol(H11Protocol):
 
     def shutdown(self) -> None:
         """uvicorn's graceful shutdown, except for a connection that has not sent a whole request yet:
-        it gets `SHUTDOWN_GRACE_S` to send one (the server waits for it), then is closed."""
-        if self.cycle is None and not self._answered_any and not self.transport.is_closing():
+        it gets `SHUTDOWN_GRACE_S` to send one (the server waits for it), then is closed. (uvicorn sets
+        `cycle` at a connection's first whole request and never clears it.)"""
+        if self.cycle is None and not self.transport.is_closing():
             self._shutting_down = True
             self._cancel_idle_timer()
             self._idle_timer = self.loop.call_later(SHUTDOWN_GRACE_S, self._close_if_idle)
