@@ -86,13 +86,15 @@ class InputEmbedding(nn.Module):
         if self.query_vector is not None and b.query_vector is not None:  # a recommendation's zero vector is masked
             parts.append(self.query_vector(b.query_vector.float())[:, None, :])
             masks.append((b.query_vector != 0).any(dim=1, keepdim=True))
-        out = []
-        for type_id, (x, m) in enumerate(zip(parts, masks)):
-            pos = torch.arange(x.shape[1], device=x.device)
-            if PART_NAMES[type_id] in ("short", "long"):  # right-aligned: position 0 is the most recent
-                pos = pos.flip(0)
-            out.append((x + self.part_type.weight[type_id] + self.position(pos), m))
-        return out
+        return [(self.typed(x, PART_NAMES[type_id]), m) for type_id, (x, m) in enumerate(zip(parts, masks))]
+
+    def typed(self, x: torch.Tensor, part: str) -> torch.Tensor:
+        """`x [B, T, d]` plus the part's type embedding and each position's (behaviour views are
+        right-aligned: position 0 is the most recent)."""
+        pos = torch.arange(x.shape[1], device=x.device)
+        if part in ("short", "long"):
+            pos = pos.flip(0)
+        return x + self.part_type.weight[PART_NAMES.index(part)] + self.position(pos)
 
     def behaviour(self, codes: torch.Tensor, items: torch.Tensor, action: torch.Tensor, recency: torch.Tensor,
                   keep: int) -> torch.Tensor:

@@ -238,14 +238,9 @@ class GenerativeModel(nn.Module):
             long = PART_NAMES.index("long")
             parts[long] = self.long_former(*parts[long])
         if self.user_ids is not None:  # behaviour-derived user-ID tokens after the hashed user tokens
-            user, c = PART_NAMES.index("user"), self.config
-            ids, ids_real = self.user_ids(self.inputs, batch, c.max_short, c.max_long)
-            parts[user] = (torch.cat([parts[user][0], ids.to(parts[user][0].dtype)], dim=1),
-                           torch.cat([parts[user][1], ids_real], dim=1))
-        if fused is not None:  # per-action tokens after the user tokens
-            user = PART_NAMES.index("user")
-            parts[user] = (torch.cat([parts[user][0], fused[0].to(parts[user][0].dtype)], dim=1),
-                           torch.cat([parts[user][1], fused[1]], dim=1))
+            _append_to_user(parts, self.user_ids(self.inputs, batch, self.config.max_short, self.config.max_long))
+        if fused is not None:  # per-action tokens after those
+            _append_to_user(parts, fused)
         memory, mask, means = self.encoder.full(parts)
         return memory, mask, self.summary(means)
 
@@ -284,10 +279,8 @@ class GenerativeModel(nn.Module):
         """The recommendation path's long view `[B, Tl, d]` (right-aligned, newest last) and its mask,
         compressed to `long_queries` tokens when the model has a Query-Former. No recency: a training
         window knows its long view's order, not each item's age at each of its targets."""
-        x = (self.inputs.behaviour(codes, items, action, torch.zeros_like(action), items.shape[1])
-             + self.inputs.part_type.weight[PART_NAMES.index("long")]
-             + self.inputs.position(torch.arange(items.shape[1] - 1, -1, -1, device=items.device)))
-        part = (x, items > 0)
+        x = self.inputs.behaviour(codes, items, action, torch.zeros_like(action), items.shape[1])
+        part = (self.inputs.typed(x, "long"), items > 0)
         return self.long_former(*part) if self.long_former is not None else part
 
     @staticmethod
@@ -364,6 +357,13 @@ class GenerativeModel(nn.Module):
         sizes = torch.tensor(self.spec.codebook_sizes, device=codes.device)
         if codes.numel() and (bool((codes < 0).any()) or bool((codes >= sizes).any())):
             raise ValueError(f"{name} holds a code outside [0, codebook_sizes) = {self.spec.codebook_sizes}")
+
+
+def _append_to_user(parts: list[Part], tokens: Part) -> None:
+    """Extend the full view's user part (in `parts`, in place) by `tokens` and their mask."""
+    user = PART_NAMES.index("user")
+    x, real = parts[user]
+    parts[user] = (torch.cat([x, tokens[0].to(x.dtype)], dim=1), torch.cat([real, tokens[1]], dim=1))
 
 
 def _level_loss(logits: list[torch.Tensor], codes: torch.Tensor) -> torch.Tensor:
