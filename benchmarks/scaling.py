@@ -99,12 +99,15 @@ def train_variant(name: str, folder: Path, steps: int, threads: int) -> float:
     if (model_dir / "last.pt").exists():
         command.append("--resume")
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    began = os.times()
     with open(folder / "train.log", "a") as log:
         print(f"[{name}] {' '.join(command[1:])}", flush=True)
-        subprocess.run(command, check=True, env=env, stdout=log, stderr=subprocess.STDOUT)
-    ended = os.times()
-    return (ended.children_user - began.children_user) + (ended.children_system - began.children_system)
+        child = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        # This child's own CPU time: the process-wide children counters (os.times) would also count the
+        # variants trained beside it that finish meanwhile.
+        _, status, usage = os.wait4(child.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise subprocess.CalledProcessError(os.waitstatus_to_exitcode(status), command)
+    return usage.ru_utime + usage.ru_stime
 
 
 def validation_sample(source: Path, n: int, max_history: int):
