@@ -61,6 +61,13 @@ class GenerativeConfig:
     `item_head_text_match`: a search's served score also adds this weight × the cosine of its
     query's and each beam item's MiniLM text vectors (`ItemHead.text_match`; needs a text-aware
     head and query vectors; 0 = off), chosen on validation by `genrec align` with the search mix.
+    `self_distill`: searches are also read as a teacher whose query carries its thought (the
+    nearest catalogue items' leaf path and brand, `genrec.model.thoughts`), and the raw-query
+    student matches the teacher's distribution with this KL weight (0 = off;
+    `genrec.model.self_distill`); serving reads the raw query only.
+    `diffusion_steps`: a search's full view also gets one interest token, its history denoised
+    toward the query's intent in that many reverse diffusion steps (DiffusionGS; 0 = off;
+    `genrec.model.diffusion_interest`), its reconstruction loss weighted by `diffusion_weight`.
     Each choice's evidence: `docs/generative.md`, `benchmarks/results/generative_variants.md`.
     """
 
@@ -92,6 +99,9 @@ class GenerativeConfig:
     item_head_text: bool = True
     item_head_search_mix: float | None = None
     item_head_text_match: float = 0.0
+    self_distill: float = 0.0
+    diffusion_steps: int = 0
+    diffusion_weight: float = 0.1
 
     def __post_init__(self) -> None:
         if self.tasks not in TASKS:
@@ -103,7 +113,7 @@ class GenerativeConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         for name in ("n_encoder_layers", "n_decoder_layers", "item_buckets", "copy_recent", "moe_experts",
-                     "long_queries", "user_id_levels", "action_fusion"):
+                     "long_queries", "user_id_levels", "action_fusion", "diffusion_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
@@ -123,6 +133,16 @@ class GenerativeConfig:
                              "it matches queries against the head's item text vectors")
         if self.item_head_search_mix is not None and not self.item_head_search_mix >= 0.0:
             raise ValueError(f"item_head_search_mix must be ≥ 0 or None, got {self.item_head_search_mix}")
+        if not self.diffusion_weight >= 0.0:
+            raise ValueError(f"diffusion_weight must be ≥ 0, got {self.diffusion_weight}")
+        if self.diffusion_steps and self.tasks != "search+recommendation":
+            raise ValueError("diffusion_steps needs tasks='search+recommendation': the query is the denoising's "
+                             "anchor, and a recommendation-only model reads no query")
+        if not self.self_distill >= 0.0:
+            raise ValueError(f"self_distill must be ≥ 0, got {self.self_distill}")
+        if self.self_distill and self.tasks != "search+recommendation":
+            raise ValueError("self_distill needs tasks='search+recommendation': its teacher reads a search's query "
+                             "with that query's thought, and a recommendation-only model reads no query")
         if self.moe_balance_weight < 0.0:
             raise ValueError(f"moe_balance_weight must be ≥ 0, got {self.moe_balance_weight}")
 

@@ -43,6 +43,7 @@ from genrec.model.batches import DecoderState, EncoderBatch, SequenceBatch
 from genrec.model.config import GenerativeConfig, InputSpec
 from genrec.model.copy_bias import CopyBias
 from genrec.model.decoder import SidDecoder
+from genrec.model.diffusion_interest import DiffusionInterest
 from genrec.model.embedding import INPUT_INIT_STD, PART_NAMES, InputEmbedding, Part, masked_mean
 from genrec.model.encoder import TransformerEncoder
 from genrec.model.item_head import ItemHead
@@ -64,6 +65,7 @@ class GenerativeModel(nn.Module):
         # `parameters()` as it did before the model was split into parts: gradient clipping sums
         # the parameters' norms in that order, and so a training run is reproduced bit for bit.
         self.bos = nn.Parameter(torch.zeros(config.d_model))
+        self._diffusion_loss: torch.Tensor | None = None  # DiffusionGS's, from the last training teacher_forced
         self.inputs = InputEmbedding(config, spec)
         self.encoder = TransformerEncoder(config)
         self.long_former = QueryFormer(config, config.long_queries) if config.long_queries else None
@@ -71,6 +73,7 @@ class GenerativeModel(nn.Module):
                          if config.user_id_levels else None)
         self.action_fusion = (ActionFusion(config, spec.n_actions, config.action_fusion)
                               if config.action_fusion else None)
+        self.diffusion = DiffusionInterest(config.d_model, config.diffusion_steps) if config.diffusion_steps else None
         self.summary = Summary(config)
         self.copy = CopyBias(config.copy_recent, spec.codebook_sizes[0], config.d_model) if config.copy_recent else None
         self.decoder = SidDecoder(config, spec)
@@ -98,11 +101,14 @@ class GenerativeModel(nn.Module):
     def forward(self, batch: EncoderBatch, codes: torch.Tensor) -> list[torch.Tensor]:
         """Teacher-forced logits for every level, a list of `[B, V_level]`; `codes [B, L]`
         is the target SID and level l sees codes[:, :l]."""
-        return self._teacher_forced(batch, codes)[0]
+        return self.teacher_forced(batch, codes)[0]
 
-    def _teacher_forced(self, batch: EncoderBatch, codes: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def teacher_forced(self, batch: EncoderBatch, codes: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Each level's teacher-forced logits and the decoder's summary `[B, d]` (what the item head reads)."""
         self._check_codes(codes, "codes")
         memory, mask, summary = self.encode_memory(batch)
+        if self.diffusion is not None and self.training:  # its searches' reconstruction loss, added by loss_from
+            self._diffusion_loss = self.diffusion.take_loss(self.inputs.codes(codes)[self.has_query(batch)].sum(1))
         previous = self.inputs.codes(codes[:, :-1])
         logits = self.decoder(self.decoder.inputs(self.bos, previous, summary), memory, mask)
         bias = self._request_copy_bias(batch, summary)
@@ -114,8 +120,15 @@ class GenerativeModel(nn.Module):
         """Mean over levels of the cross-entropy of each level's code (plus the experts'
         weighted load-balancing loss when the decoder is a sparse MoE, plus the item head's
         weighted cross-entropy of the target `items [B]` when the model has one)."""
-        logits, summary = self._teacher_forced(batch, codes)
-        return self._with_item_loss(self._with_balance(_level_loss(logits, codes)), summary, items)
+        logits, summary = self.teacher_forced(batch, codes)
+        return self.loss_from(logits, summary, codes, items)
+
+    def loss_from(self, logits: list[torch.Tensor], summary: torch.Tensor, codes: torch.Tensor,
+                  items: torch.Tensor | None) -> torch.Tensor:
+        """`loss` given `teacher_forced`'s output (self-distillation runs two forwards and needs both)."""
+        loss = self._with_item_loss(self._with_balance(_level_loss(logits, codes)), summary, items)
+        reconstruction, self._diffusion_loss = self._diffusion_loss, None
+        return loss if reconstruction is None else loss + self.config.diffusion_weight * reconstruction.to(loss.dtype)
 
     def _with_item_loss(self, loss: torch.Tensor, summary: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
         if self.item_head is None:
@@ -234,6 +247,7 @@ class GenerativeModel(nn.Module):
             fused = self.action_fusion(torch.cat([parts[short][0], parts[long][0]], dim=1),
                                        torch.cat([parts[short][1], parts[long][1]], dim=1),
                                        torch.cat([batch.short_action[:, -c.max_short:], batch.long_action[:, -c.max_long:]], dim=1))
+        interest = self._interest(parts) if self.diffusion is not None else None  # also before the Query-Former
         if self.long_former is not None:  # the long view as `long_queries` tokens
             long = PART_NAMES.index("long")
             parts[long] = self.long_former(*parts[long])
@@ -241,8 +255,20 @@ class GenerativeModel(nn.Module):
             _append_to_user(parts, self.user_ids(self.inputs, batch, self.config.max_short, self.config.max_long))
         if fused is not None:  # per-action tokens after those
             _append_to_user(parts, fused)
+        if interest is not None:  # then the history denoised toward the query's intent, one token
+            _append_to_user(parts, interest)
         memory, mask, means = self.encoder.full(parts)
         return memory, mask, self.summary(means)
+
+    def _interest(self, parts: list[Part]) -> Part:
+        """DiffusionGS's token: the query part (words and vector) as the anchor, the user part's mean
+        as the UDL's user, the short and long views as the history (before any compression)."""
+        assert self.diffusion is not None
+        query = [parts[i] for i in (PART_NAMES.index("query"), PART_NAMES.index("query_vector")) if i < len(parts)]
+        anchor = masked_mean(torch.cat([x for x, _ in query], dim=1), torch.cat([m for _, m in query], dim=1))
+        user = masked_mean(*parts[PART_NAMES.index("user")])
+        views = [parts[PART_NAMES.index(name)] for name in ("short", "long")]
+        return self.diffusion(anchor, user, torch.cat([x for x, _ in views], dim=1), torch.cat([m for _, m in views], dim=1))
 
     def _encode_recommendation(self, b: EncoderBatch) -> Memory:
         c = self.config

@@ -46,6 +46,7 @@ from genrec.features.text_cache import TextVectorCache
 from genrec.model.config import GenerativeConfig, InputSpec
 from genrec.model.inputs import RequestEncoder, item_query_text, leaf_categories
 from genrec.model.model import GenerativeModel
+from genrec.model.thoughts import QueryThoughts
 from genrec.model.retriever import GENERATIVE_CODE, MODEL_DIR, GenerativeRetriever
 from genrec.retrieval import Request
 from genrec.sid.table import SidTable
@@ -215,6 +216,15 @@ def prepare_training(run: Path, config: GenerativeTrainConfig, dataset: Dataset,
     search_table = (ExampleTable.build(encoder, sids, searches + index_requests,
                                        np.concatenate([search_targets, index_targets]), progress=progress)
                     if searches or index_requests else None)  # data without queries: windows alone
+    teacher_table = None
+    if config.model.self_distill and search_table is not None:
+        if vectors is None or encoder.query_vectors is None:
+            raise ValueError("self_distill needs the items' MiniLM text vectors and query vectors "
+                             "(GenerativeTrainConfig.query_vectors true): a query's thought comes from its nearest items")
+        thoughts = QueryThoughts.build(dataset.items, np.asarray(vectors.item_ids), vectors.vectors[:, :TEXT_DIM],
+                                       encoder.query_vectors)
+        teacher_table = ExampleTable.build(encoder, sids, thoughts.augment(searches + index_requests),
+                                           np.concatenate([search_targets, index_targets]), progress=progress)
     windows = SequenceTable.build(encoder, interactions(split.train))
     model = GenerativeModel(config.model, spec)
     if use_categories:
@@ -223,7 +233,7 @@ def prepare_training(run: Path, config: GenerativeTrainConfig, dataset: Dataset,
         model.item_head.set_known_items(torch.from_numpy(np.array(sids.item_ids, dtype=np.int64)))
         if item_text is not None:
             model.item_head.set_item_text(torch.from_numpy(item_text[0]), torch.from_numpy(item_text[1]))
-    return PreparedTraining(encoder, MixedTable(search_table, windows), model,
+    return PreparedTraining(encoder, MixedTable(search_table, windows, teacher_table), model,
                             len(searches) + windows.n_targets, len(index_requests))
 
 

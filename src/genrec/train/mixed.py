@@ -15,25 +15,35 @@ import torch
 
 from genrec.model.batches import EncoderBatch, SequenceBatch
 from genrec.model.model import GenerativeModel
+from genrec.model.self_distill import self_distillation_loss
 from genrec.train.examples import ExampleTable
 from genrec.train.sequences import SequenceTable
 
 
 @dataclass
 class MixedBatch:
-    """A step's search examples (`EncoderBatch`, target codes, target items) and windows; either may be None."""
+    """A step's search examples (`EncoderBatch`, target codes, target items) and windows; either may be None.
+    `teacher`: the same search examples as self-distillation's teacher reads them (None without it)."""
 
     requests: tuple[EncoderBatch, torch.Tensor, torch.Tensor] | None
     windows: SequenceBatch | None
+    teacher: EncoderBatch | None = None
 
 
 @dataclass
 class MixedTable:
     """Indices `[0, len(requests))` are requests, the rest windows; `requests` is
-    None when there are no searches (data without queries, no indexing task)."""
+    None when there are no searches (data without queries, no indexing task).
+    `teacher`: row for row the requests with thought-augmented queries (self-distillation)."""
 
     requests: ExampleTable | None
     windows: SequenceTable
+    teacher: ExampleTable | None = None
+
+    def __post_init__(self) -> None:
+        if self.teacher is not None and (self.requests is None or len(self.teacher) != len(self.requests)):
+            raise ValueError("MixedTable.teacher must hold one row per request "
+                             f"({self.n_requests}), got {len(self.teacher)}")
 
     def __len__(self) -> int:
         return self.n_requests + len(self.windows)
@@ -50,8 +60,9 @@ class MixedTable:
         n = self.n_requests
         requests = [i for i in indices if i < n]  # always empty without a request table (n == 0)
         windows = [i - n for i in indices if i >= n]
+        teacher = self.teacher.collate(requests)[0] if requests and self.teacher is not None else None
         return MixedBatch(self.requests.collate(requests) if requests and self.requests is not None else None,
-                          self.windows.collate(windows) if windows else None)
+                          self.windows.collate(windows) if windows else None, teacher)
 
 
 def batch_targets(batch: MixedBatch) -> int:
@@ -70,7 +81,11 @@ def mixed_loss(model: GenerativeModel, batch: MixedBatch) -> torch.Tensor:
     if batch.requests is None and batch.windows is None:
         raise ValueError("MixedBatch holds neither requests nor windows")
     losses, weights = [], []
-    if batch.requests is not None:
+    if batch.requests is not None and batch.teacher is not None:
+        losses.append(self_distillation_loss(model, batch.requests[0], batch.teacher,
+                                             *batch.requests[1:], weight=model.config.self_distill))
+        weights.append(len(batch.requests[1]))
+    elif batch.requests is not None:
         losses.append(model.loss(*batch.requests))
         weights.append(len(batch.requests[1]))
     if batch.windows is not None:
