@@ -66,3 +66,22 @@ def test_build_sids_with_a_prefix_starts_every_sid_with_the_leaf_code(tmp_path, 
     saved = json.loads((run / "sid" / "prefix.json").read_text())
     assert saved["fields"][0] == "category" and saved["sizes"][0] == table.codebook_sizes[0]
     assert json.loads((run / "sid" / "sid_report.json").read_text())["prefix"] == saved["fields"]
+
+
+def test_coarse_intent_levels_follow_each_items_category_path():
+    """`category1` / `category2` are the path's department and group: items share a level's code
+    exactly when they share that much of their path, and the leaf level comes after them."""
+    items = pd.DataFrame({
+        "item_id": [1, 2, 3, 4, 5],
+        "category": [["Home", "Kitchen", "Pans"], ["Home", "Kitchen", "Pots"], ["Home", "Bath", "Towels"],
+                     ["Toys", "Plush", "Bears"], ["Home", "Kitchen", "Pans"]],
+    })
+    prefix = attribute_prefix(items, np.array([1, 2, 3, 4, 5]), ("category1", "category2", "category"))
+    assert prefix.fields == ("category1", "category2", "category")
+    paths = [tuple(p) for p in items["category"]]
+    for level in range(3):
+        for a in range(5):
+            for b in range(5):
+                same_path = paths[a][: level + 1] == paths[b][: level + 1]
+                assert (tuple(prefix.codes[a, : level + 1]) == tuple(prefix.codes[b, : level + 1])) == same_path
+    assert prefix.vocab[0][""] == {"Home": 0, "Toys": 1}  # most frequent first

@@ -34,9 +34,12 @@ import pandas as pd
 
 from genrec.sid.codebook import MAX_CODEBOOK_SIZE
 
-PREFIX_FIELDS: tuple[str, ...] = ("category", "keyword", "brand")
-"""Item columns a prefix level can come from: `category` (the whole leaf path), `keyword` (the
-item's keyword-level value, a column `build_sids` adds from `genrec.sid.keyword_level`) and `brand`."""
+PREFIX_FIELDS: tuple[str, ...] = ("category1", "category2", "category", "keyword", "brand")
+"""Item columns a prefix level can come from: `category1` / `category2` (the first one / two levels of
+the category path: department, then department > group — coarse intent tokens generated before the
+leaf, as the detection-guided search paper generates category tokens coarse to fine), `category`
+(the whole leaf path), `keyword` (the item's keyword-level value, a column `build_sids` adds from
+`genrec.sid.keyword_level`) and `brand`."""
 
 
 @dataclass
@@ -51,7 +54,8 @@ class AttributePrefix:
     vocab: list[dict[str, dict[str, int]]]
 
 
-def attribute_prefix(items: pd.DataFrame, item_ids: np.ndarray, fields: Sequence[str] = PREFIX_FIELDS) -> AttributePrefix:
+def attribute_prefix(items: pd.DataFrame, item_ids: np.ndarray,
+                     fields: Sequence[str] = ("category", "keyword", "brand")) -> AttributePrefix:
     """Prefix codes for `item_ids` (in that order) from the `items` table.
 
     A field no item has a value for (a catalog without brands) is skipped, so
@@ -118,6 +122,10 @@ def leaf_path(category) -> str:
 
 
 def _field_values(table: pd.DataFrame, name: str) -> list[str]:
+    if name in ("category1", "category2"):  # a path's ancestors; a path no deeper than that has none
+        depth = int(name[-1])
+        paths = table["category"] if "category" in table.columns else [None] * len(table)
+        return [leaf_path(path[:depth]) if path is not None and len(path) > depth else "" for path in paths]
     if name not in table.columns:
         return [""] * len(table)
     if name == "category":
