@@ -12,6 +12,9 @@
     query_former.py, moe.py, user_ids.py, action_fusion.py
                    opt-in backbone parts: a long history as a few tokens, a sparse-MoE feed-forward,
                    behaviour-derived user IDs, per-action sequences fused by cross-attention
+    diffusion_interest.py, thoughts.py, self_distill.py
+                   opt-in search-path parts: DiffusionGS's query-anchored interest token; a query's
+                   thought and the self-distillation of a thought-reading teacher into the raw-query student
     layers.py      attention and blocks
     model.py       GenerativeModel: the parts wired; losses; the beam-search protocol
     checkpoint.py  a trained folder → model (with the migration of older saves)

@@ -4,7 +4,9 @@ Parts (each its own module): `InputEmbedding` → `TransformerEncoder` (full and
 causal views) → `Summary` → `SidDecoder`, with `CopyBias` on recommendation's
 first level; opt-in: `QueryFormer` compressing the long view, the long view on
 the recommendation path (`rec_long_view`),
-`BehaviourUserIds` and `ActionFusion`'s per-action tokens in search's user part,
+`BehaviourUserIds`, `ActionFusion`'s per-action tokens and `DiffusionInterest`'s
+query-anchored interest token in search's user part, self-distillation's second
+reading of each search (`genrec.model.self_distill`, training only),
 `SparseMoE` as the decoder blocks'
 feed-forward, `ItemHead` scoring whole items from the summary (trained beside
 the levels; the retriever re-ranks its beams with it). A new part is a module plus its line in `__init__` and where it
