@@ -124,3 +124,21 @@ def test_the_retriever_with_precision_fp32_answers_real_requests_as_the_model_do
     assert all(len(r) == 8 for r in half)
     with pytest.raises(ValueError, match="precision"):
         GenerativeRetriever(model, encoder, trie, precision="fp16")
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns_that_fp32_is_faster(monkeypatch):
+    import warnings
+
+    from genrec import device
+
+    model = GenerativeModel(GenerativeConfig(item_head=False, d_model=16, n_heads=2, d_ff=32, dropout=0.0),
+                            InputSpec(codebook_sizes=(4, 4), query_vocab_size=20, user_vocab_size=10))
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="emulated and slower than fp32"):
+        FastDecoder(model, "bf16")
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        FastDecoder(model, "bf16")
+        monkeypatch.setattr(device, "cpu_has_bf16", lambda: False)
+        FastDecoder(model, "fp32")  # fp32 never warns

@@ -11,6 +11,7 @@ laptop may train on a GPU server.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -46,3 +47,14 @@ def resolve_device(value: str, field: str = "device") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"{field} is {value!r} but torch sees no CUDA device here; expected 'auto' or 'cpu'")
     return device
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX-512 BF16 or AMX, from Linux's /proc/cpuinfo).
+    Without them oneDNN emulates bf16 matmuls, which is slower than fp32; an unknown CPU counts as without."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags

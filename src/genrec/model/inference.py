@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import ContextManager, cast
@@ -42,6 +43,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from genrec import device as devices
 from genrec.model.batches import EncoderBatch
 from genrec.model.layers import MLP, DecoderBlock
 from genrec.model.model import GenerativeModel
@@ -125,6 +127,10 @@ class FastDecoder(nn.Module):
         super().__init__()
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision == "bf16" and not devices.cpu_has_bf16() and not any(p.is_cuda for p in model.parameters()):
+            warnings.warn("FastDecoder(precision='bf16') on a CPU without native bf16 (AVX-512 BF16 or AMX): its "
+                          "matmuls are emulated and slower than fp32 (benchmarks/results/decode_epyc.md); "
+                          "precision='fp32' is exact and faster here", stacklevel=2)
         self.precision = precision
         self.spec = model.spec
         # The encoder is the model's own (not copied: its embedding tables can be large); the

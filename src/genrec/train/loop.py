@@ -58,6 +58,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from genrec.artifacts import atomic_path
+from genrec.device import cpu_has_bf16
 from genrec.train.distributed import barrier, from_main, init_process_group, rank, world_size
 from genrec.train.metrics_csv import METRICS_FILE, MetricsCSV
 
@@ -245,17 +246,6 @@ def autocast_context(config: TrainConfig, device: torch.device) -> torch.autocas
 
 
 @functools.cache
-def cpu_has_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively (AVX-512 BF16 or AMX, from Linux's /proc/cpuinfo).
-    Without them oneDNN emulates bf16 matmuls, which is slower than fp32; an unknown CPU counts as without."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def batch_indices(step: int, n_examples: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> np.ndarray:
     """Indices of the examples rank `rank` trains on at optimizer step `step`.
 
