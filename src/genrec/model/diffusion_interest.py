@@ -45,6 +45,8 @@ to 0.5 leaves ᾱ_T ≈ 0.3, so the last noisy input still carries some of the t
 class DiffusionInterest(nn.Module):
     """Denoiser `x̂₀ = f(x_t, t | query anchor, user, history)` and its deterministic reverse process."""
 
+    alpha_bar: torch.Tensor  # [steps], ᾱ_t = Π (1 − β_s), a buffer
+
     def __init__(self, d_model: int, steps: int):
         super().__init__()
         if steps < 1:

@@ -46,8 +46,8 @@ from genrec.features.text_cache import TextVectorCache
 from genrec.model.config import GenerativeConfig, InputSpec
 from genrec.model.inputs import RequestEncoder, item_query_text, leaf_categories
 from genrec.model.model import GenerativeModel
-from genrec.model.thoughts import QueryThoughts
 from genrec.model.retriever import GENERATIVE_CODE, MODEL_DIR, GenerativeRetriever
+from genrec.model.thoughts import QueryThoughts
 from genrec.retrieval import Request
 from genrec.sid.table import SidTable
 from genrec.train.distributed import barrier, is_main, main_first, process_group
