@@ -29,7 +29,7 @@ import torch
 
 from genrec.data.dataset import Dataset
 from genrec.data.splits import build_requests, leave_one_out
-from genrec.eval.bootstrap import bootstrap_means, percentile_interval
+from genrec.eval.bootstrap import bootstrap_means, paired_test, percentile_interval
 from genrec.eval.metrics import ndcg_at_k, ranked_matrix, recall_at_k
 from genrec.eval.slices import request_slices
 from genrec.features import TEXT_DIM, encode_items
@@ -45,11 +45,19 @@ def interval(values: np.ndarray) -> str:
     return f"{values.mean():.4f} [{low[0]:.4f}, {high[0]:.4f}]"
 
 
-def measure(retriever, requests, targets, search, tail) -> list[str]:
+def measure(retriever, requests, targets, search, tail) -> tuple[list[str], np.ndarray]:
+    """The table's cells and the per-request metrics `[n, 2]` (Recall@10, NDCG@10) for paired tests."""
     ranked = ranked_matrix(retriever.retrieve(requests, 10), 10)
     recall, ndcg = recall_at_k(ranked, targets, 10).values, ndcg_at_k(ranked, targets, 10).values
-    return [interval(recall[search]), interval(ndcg[search]), f"{recall[search & tail].mean():.4f}",
-            f"{recall[~search].mean():.4f}", f"{ndcg[~search].mean():.4f}"]
+    cells = [interval(recall[search]), interval(ndcg[search]), f"{recall[search & tail].mean():.4f}",
+             f"{recall[~search].mean():.4f}", f"{ndcg[~search].mean():.4f}"]
+    return cells, np.stack([recall, ndcg], axis=1)
+
+
+def paired(values: np.ndarray, reference: np.ndarray, rows: np.ndarray, column: int) -> str:
+    """`a − b [interval], p` of one metric column over `rows`, paired request by request."""
+    difference, low, high, p = paired_test(values[rows, column], reference[rows, column])
+    return f"{difference:+.4f} [{low:+.4f}, {high:+.4f}], p = {p:.3f}"
 
 
 def cpu_ms_per_request(retrievers: dict[str, object], requests, rounds: int, batch: int = 64) -> dict[str, float]:
@@ -74,6 +82,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--latency-requests", type=int, default=512, help="search requests timed per model")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None, help="markdown file (default results/search_parts_PART.md)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
@@ -85,14 +94,17 @@ def main() -> None:
     search, tail = slices["search"], slices["long_tail_items"]
     rows: list[tuple[str, list[str]]] = []
     timed: dict[str, object] = {}
+    per_request: dict[str, np.ndarray] = {}
     for name in [n for n in args.baselines.split(",") if n]:
-        rows.append((name, measure(build_retriever(name, args.source, dataset, split), requests, targets, search, tail)))
+        rows.append((name, measure(build_retriever(name, args.source, dataset, split), requests, targets, search, tail)[0]))
         print(rows[-1], flush=True)
     searches = [r for r, s in zip(requests, search) if s][: args.latency_requests]
     for entry in args.models:
         name, run = entry.split("=", 1)
         student = GenerativeRetriever.from_run(run)
-        rows.append((f"generative: {name}", measure(student, requests, targets, search, tail)))
+        cells, values = measure(student, requests, targets, search, tail)
+        rows.append((f"generative: {name}", cells))
+        per_request[name] = values
         print(rows[-1], flush=True)
         if student.model.config.self_distill:
             vectors = encode_items(dataset, Path(run) / "features", views=("text",), progress=False)
@@ -100,7 +112,7 @@ def main() -> None:
                                            student.encoder.query_vectors)
             teacher = ThoughtfulRetriever(student, thoughts)
             rows.append((f"generative: {name}, its teacher (query + thought)",
-                         measure(teacher, requests, targets, search, tail)))
+                         measure(teacher, requests, targets, search, tail)[0]))
             print(rows[-1], flush=True)
             timed[f"{name}, its teacher"] = teacher
         timed[name] = student
@@ -119,13 +131,19 @@ def main() -> None:
              "| row | search R@10 | search N@10 | search R@10, long-tail targets | rec R@10 | rec N@10 |",
              "|---|---|---|---:|---:|---:|"]
     lines += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in rows]
+    if len(per_request) > 1:
+        (first_name, first), *others = per_request.items()
+        lines += ["", f"Paired against `{first_name}`, request by request (mean difference, 95% bootstrap interval, "
+                      "randomization p):", "", "| model | search R@10 | search N@10 | rec N@10 |", "|---|---|---|---|"]
+        lines += [f"| {name} | {paired(values, first, search, 0)} | {paired(values, first, search, 1)} | "
+                  f"{paired(values, first, ~search, 1)} |" for name, values in others]
     if latency:
         first = next(iter(latency.values()))
         lines += ["", f"CPU time per search request (batch 64, {len(searches)} {args.part} searches in split order, median of "
                       f"{args.rounds} interleaved passes after an untimed one, query vectors cached):", "",
                   "| model | CPU ms / search | against the first |", "|---|---:|---:|"]
         lines += [f"| {name} | {ms:.2f} | {ms / first:.2f}× |" for name, ms in latency.items()]
-    path = RESULTS / f"search_parts_{args.part}.md"
+    path = args.out or RESULTS / f"search_parts_{args.part}.md"
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

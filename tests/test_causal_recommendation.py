@@ -219,7 +219,7 @@ def test_train_generative_trains_one_model_for_search_and_windows_for_recommenda
     n_searches = sum(1 for r in training_requests(split)[0] if r.query)
     # searches once as requests, every interaction once as a window target, plus the indexing task
     assert result["n_interaction_examples"] == n_searches + n_positive
-    assert result["n_index_examples"] == len(ids)
+    assert result["n_index_examples"] == config.index_copies * len(ids)
     assert {"search_ndcg@10", "rec_ndcg@10"} <= set(result["history"][-1])
     saved = json.loads((folder / "config.json").read_text())
     assert saved["model"]["tasks"] == "search+recommendation" and saved["inputs"]["query_vector_dim"] == 0

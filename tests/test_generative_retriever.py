@@ -178,7 +178,7 @@ def test_train_generative_writes_a_model_folder_that_from_run_serves(small_world
     from genrec.model.retriever import GENERATIVE_CODE
 
     assert saved["code"] == code_fingerprint(*GENERATIVE_CODE)  # what the demo's reuse check compares
-    assert result["n_index_examples"] == len(small_world.dataset.items)
+    assert result["n_index_examples"] == config.index_copies * len(small_world.dataset.items)
     retriever = GenerativeRetriever.from_run(run, small_world.dataset, split)
     assert retriever.model.spec.codebook_sizes == tuple(world_sids.codebook_sizes)
     # the query-vector token and the history categories are on by default and survive loading
