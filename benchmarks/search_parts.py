@@ -32,7 +32,7 @@ from genrec.data.splits import build_requests, leave_one_out
 from genrec.eval.bootstrap import bootstrap_means, paired_test, percentile_interval
 from genrec.eval.metrics import ndcg_at_k, ranked_matrix, recall_at_k
 from genrec.eval.slices import request_slices
-from genrec.features import TEXT_DIM, encode_items
+from genrec.features import encode_items
 from genrec.model.retriever import GenerativeRetriever
 from genrec.model.thoughts import QueryThoughts, ThoughtfulRetriever
 from genrec.registry import build_retriever
@@ -108,8 +108,7 @@ def main() -> None:
         print(rows[-1], flush=True)
         if student.model.config.self_distill:
             vectors = encode_items(dataset, Path(run) / "features", views=("text",), progress=False)
-            thoughts = QueryThoughts.build(dataset.items, np.asarray(vectors.item_ids), vectors.vectors[:, :TEXT_DIM],
-                                           student.encoder.query_vectors)
+            thoughts = QueryThoughts.from_item_vectors(dataset.items, vectors, student.encoder.query_vectors)
             teacher = ThoughtfulRetriever(student, thoughts)
             rows.append((f"generative: {name}, its teacher (query + thought)",
                          measure(teacher, requests, targets, search, tail)[0]))

@@ -157,3 +157,13 @@ def test_training_reads_each_search_twice_and_the_served_model_is_one_set_of_wei
     served.encoder.transform = lambda requests: seen.extend(r.query for r in requests) or transform(requests)
     served.retrieve([Request(1, query="red shirt"), Request(2)], 5)
     assert seen == ["red shirt", None] and folder.exists()
+
+
+def test_each_distinct_query_is_encoded_once_and_repeats_get_the_same_thought():
+    items, vectors, encode = _catalogue()
+    asked: list[str] = []
+    thoughts = QueryThoughts.build(items, items["item_id"].to_numpy(), vectors,
+                                   lambda texts: asked.extend(texts) or encode(texts), neighbours=3)
+    out = thoughts.thoughts(["tee", "frying pan", "tee", "tee"])
+    assert out == ["Clothing Tops T-Shirts Fenico", "Home Kitchen Pans"] + ["Clothing Tops T-Shirts Fenico"] * 2
+    assert asked == ["tee", "frying pan"]

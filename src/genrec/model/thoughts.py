@@ -78,13 +78,27 @@ class QueryThoughts:
         vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return cls(vectors, np.asarray(leaf, dtype=object), np.asarray(brand, dtype=object), encode, neighbours)
 
+    @classmethod
+    def from_item_vectors(cls, items: pd.DataFrame, vectors, encode: QueryEncoder) -> "QueryThoughts":
+        """From `genrec.features.encode_items`' output (its text view) — how training and the
+        benchmarks build the thoughts the teacher reads."""
+        from genrec.features import TEXT_DIM
+
+        return cls.build(items, np.asarray(vectors.item_ids), vectors.vectors[:, :TEXT_DIM], encode)
+
     def thoughts(self, queries: Sequence[str], chunk: int = 2048) -> list[str]:
         """One thought per query: its nearest items' most common leaf path, then their most
-        common brand when at least `brand_share` of them carry it ("" when nothing is known)."""
+        common brand when at least `brand_share` of them carry it ("" when nothing is known).
+        Each distinct query is thought about once (training repeats queries and item texts)."""
+        distinct = list(dict.fromkeys(queries))
+        thought = dict(zip(distinct, self._thoughts(distinct, chunk)))
+        return [thought[q] for q in queries]
+
+    def _thoughts(self, queries: list[str], chunk: int) -> list[str]:
         out: list[str] = []
         k = min(self.neighbours, len(self.item_vectors))
         for start in range(0, len(queries), chunk):
-            vectors = np.asarray(self.encode(list(queries[start:start + chunk])), dtype=np.float32)
+            vectors = np.asarray(self.encode(queries[start:start + chunk]), dtype=np.float32)
             scores = vectors @ self.item_vectors.T
             nearest = np.argpartition(-scores, k - 1, axis=1)[:, :k]
             for row in nearest:

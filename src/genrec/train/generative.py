@@ -226,8 +226,7 @@ def prepare_training(run: Path, config: GenerativeTrainConfig, dataset: Dataset,
         if vectors is None or encoder.query_vectors is None:
             raise ValueError("self_distill needs the items' MiniLM text vectors and query vectors "
                              "(GenerativeTrainConfig.query_vectors true): a query's thought comes from its nearest items")
-        thoughts = QueryThoughts.build(dataset.items, np.asarray(vectors.item_ids), vectors.vectors[:, :TEXT_DIM],
-                                       encoder.query_vectors)
+        thoughts = QueryThoughts.from_item_vectors(dataset.items, vectors, encoder.query_vectors)
         teacher_table = ExampleTable.build(encoder, sids, thoughts.augment(searches + index_requests),
                                            np.concatenate([search_targets, index_targets]), progress=progress)
     windows = SequenceTable.build(encoder, interactions(split.train))
