@@ -24,15 +24,13 @@ from typing import Any
 
 import torch
 
-from genrec.decode.prior import PopularityPrior, check_prior
 from genrec.decode.protocol import BOS_TOKEN, BeamSearchModel, candidate_log_probs, pad_answers, state_rows
 from genrec.decode.trie import PrefixTrie
 
 
 @torch.inference_mode()  # no autograd bookkeeping: ~5% of a CPU decode at batch 64
 def constrained_beam_search(
-    model: BeamSearchModel, state: Any, trie: PrefixTrie, beams: int, k: int, prune_margin: float | None = None,
-    prior: PopularityPrior | None = None, prior_weight: torch.Tensor | None = None,
+    model: BeamSearchModel, state: Any, trie: PrefixTrie, beams: int, k: int, prune_margin: float | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The top-k items per request by sequence log-probability, generating only valid SIDs.
 
@@ -49,11 +47,6 @@ def constrained_beam_search(
     step the model on fewer rows (`genrec.decode.pruning.pruned_beam_search`;
     the model must accept a ragged `reorder` index). Faster, and approximate.
     Models with `ragged_rows = True` always take that path (margin inf when None: exact).
-
-    `prior` with `prior_weight` `[batch]` (≥ 0 per request) subtracts weight × the
-    popularity prior's log factor at every level (`genrec.decode.prior`), so the
-    search ranks by log p(item | request) − weight · log p_prior(item) and rare
-    items can survive the beam; the returned scores are those corrected sums.
     """
     if beams < 1:
         raise ValueError(f"beams must be ≥ 1, got {beams}")
@@ -62,10 +55,8 @@ def constrained_beam_search(
     if prune_margin is not None or getattr(model, "ragged_rows", False):
         from genrec.decode.pruning import pruned_beam_search
 
-        return pruned_beam_search(model, state, trie, beams, k, math.inf if prune_margin is None else prune_margin,
-                                  prior, prior_weight)
+        return pruned_beam_search(model, state, trie, beams, k, math.inf if prune_margin is None else prune_margin)
     batch = state_rows(model, state)
-    check_prior(prior, prior_weight, batch)
     device = trie.leaf_item_ids.device
     # Level 0 runs once per request: every beam would start from the same empty prefix, so the
     # state is expanded to `beams` rows only after the first topk (a quarter of a 4-level decode).
@@ -79,9 +70,6 @@ def constrained_beam_search(
         width = codes.shape[1]
         rows_per_request = scores.shape[0] // batch  # 1 at level 0, `beams` after
         step_log_probs = candidate_log_probs(logits, codes, valid, trie.level_sizes[level], level)
-        if prior is not None and prior_weight is not None:
-            step_log_probs = step_log_probs - prior.penalty(level, child_ids,
-                                                            prior_weight.repeat_interleave(rows_per_request))
         total = (scores[:, None] + step_log_probs).reshape(batch, rows_per_request * width)
 
         if level == trie.levels - 1:
@@ -107,4 +95,5 @@ def constrained_beam_search(
         else:
             state = model.reorder(state, parent_rows)
     raise AssertionError("unreachable: the trie has at least one level")
+
 

@@ -30,15 +30,13 @@ from typing import Any
 
 import torch
 
-from genrec.decode.prior import PopularityPrior, check_prior
 from genrec.decode.protocol import BOS_TOKEN, BeamSearchModel, candidate_log_probs, pad_answers, state_rows
 from genrec.decode.trie import PrefixTrie
 
 
 @torch.inference_mode()
 def pruned_beam_search(model: BeamSearchModel, state: Any, trie: PrefixTrie, beams: int, k: int,
-                       margin: float, prior: PopularityPrior | None = None,
-                       prior_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                       margin: float) -> tuple[torch.Tensor, torch.Tensor]:
     """`constrained_beam_search` with beams more than `margin` nats below their request's best dropped.
 
     Same inputs and outputs as `constrained_beam_search`. The request's best beam
@@ -52,7 +50,6 @@ def pruned_beam_search(model: BeamSearchModel, state: Any, trie: PrefixTrie, bea
     if not margin >= 0:  # `not >=` also refuses NaN
         raise ValueError(f"prune_margin must be ≥ 0, got {margin}")
     batch = state_rows(model, state)
-    check_prior(prior, prior_weight, batch)
     device = trie.leaf_item_ids.device
     tokens = torch.full((batch,), BOS_TOKEN, dtype=torch.int64, device=device)
     node_ids = torch.zeros(batch, dtype=torch.int64, device=device)
@@ -75,8 +72,6 @@ def pruned_beam_search(model: BeamSearchModel, state: Any, trie: PrefixTrie, bea
             if len(held):
                 logits, state = model.step(state, tokens[held], level)
                 log_probs[held] = candidate_log_probs(logits, codes[held], valid[held], trie.level_sizes[level], level)
-        if prior is not None and prior_weight is not None:
-            log_probs = log_probs - prior.penalty(level, child_ids, prior_weight[request])
         row_total = scores[:, None] + log_probs  # [rows, C]
 
         # Ragged rows → one [batch, slots * C] table (slot = a row's place among its request's rows).

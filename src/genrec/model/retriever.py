@@ -20,7 +20,6 @@ from genrec.artifacts import MissingStageError, code_fingerprint, warn_if_traine
 from genrec.data.dataset import Dataset
 from genrec.data.splits import Split
 from genrec.decode.beam_search import constrained_beam_search
-from genrec.decode.prior import PopularityPrior
 from genrec.decode.trie import PrefixTrie
 from genrec.model.checkpoint import load_model
 from genrec.model.inference import FastDecoder
@@ -61,11 +60,6 @@ class GenerativeRetriever:
     sets one); `item_head_mix` set here overrides the model's (None: the model's; 0: the
     beams' own order). A search also adds `item_head_text_match` (None: the model's) × the cosine
     of its query's and each beam item's text vectors (`ItemHead.text_match`).
-
-    `prior` (a `PopularityPrior` of the training interactions) with `search_prior_weight` /
-    `rec_prior_weight` (≥ 0; 0 is off) divides the popularity prior out of the beam search
-    itself, per request kind (`genrec.decode.prior`): long-tail items the request fits can
-    then reach the beams, which re-scoring finished beams cannot do.
     """
 
     name = "generative"
@@ -73,9 +67,7 @@ class GenerativeRetriever:
     def __init__(self, model: GenerativeModel, encoder: RequestEncoder, trie: PrefixTrie,
                  beams: int = 20, batch_size: int = 256, max_beams: int = 256, precision: str | None = None,
                  prune_margin: float | None = None, item_head_mix: float | None = None,
-                 item_head_search_mix: float | None = None, item_head_text_match: float | None = None,
-                 prior: PopularityPrior | None = None, search_prior_weight: float = 0.0,
-                 rec_prior_weight: float = 0.0):
+                 item_head_search_mix: float | None = None, item_head_text_match: float | None = None):
         if not 1 <= beams <= max_beams:
             raise ValueError(f"beams must be in 1..max_beams ({max_beams}), got {beams}")
         if batch_size < 1:
@@ -93,14 +85,6 @@ class GenerativeRetriever:
             raise ValueError(f"item_head_search_mix must be ≥ 0 or None, got {item_head_search_mix}")
         if item_head_text_match is not None and not item_head_text_match >= 0:
             raise ValueError(f"item_head_text_match must be ≥ 0 or None, got {item_head_text_match}")
-        for name, weight in (("search_prior_weight", search_prior_weight), ("rec_prior_weight", rec_prior_weight)):
-            if not weight >= 0:
-                raise ValueError(f"{name} must be ≥ 0, got {weight}")
-            if weight > 0 and prior is None:
-                raise ValueError(f"{name} = {weight} needs a prior (PopularityPrior of the training interactions)")
-        if prior is not None and len(prior.log_prior) != trie.levels:
-            raise ValueError(f"the prior has {len(prior.log_prior)} levels but the trie has {trie.levels}")
-        self.prior, self.search_prior_weight, self.rec_prior_weight = prior, search_prior_weight, rec_prior_weight
         self.model = model.eval()
         self.prune_margin = prune_margin
         self.item_head_text_match = (model.config.item_head_text_match if item_head_text_match is None
@@ -139,14 +123,9 @@ class GenerativeRetriever:
                 chunk = requests[start:start + self.batch_size]
                 batch = self.encoder.transform(chunk).to(device)
                 state = self.decoder.encode(batch)
-                prior_weight = None
-                if self.prior is not None and max(self.search_prior_weight, self.rec_prior_weight) > 0:
-                    prior_weight = torch.tensor([self.search_prior_weight if r.is_search else self.rec_prior_weight
-                                                 for r in chunk], device=device)
-                found, found_scores = constrained_beam_search(
-                    self.decoder, state, self.trie, beams, k if head is None else beams,
-                    prune_margin=self.prune_margin, prior=self.prior if prior_weight is not None else None,
-                    prior_weight=prior_weight)
+                found, found_scores = constrained_beam_search(self.decoder, state, self.trie, beams,
+                                                              k if head is None else beams,
+                                                              prune_margin=self.prune_margin)
                 if head is not None:  # every beam is a candidate; the item head reorders them
                     if state.summary is None:
                         raise ValueError("the decoder's encode() gave no summary for the item head to score")
