@@ -33,7 +33,7 @@ test-slow: $(STAMP)
 # Lint and types on the packages held to them (pyproject.toml's [tool.ruff] and [tool.mypy]).
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/mypy src/genrec/model src/genrec/decode src/genrec/sid src/genrec/train src/genrec/align src/genrec/cascade src/genrec/feed src/genrec/postrank src/genrec/config_check.py src/genrec/config_file.py
+	$(BIN)/mypy src/genrec/model src/genrec/decode src/genrec/sid src/genrec/train src/genrec/align src/genrec/cascade src/genrec/feed src/genrec/postrank src/genrec/rolegen src/genrec/config_check.py src/genrec/config_file.py
 
 # Headless Chromium for the web page's browser test (tests/test_serve_browser.py skips, saying why, without it).
 chromium:

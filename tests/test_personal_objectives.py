@@ -15,7 +15,7 @@ import torch
 from genrec.cascade.ensemble import EnsembleConfig, RelationAwareEnsemble, soft_rank_auc
 from genrec.cascade.fuse import FixedWeightFusion, FusionConfig, PersonalizedWeightFusion, stage_probabilities
 from genrec.data.synth import World, WorldConfig, generate_world
-from genrec.data.truth import TRUTH_FILE
+from genrec.data.truth import OPTIONAL_ARRAYS, TRUTH_FILE
 from genrec.eval.metrics import auc
 
 SMALL = dict(n_items=400, n_users=100, n_events=3_000, seed=3)
@@ -46,7 +46,7 @@ def world_digest(world: World) -> str:
         digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     for f in fields(world.truth):
         array = np.asarray(getattr(world.truth, f.name))
-        if f.name in ("objective_weight", "item_objective_value") and not array.size:
+        if f.name in OPTIONAL_ARRAYS and not array.size:  # a world without them digests as before they existed
             continue
         digest.update(f.name.encode())
         digest.update(str(array.dtype).encode())

@@ -19,9 +19,11 @@ The generative story, in order (docs/data.md tells it in prose):
              from preferences), an intended item ∝ exp(U) within the leaf (importance resampling)
   slates     the logged engine's impressions: the intended item at a geometric position among
              items of the same leaf (search, item detail) or of preferred leaves and bestsellers (feed)
-  funnel     click ∝ position bias × σ(preference), cart | click, order | cart; dormant users rarely buy;
+  funnel     click ∝ position bias × σ(preference), cart | click, order | cart (`genrec.data.funnel`);
+             dormant users rarely buy;
              opt-in (`personal_objectives`): users who weigh click, cart and order differently
-             (`genrec.data.objectives`)
+             (`genrec.data.objectives`); opt-in (`trigger_awakening`): trigger items whose click
+             awakens a dormant user's conversion in that leaf (`genrec.data.triggers`)
   queries    for search sessions, words of the intended item's concepts as people type them
 """
 
@@ -42,8 +44,10 @@ import pyarrow.compute as pc
 from genrec.artifacts import atomic_path
 from genrec.data import vocabulary as V
 from genrec.data.dataset import Dataset
+from genrec.data.funnel import cart_logit, click_logit, order_logit, position_bias, sigmoid
 from genrec.data.objectives import draw_objectives, funnel_shifts
 from genrec.data.schema import SCENARIOS
+from genrec.data.triggers import awakened, conversion_scales, draw_triggers
 from genrec.data.truth import POPULARITY_WEIGHT, TRUTH_FILE, WorldTruth
 
 SLATE_SIZES = {"search": 10, "home_feed": 8, "item_detail": 6}
@@ -92,6 +96,9 @@ class WorldConfig:
     objective_concentration: float = 0.4
     """Dirichlet concentration of those weights: small, each user cares mostly about one objective;
     large, everyone weighs them alike (a control where personal weights cannot matter)."""
+    trigger_awakening: float = 0.0
+    """How far clicking a trigger item lifts a dormant user's later conversion in its leaf toward an
+    active user's (`genrec.data.triggers`; 0, the default, leaves triggers out and the world unchanged)."""
 
     def __post_init__(self) -> None:
         n_leaves = sum(len(leaves) for groups in V.CATEGORY_TREE.values() for leaves in groups.values())
@@ -109,6 +116,8 @@ class WorldConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.personal_objectives < 0:
             raise ValueError(f"personal_objectives must be ≥ 0 (0 = off), got {self.personal_objectives}")
+        if not 0 <= self.trigger_awakening <= 1:
+            raise ValueError(f"trigger_awakening must be in [0, 1] (0 = off), got {self.trigger_awakening}")
         if self.objective_concentration <= 0:
             raise ValueError(f"objective_concentration must be > 0, got {self.objective_concentration}")
 
@@ -154,6 +163,8 @@ def generate_world(config: WorldConfig = WorldConfig(), progress: Progress | Non
         weights, values = draw_objectives(config.seed, catalogue.brand, len(vocab.brands), config.n_users,
                                           config.objective_concentration)
         truth = replace(truth, objective_weight=weights, item_objective_value=values)
+    if config.trigger_awakening > 0:
+        truth = replace(truth, item_is_trigger=draw_triggers(config.seed, catalogue.brand, len(vocab.brands)))
     step("sessions")
     n_sessions = int(config.n_events / _events_per_session(config, catalogue, users, truth))
     sessions = _build_sessions(config, catalogue, users, truth, rng, n_sessions)
@@ -545,21 +556,21 @@ def _build_events(config: WorldConfig, catalogue: _Catalogue, users: _Users, tru
     user = sessions.user[session]
     intended = item == sessions.target[session]
     taste = truth.taste(user, item)
-    leaf_affinity = np.log(users.leaf_pref[user, catalogue.leaf[item]] * len(catalogue.leaf_department) + 1e-9)
-    logit = -1.5 + 0.6 * np.clip(leaf_affinity, -5, 2.5) + 0.5 * taste + 0.3 * (catalogue.log_pop[item] + 3) \
-        + 2.5 * intended
+    logit = click_logit(truth, user, item, taste, intended)
     # Personal objectives (off by default): shifts of 0.0 leave every logit, and so every draw, as it was.
     click_shift, cart_shift, order_shift = (
         funnel_shifts(config.personal_objectives, truth.objective_weight[user], truth.item_objective_value[item])
         if config.personal_objectives > 0 else (0.0, 0.0, 0.0))
-    bias = (1.0 + position) ** -0.7
-    click = rng.random(len(item)) < bias * _sigmoid(logit + click_shift)
+    click = rng.random(len(item)) < position_bias(position) * sigmoid(logit + click_shift)
     cold = users.is_cold[user]
     click = np.where(cold, intended, click)
     dormant = users.is_dormant[user]
-    cart = click & (rng.random(len(item)) < _sigmoid(-1.0 + 0.5 * taste + 0.8 * intended + cart_shift)
-                    * np.where(dormant, 0.06, 1.0))
-    order = cart & (rng.random(len(item)) < _sigmoid(0.5 + 0.3 * taste + order_shift) * np.where(dormant, 0.3, 1.0))
+    # Trigger items (off by default): a dormant user converts in a leaf after clicking one of its triggers.
+    awake = (awakened(user, catalogue.leaf[item], session * (width + 1) + position, click & truth.item_is_trigger[item])
+             if config.trigger_awakening > 0 else None)
+    cart_scale, order_scale = conversion_scales(dormant, awake, config.trigger_awakening)
+    cart = click & (rng.random(len(item)) < sigmoid(cart_logit(taste, intended) + cart_shift) * cart_scale)
+    order = cart & (rng.random(len(item)) < sigmoid(order_logit(taste) + order_shift) * order_scale)
 
     # Rows: impressions in slot order, then each clicked slot's click → cart → order.
     rows_session = np.concatenate([session, session[click], session[cart], session[order]])
@@ -574,10 +585,6 @@ def _build_events(config: WorldConfig, catalogue: _Catalogue, users: _Users, tru
     step_in_session = np.arange(len(rows_session)) - first
     ts = sessions.start_ts[rows_session] + EVENT_SPACING_S * step_in_session
     return _Events(rows_session, rows_item[order_rows], rows_action[order_rows], rows_position[order_rows], ts)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 # --- queries ------------------------------------------------------------------------------------

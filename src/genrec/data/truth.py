@@ -79,6 +79,8 @@ class WorldTruth:
     # personal objectives (`genrec.data.objectives`; empty `[0, 3]` unless the world was built with them)
     objective_weight: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))      # [u, 3] float, rows sum to 1
     item_objective_value: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # [n, 3] float
+    # trigger items (`genrec.data.triggers`; empty unless the world was built with trigger_awakening > 0)
+    item_is_trigger: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # [n] bool
 
     @property
     def n_items(self) -> int:
@@ -232,7 +234,7 @@ class WorldTruth:
         saves exactly the bytes it did before they existed."""
         with zipfile.ZipFile(Path(path), "w", compression=zipfile.ZIP_STORED) as archive:
             for f in fields(self):
-                if f.name in _OPTIONAL and not np.asarray(getattr(self, f.name)).size:
+                if f.name in OPTIONAL_ARRAYS and not np.asarray(getattr(self, f.name)).size:
                     continue
                 buffer = io.BytesIO()
                 np.lib.format.write_array(buffer, np.asarray(getattr(self, f.name)), allow_pickle=False)
@@ -241,13 +243,13 @@ class WorldTruth:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "WorldTruth":
         with np.load(Path(path), allow_pickle=False) as arrays:
-            missing = [f.name for f in fields(cls) if f.name not in arrays.files and f.name not in _OPTIONAL]
+            missing = [f.name for f in fields(cls) if f.name not in arrays.files and f.name not in OPTIONAL_ARRAYS]
             if missing:
                 raise ValueError(f"{path}: not a genrec world truth file; arrays {missing} are missing")
             return cls(**{f.name: arrays[f.name] for f in fields(cls) if f.name in arrays.files})
 
 
-_OPTIONAL = ("objective_weight", "item_objective_value")
+OPTIONAL_ARRAYS = ("objective_weight", "item_objective_value", "item_is_trigger")
 """Arrays only some worlds have; absent from the file when empty."""
 
 
