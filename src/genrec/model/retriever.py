@@ -14,12 +14,14 @@ import json
 from pathlib import Path
 from typing import Any, Self, Sequence
 
+import numpy as np
 import torch
 
 from genrec.artifacts import MissingStageError, code_fingerprint, warn_if_trained_by_other_code
 from genrec.data.dataset import Dataset
 from genrec.data.splits import Split
 from genrec.decode.beam_search import constrained_beam_search
+from genrec.decode.score import sid_log_probs
 from genrec.decode.trie import PrefixTrie
 from genrec.model.checkpoint import load_model
 from genrec.model.inference import FastDecoder
@@ -138,6 +140,40 @@ class GenerativeRetriever:
                 for row in range(len(chunk)):
                     real = items[row] >= 0
                     out.append(Ranked(items[row][real], scores[row][real]))
+        return out
+
+    def score(self, requests: Sequence[Request], item_ids: np.ndarray) -> np.ndarray:
+        """`[len(requests), m]` the score `retrieve` ranks by, for given items `[len(requests), m]`.
+
+        The SID's sequence log-prob (`genrec.decode.score`) plus, with an item head, the
+        same mix × the head's log-prob (and text match on searches) as `retrieve` adds, so
+        candidates from elsewhere rank on one scale with the beams. Items need a SID."""
+        item_ids = np.asarray(item_ids, dtype=np.int64)
+        if item_ids.ndim != 2 or len(item_ids) != len(requests):
+            raise ValueError(f"item_ids must have shape [{len(requests)}, m], got {list(item_ids.shape)}")
+        known = self.encoder.known_item
+        inside = (item_ids >= 0) & (item_ids < len(known))
+        if not bool(np.all(inside)) or not bool(known[item_ids].all()):
+            raise ValueError("every item to score must be a catalogue item with a SID")
+        head = (self.model.item_head if max(self.item_head_mix, self.search_mix, self.item_head_text_match) > 0
+                else None)
+        device = next(self.model.parameters()).device
+        out = np.empty(item_ids.shape, dtype=np.float32)
+        with torch.no_grad():
+            for start in range(0, len(requests), self.batch_size):
+                chunk = requests[start:start + self.batch_size]
+                items = torch.from_numpy(item_ids[start:start + len(chunk)]).to(device)
+                batch = self.encoder.transform(chunk).to(device)
+                state = self.decoder.encode(batch)
+                codes = torch.from_numpy(self.encoder.code_of_item[item_ids[start:start + len(chunk)]])
+                scores = sid_log_probs(self.decoder, state, self.trie, codes.to(device))
+                if head is not None and state.summary is not None:
+                    mixes = torch.tensor([self.search_mix if r.is_search else self.item_head_mix for r in chunk],
+                                         device=device)
+                    scores = scores + mixes[:, None] * head.score(state.summary, items)
+                    if self.item_head_text_match and batch.query_vector is not None:
+                        scores = scores + self.item_head_text_match * head.text_match(batch.query_vector, items)
+                out[start:start + len(chunk)] = scores.float().cpu().numpy()
         return out
 
     @property
