@@ -1,0 +1,139 @@
+"""RoleGen's replay of a slate on the trigger world, and its retriever over a generative backbone."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from tiny_generative import tiny_generative
+
+from genrec.data.funnel import cart_logit, click_logit, order_logit, position_bias, sigmoid
+from genrec.data.synth import World, WorldConfig, generate_world
+from genrec.data.triggers import conversion_scales
+from genrec.model.retriever import GenerativeRetriever
+from genrec.retrieval import Ranked, Request
+from genrec.rolegen import ItemRoles
+from genrec.rolegen.replay import awake_before, replay_slates
+from genrec.rolegen.retriever import RoleGenRetriever
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return generate_world(WorldConfig(n_items=2_000, n_users=600, n_events=20_000, seed=3, trigger_awakening=1.0,
+                                      dormant_share=0.5))
+
+
+def a_trigger_and_a_plain_item_of_one_leaf(truth) -> tuple[int, int]:
+    for leaf in range(truth.leaf_pref.shape[1]):
+        members = np.flatnonzero(truth.item_leaf == leaf)
+        triggers, plain = members[truth.item_is_trigger[members]], members[~truth.item_is_trigger[members]]
+        if len(triggers) and len(plain):
+            return int(triggers[0]) + 1, int(plain[0]) + 1
+    raise AssertionError("no leaf with both kinds")
+
+
+def test_a_trigger_shown_first_sells_the_item_after_it(world):
+    truth = world.truth
+    user = int(np.flatnonzero(truth.is_dormant)[0]) + 1
+    trigger, plain = a_trigger_and_a_plain_item_of_one_leaf(truth)
+    asleep = np.zeros((1, truth.leaf_pref.shape[1]), dtype=bool)
+    first = replay_slates(truth, np.array([user]), np.array([[trigger, plain]]), asleep, 1.0)
+    alone = replay_slates(truth, np.array([user]), np.array([[-1, plain]]), asleep, 1.0)
+    assert first.orders[0] > alone.orders[0]  # the trigger's click lifts the plain item's sale
+    assert first.awake_share[0] > 0 and alone.awake_share[0] == 0
+    active = int(np.flatnonzero(~truth.is_dormant)[0]) + 1
+    assert replay_slates(truth, np.array([active]), np.array([[trigger, plain]]), asleep, 1.0).awake_share[0] == 1
+
+
+def test_the_exact_replay_matches_sampling_the_funnel(world):
+    truth = world.truth
+    rng = np.random.default_rng(0)
+    user = int(np.flatnonzero(truth.is_dormant)[1])
+    trigger, plain = a_trigger_and_a_plain_item_of_one_leaf(truth)
+    slate = np.array([trigger, plain, plain + 1 if plain + 1 <= truth.n_items else plain - 1]) - 1
+    draws = 200_000
+    awake = np.zeros(draws, dtype=bool)
+    orders = np.zeros(draws)
+    for slot, item in enumerate(slate):
+        taste = truth.taste(np.array([user]), np.array([item]))
+        clicked = rng.random(draws) < position_bias(np.array(slot)) * sigmoid(click_logit(truth, np.array([user]),
+                                                                                          np.array([item]), taste, False))
+        lit = awake & (truth.item_leaf[item] == truth.item_leaf[slate[0]])
+        cart_scale, order_scale = conversion_scales(np.ones(draws, dtype=bool), lit, 1.0)
+        bought = clicked & (rng.random(draws) < sigmoid(cart_logit(taste, False)) * cart_scale) \
+            & (rng.random(draws) < sigmoid(order_logit(taste)) * order_scale)
+        orders += bought
+        awake |= clicked & truth.item_is_trigger[item]
+    exact = replay_slates(truth, np.array([user + 1]), (slate + 1)[None], np.zeros((1, truth.leaf_pref.shape[1]), bool), 1.0)
+    assert exact.orders[0] == pytest.approx(orders.mean(), rel=0.05, abs=2e-4)
+
+
+def test_awake_before_counts_only_earlier_trigger_clicks(world):
+    events, truth = world.dataset.events, world.truth
+    clicks = events[(events["action"] == "click") & truth.item_is_trigger[events["item_id"].to_numpy() - 1]]
+    row = clicks.iloc[0]
+    leaf = truth.item_leaf[int(row["item_id"]) - 1]
+    before = awake_before(truth, events, np.array([row["user_id"]]), np.array([row["ts"]]))
+    after = awake_before(truth, events, np.array([row["user_id"]]), np.array([row["ts"] + 1]))
+    assert after[0, leaf] and (not before[0, leaf] or (clicks[(clicks["user_id"] == row["user_id"])
+                                                              & (clicks["ts"] < row["ts"])].shape[0] > 0))
+
+
+# --- the retriever ------------------------------------------------------------------------------
+
+
+def roles_for(small_world, hesitant: list[int], strong: dict[int, float]) -> ItemRoles:
+    ids = small_world.dataset.items["item_id"].to_numpy()
+    uplift = np.array([strong.get(int(i), 0.0) for i in ids])
+    return ItemRoles(ids, uplift, np.zeros(len(ids), dtype=np.int64), np.array(hesitant))
+
+
+def test_a_hesitant_users_feed_gets_its_leafs_strongest_trigger_first(small_world):
+    model, encoder, trie = tiny_generative(small_world, seed=0, decoder_scale=3.0)
+    backbone = GenerativeRetriever(model, encoder, trie, beams=16)
+    items = small_world.dataset.items
+    requests = [Request(user_id=1, history=(3, 4)), Request(user_id=2, history=(5,)),
+                Request(user_id=1, query=str(items["title"].iloc[0]), history=(3, 4))]
+    plain = backbone.retrieve(requests, 5)
+    leaf = pd.Series([p[-1] for p in items["category"]], index=items["item_id"])
+    first_leaf = leaf[int(plain[0].item_ids[0])]
+    proposed = set(backbone.retrieve(requests[:1], 16)[0].item_ids.tolist())
+    outside = [int(i) for i in items["item_id"] if leaf[i] == first_leaf and int(i) not in proposed]
+    assert outside, "the test needs an item of the first leaf the backbone did not propose"
+    roles = roles_for(small_world, hesitant=[1], strong={outside[0]: 5.0})
+    rolegen = RoleGenRetriever(backbone, roles, items, weight=100.0, per_leaf=1)
+    answers = rolegen.retrieve(requests, 5)
+    assert int(answers[0].item_ids[0]) == outside[0]  # reasoned in, scored by the backbone, put first
+    assert answers[1].item_ids.tolist() == plain[1].item_ids.tolist()  # user 2 converts: the backbone's answer
+    assert answers[2].item_ids.tolist() == plain[2].item_ids.tolist()  # a search: the backbone's answer
+    assert (np.diff(answers[0].scores) <= 1e-6).all()
+
+
+class FixedBackbone:
+    """A backbone stub that answers every request with one list (scores descending) and scores others at -9."""
+
+    def __init__(self, item_ids: list[int], n_items: int):
+        self.items, self.beams = np.array(item_ids), len(item_ids)
+        self.encoder = type("Encoder", (), {"known_item": np.ones(n_items + 1, dtype=bool)})()
+
+    def retrieve(self, requests, k):
+        return [Ranked(self.items[:k], -np.arange(min(k, len(self.items)), dtype=np.float32)) for _ in requests]
+
+    def score(self, requests, item_ids):
+        return np.full(np.shape(item_ids), -9.0, dtype=np.float32)
+
+
+def test_trajectory_order_puts_the_trigger_ahead_of_its_leaf_only(small_world):
+    items = small_world.dataset.items
+    leaf = pd.Series([p[-1] for p in items["category"]], index=items["item_id"])
+    a, b = leaf.unique()[:2]
+    in_a, in_b = leaf.index[leaf == a][:3].tolist(), leaf.index[leaf == b][:2].tolist()
+    answer = [in_a[0], in_b[0], in_a[1], in_b[1], in_a[2]]  # leaves a b a b a
+    trigger = in_a[2]
+    backbone = FixedBackbone(answer, int(items["item_id"].max()))
+    rolegen = RoleGenRetriever(backbone, roles_for(small_world, [1], {trigger: 1e-6}), items, weight=0.0, per_leaf=0)
+    ordered = rolegen.retrieve([Request(user_id=1, history=(3,))], 5)[0].item_ids.tolist()
+    assert ordered == [in_a[2], in_b[0], in_a[0], in_b[1], in_a[1]]  # a's slots: trigger first, then a's own order
+    unordered = RoleGenRetriever(backbone, roles_for(small_world, [1], {trigger: 1e-6}), items, weight=0.0,
+                                 per_leaf=0, reorder=False)
+    assert unordered.retrieve([Request(user_id=1, history=(3,))], 5)[0].item_ids.tolist() == answer
+    with pytest.raises(ValueError, match="weight"):
+        RoleGenRetriever(backbone, roles_for(small_world, [1], {}), items, weight=-1.0)
