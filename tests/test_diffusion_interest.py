@@ -95,6 +95,29 @@ def test_a_search_model_reads_one_more_token_and_training_adds_the_weighted_reco
     assert losses[0] > losses[1] and torch.isfinite(eval_loss)
 
 
+def test_each_reading_of_a_batch_carries_its_own_reconstruction_loss():
+    """Self-distillation reads every batch twice (student, teacher); each reading's reconstruction
+    loss is its own, so both count (a model-level stash once kept only the second)."""
+    from genrec.model.self_distill import self_distillation_loss
+
+    torch.manual_seed(0)
+    model = GenerativeModel(CONFIG, SPEC).train()
+    student = EncoderBatch.random(SPEC, 6, torch.Generator().manual_seed(3))
+    teacher = EncoderBatch.random(SPEC, 6, torch.Generator().manual_seed(4))
+    codes = torch.stack([torch.randint(0, v, (6,)) for v in SPEC.codebook_sizes], 1)
+    torch.manual_seed(7)
+    first, second = model.teacher_forced(student, codes), model.teacher_forced(teacher, codes)
+    assert first.reconstruction is not None and second.reconstruction is not None
+    assert not torch.equal(first.reconstruction, second.reconstruction)
+    torch.manual_seed(7)
+    expected = 0.5 * (model.loss_from(model.teacher_forced(student, codes), codes, None)
+                      + model.loss_from(model.teacher_forced(teacher, codes), codes, None))
+    torch.manual_seed(7)
+    assert torch.allclose(self_distillation_loss(model, student, teacher, codes, None, weight=0.0), expected)
+    model.eval()
+    assert model.teacher_forced(student, codes).reconstruction is None
+
+
 def test_diffusion_needs_a_search_model_and_positive_steps():
     with pytest.raises(ValueError, match="diffusion_steps needs tasks"):
         GenerativeConfig(tasks="recommendation", diffusion_steps=2)

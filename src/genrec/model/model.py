@@ -35,6 +35,7 @@ its one memory.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -59,6 +60,14 @@ Memory = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 """Encoder output `[B, S, d]`, its key mask `[B, 1, 1, S]` (True = real), the summary `[B, d]`."""
 
 
+class TeacherForced(NamedTuple):
+    """One teacher-forced reading of a batch: what `loss_from` turns into the training loss."""
+
+    logits: list[torch.Tensor]  # per level [B, V_level]
+    summary: torch.Tensor  # [B, d]
+    reconstruction: torch.Tensor | None  # DiffusionGS's loss on this reading's searches (training), else None
+
+
 class GenerativeModel(nn.Module):
     def __init__(self, config: GenerativeConfig, spec: InputSpec):
         super().__init__()
@@ -67,7 +76,6 @@ class GenerativeModel(nn.Module):
         # `parameters()` as it did before the model was split into parts: gradient clipping sums
         # the parameters' norms in that order, and so a training run is reproduced bit for bit.
         self.bos = nn.Parameter(torch.zeros(config.d_model))
-        self._diffusion_loss: torch.Tensor | None = None  # DiffusionGS's, from the last training teacher_forced
         self.inputs = InputEmbedding(config, spec)
         self.encoder = TransformerEncoder(config)
         self.long_former = QueryFormer(config, config.long_queries) if config.long_queries else None
@@ -103,34 +111,35 @@ class GenerativeModel(nn.Module):
     def forward(self, batch: EncoderBatch, codes: torch.Tensor) -> list[torch.Tensor]:
         """Teacher-forced logits for every level, a list of `[B, V_level]`; `codes [B, L]`
         is the target SID and level l sees codes[:, :l]."""
-        return self.teacher_forced(batch, codes)[0]
+        return self.teacher_forced(batch, codes).logits
 
-    def teacher_forced(self, batch: EncoderBatch, codes: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Each level's teacher-forced logits and the decoder's summary `[B, d]` (what the item head reads)."""
+    def teacher_forced(self, batch: EncoderBatch, codes: torch.Tensor) -> TeacherForced:
+        """Each level's teacher-forced logits, the decoder's summary `[B, d]` (what the item head reads)
+        and, in training with DiffusionGS, its searches' reconstruction loss (what `loss_from` adds)."""
         self._check_codes(codes, "codes")
         memory, mask, summary = self.encode_memory(batch)
-        if self.diffusion is not None and self.training:  # its searches' reconstruction loss, added by loss_from
-            self._diffusion_loss = self.diffusion.take_loss(self.inputs.codes(codes)[self.has_query(batch)].sum(1))
+        reconstruction = None
+        if self.diffusion is not None and self.training:  # the rows encode_memory just denoised, read once
+            reconstruction = self.diffusion.take_loss(self.inputs.codes(codes)[self.has_query(batch)].sum(1))
         previous = self.inputs.codes(codes[:, :-1])
         logits = self.decoder(self.decoder.inputs(self.bos, previous, summary), memory, mask)
         bias = self._request_copy_bias(batch, summary)
         if bias is not None:
             logits[0] = logits[0] + bias
-        return logits, summary
+        return TeacherForced(logits, summary, reconstruction)
 
     def loss(self, batch: EncoderBatch, codes: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         """Mean over levels of the cross-entropy of each level's code (plus the experts'
         weighted load-balancing loss when the decoder is a sparse MoE, plus the item head's
         weighted cross-entropy of the target `items [B]` when the model has one)."""
-        logits, summary = self.teacher_forced(batch, codes)
-        return self.loss_from(logits, summary, codes, items)
+        return self.loss_from(self.teacher_forced(batch, codes), codes, items)
 
-    def loss_from(self, logits: list[torch.Tensor], summary: torch.Tensor, codes: torch.Tensor,
-                  items: torch.Tensor | None) -> torch.Tensor:
+    def loss_from(self, forced: TeacherForced, codes: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
         """`loss` given `teacher_forced`'s output (self-distillation runs two forwards and needs both)."""
-        loss = self._with_item_loss(self._with_balance(_level_loss(logits, codes)), summary, items)
-        reconstruction, self._diffusion_loss = self._diffusion_loss, None
-        return loss if reconstruction is None else loss + self.config.diffusion_weight * reconstruction.to(loss.dtype)
+        loss = self._with_item_loss(self._with_balance(_level_loss(forced.logits, codes)), forced.summary, items)
+        if forced.reconstruction is None:
+            return loss
+        return loss + self.config.diffusion_weight * forced.reconstruction.to(loss.dtype)
 
     def _with_item_loss(self, loss: torch.Tensor, summary: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
         if self.item_head is None:

@@ -30,10 +30,10 @@ def self_distillation_loss(model: GenerativeModel, student: EncoderBatch, teache
     if student.batch_size != teacher.batch_size:
         raise ValueError(f"the teacher batch has {teacher.batch_size} requests, the student's {student.batch_size}: "
                          "they must be the same requests, read two ways")
-    student_logits, student_summary = model.teacher_forced(student, codes)
-    teacher_logits, teacher_summary = model.teacher_forced(teacher, codes)
-    own = 0.5 * (model.loss_from(student_logits, student_summary, codes, items)
-                 + model.loss_from(teacher_logits, teacher_summary, codes, items))
+    student_reading = model.teacher_forced(student, codes)
+    teacher_reading = model.teacher_forced(teacher, codes)
+    own = 0.5 * (model.loss_from(student_reading, codes, items) + model.loss_from(teacher_reading, codes, items))
+    (student_logits, student_summary, _), (teacher_logits, teacher_summary, _) = student_reading, teacher_reading
     if weight == 0.0:
         return own
     kls = [_kl(t, s) for t, s in zip(teacher_logits, student_logits)]
