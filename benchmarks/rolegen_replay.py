@@ -1,7 +1,7 @@
 """RoleGen against its backbone on a world with trigger items: a home-feed slate for every user, replayed.
 
     .venv/bin/python benchmarks/rolegen_replay.py --run runs/trig --part valid
-    .venv/bin/python benchmarks/rolegen_replay.py --run runs/trig --part test --weights 2 --per-leaf 2
+    .venv/bin/python benchmarks/rolegen_replay.py --run runs/trig --part test --weights 1 --per-leaf 2
 
 RUN is a pipeline run of the default world with trigger items
 (`genrec run --config configs/demo.yaml --set data.world.trigger_awakening=1.0 --run RUN`):
@@ -72,7 +72,6 @@ def main() -> None:
     parser.add_argument("--part", choices=("valid", "test"), default="valid")
     parser.add_argument("--weights", default="0,1,2,4")
     parser.add_argument("--per-leaf", default="1,2")
-    parser.add_argument("--reorder", default="on,off")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -92,12 +91,10 @@ def main() -> None:
     backbone = CachedBackbone(GenerativeRetriever.from_run(args.run))
     retrievers: list[tuple[str, object]] = [("cascade", build_retriever("cascade", args.run, dataset, split)),
                                             ("generative (backbone)", backbone)]
-    for weight, per_leaf, order in itertools.product([float(w) for w in args.weights.split(",")],
-                                                      [int(p) for p in args.per_leaf.split(",")],
-                                                      args.reorder.split(",")):
-        retrievers.append((f"RoleGen: weight {weight:g}, {per_leaf} per leaf, trajectory order {order}",
-                           RoleGenRetriever(backbone, roles, dataset.items, weight=weight, per_leaf=per_leaf,
-                                            reorder=order == "on")))
+    for weight, per_leaf in itertools.product([float(w) for w in args.weights.split(",")],
+                                              [int(p) for p in args.per_leaf.split(",")]):
+        retrievers.append((f"RoleGen: weight {weight:g}, {per_leaf} per leaf",
+                           RoleGenRetriever(backbone, roles, dataset.items, weight=weight, per_leaf=per_leaf)))
     rows, reference = [], None
     for name, retriever in retrievers:
         answers = retriever.retrieve(visits, K)
@@ -124,7 +121,7 @@ def main() -> None:
         print(rows[-1], flush=True)
     lines = [f"# RoleGen on the world with trigger items ({args.part})", "",
              f"Command: `.venv/bin/python benchmarks/rolegen_replay.py --run {args.run} --part {args.part} "
-             f"--weights {args.weights} --per-leaf {args.per_leaf} --reorder {args.reorder}`  ",
+             f"--weights {args.weights} --per-leaf {args.per_leaf}`  ",
              f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {args.threads} torch thread(s), CPU only; "
              f"{len(visits)} {args.part} visits, {int(dormant.sum())} of hidden dormant users "
              f"({int((dormant & ordered).sum())} of them with a logged order target); roles: "

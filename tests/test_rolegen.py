@@ -9,7 +9,7 @@ from genrec.data.funnel import cart_logit, click_logit, order_logit, position_bi
 from genrec.data.synth import World, WorldConfig, generate_world
 from genrec.data.triggers import conversion_scales
 from genrec.model.retriever import GenerativeRetriever
-from genrec.retrieval import Ranked, Request
+from genrec.retrieval import Request
 from genrec.rolegen import ItemRoles
 from genrec.rolegen.replay import awake_before, replay_slates
 from genrec.rolegen.retriever import RoleGenRetriever
@@ -107,33 +107,8 @@ def test_a_hesitant_users_feed_gets_its_leafs_strongest_trigger_first(small_worl
     assert (np.diff(answers[0].scores) <= 1e-6).all()
 
 
-class FixedBackbone:
-    """A backbone stub that answers every request with one list (scores descending) and scores others at -9."""
-
-    def __init__(self, item_ids: list[int], n_items: int):
-        self.items, self.beams = np.array(item_ids), len(item_ids)
-        self.encoder = type("Encoder", (), {"known_item": np.ones(n_items + 1, dtype=bool)})()
-
-    def retrieve(self, requests, k):
-        return [Ranked(self.items[:k], -np.arange(min(k, len(self.items)), dtype=np.float32)) for _ in requests]
-
-    def score(self, requests, item_ids):
-        return np.full(np.shape(item_ids), -9.0, dtype=np.float32)
-
-
-def test_trajectory_order_puts_the_trigger_ahead_of_its_leaf_only(small_world):
-    items = small_world.dataset.items
-    leaf = pd.Series([p[-1] for p in items["category"]], index=items["item_id"])
-    a, b = leaf.unique()[:2]
-    in_a, in_b = leaf.index[leaf == a][:3].tolist(), leaf.index[leaf == b][:2].tolist()
-    answer = [in_a[0], in_b[0], in_a[1], in_b[1], in_a[2]]  # leaves a b a b a
-    trigger = in_a[2]
-    backbone = FixedBackbone(answer, int(items["item_id"].max()))
-    rolegen = RoleGenRetriever(backbone, roles_for(small_world, [1], {trigger: 1e-6}), items, weight=0.0, per_leaf=0)
-    ordered = rolegen.retrieve([Request(user_id=1, history=(3,))], 5)[0].item_ids.tolist()
-    assert ordered == [in_a[2], in_b[0], in_a[0], in_b[1], in_a[1]]  # a's slots: trigger first, then a's own order
-    unordered = RoleGenRetriever(backbone, roles_for(small_world, [1], {trigger: 1e-6}), items, weight=0.0,
-                                 per_leaf=0, reorder=False)
-    assert unordered.retrieve([Request(user_id=1, history=(3,))], 5)[0].item_ids.tolist() == answer
+def test_a_negative_weight_is_refused(small_world):
+    model, encoder, trie = tiny_generative(small_world, seed=0)
     with pytest.raises(ValueError, match="weight"):
-        RoleGenRetriever(backbone, roles_for(small_world, [1], {}), items, weight=-1.0)
+        RoleGenRetriever(GenerativeRetriever(model, encoder, trie), roles_for(small_world, [1], {}),
+                         small_world.dataset.items, weight=-1.0)

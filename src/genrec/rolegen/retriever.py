@@ -11,10 +11,11 @@ For a recommendation request of a user the roles count as low-converting
    would they go on to buy in this leaf?", answered by the roles;
 4. the reasoned candidates are fed to the backbone, which scores them on its own scale
    (`GenerativeRetriever.score`), and every candidate ranks by backbone score +
-   `weight` × uplift / (the catalogue's uplift spread);
-5. trajectory order: in the final list each leaf's best trigger moves ahead of that
-   leaf's other items, so the click it invites comes before the items whose sale it
-   unlocks. Those answers carry their slots' scores (non-increasing), not their own.
+   `weight` × uplift / (the catalogue's uplift spread).
+
+Moving each leaf's trigger ahead of that leaf's other items (so its click comes before
+the sales it unlocks) was measured and lost at every weight: the slot it takes is worth
+more to an item that sells (`benchmarks/results/rolegen_replay_valid.md`).
 
 Every other request (searches, users who convert) gets the backbone's answer unchanged,
 and the backbone alone answers at serving: the reasoning is a table lookup and one
@@ -39,12 +40,12 @@ class RoleGenRetriever:
     name = "rolegen"
 
     def __init__(self, backbone: GenerativeRetriever, roles: ItemRoles, items: pd.DataFrame, weight: float = 1.0,
-                 leaves: int = 3, per_leaf: int = 2, reorder: bool = True):
+                 leaves: int = 3, per_leaf: int = 2):
         if not weight >= 0:
             raise ValueError(f"weight must be ≥ 0, got {weight}")
         if leaves < 0 or per_leaf < 0:
             raise ValueError(f"leaves and per_leaf must be ≥ 0, got {leaves} and {per_leaf}")
-        self.backbone, self.weight, self.leaves, self.per_leaf, self.reorder = backbone, weight, leaves, per_leaf, reorder
+        self.backbone, self.weight, self.leaves, self.per_leaf = backbone, weight, leaves, per_leaf
         self.hesitant = set(roles.hesitant_users.tolist())
         size = int(max(items["item_id"].max(), roles.item_ids.max())) + 1
         leaf_names = pd.Series([path[-1] if len(path) else "" for path in items["category"]])
@@ -81,10 +82,7 @@ class RoleGenRetriever:
             base = np.concatenate([answers[i].scores, scores[n, :len(reasoned[n])]])
             combined = base + self.weight * self.strength[items]
             top = np.argsort(-combined, kind="stable")[:k]
-            chosen, chosen_scores = items[top], combined[top]
-            if self.reorder:
-                chosen = self._trajectory_order(chosen)
-            out[i] = Ranked(chosen, chosen_scores)
+            out[i] = Ranked(items[top], combined[top])
         return out
 
     def _reasoned(self, proposed: np.ndarray) -> np.ndarray:
@@ -95,18 +93,6 @@ class RoleGenRetriever:
             triggers = self.triggers_in_leaf.get(int(leaf), np.empty(0, dtype=np.int64))
             kept += [int(t) for t in triggers if int(t) not in taken][: self.per_leaf]
         return np.asarray(kept, dtype=np.int64)
-
-    def _trajectory_order(self, items: np.ndarray) -> np.ndarray:
-        """Each leaf's strongest positive-uplift item takes that leaf's first slot; the rest keep their order."""
-        items = items.copy()
-        leaves = self.leaf_of[items]
-        for leaf in pd.unique(leaves):
-            slots = np.flatnonzero(leaves == leaf)
-            members = items[slots]
-            best = int(np.argmax(self.strength[members]))
-            if self.strength[members[best]] > 0 and best > 0:
-                items[slots] = np.concatenate([members[best:best + 1], np.delete(members, best)])
-        return items
 
     def _any_item(self) -> int:
         return int(np.flatnonzero(self.backbone.encoder.known_item)[0])
