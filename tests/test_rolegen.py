@@ -112,3 +112,17 @@ def test_a_negative_weight_is_refused(small_world):
     with pytest.raises(ValueError, match="weight"):
         RoleGenRetriever(GenerativeRetriever(model, encoder, trie), roles_for(small_world, [1], {}),
                          small_world.dataset.items, weight=-1.0)
+
+
+def test_rolegen_is_built_by_name_from_a_run_with_a_generative_model(small_sid_run, small_world, monkeypatch):
+    from genrec.data.splits import leave_one_out
+    from genrec.registry import build_retriever
+
+    model, encoder, trie = tiny_generative(small_world, seed=0)
+    backbone = GenerativeRetriever(model, encoder, trie, beams=8)
+    monkeypatch.setattr(GenerativeRetriever, "from_run", classmethod(lambda cls, run: backbone))
+    split = leave_one_out(small_world.dataset.events)
+    rolegen = build_retriever("rolegen", small_sid_run, small_world.dataset, split)
+    assert isinstance(rolegen, RoleGenRetriever) and rolegen.backbone is backbone
+    assert rolegen.hesitant  # the small world has users who browse without buying
+    assert len(rolegen.retrieve([Request(user_id=1, history=(3,))], 5)[0]) == 5

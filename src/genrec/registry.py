@@ -34,6 +34,7 @@ RETRIEVERS: dict[str, str] = {
     "generative": "genrec.model.retriever:GenerativeRetriever",
     "generative-aligned": "genrec.align.retriever:AlignedGenerativeRetriever",
     "cascade": "genrec.cascade.retriever:CascadeRetriever",
+    "rolegen": "genrec.rolegen.retriever:RoleGenRetriever",
 }
 
 

@@ -25,10 +25,13 @@ teacher-forced scoring of at most `leaves` × `per_leaf` items.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from genrec.data.dataset import Dataset
+from genrec.data.splits import Split
 from genrec.model.retriever import GenerativeRetriever
 from genrec.retrieval import Ranked, Request
 from genrec.rolegen.roles import ItemRoles
@@ -60,6 +63,11 @@ class RoleGenRetriever:
         order = scored[np.argsort(-self.strength[scored], kind="stable")]
         self.triggers_in_leaf: dict[int, np.ndarray] = {
             int(leaf): group.to_numpy() for leaf, group in pd.Series(order).groupby(self.leaf_of[order], sort=False)}
+
+    @classmethod
+    def from_run(cls, run: str | Path, dataset: Dataset, split: Split) -> "RoleGenRetriever":
+        """The run's generative model as the backbone, roles learned from `split.train` (seconds)."""
+        return cls(GenerativeRetriever.from_run(run), ItemRoles.learn(split.train, dataset.items), dataset.items)
 
     def retrieve(self, requests: Sequence[Request], k: int) -> list[Ranked]:
         if k < 1:
