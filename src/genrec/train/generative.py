@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -82,11 +81,7 @@ class GenerativeTrainConfig:
     NDCG@10 +0.006 (p = 0.03), long-tail searches 0.080 → 0.096; with a second training
     seed −0.004 / +0.001 and long-tail +0.013 (`benchmarks/results/search_parts_valid.md`):
     a wash on the main metrics, a gain on the long tail — the words of every item, not only
-    the ones people bought, are what a search for a rarely bought item needs.
-    `index_pseudo_queries`: the copies after the first are short pseudo-queries (1–4 of the
-    text's distinct words, in order, drawn once with the training seed) instead of the whole text,
-    so the indexing task also teaches what a short query for the item looks like; each is
-    encoded by MiniLM like a real query. `valid_requests`: how many validation requests the inline evaluation
+    the ones people bought, are what a search for a rarely bought item needs. `valid_requests`: how many validation requests the inline evaluation
     decodes (a seeded sample; all when 0). `query_vectors`: give the model the query's
     MiniLM vector as one more encoder token (only when the training data has queries).
     `categories`: add each history item's leaf-category embedding (only when items have
@@ -97,7 +92,6 @@ class GenerativeTrainConfig:
     train: TrainConfig = field(default_factory=_default_train_config)
     max_history: int = 50
     index_copies: int = 3
-    index_pseudo_queries: bool = False
     valid_requests: int = 1000
     beams: int = 50
     query_vectors: bool = True
@@ -202,8 +196,7 @@ def prepare_training(run: Path, config: GenerativeTrainConfig, dataset: Dataset,
         requests, targets = training_requests(split, config.max_history)
         is_search = np.asarray([bool(r.query) for r in requests], dtype=bool)
         searches, search_targets = [r for r, s in zip(requests, is_search) if s], targets[is_search]
-    index_requests, index_targets = indexing_requests(dataset.items, config.index_copies,
-                                                      config.index_pseudo_queries, config.train.seed)
+    index_requests, index_targets = indexing_requests(dataset.items, config.index_copies)
     item_category, n_categories = leaf_categories(dataset.items)
     use_categories = config.categories and n_categories > 1
     reads_query_vectors = config.query_vectors and bool(searches or index_requests)
@@ -271,31 +264,14 @@ def training_requests(split: Split, max_history: int = 50) -> tuple[list[Request
     return requests, items.astype(np.int64)
 
 
-def indexing_requests(items: pd.DataFrame, copies: int = 1, pseudo_queries: bool = False,
-                      seed: int = 0) -> tuple[list[Request], np.ndarray]:
-    """Each item's own text as a search request by no one, `copies` times; targets `[n]`.
-    With `pseudo_queries` every copy after the first is a short pseudo-query of the text instead
-    (`pseudo_query`), drawn from a generator seeded with `seed`."""
+def indexing_requests(items: pd.DataFrame, copies: int = 1) -> tuple[list[Request], np.ndarray]:
+    """Each item's own text as a search request by no one, `copies` times; targets `[n]`."""
     if copies < 0:
         raise ValueError(f"index_copies must be ≥ 0, got {copies}")
     texts = item_query_text(items)
     ids = items["item_id"].to_numpy(dtype=np.int64)
-    rng = np.random.default_rng([seed, 17])
-    requests = []
-    for copy in range(copies):
-        queries = [pseudo_query(text, rng) for text in texts] if pseudo_queries and copy else texts
-        requests += [Request(user_id=NO_USER, query=text, scenario="search") for text in queries]
+    requests = [Request(user_id=NO_USER, query=text, scenario="search") for text in texts] * copies
     return requests, np.tile(ids, copies)
-
-
-def pseudo_query(text: str, rng: np.random.Generator, max_words: int = 4) -> str:
-    """1 to `max_words` of the text's distinct lower-cased words, in the order they first appear:
-    what a person types for an item is a few of its words, not its whole description."""
-    words = list(dict.fromkeys(re.findall(r"[\w'&]+", text.lower())))
-    if not words:
-        return text
-    size = min(len(words), int(rng.integers(1, max_words + 1)))
-    return " ".join(words[i] for i in np.sort(rng.choice(len(words), size, replace=False)))
 
 
 def validation_requests(split: Split, limit: int, seed: int,
