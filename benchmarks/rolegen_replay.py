@@ -16,7 +16,9 @@ Rows: the cascade, the backbone, RoleGen at each setting; 95% bootstrap
 intervals over users, paired randomization tests against the backbone. Settings
 are chosen on `valid`; `test` is run once with the chosen one. Also the offline
 metric the logs allow: Recall@10 of the logged target when it was an order,
-for dormant users (few such targets: it cannot separate the rows).
+for dormant users (few such targets: it cannot separate the rows). `--true-roles`
+adds RoleGen reading the world's hidden trigger flags instead of learned roles:
+the ceiling of the role learner, not a method.
 
 Writes `benchmarks/results/rolegen_replay_<part>.md`.
 """
@@ -73,6 +75,8 @@ def main() -> None:
     parser.add_argument("--weights", default="0,1,2,4")
     parser.add_argument("--per-leaf", default="1,2")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--true-roles", action="store_true",
+                        help="also RoleGen reading the world's hidden trigger flags as roles (a ceiling, not a method)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
@@ -95,6 +99,14 @@ def main() -> None:
                                               [int(p) for p in args.per_leaf.split(",")]):
         retrievers.append((f"RoleGen: weight {weight:g}, {per_leaf} per leaf",
                            RoleGenRetriever(backbone, roles, dataset.items, weight=weight, per_leaf=per_leaf)))
+    if args.true_roles:  # the roles a perfect learner would find: uplift 1 for the hidden triggers, the same users
+        hidden = ItemRoles(roles.item_ids, truth.item_is_trigger[roles.item_ids - 1].astype(float), roles.clicks,
+                           roles.hesitant_users)
+        for weight, per_leaf in itertools.product([float(w) for w in args.weights.split(",")],
+                                                  [int(p) for p in args.per_leaf.split(",")]):
+            retrievers.append((f"RoleGen with the hidden trigger flags as roles (ceiling): weight {weight:g}, "
+                               f"{per_leaf} per leaf",
+                               RoleGenRetriever(backbone, hidden, dataset.items, weight=weight, per_leaf=per_leaf)))
     rows, reference = [], None
     for name, retriever in retrievers:
         answers = retriever.retrieve(visits, K)
@@ -121,7 +133,7 @@ def main() -> None:
         print(rows[-1], flush=True)
     lines = [f"# RoleGen on the world with trigger items ({args.part})", "",
              f"Command: `.venv/bin/python benchmarks/rolegen_replay.py --run {args.run} --part {args.part} "
-             f"--weights {args.weights} --per-leaf {args.per_leaf}`  ",
+             f"--weights {args.weights} --per-leaf {args.per_leaf}{' --true-roles' if args.true_roles else ''}`  ",
              f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {args.threads} torch thread(s), CPU only; "
              f"{len(visits)} {args.part} visits, {int(dormant.sum())} of hidden dormant users "
              f"({int((dormant & ordered).sum())} of them with a logged order target); roles: "
