@@ -31,7 +31,7 @@ from sklearn.metrics import roc_auc_score
 from genrec.data.splits import leave_one_out
 from genrec.data.synth import WorldConfig, generate_world
 from genrec.rolegen import ItemRoles, RoleConfig
-from genrec.rolegen.roles import CONVERSIONS, _converts_later
+from genrec.rolegen.roles import CONVERSIONS, converts_later
 
 RESULTS = Path(__file__).parent / "results"
 TOP = 200
@@ -45,7 +45,7 @@ def world_effect(world, triggers: np.ndarray) -> tuple[float, float, int]:
                   & events["user_id"].isin(np.flatnonzero(world.truth.is_dormant) + 1)]
     rows = rows.assign(leaf=leaf.reindex(rows["item_id"]).to_numpy())
     clicks = rows[rows["action"] == "click"]
-    later = _converts_later(clicks, rows[rows["action"].isin(CONVERSIONS)])
+    later = converts_later(clicks, rows[rows["action"].isin(CONVERSIONS)])
     on_trigger = triggers[clicks["item_id"].to_numpy() - 1]
     return float(later[on_trigger].mean()), float(later[~on_trigger].mean()), int(on_trigger.sum())
 

@@ -9,7 +9,7 @@ import pytest
 from genrec.data.synth import World, WorldConfig, generate_world
 from genrec.data.triggers import DORMANT_CART, DORMANT_ORDER, awakened, conversion_scales
 from genrec.data.truth import TRUTH_FILE
-from genrec.rolegen.roles import CONVERSIONS, _converts_later
+from genrec.rolegen.roles import CONVERSIONS, converts_later
 
 
 def test_an_event_is_awake_only_after_its_users_first_trigger_click_in_its_leaf():
@@ -45,7 +45,7 @@ def test_dormant_users_convert_in_a_leaf_after_clicking_one_of_its_triggers(trig
                      & events["action"].isin(("click",) + CONVERSIONS)]
     dormant = dormant.assign(leaf=leaf.reindex(dormant["item_id"]).to_numpy())
     clicks = dormant[dormant["action"] == "click"]
-    later = _converts_later(clicks, dormant[dormant["action"].isin(CONVERSIONS)])
+    later = converts_later(clicks, dormant[dormant["action"].isin(CONVERSIONS)])
     on_trigger = truth.item_is_trigger[clicks["item_id"].to_numpy() - 1]
     assert later[on_trigger].mean() > 2 * later[~on_trigger].mean()
 

@@ -79,7 +79,7 @@ class ItemRoles:
         rows = rows.assign(leaf=leaf.reindex(rows["item_id"]).to_numpy()).sort_values(["user_id", "ts"], kind="stable")
         clicks = rows[rows["action"] == "click"]
         conversions = rows[rows["action"].isin(CONVERSIONS)]
-        outcome = _converts_later(clicks, conversions)
+        outcome = converts_later(clicks, conversions)
 
         frame = pd.DataFrame({"item": clicks["item_id"].to_numpy(), "leaf": clicks["leaf"].to_numpy(), "y": outcome})
         frame["residual"] = frame["y"] - frame.groupby("leaf")["y"].transform("mean")
@@ -99,7 +99,7 @@ class ItemRoles:
         return self.item_ids[np.argsort(-self.uplift, kind="stable")[:n]]
 
 
-def _converts_later(clicks: pd.DataFrame, conversions: pd.DataFrame) -> np.ndarray:
+def converts_later(clicks: pd.DataFrame, conversions: pd.DataFrame) -> np.ndarray:
     """`[len(clicks)]` float: 1 where the click's user carts or orders *another* item of its leaf afterwards."""
     later = clicks[["user_id", "leaf", "ts", "item_id"]].reset_index(drop=True).reset_index(names="click")
     pairs = later.merge(conversions[["user_id", "leaf", "ts", "item_id"]], on=["user_id", "leaf"], suffixes=("", "_c"))
