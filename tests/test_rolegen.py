@@ -126,3 +126,17 @@ def test_rolegen_is_built_by_name_from_a_run_with_a_generative_model(small_sid_r
     assert isinstance(rolegen, RoleGenRetriever) and rolegen.backbone is backbone
     assert rolegen.hesitant  # the small world has users who browse without buying
     assert len(rolegen.retrieve([Request(user_id=1, history=(3,))], 5)[0]) == 5
+
+
+def test_on_a_world_without_triggers_the_replay_is_the_plain_funnel(small_world):
+    truth = small_world.truth
+    assert len(truth.item_is_trigger) == 0
+    users = np.array([1, 2, 3])
+    items = np.array([[5], [6], [7]])
+    outcome = replay_slates(truth, users, items, np.zeros((3, truth.leaf_pref.shape[1]), dtype=bool), 0.0)
+    u, i = users - 1, items[:, 0] - 1
+    taste = truth.taste(u, i)
+    cart, order = conversion_scales(truth.is_dormant[u], None, 0.0)
+    expected = sigmoid(click_logit(truth, u, i, taste, False)) * sigmoid(cart_logit(taste, False)) \
+        * sigmoid(order_logit(taste)) * cart * order
+    np.testing.assert_allclose(outcome.orders, expected)

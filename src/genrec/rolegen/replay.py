@@ -15,6 +15,10 @@ visit's expected orders are Σ_j E[order_j], exactly, with no sampling. What a
 trigger click leaves behind is the *awake share*: Σ_L leaf_pref[u, L] ·
 P(awake in L after the visit), the share of the user's future visits (which
 follow their leaf preferences) that will convert at the awake rate.
+
+On a world without trigger items nothing wakes anyone: the replay is then the
+plain funnel, and the expected orders of a slate are what any retriever's page
+would sell (`benchmarks/expected_orders.py`).
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ def replay_slates(truth: WorldTruth, users: np.ndarray, slates: np.ndarray, awak
                          f"got {list(slates.shape)} and {list(awake.shape)}")
     u = users - 1
     dormant = truth.is_dormant[u]
+    is_trigger = truth.item_is_trigger if len(truth.item_is_trigger) else np.zeros(truth.n_items, dtype=bool)
     awake_prob = awake.astype(np.float64)
     orders = np.zeros(len(users))
     for slot in range(slates.shape[1]):
@@ -79,7 +84,7 @@ def replay_slates(truth: WorldTruth, users: np.ndarray, slates: np.ndarray, awak
         scale = awake_now * awake_cart * awake_order + (1 - awake_now) * asleep_cart * asleep_order
         orders += click * sigmoid(cart_logit(taste, False)) * sigmoid(order_logit(taste)) * scale
         # A click on a trigger wakes the user in its leaf for every later slot and visit.
-        woken = click * truth.item_is_trigger[item] * real
+        woken = click * is_trigger[item] * real
         awake_prob[np.arange(len(u)), leaf] = 1 - (1 - awake_now) * (1 - woken)
     share = np.where(dormant, (truth.leaf_pref[u] * awake_prob).sum(1), 1.0)
     return SlateOutcome(orders, share)
