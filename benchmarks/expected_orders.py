@@ -9,7 +9,9 @@ world the hidden funnel can say, for any slate, exactly (`genrec.rolegen.replay`
 each slot's click × cart × order chance, position bias included): every user's
 held-out moment of `--part` becomes a home-feed visit (same history, no query),
 each retriever fills 10 slots, and the replay sums the expected orders (and
-clicks). 95% bootstrap intervals over users; paired randomization tests against
+clicks), the visit's intended item drawn as the world draws it (the last
+interaction's leaf again or a preferred one, an item of it ∝ exp(U)): a page is
+paid for showing what the user came for and for what sells while they browse. 95% bootstrap intervals over users; paired randomization tests against
 the first retriever. The world's own logging engine (the slates it showed,
 with the intended item at a geometric slot) is not a row: it knew the intent.
 
@@ -26,12 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genrec.data.funnel import click_logit, position_bias, sigmoid
 from genrec.data.splits import build_requests, leave_one_out
 from genrec.data.synth import World
 from genrec.eval.bootstrap import bootstrap_means, paired_test, percentile_interval
 from genrec.registry import build_retriever
-from genrec.rolegen.replay import awake_before, replay_slates
+from genrec.rolegen.replay import awake_before, intent_probabilities, replay_slates
 
 RESULTS = Path(__file__).parent / "results"
 K = 10
@@ -40,18 +41,6 @@ K = 10
 def interval(values: np.ndarray) -> str:
     low, high = percentile_interval(bootstrap_means(values, n_resamples=1000, seed=0))
     return f"{values.mean():.4f} [{low[0]:.4f}, {high[0]:.4f}]"
-
-
-def expected_clicks(world: World, users: np.ndarray, slates: np.ndarray) -> np.ndarray:
-    truth, u = world.truth, users - 1
-    total = np.zeros(len(users))
-    for slot in range(slates.shape[1]):
-        item = slates[:, slot] - 1
-        real = item >= 0
-        item = np.where(real, item, 0)
-        total += position_bias(np.full(len(u), slot)) * sigmoid(
-            click_logit(truth, u, item, truth.taste(u, item), False)) * real
-    return total
 
 
 def main() -> None:
@@ -68,6 +57,7 @@ def main() -> None:
     requests, _ = build_requests(split, args.part)
     visits = [replace(r, query=None, scenario="home_feed") for r in requests]
     users = np.array([r.user_id for r in visits])
+    last_items = np.array([r.history[-1] if r.history else 0 for r in visits])
     dormant = world.truth.is_dormant[users - 1]
     awakening = world.config.trigger_awakening
     awake = (awake_before(world.truth, world.dataset.events, users, np.array([r.ts for r in visits]))
@@ -78,8 +68,9 @@ def main() -> None:
         slates = np.full((len(visits), K), -1, dtype=np.int64)
         for i, answer in enumerate(answers):
             slates[i, :len(answer)] = answer.item_ids[:K]
-        orders = replay_slates(world.truth, users, slates, awake, awakening).orders
-        clicks = expected_clicks(world, users, slates)
+        outcome = replay_slates(world.truth, users, slates, awake, awakening,
+                                intent_probabilities(world.truth, users, last_items, slates))
+        orders, clicks = outcome.orders, outcome.clicks
         paired_cell = ""
         if reference is None:
             reference = orders

@@ -40,7 +40,7 @@ from genrec.eval.bootstrap import bootstrap_means, paired_test, percentile_inter
 from genrec.model.retriever import GenerativeRetriever
 from genrec.registry import build_retriever
 from genrec.rolegen import ItemRoles
-from genrec.rolegen.replay import awake_before, replay_slates
+from genrec.rolegen.replay import awake_before, intent_probabilities, replay_slates
 from genrec.rolegen.retriever import RoleGenRetriever
 
 RESULTS = Path(__file__).parent / "results"
@@ -86,6 +86,7 @@ def main() -> None:
     requests, targets = build_requests(split, args.part)
     visits = [replace(r, query=None, scenario="home_feed") for r in requests]
     users = np.array([r.user_id for r in visits])
+    last_items = np.array([r.history[-1] if r.history else 0 for r in visits])
     dormant = truth.is_dormant[users - 1]
     awake = awake_before(truth, dataset.events, users, np.array([r.ts for r in visits]))
     awakening = world.config.trigger_awakening
@@ -113,7 +114,8 @@ def main() -> None:
         slates = np.full((len(visits), K), -1, dtype=np.int64)
         for i, a in enumerate(answers):
             slates[i, :len(a)] = a.item_ids[:K]
-        outcome = replay_slates(truth, users, slates, awake, awakening)
+        outcome = replay_slates(truth, users, slates, awake, awakening,
+                                intent_probabilities(truth, users, last_items, slates))
         hit = (slates == targets[:, None]).any(1).astype(float)
         values = np.stack([outcome.orders, outcome.awake_share], 1)
         if name.startswith("generative"):

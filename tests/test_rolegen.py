@@ -140,3 +140,23 @@ def test_on_a_world_without_triggers_the_replay_is_the_plain_funnel(small_world)
     expected = sigmoid(click_logit(truth, u, i, taste, False)) * sigmoid(cart_logit(taste, False)) \
         * sigmoid(order_logit(taste)) * cart * order
     np.testing.assert_allclose(outcome.orders, expected)
+
+
+def test_intent_is_a_distribution_over_the_catalogue_and_showing_it_sells(world):
+    from genrec.rolegen.replay import intent_probabilities
+
+    truth = world.truth
+    users = np.array([1, 2])
+    everything = np.tile(np.arange(1, truth.n_items + 1), (2, 1))
+    last = np.array([0, 17])
+    intent = intent_probabilities(truth, users, last, everything, rows_per_chunk=1)
+    np.testing.assert_allclose(intent.sum(1), 1.0, rtol=1e-6)  # leaf preferences are float32
+    stay = truth.item_leaf == truth.item_leaf[16]
+    assert intent[1, stay].sum() >= float(truth.continue_prob)  # the last leaf again, at least as often as it stays
+    likely = np.argsort(-intent[:, :], 1)[:, :3] + 1
+    asleep = np.zeros((2, truth.leaf_pref.shape[1]), dtype=bool)
+    with_intent = replay_slates(truth, users, likely, asleep, 1.0, intent_probabilities(truth, users, last, likely))
+    without = replay_slates(truth, users, likely, asleep, 1.0)
+    assert (with_intent.orders > without.orders).all()
+    with pytest.raises(ValueError, match="intent"):
+        replay_slates(truth, users, likely, asleep, 1.0, np.zeros((2, 2)))
