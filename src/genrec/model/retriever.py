@@ -23,10 +23,11 @@ from genrec.data.splits import Split
 from genrec.decode.beam_search import constrained_beam_search
 from genrec.decode.score import sid_log_probs
 from genrec.decode.trie import PrefixTrie
+from genrec.model.batches import EncoderBatch
 from genrec.model.checkpoint import load_model
 from genrec.model.inference import FastDecoder
 from genrec.model.inputs import RequestEncoder
-from genrec.model.item_head import can_match_text
+from genrec.model.item_head import ItemHead, can_match_text
 from genrec.model.model import GenerativeModel
 from genrec.retrieval import Ranked, Request
 from genrec.sid.table import SidTable
@@ -116,8 +117,7 @@ class GenerativeRetriever:
             raise ValueError("prune_margin needs precision 'fp32' or 'bf16' (set at construction)")
         beams = min(max(self.beams, k), self.max_beams)
         k = min(k, beams)
-        head = (self.model.item_head if max(self.item_head_mix, self.search_mix, self.item_head_text_match) > 0
-                else None)
+        head = self._head()
         device = next(self.model.parameters()).device
         out: list[Ranked] = []
         with torch.no_grad():
@@ -131,11 +131,8 @@ class GenerativeRetriever:
                 if head is not None:  # every beam is a candidate; the item head reorders them
                     if state.summary is None:
                         raise ValueError("the decoder's encode() gave no summary for the item head to score")
-                    mixes = torch.tensor([self.search_mix if r.is_search else self.item_head_mix for r in chunk],
-                                         device=found.device)
-                    bonus = (self.item_head_text_match * head.text_match(batch.query_vector, found)
-                             if self.item_head_text_match and batch.query_vector is not None else None)
-                    found, found_scores = head.rerank(state.summary, found, found_scores, mixes, k, bonus)
+                    found, found_scores = head.rerank(state.summary, found, found_scores, self._mixes(chunk, device),
+                                                      k, self._text_bonus(batch, found))
                 items, scores = found.cpu().numpy(), found_scores.cpu().numpy()
                 for row in range(len(chunk)):
                     real = items[row] >= 0
@@ -155,8 +152,7 @@ class GenerativeRetriever:
         inside = (item_ids >= 0) & (item_ids < len(known))
         if not bool(np.all(inside)) or not bool(known[item_ids].all()):
             raise ValueError("every item to score must be a catalogue item with a SID")
-        head = (self.model.item_head if max(self.item_head_mix, self.search_mix, self.item_head_text_match) > 0
-                else None)
+        head = self._head()
         device = next(self.model.parameters()).device
         out = np.empty(item_ids.shape, dtype=np.float32)
         with torch.no_grad():
@@ -167,14 +163,28 @@ class GenerativeRetriever:
                 state = self.decoder.encode(batch)
                 codes = torch.from_numpy(self.encoder.code_of_item[item_ids[start:start + len(chunk)]])
                 scores = sid_log_probs(self.decoder, state, self.trie, codes.to(device))
-                if head is not None and state.summary is not None:
-                    mixes = torch.tensor([self.search_mix if r.is_search else self.item_head_mix for r in chunk],
-                                         device=device)
-                    scores = scores + mixes[:, None] * head.score(state.summary, items)
-                    if self.item_head_text_match and batch.query_vector is not None:
-                        scores = scores + self.item_head_text_match * head.text_match(batch.query_vector, items)
+                if head is not None and state.summary is not None:  # what head.rerank adds to a beam's score
+                    scores = scores + self._mixes(chunk, device)[:, None] * head.score(state.summary, items)
+                    bonus = self._text_bonus(batch, items)
+                    if bonus is not None:
+                        scores = scores + bonus
                 out[start:start + len(chunk)] = scores.float().cpu().numpy()
         return out
+
+    def _head(self) -> ItemHead | None:
+        """The item head when any of its terms counts, else None."""
+        return (self.model.item_head if max(self.item_head_mix, self.search_mix, self.item_head_text_match) > 0
+                else None)
+
+    def _mixes(self, chunk: Sequence[Request], device: torch.device) -> torch.Tensor:
+        """`[B]` the head's mix per request: the search mix for a query, the recommendation mix otherwise."""
+        return torch.tensor([self.search_mix if r.is_search else self.item_head_mix for r in chunk], device=device)
+
+    def _text_bonus(self, batch: EncoderBatch, items: torch.Tensor) -> torch.Tensor | None:
+        """`[B, K]` text-match weight × the query–item cosine (0 for requests without a query), or None."""
+        if not self.item_head_text_match or batch.query_vector is None or self.model.item_head is None:
+            return None
+        return self.item_head_text_match * self.model.item_head.text_match(batch.query_vector, items)
 
     @property
     def search_mix(self) -> float:
