@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from genrec.data.splits import leave_one_out
 from genrec.data.synth import WorldConfig, generate_world
+from genrec.model.inputs import leaf_categories
 from genrec.rolegen import ItemRoles, RoleConfig
 from genrec.rolegen.roles import CONVERSIONS, converts_later
 
@@ -40,10 +40,10 @@ TOP = 200
 def world_effect(world, triggers: np.ndarray) -> tuple[float, float, int]:
     """Hidden dormant users: P(later conversion in the leaf | trigger click), | other click, and trigger clicks."""
     events, items = world.dataset.events, world.dataset.items
-    leaf = pd.Series([path[-1] for path in items["category"]], index=items["item_id"])
+    item_leaf, _ = leaf_categories(items)
     rows = events[events["action"].isin(("click",) + CONVERSIONS)
                   & events["user_id"].isin(np.flatnonzero(world.truth.is_dormant) + 1)]
-    rows = rows.assign(leaf=leaf.reindex(rows["item_id"]).to_numpy())
+    rows = rows.assign(leaf=item_leaf[rows["item_id"].to_numpy()])
     clicks = rows[rows["action"] == "click"]
     later = converts_later(clicks, rows[rows["action"].isin(CONVERSIONS)])
     on_trigger = triggers[clicks["item_id"].to_numpy() - 1]

@@ -32,6 +32,7 @@ import pandas as pd
 
 from genrec.data.dataset import Dataset
 from genrec.data.splits import Split
+from genrec.model.inputs import leaf_categories
 from genrec.model.retriever import GenerativeRetriever
 from genrec.retrieval import Ranked, Request
 from genrec.rolegen.roles import ItemRoles
@@ -50,10 +51,10 @@ class RoleGenRetriever:
             raise ValueError(f"leaves and per_leaf must be ≥ 0, got {leaves} and {per_leaf}")
         self.backbone, self.weight, self.leaves, self.per_leaf = backbone, weight, leaves, per_leaf
         self.hesitant = set(roles.hesitant_users.tolist())
-        size = int(max(items["item_id"].max(), roles.item_ids.max())) + 1
-        leaf_names = pd.Series([path[-1] if len(path) else "" for path in items["category"]])
-        self.leaf_of = np.full(size, -1, dtype=np.int64)
-        self.leaf_of[items["item_id"].to_numpy()] = pd.factorize(leaf_names)[0]
+        self.leaf_of, _ = leaf_categories(items)  # item id → leaf (0: none)
+        size = len(self.leaf_of)
+        if len(roles.item_ids) and roles.item_ids.max() >= size:
+            raise ValueError("the roles name items outside this catalogue: learn them on the same items")
         spread = float(roles.uplift.std()) or 1.0
         self.strength = np.zeros(size)  # uplift in units of its spread over the catalogue
         self.strength[roles.item_ids] = roles.uplift / spread

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from genrec.model.inputs import leaf_categories
+
 CONVERSIONS = ("cart", "order")
 
 
@@ -67,7 +69,7 @@ class ItemRoles:
         if missing:
             raise ValueError(f"events lack columns {sorted(missing)}")
         item_ids = items["item_id"].to_numpy(dtype=np.int64)
-        leaf = pd.Series([path[-1] if len(path) else "" for path in items["category"]], index=item_ids)
+        item_leaf, _ = leaf_categories(items)
         brand = pd.Series(items["brand"].fillna("").to_numpy(), index=item_ids)
 
         positive = events[events["action"].isin(("click",) + CONVERSIONS)]
@@ -76,7 +78,7 @@ class ItemRoles:
         hesitant = per_user.index[(per_user["clicks"] >= config.min_clicks)
                                   & (per_user["conversions"] <= config.max_conversion * per_user["clicks"])]
         rows = positive[positive["user_id"].isin(hesitant)]
-        rows = rows.assign(leaf=leaf.reindex(rows["item_id"]).to_numpy()).sort_values(["user_id", "ts"], kind="stable")
+        rows = rows.assign(leaf=item_leaf[rows["item_id"].to_numpy()]).sort_values(["user_id", "ts"], kind="stable")
         clicks = rows[rows["action"] == "click"]
         conversions = rows[rows["action"].isin(CONVERSIONS)]
         outcome = converts_later(clicks, conversions)
