@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 from genrec.artifacts import atomic_path
 from genrec.data import vocabulary as V
 from genrec.data.dataset import Dataset
-from genrec.data.funnel import cart_logit, click_logit, order_logit, position_bias, sigmoid
+from genrec.data.funnel import cart_logit, click_probability, order_logit, sigmoid
 from genrec.data.objectives import draw_objectives, funnel_shifts
 from genrec.data.schema import SCENARIOS
 from genrec.data.triggers import awakened, conversion_scales, draw_triggers
@@ -556,14 +556,11 @@ def _build_events(config: WorldConfig, catalogue: _Catalogue, users: _Users, tru
     user = sessions.user[session]
     intended = item == sessions.target[session]
     taste = truth.taste(user, item)
-    logit = click_logit(truth, user, item, taste, intended)
     # Personal objectives (off by default): shifts of 0.0 leave every logit, and so every draw, as it was.
     click_shift, cart_shift, order_shift = (
         funnel_shifts(config.personal_objectives, truth.objective_weight[user], truth.item_objective_value[item])
         if config.personal_objectives > 0 else (0.0, 0.0, 0.0))
-    click = rng.random(len(item)) < position_bias(position) * sigmoid(logit + click_shift)
-    cold = users.is_cold[user]
-    click = np.where(cold, intended, click)
+    click = rng.random(len(item)) < click_probability(truth, user, item, taste, intended, position, click_shift)
     dormant = users.is_dormant[user]
     # Trigger items (off by default): a dormant user converts in a leaf after clicking one of its triggers.
     awake = (awakened(user, catalogue.leaf[item], session * (width + 1) + position, click & truth.item_is_trigger[item])
