@@ -22,25 +22,18 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from genrec.data.splits import build_requests, leave_one_out
+from genrec.data.splits import leave_one_out
 from genrec.data.synth import World
-from genrec.eval.bootstrap import bootstrap_means, paired_test, percentile_interval
+from genrec.eval.bootstrap import mean_with_interval, paired_test
 from genrec.registry import build_retriever
-from genrec.rolegen.replay import awake_before, intent_probabilities, replay_slates
+from genrec.rolegen.replay import HomeFeedVisits
 
 RESULTS = Path(__file__).parent / "results"
 K = 10
-
-
-def interval(values: np.ndarray) -> str:
-    low, high = percentile_interval(bootstrap_means(values, n_resamples=1000, seed=0))
-    return f"{values.mean():.4f} [{low[0]:.4f}, {high[0]:.4f}]"
 
 
 def main() -> None:
@@ -54,22 +47,12 @@ def main() -> None:
     began = time.perf_counter()
     world = World.load(args.run / "data")
     split = leave_one_out(world.dataset.events)
-    requests, _ = build_requests(split, args.part)
-    visits = [replace(r, query=None, scenario="home_feed") for r in requests]
-    users = np.array([r.user_id for r in visits])
-    last_items = np.array([r.history[-1] if r.history else 0 for r in visits])
-    dormant = world.truth.is_dormant[users - 1]
+    visits = HomeFeedVisits.of(world, split, args.part)
+    dormant = world.truth.is_dormant[visits.users - 1]
     awakening = world.config.trigger_awakening
-    awake = (awake_before(world.truth, world.dataset.events, users, np.array([r.ts for r in visits]))
-             if awakening > 0 else np.zeros((len(users), world.truth.leaf_pref.shape[1]), dtype=bool))
     rows, reference = [], None
     for name in args.retrievers.split(","):
-        answers = build_retriever(name, args.run, world.dataset, split).retrieve(visits, K)
-        slates = np.full((len(visits), K), -1, dtype=np.int64)
-        for i, answer in enumerate(answers):
-            slates[i, :len(answer)] = answer.item_ids[:K]
-        outcome = replay_slates(world.truth, users, slates, awake, awakening,
-                                intent_probabilities(world.truth, users, last_items, slates))
+        outcome = visits.replay(visits.slates(build_retriever(name, args.run, world.dataset, split), K))
         orders, clicks = outcome.orders, outcome.clicks
         paired_cell = ""
         if reference is None:
@@ -77,15 +60,15 @@ def main() -> None:
         else:
             diff, low, high, p = paired_test(orders, reference)
             paired_cell = f"{diff:+.4f} [{low:+.4f}, {high:+.4f}], p = {p:.3f}"
-        rows.append(f"| {name} | {interval(orders)} | {paired_cell} | {orders[dormant].mean():.4f} "
-                    f"| {interval(clicks)} |")
+        rows.append(f"| {name} | {mean_with_interval(orders)} | {paired_cell} | {orders[dormant].mean():.4f} "
+                    f"| {mean_with_interval(clicks)} |")
         print(rows[-1], flush=True)
     first = args.retrievers.split(",")[0]
     lines = [f"# Expected orders of a home-feed page, replayed on the world ({args.part})", "",
              f"Command: `.venv/bin/python benchmarks/expected_orders.py --run {args.run} --part {args.part} "
              f"--retrievers {args.retrievers}`  ",
              f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {args.threads} torch thread(s), CPU only; "
-             f"{len(visits)} visits ({int(dormant.sum())} of dormant users); trigger awakening {awakening:g}; "
+             f"{len(visits.users)} visits ({int(dormant.sum())} of dormant users); trigger awakening {awakening:g}; "
              f"{(time.perf_counter() - began) / 60:.1f} min", "",
              f"| retriever | expected orders / visit | − {first} | dormant users' | expected clicks / visit |",
              "|---|---|---|---:|---|"] + rows

@@ -28,19 +28,18 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from genrec.data.splits import build_requests, leave_one_out
+from genrec.data.splits import leave_one_out
 from genrec.data.synth import World
-from genrec.eval.bootstrap import bootstrap_means, paired_test, percentile_interval
+from genrec.eval.bootstrap import mean_with_interval, paired_test
 from genrec.model.retriever import GenerativeRetriever
 from genrec.registry import build_retriever
 from genrec.rolegen import ItemRoles
-from genrec.rolegen.replay import awake_before, intent_probabilities, replay_slates
+from genrec.rolegen.replay import HomeFeedVisits
 from genrec.rolegen.retriever import RoleGenRetriever
 
 RESULTS = Path(__file__).parent / "results"
@@ -63,11 +62,6 @@ class CachedBackbone:
         return self.answers[key]
 
 
-def interval(values: np.ndarray) -> str:
-    low, high = percentile_interval(bootstrap_means(values, n_resamples=1000, seed=0))
-    return f"{values.mean():.4f} [{low[0]:.4f}, {high[0]:.4f}]"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=Path("runs/trig"))
@@ -83,13 +77,9 @@ def main() -> None:
     world = World.load(args.run / "data")
     dataset, truth = world.dataset, world.truth
     split = leave_one_out(dataset.events)
-    requests, targets = build_requests(split, args.part)
-    visits = [replace(r, query=None, scenario="home_feed") for r in requests]
-    users = np.array([r.user_id for r in visits])
-    last_items = np.array([r.history[-1] if r.history else 0 for r in visits])
-    dormant = truth.is_dormant[users - 1]
-    awake = awake_before(truth, dataset.events, users, np.array([r.ts for r in visits]))
-    awakening = world.config.trigger_awakening
+    visits = HomeFeedVisits.of(world, split, args.part)
+    targets = split.targets(args.part)["item_id"].to_numpy(dtype=np.int64)
+    dormant = truth.is_dormant[visits.users - 1]
     ordered = split.targets(args.part)["action"].to_numpy() == "order"
 
     roles = ItemRoles.learn(split.train, dataset.items)
@@ -110,12 +100,8 @@ def main() -> None:
                                RoleGenRetriever(backbone, hidden, dataset.items, weight=weight, per_leaf=per_leaf)))
     rows, reference = [], None
     for name, retriever in retrievers:
-        answers = retriever.retrieve(visits, K)
-        slates = np.full((len(visits), K), -1, dtype=np.int64)
-        for i, a in enumerate(answers):
-            slates[i, :len(a)] = a.item_ids[:K]
-        outcome = replay_slates(truth, users, slates, awake, awakening,
-                                intent_probabilities(truth, users, last_items, slates))
+        slates = visits.slates(retriever, K)
+        outcome = visits.replay(slates)
         hit = (slates == targets[:, None]).any(1).astype(float)
         values = np.stack([outcome.orders, outcome.awake_share], 1)
         if name.startswith("generative"):
@@ -129,15 +115,15 @@ def main() -> None:
             paired_cells.append(f"{diff:+.4f}, p = {p:.3f}")
         else:
             paired_cells.append("")
-        rows.append(f"| {name} | {interval(outcome.orders[dormant])} | {paired_cells[0]} "
-                    f"| {interval(outcome.awake_share[dormant])} | {paired_cells[1]} | {outcome.orders.mean():.4f} "
+        rows.append(f"| {name} | {mean_with_interval(outcome.orders[dormant])} | {paired_cells[0]} "
+                    f"| {mean_with_interval(outcome.awake_share[dormant])} | {paired_cells[1]} | {outcome.orders.mean():.4f} "
                     f"| {paired_cells[2]} | {hit[dormant & ordered].mean():.3f} |")
         print(rows[-1], flush=True)
     lines = [f"# RoleGen on the world with trigger items ({args.part})", "",
              f"Command: `.venv/bin/python benchmarks/rolegen_replay.py --run {args.run} --part {args.part} "
              f"--weights {args.weights} --per-leaf {args.per_leaf}{' --true-roles' if args.true_roles else ''}`  ",
              f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {args.threads} torch thread(s), CPU only; "
-             f"{len(visits)} {args.part} visits, {int(dormant.sum())} of hidden dormant users "
+             f"{len(visits.users)} {args.part} visits, {int(dormant.sum())} of hidden dormant users "
              f"({int((dormant & ordered).sum())} of them with a logged order target); roles: "
              f"{len(roles.hesitant_users)} low-converting users; {(time.perf_counter() - began) / 60:.1f} min", "",
              "| retriever | dormant: expected orders / visit | − backbone | dormant: awake share of later visits "

@@ -29,7 +29,7 @@ import torch
 
 from genrec.data.dataset import Dataset
 from genrec.data.splits import build_requests, leave_one_out
-from genrec.eval.bootstrap import bootstrap_means, paired_test, percentile_interval
+from genrec.eval.bootstrap import mean_with_interval, paired_test
 from genrec.eval.metrics import ndcg_at_k, ranked_matrix, recall_at_k
 from genrec.eval.slices import request_slices
 from genrec.features import encode_items
@@ -40,16 +40,11 @@ from genrec.registry import build_retriever
 RESULTS = Path(__file__).parent / "results"
 
 
-def interval(values: np.ndarray) -> str:
-    low, high = percentile_interval(bootstrap_means(values, n_resamples=1000, seed=0))
-    return f"{values.mean():.4f} [{low[0]:.4f}, {high[0]:.4f}]"
-
-
 def measure(retriever, requests, targets, search, tail) -> tuple[list[str], np.ndarray]:
     """The table's cells and the per-request metrics `[n, 2]` (Recall@10, NDCG@10) for paired tests."""
     ranked = ranked_matrix(retriever.retrieve(requests, 10), 10)
     recall, ndcg = recall_at_k(ranked, targets, 10).values, ndcg_at_k(ranked, targets, 10).values
-    cells = [interval(recall[search]), interval(ndcg[search]), f"{recall[search & tail].mean():.4f}",
+    cells = [mean_with_interval(recall[search]), mean_with_interval(ndcg[search]), f"{recall[search & tail].mean():.4f}",
              f"{recall[~search].mean():.4f}", f"{ndcg[~search].mean():.4f}"]
     return cells, np.stack([recall, ndcg], axis=1)
 

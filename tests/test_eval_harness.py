@@ -151,3 +151,12 @@ def test_exclude_seen_removes_history_items_before_cutting_to_k():
     keep = evaluate([Echo()], requests, [42], k=2, bootstrap=10, progress=False)
     drop = evaluate([Echo()], requests, [42], config=EvalConfig(k=2, bootstrap=10, exclude_seen=True), progress=False)
     assert keep.value("echo", "recall@1")[0] == 0 and drop.value("echo", "recall@1")[0] == 1
+
+
+def test_a_table_cell_is_the_mean_inside_its_bootstrap_interval():
+    from genrec.eval.bootstrap import mean_with_interval
+
+    values = np.r_[np.zeros(80), np.ones(20)]
+    mean, low, high = (float(x) for x in mean_with_interval(values).replace("[", "").replace("]", "").replace(",", "").split())
+    assert mean == 0.2 and low < 0.2 < high and 0.1 < low and high < 0.3
+    assert mean_with_interval(np.full(5, 0.5)) == "0.5000 [0.5000, 0.5000]"

@@ -143,13 +143,13 @@ def test_on_a_world_without_triggers_the_replay_is_the_plain_funnel(small_world)
 
 
 def test_intent_is_a_distribution_over_the_catalogue_and_showing_it_sells(world):
-    from genrec.rolegen.replay import intent_probabilities
+    from genrec.rolegen.replay import intent_probabilities, leaf_intent
 
     truth = world.truth
     users = np.array([1, 2])
     everything = np.tile(np.arange(1, truth.n_items + 1), (2, 1))
     last = np.array([0, 17])
-    intent = intent_probabilities(truth, users, last, everything, rows_per_chunk=1)
+    intent = intent_probabilities(truth, users, last, everything, leaf_intent(truth, users, last, rows_per_chunk=1))
     np.testing.assert_allclose(intent.sum(1), 1.0, rtol=1e-6)  # leaf preferences are float32
     stay = truth.item_leaf == truth.item_leaf[16]
     assert intent[1, stay].sum() >= float(truth.continue_prob)  # the last leaf again, at least as often as it stays
@@ -160,3 +160,14 @@ def test_intent_is_a_distribution_over_the_catalogue_and_showing_it_sells(world)
     assert (with_intent.orders > without.orders).all()
     with pytest.raises(ValueError, match="intent"):
         replay_slates(truth, users, likely, asleep, 1.0, np.zeros((2, 2)))
+
+
+def test_a_cold_start_user_clicks_only_what_they_came_for(world):
+    truth = world.truth
+    cold = int(np.flatnonzero(truth.is_cold)[0]) + 1
+    slate = np.array([[5, 6, 7]])
+    asleep = np.zeros((1, truth.leaf_pref.shape[1]), dtype=bool)
+    assert replay_slates(truth, np.array([cold]), slate, asleep, 1.0).clicks[0] == 0.0
+    intent = np.array([[0.2, 0.0, 0.1]])
+    outcome = replay_slates(truth, np.array([cold]), slate, asleep, 1.0, intent)
+    assert outcome.clicks[0] == pytest.approx(0.3)  # wherever the slot, no position bias

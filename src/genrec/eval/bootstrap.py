@@ -50,6 +50,14 @@ def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[np.nd
     return low, high
 
 
+def mean_with_interval(values: np.ndarray, n_resamples: int = 1000, seed: int = 0) -> str:
+    """`"mean [low, high]"` (4 decimals) of per-request `values` `[n]` with its 95% bootstrap interval:
+    the cell every benchmark table writes."""
+    values = np.asarray(values, dtype=np.float64)
+    low, high = percentile_interval(bootstrap_means(values, n_resamples=n_resamples, seed=seed))
+    return f"{values.mean():.4f} [{float(np.ravel(low)[0]):.4f}, {float(np.ravel(high)[0]):.4f}]"
+
+
 @dataclass(frozen=True)
 class PairedComparison:
     """`a − b` on the same requests: the mean difference, its 95% interval, and a p-value.
