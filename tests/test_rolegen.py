@@ -69,12 +69,14 @@ def test_the_exact_replay_matches_sampling_the_funnel(world):
 def test_awake_before_counts_only_earlier_trigger_clicks(world):
     events, truth = world.dataset.events, world.truth
     clicks = events[(events["action"] == "click") & truth.item_is_trigger[events["item_id"].to_numpy() - 1]]
-    row = clicks.iloc[0]
-    leaf = truth.item_leaf[int(row["item_id"]) - 1]
-    before = awake_before(truth, events, np.array([row["user_id"]]), np.array([row["ts"]]))
-    after = awake_before(truth, events, np.array([row["user_id"]]), np.array([row["ts"] + 1]))
-    assert after[0, leaf] and (not before[0, leaf] or (clicks[(clicks["user_id"] == row["user_id"])
-                                                              & (clicks["ts"] < row["ts"])].shape[0] > 0))
+    clicks = clicks.assign(leaf=truth.item_leaf[clicks["item_id"].to_numpy() - 1])
+    first = clicks.sort_values("ts").drop_duplicates(["user_id", "leaf"]).iloc[0]  # a user's first in its leaf
+    user, leaf, ts = np.array([first["user_id"]]), int(first["leaf"]), np.array([first["ts"]])
+    assert not awake_before(truth, events, user, ts)[0, leaf]  # at the click itself: not yet
+    assert awake_before(truth, events, user, ts + 1)[0, leaf]
+    other_leaves = np.delete(awake_before(truth, events, user, ts + 1)[0], leaf)
+    earlier = clicks[(clicks["user_id"] == first["user_id"]) & (clicks["ts"] <= first["ts"])]
+    assert other_leaves.sum() == earlier["leaf"].nunique() - 1
 
 
 # --- the retriever ------------------------------------------------------------------------------
