@@ -127,6 +127,10 @@ def test_the_retriever_reorders_beams_by_the_head_and_mix_zero_is_the_plain_mode
         GenerativeRetriever(with_head, encoder, trie, item_head_search_mix=float("nan"))
     with pytest.raises(ValueError, match="text-aware item head and a model that reads query vectors"):
         GenerativeRetriever(with_head, encoder, trie, item_head_text_match=1.0)  # this head reads no text
+    with pytest.raises(ValueError, match="text_lookahead needs a text-aware item head"):
+        GenerativeRetriever(with_head, encoder, trie, text_lookahead=1.0)
+    with pytest.raises(ValueError, match="text_lookahead must be ≥ 0"):
+        GenerativeRetriever(with_head, encoder, trie, text_lookahead=-1.0)
 
 
 def test_text_match_is_the_query_item_cosine_and_zero_without_a_query_or_an_item():

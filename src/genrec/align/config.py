@@ -49,7 +49,9 @@ class AlignConfig:
     its mixes (recommendation, search) chosen from `head_mixes` on the same requests
     (`genrec.align.head_mix`; empty: the trained model's mixes are kept), and with the
     search mix a search's query–item text-match weight from `text_matches` (a model whose
-    head reads no text, or that reads no query vectors, keeps 0).
+    head reads no text, or that reads no query vectors, keeps 0); then `text_lookahead` tries
+    that text-match term inside the beam search (`genrec.decode.lookahead`) and keeps it where
+    it raises the validation searches' Recall@10.
     """
 
     seed: int = 0
@@ -73,6 +75,7 @@ class AlignConfig:
     distill_sid: bool = False
     head_mixes: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
     text_matches: tuple[float, ...] = (0.0, 4.0, 8.0, 16.0, 32.0)
+    text_lookahead: bool = True
     distill_batch_size: int = 64
     grpo_steps: int = 30
     grpo_group: int = 8

@@ -110,3 +110,29 @@ def ranked_by(items: np.ndarray, beam_scores: np.ndarray, head_scores: np.ndarra
     combined = np.where(items >= 0, beam_scores + mix * head_scores, -np.inf)
     order = np.argsort(-combined, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(items, order, axis=1)
+
+
+def lookahead_recalls(model, encoder, trie, requests: list[Request], targets: np.ndarray, beams: int,
+                      batch_size: int = 256) -> tuple[float, float] | None:
+    """Search Recall@10 of `requests`' searches served as the model's config says, without and with the
+    text lookahead at its text-match weight (`genrec.decode.lookahead`); None when there is no search
+    or no text-match term to look ahead with.
+
+    Unlike a mix, the lookahead changes which items the beam search finds, so each setting decodes
+    the searches anew (through `GenerativeRetriever`, exactly as they would be served)."""
+    from genrec.model.retriever import GenerativeRetriever
+
+    is_search = np.asarray([r.is_search for r in requests], dtype=bool)
+    weight = model.config.item_head_text_match
+    if not is_search.any() or not weight or not can_match_text(model):
+        return None
+    searches = [r for r, s in zip(requests, is_search) if s]
+    recalls = []
+    for lookahead in (0.0, weight):
+        retriever = GenerativeRetriever(model, encoder, trie, beams=beams, batch_size=batch_size,
+                                        text_lookahead=lookahead)
+        ranked = np.full((len(searches), 10), -1, dtype=np.int64)
+        for row, answer in enumerate(retriever.retrieve(searches, 10)):
+            ranked[row, :len(answer.item_ids)] = answer.item_ids
+        recalls.append(float(recall_at_k(ranked, targets[is_search], 10).mean))
+    return recalls[0], recalls[1]

@@ -24,13 +24,15 @@ from typing import Any
 
 import torch
 
+from genrec.decode.lookahead import LookaheadGuide
 from genrec.decode.protocol import BOS_TOKEN, BeamSearchModel, candidate_log_probs, pad_answers, state_rows
 from genrec.decode.trie import PrefixTrie
 
 
 @torch.inference_mode()  # no autograd bookkeeping: ~5% of a CPU decode at batch 64
 def constrained_beam_search(
-    model: BeamSearchModel, state: Any, trie: PrefixTrie, beams: int, k: int, prune_margin: float | None = None
+    model: BeamSearchModel, state: Any, trie: PrefixTrie, beams: int, k: int, prune_margin: float | None = None,
+    guide: LookaheadGuide | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The top-k items per request by sequence log-probability, generating only valid SIDs.
 
@@ -47,6 +49,10 @@ def constrained_beam_search(
     step the model on fewer rows (`genrec.decode.pruning.pruned_beam_search`;
     the model must accept a ragged `reorder` index). Faster, and approximate.
     Models with `ragged_rows = True` always take that path (margin inf when None: exact).
+
+    `guide` (`genrec.decode.lookahead`) adds each level's text-lookahead bonus to the
+    candidates' scores, so the search keeps the prefixes whose items could still match
+    the query; the returned scores then include `guide.item_total` of the returned items.
     """
     if beams < 1:
         raise ValueError(f"beams must be ≥ 1, got {beams}")
@@ -55,7 +61,8 @@ def constrained_beam_search(
     if prune_margin is not None or getattr(model, "ragged_rows", False):
         from genrec.decode.pruning import pruned_beam_search
 
-        return pruned_beam_search(model, state, trie, beams, k, math.inf if prune_margin is None else prune_margin)
+        return pruned_beam_search(model, state, trie, beams, k, math.inf if prune_margin is None else prune_margin,
+                                  guide)
     batch = state_rows(model, state)
     device = trie.leaf_item_ids.device
     # Level 0 runs once per request: every beam would start from the same empty prefix, so the
@@ -70,6 +77,9 @@ def constrained_beam_search(
         width = codes.shape[1]
         rows_per_request = scores.shape[0] // batch  # 1 at level 0, `beams` after
         step_log_probs = candidate_log_probs(logits, codes, valid, trie.level_sizes[level], level)
+        if guide is not None:
+            request = torch.arange(batch, device=device).repeat_interleave(rows_per_request)
+            step_log_probs = step_log_probs + guide.bonus(level, child_ids, request)
         total = (scores[:, None] + step_log_probs).reshape(batch, rows_per_request * width)
 
         if level == trie.levels - 1:

@@ -30,13 +30,14 @@ from typing import Any
 
 import torch
 
+from genrec.decode.lookahead import LookaheadGuide
 from genrec.decode.protocol import BOS_TOKEN, BeamSearchModel, candidate_log_probs, pad_answers, state_rows
 from genrec.decode.trie import PrefixTrie
 
 
 @torch.inference_mode()
 def pruned_beam_search(model: BeamSearchModel, state: Any, trie: PrefixTrie, beams: int, k: int,
-                       margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+                       margin: float, guide: LookaheadGuide | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """`constrained_beam_search` with beams more than `margin` nats below their request's best dropped.
 
     Same inputs and outputs as `constrained_beam_search`. The request's best beam
@@ -45,7 +46,7 @@ def pruned_beam_search(model: BeamSearchModel, state: Any, trie: PrefixTrie, bea
     The model holds only the rows with more than one item below (`PrefixTrie.branches`):
     `model.reorder` receives, for those of the surviving rows, their parents' places
     among the rows it held `[N']`, request-major and non-decreasing in request, with
-    0 to `beams` rows per request.
+    0 to `beams` rows per request. `guide` as in `constrained_beam_search`.
     """
     if not margin >= 0:  # `not >=` also refuses NaN
         raise ValueError(f"prune_margin must be ≥ 0, got {margin}")
@@ -72,6 +73,8 @@ def pruned_beam_search(model: BeamSearchModel, state: Any, trie: PrefixTrie, bea
             if len(held):
                 logits, state = model.step(state, tokens[held], level)
                 log_probs[held] = candidate_log_probs(logits, codes[held], valid[held], trie.level_sizes[level], level)
+        if guide is not None:
+            log_probs = log_probs + guide.bonus(level, child_ids, request)
         row_total = scores[:, None] + log_probs  # [rows, C]
 
         # Ragged rows → one [batch, slots * C] table (slot = a row's place among its request's rows).

@@ -21,6 +21,7 @@ from genrec.artifacts import MissingStageError, code_fingerprint, warn_if_traine
 from genrec.data.dataset import Dataset
 from genrec.data.splits import Split
 from genrec.decode.beam_search import constrained_beam_search
+from genrec.decode.lookahead import LookaheadGuide, TextLookahead
 from genrec.decode.score import sid_log_probs
 from genrec.decode.trie import PrefixTrie
 from genrec.model.batches import EncoderBatch
@@ -63,6 +64,12 @@ class GenerativeRetriever:
     sets one); `item_head_mix` set here overrides the model's (None: the model's; 0: the
     beams' own order). A search also adds `item_head_text_match` (None: the model's) × the cosine
     of its query's and each beam item's text vectors (`ItemHead.text_match`).
+
+    `text_lookahead` (≥ 0; 0 is off; None: the text-match weight when the model's
+    `item_head_text_lookahead` is set, else 0) lets a search's query text steer the beam
+    search itself (`genrec.decode.lookahead`): each prefix is kept or dropped by its log-prob
+    plus this weight × the best query–item cosine still reachable below it, so items the query
+    describes can reach the beams; the scores they are finally ranked by are unchanged.
     """
 
     name = "generative"
@@ -70,7 +77,8 @@ class GenerativeRetriever:
     def __init__(self, model: GenerativeModel, encoder: RequestEncoder, trie: PrefixTrie,
                  beams: int = 20, batch_size: int = 256, max_beams: int = 256, precision: str | None = None,
                  prune_margin: float | None = None, item_head_mix: float | None = None,
-                 item_head_search_mix: float | None = None, item_head_text_match: float | None = None):
+                 item_head_search_mix: float | None = None, item_head_text_match: float | None = None,
+                 text_lookahead: float | None = None):
         if not 1 <= beams <= max_beams:
             raise ValueError(f"beams must be in 1..max_beams ({max_beams}), got {beams}")
         if batch_size < 1:
@@ -95,6 +103,16 @@ class GenerativeRetriever:
         if self.item_head_text_match and not can_match_text(model):
             raise ValueError("item_head_text_match needs a text-aware item head and a model that reads query "
                              "vectors (InputSpec.query_vector_dim > 0)")
+        if text_lookahead is None:
+            text_lookahead = (self.item_head_text_match
+                              if getattr(model.config, "item_head_text_lookahead", False) else 0.0)
+        if not text_lookahead >= 0:
+            raise ValueError(f"text_lookahead must be ≥ 0, got {text_lookahead}")
+        if text_lookahead and not can_match_text(model):
+            raise ValueError("text_lookahead needs a text-aware item head and a model that reads query vectors "
+                             "(InputSpec.query_vector_dim > 0)")
+        self.text_lookahead = text_lookahead
+        self._lookahead: TextLookahead | None = None
         self.item_head_mix = model.config.item_head_mix if item_head_mix is None else item_head_mix
         self.item_head_search_mix = (item_head_search_mix if item_head_search_mix is not None
                                      else model.config.item_head_search_mix)
@@ -125,9 +143,15 @@ class GenerativeRetriever:
                 chunk = requests[start:start + self.batch_size]
                 batch = self.encoder.transform(chunk).to(device)
                 state = self.decoder.encode(batch)
+                guide = self._guide(batch, chunk, device)
                 found, found_scores = constrained_beam_search(self.decoder, state, self.trie, beams,
-                                                              k if head is None else beams,
-                                                              prune_margin=self.prune_margin)
+                                                              k if head is None and guide is None else beams,
+                                                              prune_margin=self.prune_margin, guide=guide)
+                if guide is not None:  # the lookahead chose the beams; the ranking is the unguided score's
+                    found_scores = found_scores - guide.item_total(found)
+                    if head is None:
+                        top = torch.topk(found_scores, k, dim=1)
+                        found, found_scores = found.gather(1, top.indices), top.values
                 if head is not None:  # every beam is a candidate; the item head reorders them
                     if state.summary is None:
                         raise ValueError("the decoder's encode() gave no summary for the item head to score")
@@ -185,6 +209,17 @@ class GenerativeRetriever:
         if not self.item_head_text_match or batch.query_vector is None or self.model.item_head is None:
             return None
         return self.item_head_text_match * self.model.item_head.text_match(batch.query_vector, items)
+
+    def _guide(self, batch: EncoderBatch, chunk: Sequence[Request], device: torch.device) -> LookaheadGuide | None:
+        """The text lookahead of a batch's searches (None when it is off or the batch has no search)."""
+        if not self.text_lookahead or batch.query_vector is None or not any(r.is_search for r in chunk):
+            return None
+        if self._lookahead is None:
+            head = self.model.item_head
+            assert head is not None  # checked at construction (can_match_text)
+            self._lookahead = TextLookahead.from_trie(self.trie, head.text.to(device))
+        weights = torch.tensor([self.text_lookahead if r.is_search else 0.0 for r in chunk], device=device)
+        return self._lookahead.guide(batch.query_vector, weights)
 
     @property
     def search_mix(self) -> float:
