@@ -1,27 +1,30 @@
-"""A search's query text as a lookahead inside the beam search, so items the query names reach the beams.
+"""The final score's item-level terms as a lookahead inside the beam search, so the items they favour
+reach the beams.
 
-A search's final score adds `w · cos(query, item)` (the item head's text match):
-it can re-order the beams, but an item that fell out of the beam at an early
-level never gets that term. Long-tail items are the usual victims — the model
-puts little mass on their prefixes, though their titles may answer the query
-word for word. The lookahead adds, while searching, the best text match any
-item below a prefix could still get:
+A generative retriever's served score is a beam's log-prob plus item-level terms:
+the item head's `mix · log p_head(item)` and, for a search, `w · cos(query, item)`
+(`genrec.model.item_head`). Those terms re-order the beams, but an item that fell
+out of the beam at an early level never gets them — long-tail items whose titles
+answer the query word for word, or the item the head ranks first under a prefix
+the decoder doubted. The lookahead adds, while searching, the best item-level
+term any item below a prefix could still get:
 
-    guided(prefix) = log p(prefix | request) + w · max_{item below prefix} cos(query, item)
+    guided(prefix) = log p(prefix | request) + max_{item below prefix} bonus(item)
 
 Per level the search adds the *change* of that maximum from parent to child
 (never positive: a child's items are a subset of its parent's), so a beam's
 guided score is always its prefix's log-prob plus its prefix's bound, and after
-the last level each item's guided score is `log p(item) + w · cos(item) −
-w · max_all cos`. `LookaheadGuide.item_total` is that added part, which the
+the last level each item's guided score is `log p(item) + bonus(item) −
+max_all bonus`. `LookaheadGuide.item_total` is that added part, which the
 retriever takes off again: the final ranking is the same formula as without
 the lookahead, only the set of items that survive to be ranked differs. A prefix
 with one item below has the same bound as its child, so forced levels stay free
 (the pruned search's skipping of them stays exact).
 
-Cost: one `[batch, d] × [d, items]` product and one scatter-max per level per
-batch, so it is for catalogues that fit a dense per-request item table (it is
-off unless a weight is set).
+Cost: the bonus of every catalogue item per request `[batch, items]` (one
+matrix product for the text, the head's softmax the re-rank computes anyway) and
+one scatter-max per level, so it is for catalogues that fit a dense per-request
+item table; it is off unless the retriever is told to use it.
 """
 
 from __future__ import annotations
@@ -35,27 +38,22 @@ from genrec.decode.trie import PrefixTrie
 
 
 @dataclass(frozen=True)
-class TextLookahead:
-    """A trie's item text vectors in leaf order and each leaf's ancestor at every depth.
+class ItemLookahead:
+    """A trie's leaves and each leaf's ancestor at every depth.
 
-    `leaf_vectors [n_leaves, d]` unit rows (zero: no text), `ancestors[l] [n_leaves]` the node at
+    `leaf_items [n_leaves]` the item of each leaf (trie order), `ancestors[l] [n_leaves]` the node at
     depth l + 1 above each leaf, `parents[l] [nodes at depth l + 1]` that node's parent at depth l,
     `leaf_of_item [max item id + 1]` the leaf of an item id (-1: not in the trie).
     """
 
-    leaf_vectors: torch.Tensor
+    leaf_items: torch.Tensor
     ancestors: tuple[torch.Tensor, ...]
     parents: tuple[torch.Tensor, ...]
     leaf_of_item: torch.Tensor
 
     @classmethod
-    def from_trie(cls, trie: PrefixTrie, item_vectors: torch.Tensor) -> TextLookahead:
-        """`item_vectors [n_slots, d]`: the text vector of each item id (row = id), for every trie item."""
+    def from_trie(cls, trie: PrefixTrie) -> ItemLookahead:
         leaf_items = trie.leaf_item_ids.cpu()
-        if item_vectors.ndim != 2 or int(leaf_items.max()) >= len(item_vectors):
-            raise ValueError(f"item_vectors must be [n_slots, d] with a row for every item id up to "
-                             f"{int(leaf_items.max())}, got {list(item_vectors.shape)}")
-        vectors = F.normalize(item_vectors[leaf_items].float(), dim=-1)
         parents = tuple(torch.repeat_interleave(torch.arange(level.num_nodes), level.fanout().cpu())
                         for level in trie.trie_levels)
         ancestors = [torch.arange(len(leaf_items))]
@@ -64,32 +62,46 @@ class TextLookahead:
         leaf_of_item = torch.full((int(leaf_items.max()) + 1,), -1, dtype=torch.int64)
         leaf_of_item[leaf_items] = torch.arange(len(leaf_items))
         device = trie.leaf_item_ids.device
-        return cls(vectors.to(device), tuple(a.to(device) for a in reversed(ancestors)),
+        return cls(leaf_items.to(device), tuple(a.to(device) for a in reversed(ancestors)),
                    tuple(p.to(device) for p in parents), leaf_of_item.to(device))
 
-    def guide(self, query_vectors: torch.Tensor, weights: torch.Tensor) -> LookaheadGuide:
-        """The per-request step bonuses for `query_vectors [B, d]` at `weights [B]` (≥ 0; 0: unguided)."""
-        if query_vectors.ndim != 2 or query_vectors.shape[1] != self.leaf_vectors.shape[1]:
-            raise ValueError(f"query_vectors must be [B, {self.leaf_vectors.shape[1]}], got {list(query_vectors.shape)}")
-        if weights.shape != (len(query_vectors),) or bool((weights < 0).any()):
-            raise ValueError(f"weights must be [{len(query_vectors)}] and ≥ 0")
-        cosine = F.normalize(query_vectors.float(), dim=-1) @ self.leaf_vectors.T  # [B, n_leaves]
-        weights = weights.float()[:, None]
-        root = cosine.max(1, keepdim=True).values  # the root's bound, [B, 1] (node 0 at depth 0)
+    def guide(self, leaf_bonus: torch.Tensor) -> LookaheadGuide:
+        """The per-request step bonuses for `leaf_bonus [B, n_leaves]`: each request's item-level score
+        of every leaf's item (finite; a row of zeros leaves that request's search unguided)."""
+        if leaf_bonus.ndim != 2 or leaf_bonus.shape[1] != len(self.leaf_items):
+            raise ValueError(f"leaf_bonus must be [B, {len(self.leaf_items)}], got {list(leaf_bonus.shape)}")
+        if not bool(torch.isfinite(leaf_bonus).all()):
+            raise ValueError("leaf_bonus must be finite (an item a request must not get belongs out of the trie)")
+        leaf_bonus = leaf_bonus.float()
+        root = leaf_bonus.max(1, keepdim=True).values  # the root's bound, [B, 1] (node 0 at depth 0)
         parent_bound = root
         steps = []
         for level, ancestor in enumerate(self.ancestors):
-            bound = cosine.new_full((len(cosine), len(self.parents[level])), float("-inf"))
-            bound.scatter_reduce_(1, ancestor.expand_as(cosine), cosine, "amax")
-            steps.append(weights * (bound - parent_bound[:, self.parents[level]]))
+            bound = leaf_bonus.new_full((len(leaf_bonus), len(self.parents[level])), float("-inf"))
+            bound.scatter_reduce_(1, ancestor.expand_as(leaf_bonus), leaf_bonus, "amax")
+            steps.append(bound - parent_bound[:, self.parents[level]])
             parent_bound = bound
-        return LookaheadGuide(tuple(steps), weights * (cosine - root), self.leaf_of_item)
+        return LookaheadGuide(tuple(steps), leaf_bonus - root, self.leaf_of_item)
+
+    def text_bonus(self, query_vectors: torch.Tensor, item_vectors: torch.Tensor,
+                   weights: torch.Tensor) -> torch.Tensor:
+        """`[B, n_leaves]` weight × cosine of each request's query vector `[B, d]` with each leaf item's
+        text vector (`item_vectors [n_slots, d]`, row = item id; zero rows and zero queries give 0)."""
+        if item_vectors.ndim != 2 or len(item_vectors) <= int(self.leaf_items.max()):
+            raise ValueError(f"item_vectors must be [n_slots, d] with a row for every item id up to "
+                             f"{int(self.leaf_items.max())}, got {list(item_vectors.shape)}")
+        if query_vectors.ndim != 2 or query_vectors.shape[1] != item_vectors.shape[1]:
+            raise ValueError(f"query_vectors must be [B, {item_vectors.shape[1]}], got {list(query_vectors.shape)}")
+        if weights.shape != (len(query_vectors),) or bool((weights < 0).any()):
+            raise ValueError(f"weights must be [{len(query_vectors)}] and ≥ 0")
+        leaves = F.normalize(item_vectors[self.leaf_items].float(), dim=-1)
+        return weights.float()[:, None] * (F.normalize(query_vectors.float(), dim=-1) @ leaves.T)
 
 
 @dataclass(frozen=True)
 class LookaheadGuide:
     """One batch's bonuses: `steps[l] [B, nodes at depth l + 1]`, `leaf_total [B, n_leaves]` (their sum
-    along each leaf's path: w · (cos(item) − max cos)), `leaf_of_item` as in `TextLookahead`."""
+    along each leaf's path: bonus(item) − max bonus), `leaf_of_item` as in `ItemLookahead`."""
 
     steps: tuple[torch.Tensor, ...]
     leaf_total: torch.Tensor

@@ -1,4 +1,4 @@
-"""The query-text lookahead inside beam search (`genrec.decode.lookahead`): its step bonuses telescope to
+"""The lookahead inside beam search (`genrec.decode.lookahead`): its step bonuses telescope to
 each item's text match, it never changes an item's final score, it brings the item the query names into a
 beam too narrow to find it otherwise, and the pruned (ragged) search takes it the same way."""
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from genrec.decode import PrefixTrie, TableStepModel, constrained_beam_search, exhaustive_search
-from genrec.decode.lookahead import TextLookahead
+from genrec.decode.lookahead import ItemLookahead
 from genrec.decode.pruning import pruned_beam_search
 from tests.test_decode import random_catalog
 
@@ -26,7 +26,11 @@ def _setup(seed: int = 0, batch: int = 4):
     item_vectors = torch.randn(int(item_ids.max()) + 1, TEXT_DIM, generator=generator)
     queries = torch.randn(batch, TEXT_DIM, generator=generator)
     model = TableStepModel(levels=3, vocab_size=6, seed=seed)
-    return codes, item_ids, trie, TextLookahead.from_trie(trie, item_vectors), item_vectors, queries, model
+    return codes, item_ids, trie, ItemLookahead.from_trie(trie), item_vectors, queries, model
+
+
+def _text_guide(lookahead, queries, item_vectors, weights):
+    return lookahead.guide(lookahead.text_bonus(queries, item_vectors, weights))
 
 
 def _cosines(queries: torch.Tensor, item_vectors: torch.Tensor, item_ids) -> torch.Tensor:
@@ -39,7 +43,7 @@ def _cosines(queries: torch.Tensor, item_vectors: torch.Tensor, item_ids) -> tor
 def test_step_bonuses_telescope_to_each_items_text_match_and_never_rise(seed):
     codes, item_ids, trie, lookahead, vectors, queries, _ = _setup(seed)
     weights = torch.tensor([0.0, 1.0, 2.5, 7.0])
-    guide = lookahead.guide(queries, weights)
+    guide = _text_guide(lookahead, queries, vectors, weights)
     cosine = _cosines(queries, vectors, item_ids)
     expected = weights[:, None] * (cosine - cosine.max(1, keepdim=True).values)
     for step in guide.steps:
@@ -56,8 +60,8 @@ def test_step_bonuses_telescope_to_each_items_text_match_and_never_rise(seed):
 
 
 def test_an_exact_guided_search_gives_every_item_its_unguided_score_back():
-    codes, item_ids, trie, lookahead, _, queries, model = _setup(0)
-    guide = lookahead.guide(queries, torch.full((len(queries),), 3.0))
+    codes, item_ids, trie, lookahead, vectors, queries, model = _setup(0)
+    guide = _text_guide(lookahead, queries, vectors, torch.full((len(queries),), 3.0))
     n = len(item_ids)
     found, scores = constrained_beam_search(model, model.initial_state(len(queries)), trie, beams=n, k=n,
                                             guide=guide)
@@ -76,17 +80,17 @@ def test_a_strong_lookahead_finds_the_item_the_query_names_in_a_greedy_search():
     named = int(next(i for i in item_ids[::-1] if i != int(greedy[0, 0])))
     query = vectors[named][None]
     guided, _ = constrained_beam_search(model, model.initial_state(1), trie, beams=1, k=1,
-                                        guide=lookahead.guide(query, torch.tensor([1000.0])))
+                                        guide=_text_guide(lookahead, query, vectors, torch.tensor([1000.0])))
     assert int(guided[0, 0]) == named
     unguided_again, _ = constrained_beam_search(model, model.initial_state(1), trie, beams=1, k=1,
-                                                guide=lookahead.guide(query, torch.tensor([0.0])))
+                                                guide=_text_guide(lookahead, query, vectors, torch.tensor([0.0])))
     assert int(unguided_again[0, 0]) == int(greedy[0, 0])
 
 
 @pytest.mark.parametrize("beams", [2, 5])
 def test_the_ragged_search_takes_the_guide_like_the_uniform_one(beams):
-    _, _, trie, lookahead, _, queries, model = _setup(1)
-    guide = lookahead.guide(queries, torch.tensor([0.0, 2.0, 5.0, 9.0]))
+    _, _, trie, lookahead, vectors, queries, model = _setup(1)
+    guide = _text_guide(lookahead, queries, vectors, torch.tensor([0.0, 2.0, 5.0, 9.0]))
     uniform = constrained_beam_search(model, model.initial_state(len(queries)), trie, beams, k=beams, guide=guide)
     ragged = pruned_beam_search(model, model.initial_state(len(queries)), trie, beams, beams, math.inf, guide)
     assert torch.equal(uniform[0], ragged[0])
@@ -96,12 +100,16 @@ def test_the_ragged_search_takes_the_guide_like_the_uniform_one(beams):
 def test_bad_inputs_are_refused():
     _, _, trie, lookahead, vectors, queries, _ = _setup(0)
     with pytest.raises(ValueError, match="≥ 0"):
-        lookahead.guide(queries, torch.tensor([1.0, -1.0, 0.0, 0.0]))
+        lookahead.text_bonus(queries, vectors, torch.tensor([1.0, -1.0, 0.0, 0.0]))
     with pytest.raises(ValueError, match="query_vectors"):
-        lookahead.guide(queries[:, :3], torch.zeros(len(queries)))
+        lookahead.text_bonus(queries[:, :3], vectors, torch.zeros(len(queries)))
     with pytest.raises(ValueError, match="every item id"):
-        TextLookahead.from_trie(trie, vectors[:5])
-    assert np.isfinite(lookahead.guide(queries, torch.zeros(len(queries))).leaf_total.numpy()).all()
+        lookahead.text_bonus(queries, vectors[:5], torch.zeros(len(queries)))
+    with pytest.raises(ValueError, match="leaf_bonus must be \\["):
+        lookahead.guide(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="finite"):
+        lookahead.guide(torch.full((1, len(lookahead.leaf_items)), float("-inf")))
+    assert bool((lookahead.guide(torch.zeros(2, len(lookahead.leaf_items))).leaf_total == 0).all())
 
 
 def _named_item_searches():
@@ -175,3 +183,34 @@ def test_align_switches_the_lookahead_on_where_validation_searches_gain_and_serv
     assert lookahead_recalls(model, encoder, trie, searches, np.array(targets), beams=2) is None
     with pytest.raises(ValueError, match="item_head_text_lookahead needs item_head_text_match"):
         GenerativeConfig(item_head_text_lookahead=True)
+
+
+def test_the_head_lookahead_brings_the_heads_favourite_into_two_beams_for_every_request():
+    """The item head is made to put nearly all its mass on one item the decoder ranks last for a
+    recommendation: two beams re-ranked by the head never see it; with the head lookahead every
+    request (search or not) gets it first, scored on the unguided scale."""
+    from genrec.model.retriever import GenerativeRetriever
+    from genrec.retrieval import Request
+
+    model, encoder, trie, searches, _ = _named_item_searches()
+    model.config = replace(model.config, item_head_text_match=0.0)
+    recommendation = Request(user_id=2, history=(int(trie.leaf_item_ids[0]),))
+    requests = [recommendation, searches[0]]
+    unmixed = GenerativeRetriever(model, encoder, trie, beams=16, item_head_mix=0.0).retrieve([recommendation], 16)
+    favourite = int(unmixed[0].item_ids[-1])
+    head = model.item_head
+    with torch.no_grad():
+        head.projection.weight.zero_()
+        head.projection.bias.fill_(1.0)
+        head.text_projection.weight.zero_()
+        head.table.zero_()
+        head.table[favourite] = 20.0 / head.table.shape[1]  # logit 20 for it, 0 for every other item
+    plain = GenerativeRetriever(model, encoder, trie, beams=2, item_head_mix=1.0)
+    guided = GenerativeRetriever(model, encoder, trie, beams=2, item_head_mix=1.0, head_lookahead=1.0)
+    assert favourite not in plain.retrieve([recommendation], 2)[0].item_ids.tolist()
+    found = guided.retrieve(requests, 2)
+    assert [int(r.item_ids[0]) for r in found] == [favourite, favourite]
+    np.testing.assert_allclose(guided.score(requests, np.stack([r.item_ids for r in found])),
+                               np.stack([r.scores for r in found]), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="head_lookahead must be ≥ 0"):
+        GenerativeRetriever(model, encoder, trie, head_lookahead=-1.0)
