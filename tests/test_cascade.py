@@ -271,3 +271,26 @@ def test_sampled_negatives_are_never_items_the_visit_showed(toy):
     assert len(added) == len(more) - len(samples)
     assert np.all(more.labels[added] == 0) and np.all(more.position[added] == 0)
     assert np.all(np.diff(more.request_index) >= 0)
+
+
+def test_the_cascades_word_ids_are_the_same_in_every_process():
+    """Word ids follow the words' first appearance in the item texts, whatever Python's per-process
+    hash seed: with `set(words)` two runs of one command gave the ranker different word ids (and so
+    different weights, and a different teacher for `genrec align`)."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import pandas as pd\n"
+              "from genrec.cascade.features import FeatureSpace\n"
+              "space = FeatureSpace()\n"
+              "space.n_items_ = 3\n"
+              "space._fit_vocabulary(pd.DataFrame({'item_id': [1, 2]}),"
+              " ['zeta alpha mu zeta', 'beta alpha omega kappa'])\n"
+              "print(list(space.vocabulary_.items()))\n")
+    seen = set()
+    for seed in ("0", "1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+        seen.add(out.stdout.strip())
+    assert seen == {str([("zeta", 0), ("alpha", 1), ("mu", 2), ("beta", 3), ("omega", 4), ("kappa", 5)])}

@@ -168,10 +168,13 @@ class FeatureSpace:
         self.cooc_ = co.astype(np.float32)
 
     def _fit_vocabulary(self, items: pd.DataFrame, item_texts: Sequence[str]) -> None:
+        """Word ids in order of first appearance. Why not `set(words(text))`: a set of strings iterates
+        in an order Python's per-process hash seed decides, so word ids (and everything trained on
+        them) differed between two runs of the same command on the same data."""
         vocabulary: dict[str, int] = {}
         rows, cols = [], []
         for item_id, text in zip(items["item_id"].to_numpy(dtype=np.int64), item_texts):
-            for word in set(words(text)):
+            for word in dict.fromkeys(words(text)):  # distinct, in text order
                 cols.append(vocabulary.setdefault(word, len(vocabulary)))
                 rows.append(item_id)
         self.vocabulary_ = vocabulary
@@ -213,7 +216,7 @@ class FeatureSpace:
             user=np.asarray([r.user_id % self.user_buckets + 1 for r in requests], dtype=np.int64),
             scenario=np.asarray([_scenario_slot(r.scenario) for r in requests], dtype=np.int64),
             is_search=np.asarray([r.query is not None for r in requests], dtype=np.float32),
-            query_words=[np.asarray([self.vocabulary_[w] for w in set(words(q)) if w in self.vocabulary_], dtype=np.int64)
+            query_words=[np.asarray([self.vocabulary_[w] for w in dict.fromkeys(words(q)) if w in self.vocabulary_], dtype=np.int64)
                          if q else np.zeros(0, dtype=np.int64) for q in queries],
         )
 
