@@ -168,21 +168,28 @@ def test_the_retriever_finds_a_searchs_named_item_with_the_lookahead_and_scores_
         assert found[4].item_ids.tolist() == plain.retrieve([recommendation], 2)[0].item_ids.tolist()
 
 
-def test_align_switches_the_lookahead_on_where_validation_searches_gain_and_serving_follows():
-    from genrec.align.head_mix import lookahead_recalls
+def test_align_chooses_the_lookahead_weight_where_validation_searches_gain_and_serving_follows():
+    from genrec.align.head_mix import choose_text_lookahead
     from genrec.model import GenerativeConfig
     from genrec.model.retriever import GenerativeRetriever
 
     model, encoder, trie, searches, targets = _named_item_searches()
-    assert lookahead_recalls(model, encoder, trie, searches, np.array(targets), beams=2) == (0.0, 1.0)
-    model.config = replace(model.config, item_head_text_lookahead=True)  # what align saves when it gains
+    weight, table = choose_text_lookahead(model, encoder, trie, searches, np.array(targets), beams=2,
+                                          candidates=(0.0, 32.0, 64.0))
+    assert weight == 32.0 and table == [(0.0, 0.0), (32.0, 1.0), (64.0, 1.0)]  # ties go to the smaller weight
+    model.config = replace(model.config, item_head_text_lookahead=weight)  # what align saves
     served = GenerativeRetriever(model, encoder, trie, beams=2)
     assert served.text_lookahead == 32.0
     assert [int(r.item_ids[0]) for r in served.retrieve(searches, 2)] == targets
-    model.config = replace(model.config, item_head_text_match=0.0, item_head_text_lookahead=False)
-    assert lookahead_recalls(model, encoder, trie, searches, np.array(targets), beams=2) is None
-    with pytest.raises(ValueError, match="item_head_text_lookahead needs item_head_text_match"):
-        GenerativeConfig(item_head_text_lookahead=True)
+    recommendations_only = [replace(r, query=None, scenario="home") for r in searches]
+    assert choose_text_lookahead(model, encoder, trie, recommendations_only, np.array(targets), beams=2,
+                                 candidates=(0.0, 32.0)) == (0.0, [])
+    with pytest.raises(ValueError, match="candidates"):
+        choose_text_lookahead(model, encoder, trie, searches, np.array(targets), beams=2, candidates=())
+    with pytest.raises(ValueError, match="item_head_text_lookahead needs a text-aware item head"):
+        GenerativeConfig(item_head_text=False, item_head_text_lookahead=4.0)
+    with pytest.raises(ValueError, match="item_head_text_lookahead must be ≥ 0"):
+        GenerativeConfig(item_head_text_lookahead=-1.0)
 
 
 def test_the_head_lookahead_brings_the_heads_favourite_into_two_beams_for_every_request():

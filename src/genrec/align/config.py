@@ -49,9 +49,9 @@ class AlignConfig:
     its mixes (recommendation, search) chosen from `head_mixes` on the same requests
     (`genrec.align.head_mix`; empty: the trained model's mixes are kept), and with the
     search mix a search's query–item text-match weight from `text_matches` (a model whose
-    head reads no text, or that reads no query vectors, keeps 0); then `text_lookahead` tries
-    that text-match term inside the beam search (`genrec.decode.lookahead`) and keeps it where
-    it raises the validation searches' Recall@10.
+    head reads no text, or that reads no query vectors, keeps 0); then a search's text
+    lookahead weight inside the beam search (`genrec.decode.lookahead`) from `text_lookaheads`,
+    by the validation searches' Recall@10 (empty: 0, off).
     """
 
     seed: int = 0
@@ -75,7 +75,7 @@ class AlignConfig:
     distill_sid: bool = False
     head_mixes: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
     text_matches: tuple[float, ...] = (0.0, 4.0, 8.0, 16.0, 32.0)
-    text_lookahead: bool = True
+    text_lookaheads: tuple[float, ...] = (0.0, 4.0, 8.0)
     distill_batch_size: int = 64
     grpo_steps: int = 30
     grpo_group: int = 8
@@ -106,6 +106,8 @@ class AlignConfig:
             raise ValueError(f"head_mixes must all be ≥ 0, got {self.head_mixes}")
         if any(not m >= 0 for m in self.text_matches):
             raise ValueError(f"text_matches must all be ≥ 0, got {self.text_matches}")
+        if any(not m >= 0 for m in self.text_lookaheads):
+            raise ValueError(f"text_lookaheads must all be ≥ 0, got {self.text_lookaheads}")
         if not self.distill_sid and not self.head_weight:
             raise ValueError("distill_sid=false leaves only the item head to distil into: head_weight must be > 0")
         for name in ("per_user", "eval_every", "batch_size", "teacher_size", "grpo_group",

@@ -112,27 +112,31 @@ def ranked_by(items: np.ndarray, beam_scores: np.ndarray, head_scores: np.ndarra
     return np.take_along_axis(items, order, axis=1)
 
 
-def lookahead_recalls(model, encoder, trie, requests: list[Request], targets: np.ndarray, beams: int,
-                      batch_size: int = 256) -> tuple[float, float] | None:
-    """Search Recall@10 of `requests`' searches served as the model's config says, without and with the
-    text lookahead at its text-match weight (`genrec.decode.lookahead`); None when there is no search
-    or no text-match term to look ahead with.
 
-    Unlike a mix, the lookahead changes which items the beam search finds, so each setting decodes
-    the searches anew (through `GenerativeRetriever`, exactly as they would be served)."""
+def choose_text_lookahead(model, encoder, trie, requests: list[Request], targets: np.ndarray, beams: int,
+                          candidates: tuple[float, ...], batch_size: int = 256) -> tuple[float, list[tuple[float, float]]]:
+    """The text-lookahead weight of `candidates` (`genrec.decode.lookahead`) with the best Recall@10
+    on `requests`' searches, served as the model's config says otherwise, and every candidate's
+    Recall@10; ties go to the smaller weight. A model without searches here, or that cannot match
+    text, keeps 0 (and nothing is decoded).
+
+    Unlike a mix, a lookahead changes which items the beam search finds, so each candidate
+    decodes the searches anew (through `GenerativeRetriever`, exactly as they would be served)."""
     from genrec.model.retriever import GenerativeRetriever
 
+    if not candidates or min(candidates) < 0:
+        raise ValueError(f"text-lookahead candidates must be ≥ 0 and at least one, got {candidates}")
     is_search = np.asarray([r.is_search for r in requests], dtype=bool)
-    weight = model.config.item_head_text_match
-    if not is_search.any() or not weight or not can_match_text(model):
-        return None
+    if not is_search.any() or not can_match_text(model):
+        return 0.0, []
     searches = [r for r, s in zip(requests, is_search) if s]
-    recalls = []
-    for lookahead in (0.0, weight):
+    table = []
+    for weight in sorted(set(candidates)):
         retriever = GenerativeRetriever(model, encoder, trie, beams=beams, batch_size=batch_size,
-                                        text_lookahead=lookahead)
+                                        text_lookahead=weight)
         ranked = np.full((len(searches), 10), -1, dtype=np.int64)
         for row, answer in enumerate(retriever.retrieve(searches, 10)):
             ranked[row, :len(answer.item_ids)] = answer.item_ids
-        recalls.append(float(recall_at_k(ranked, targets[is_search], 10).mean))
-    return recalls[0], recalls[1]
+        table.append((float(weight), float(recall_at_k(ranked, targets[is_search], 10).mean)))
+    best = max(table, key=lambda row: (row[1], -row[0]))
+    return best[0], table

@@ -26,7 +26,7 @@ import torch
 
 from genrec.align.config import PHASES, AlignConfig
 from genrec.align.examples import TeacherLists, align_examples, teacher_lists
-from genrec.align.head_mix import choose_head_mixes, lookahead_recalls
+from genrec.align.head_mix import choose_head_mixes, choose_text_lookahead
 from genrec.align.phases import AlignmentContext, distillation_loss, grpo_rollout_loss, sft_loss
 from genrec.align.policy import CodeBook
 from genrec.align.rewards import OracleUtility, PARSReward, PreferenceWeights, RankerReward, build_reward
@@ -131,17 +131,17 @@ def align_generative(run: str | Path, config: AlignConfig | None = None, *, data
     head_mix = None
     if config.head_mixes and getattr(model, "item_head", None) is not None:
         head_mix = _choose_mixes(model, encoder, trie, validation_requests(split, config), retriever.beams,
-                                 config.head_mixes, config.text_matches, say, config.text_lookahead)
+                                 config.head_mixes, config.text_matches, say, config.text_lookaheads)
         start_scores = None  # the served order changed: measure it again
     final = _scores(validate, model) if start_scores is None else start_scores
     return write_aligned(run, model, base, config, results, final, head_mix)
 
 
 def _choose_mixes(model, encoder, trie, valid: tuple[list, np.ndarray], beams: int, candidates: tuple[float, ...],
-                  text_matches: tuple[float, ...], say, text_lookahead: bool = False) -> dict:
+                  text_matches: tuple[float, ...], say, text_lookaheads: tuple[float, ...] = ()) -> dict:
     """Set the model's item-head mixes and a search's text-match weight to the best of the candidates
-    on validation (`genrec.align.head_mix`), then, with `text_lookahead`, switch the text lookahead on
-    where it raises the validation searches' Recall@10 (ties: off)."""
+    on validation (`genrec.align.head_mix`), then its text-lookahead weight to the best of
+    `text_lookaheads` by the validation searches' Recall@10 (none given: 0)."""
     cpu = time.process_time()
     choice = choose_head_mixes(model, encoder, trie, *valid, beams=beams, candidates=candidates,
                                text_matches=text_matches or (0.0,))
@@ -149,20 +149,22 @@ def _choose_mixes(model, encoder, trie, valid: tuple[list, np.ndarray], beams: i
     model.config = replace(model.config,
                            item_head_mix=model.config.item_head_mix if choice.rec_mix is None else choice.rec_mix,
                            item_head_search_mix=choice.search_mix,
-                           item_head_text_match=choice.search_text_match, item_head_text_lookahead=False)
+                           item_head_text_match=choice.search_text_match, item_head_text_lookahead=0.0)
     say(f"head mix: recommendation {before[0]} → {model.config.item_head_mix}, "
         f"search {before[1]} → {model.config.item_head_search_mix}, "
         f"search text match {before[2]} → {model.config.item_head_text_match}")
-    recalls = lookahead_recalls(model, encoder, trie, *valid, beams=beams) if text_lookahead else None
-    model.config = replace(model.config, item_head_text_lookahead=recalls is not None and recalls[1] > recalls[0])
-    if recalls is not None:
-        say(f"text lookahead: search Recall@10 {recalls[0]:.4f} without, {recalls[1]:.4f} with → "
-            f"{'on' if model.config.item_head_text_lookahead else 'off'}")
+    lookahead, lookahead_table = (choose_text_lookahead(model, encoder, trie, *valid, beams=beams,
+                                                        candidates=text_lookaheads)
+                                  if text_lookaheads else (0.0, []))
+    model.config = replace(model.config, item_head_text_lookahead=lookahead)
+    if lookahead_table:
+        say("text lookahead: search Recall@10 " + ", ".join(f"{r:.4f} at {w:g}" for w, r in lookahead_table)
+            + f" → {lookahead:g}")
     return {"item_head_mix": model.config.item_head_mix,
             "item_head_search_mix": model.config.item_head_search_mix,
             "item_head_text_match": model.config.item_head_text_match,
             "item_head_text_lookahead": model.config.item_head_text_lookahead,
-            "lookahead_search_recall": None if recalls is None else list(recalls),
+            "text_lookahead_table": [list(row) for row in lookahead_table],
             "table": [list(row) for row in choice.table], "cpu_seconds": round(time.process_time() - cpu, 1)}
 
 

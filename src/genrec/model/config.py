@@ -61,10 +61,10 @@ class GenerativeConfig:
     `item_head_text_match`: a search's served score also adds this weight × the cosine of its
     query's and each beam item's MiniLM text vectors (`ItemHead.text_match`; needs a text-aware
     head and query vectors; 0 = off), chosen on validation by `genrec align` with the search mix.
-    `item_head_text_lookahead`: a search's beam search also looks ahead with that text-match term,
-    keeping the prefixes whose items could still match the query (`genrec.decode.lookahead`;
-    the final scores are unchanged, only which items survive the beam); `genrec align` keeps it
-    where it raises validation search Recall@10.
+    `item_head_text_lookahead`: a search's beam search also looks ahead with this weight × the
+    query–item cosine, keeping the prefixes whose items could still match the query
+    (`genrec.decode.lookahead`; the final scores are unchanged, only which items survive the
+    beam; 0 = off), chosen on validation by `genrec align`.
     `self_distill`: searches are also read as a teacher whose query carries its thought (the
     nearest catalogue items' leaf path and brand, `genrec.model.thoughts`), and the raw-query
     student matches the teacher's distribution with this KL weight (0 = off;
@@ -103,7 +103,7 @@ class GenerativeConfig:
     item_head_text: bool = True
     item_head_search_mix: float | None = None
     item_head_text_match: float = 0.0
-    item_head_text_lookahead: bool = False
+    item_head_text_lookahead: float = 0.0
     self_distill: float = 0.0
     diffusion_steps: int = 0
     diffusion_weight: float = 0.1
@@ -136,9 +136,11 @@ class GenerativeConfig:
         if self.item_head_text_match and not (self.item_head and self.item_head_text):
             raise ValueError("item_head_text_match needs a text-aware item head (item_head and item_head_text true): "
                              "it matches queries against the head's item text vectors")
-        if self.item_head_text_lookahead and not self.item_head_text_match:
-            raise ValueError("item_head_text_lookahead needs item_head_text_match > 0: the lookahead is that "
-                             "text-match term, applied while searching")
+        if not self.item_head_text_lookahead >= 0.0:
+            raise ValueError(f"item_head_text_lookahead must be ≥ 0, got {self.item_head_text_lookahead}")
+        if self.item_head_text_lookahead and not (self.item_head and self.item_head_text):
+            raise ValueError("item_head_text_lookahead needs a text-aware item head (item_head and item_head_text "
+                             "true): it matches queries against the head's item text vectors")
         if self.item_head_search_mix is not None and not self.item_head_search_mix >= 0.0:
             raise ValueError(f"item_head_search_mix must be ≥ 0 or None, got {self.item_head_search_mix}")
         if not self.diffusion_weight >= 0.0:

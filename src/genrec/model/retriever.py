@@ -65,8 +65,7 @@ class GenerativeRetriever:
     beams' own order). A search also adds `item_head_text_match` (None: the model's) × the cosine
     of its query's and each beam item's text vectors (`ItemHead.text_match`).
 
-    `text_lookahead` (≥ 0; 0 is off; None: the text-match weight when the model's
-    `item_head_text_lookahead` is set, else 0) lets a search's query text steer the beam
+    `text_lookahead` (≥ 0; 0 is off; None: the model's `item_head_text_lookahead`) lets a search's query text steer the beam
     search itself (`genrec.decode.lookahead`): each prefix is kept or dropped by its log-prob
     plus this weight × the best query–item cosine still reachable below it, so items the query
     describes can reach the beams; the scores they are finally ranked by are unchanged.
@@ -106,8 +105,7 @@ class GenerativeRetriever:
             raise ValueError("item_head_text_match needs a text-aware item head and a model that reads query "
                              "vectors (InputSpec.query_vector_dim > 0)")
         if text_lookahead is None:
-            text_lookahead = (self.item_head_text_match
-                              if getattr(model.config, "item_head_text_lookahead", False) else 0.0)
+            text_lookahead = float(getattr(model.config, "item_head_text_lookahead", 0.0))
         if not text_lookahead >= 0:
             raise ValueError(f"text_lookahead must be ≥ 0, got {text_lookahead}")
         if text_lookahead and not can_match_text(model):
