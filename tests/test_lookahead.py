@@ -26,11 +26,11 @@ def _setup(seed: int = 0, batch: int = 4):
     item_vectors = torch.randn(int(item_ids.max()) + 1, TEXT_DIM, generator=generator)
     queries = torch.randn(batch, TEXT_DIM, generator=generator)
     model = TableStepModel(levels=3, vocab_size=6, seed=seed)
-    return codes, item_ids, trie, ItemLookahead.from_trie(trie), item_vectors, queries, model
+    return codes, item_ids, trie, ItemLookahead.from_trie(trie, item_vectors), item_vectors, queries, model
 
 
 def _text_guide(lookahead, queries, item_vectors, weights):
-    return lookahead.guide(lookahead.text_bonus(queries, item_vectors, weights))
+    return lookahead.guide(lookahead.text_bonus(queries, weights))
 
 
 def _cosines(queries: torch.Tensor, item_vectors: torch.Tensor, item_ids) -> torch.Tensor:
@@ -100,11 +100,13 @@ def test_the_ragged_search_takes_the_guide_like_the_uniform_one(beams):
 def test_bad_inputs_are_refused():
     _, _, trie, lookahead, vectors, queries, _ = _setup(0)
     with pytest.raises(ValueError, match="≥ 0"):
-        lookahead.text_bonus(queries, vectors, torch.tensor([1.0, -1.0, 0.0, 0.0]))
+        lookahead.text_bonus(queries, torch.tensor([1.0, -1.0, 0.0, 0.0]))
     with pytest.raises(ValueError, match="query_vectors"):
-        lookahead.text_bonus(queries[:, :3], vectors, torch.zeros(len(queries)))
+        lookahead.text_bonus(queries[:, :3], torch.zeros(len(queries)))
     with pytest.raises(ValueError, match="every item id"):
-        lookahead.text_bonus(queries, vectors[:5], torch.zeros(len(queries)))
+        ItemLookahead.from_trie(trie, vectors[:5])
+    with pytest.raises(ValueError, match="without item vectors"):
+        ItemLookahead.from_trie(trie).text_bonus(queries, torch.zeros(len(queries)))
     with pytest.raises(ValueError, match="leaf_bonus must be \\["):
         lookahead.guide(torch.zeros(2, 3))
     with pytest.raises(ValueError, match="finite"):

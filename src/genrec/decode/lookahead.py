@@ -43,17 +43,28 @@ class ItemLookahead:
 
     `leaf_items [n_leaves]` the item of each leaf (trie order), `ancestors[l] [n_leaves]` the node at
     depth l + 1 above each leaf, `parents[l] [nodes at depth l + 1]` that node's parent at depth l,
-    `leaf_of_item [max item id + 1]` the leaf of an item id (-1: not in the trie).
+    `leaf_of_item [max item id + 1]` the leaf of an item id (-1: not in the trie), `leaf_text
+    [n_leaves, d]` the leaf items' unit text vectors (zero rows: no text; `[n_leaves, 0]`: none given).
     """
 
     leaf_items: torch.Tensor
     ancestors: tuple[torch.Tensor, ...]
     parents: tuple[torch.Tensor, ...]
     leaf_of_item: torch.Tensor
+    leaf_text: torch.Tensor
 
     @classmethod
-    def from_trie(cls, trie: PrefixTrie) -> ItemLookahead:
+    def from_trie(cls, trie: PrefixTrie, item_vectors: torch.Tensor | None = None) -> ItemLookahead:
+        """`item_vectors [n_slots, d]` (row = item id), for `text_bonus`: normalised once here, so a
+        request pays one product, not a pass over the catalogue's vectors."""
         leaf_items = trie.leaf_item_ids.cpu()
+        if item_vectors is None:
+            leaf_text = torch.zeros(len(leaf_items), 0)
+        elif item_vectors.ndim != 2 or len(item_vectors) <= int(leaf_items.max()):
+            raise ValueError(f"item_vectors must be [n_slots, d] with a row for every item id up to "
+                             f"{int(leaf_items.max())}, got {list(item_vectors.shape)}")
+        else:
+            leaf_text = F.normalize(item_vectors.cpu()[leaf_items].float(), dim=-1)
         parents = tuple(torch.repeat_interleave(torch.arange(level.num_nodes), level.fanout().cpu())
                         for level in trie.trie_levels)
         ancestors = [torch.arange(len(leaf_items))]
@@ -63,7 +74,7 @@ class ItemLookahead:
         leaf_of_item[leaf_items] = torch.arange(len(leaf_items))
         device = trie.leaf_item_ids.device
         return cls(leaf_items.to(device), tuple(a.to(device) for a in reversed(ancestors)),
-                   tuple(p.to(device) for p in parents), leaf_of_item.to(device))
+                   tuple(p.to(device) for p in parents), leaf_of_item.to(device), leaf_text.to(device))
 
     def guide(self, leaf_bonus: torch.Tensor) -> LookaheadGuide:
         """The per-request step bonuses for `leaf_bonus [B, n_leaves]`: each request's item-level score
@@ -83,19 +94,16 @@ class ItemLookahead:
             parent_bound = bound
         return LookaheadGuide(tuple(steps), leaf_bonus - root, self.leaf_of_item)
 
-    def text_bonus(self, query_vectors: torch.Tensor, item_vectors: torch.Tensor,
-                   weights: torch.Tensor) -> torch.Tensor:
+    def text_bonus(self, query_vectors: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """`[B, n_leaves]` weight × cosine of each request's query vector `[B, d]` with each leaf item's
-        text vector (`item_vectors [n_slots, d]`, row = item id; zero rows and zero queries give 0)."""
-        if item_vectors.ndim != 2 or len(item_vectors) <= int(self.leaf_items.max()):
-            raise ValueError(f"item_vectors must be [n_slots, d] with a row for every item id up to "
-                             f"{int(self.leaf_items.max())}, got {list(item_vectors.shape)}")
-        if query_vectors.ndim != 2 or query_vectors.shape[1] != item_vectors.shape[1]:
-            raise ValueError(f"query_vectors must be [B, {item_vectors.shape[1]}], got {list(query_vectors.shape)}")
+        text vector (zero rows and zero queries give 0)."""
+        if not self.leaf_text.shape[1]:
+            raise ValueError("this lookahead was built without item vectors (ItemLookahead.from_trie(trie, vectors))")
+        if query_vectors.ndim != 2 or query_vectors.shape[1] != self.leaf_text.shape[1]:
+            raise ValueError(f"query_vectors must be [B, {self.leaf_text.shape[1]}], got {list(query_vectors.shape)}")
         if weights.shape != (len(query_vectors),) or bool((weights < 0).any()):
             raise ValueError(f"weights must be [{len(query_vectors)}] and ≥ 0")
-        leaves = F.normalize(item_vectors[self.leaf_items].float(), dim=-1)
-        return weights.float()[:, None] * (F.normalize(query_vectors.float(), dim=-1) @ leaves.T)
+        return weights.float()[:, None] * (F.normalize(query_vectors.float(), dim=-1) @ self.leaf_text.T)
 
 
 @dataclass(frozen=True)

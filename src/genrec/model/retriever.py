@@ -65,8 +65,8 @@ class GenerativeRetriever:
     beams' own order). A search also adds `item_head_text_match` (None: the model's) × the cosine
     of its query's and each beam item's text vectors (`ItemHead.text_match`).
 
-    `text_lookahead` (≥ 0; 0 is off; None: the model's `item_head_text_lookahead`) lets a search's query text steer the beam
-    search itself (`genrec.decode.lookahead`): each prefix is kept or dropped by its log-prob
+    `text_lookahead` (≥ 0; 0 is off; None: the model's `item_head_text_lookahead`) lets a
+    search's query text steer the beam search itself (`genrec.decode.lookahead`): each prefix is kept or dropped by its log-prob
     plus this weight × the best query–item cosine still reachable below it, so items the query
     describes can reach the beams; the scores they are finally ranked by are unchanged.
     `head_lookahead` (≥ 0; None: 1 when the model's `item_head_lookahead` is set, else 0) does the
@@ -225,13 +225,15 @@ class GenerativeRetriever:
         if not text and head is None:
             return None
         if self._lookahead is None:
-            self._lookahead = ItemLookahead.from_trie(self.trie)
+            item_head = self.model.item_head
+            text_vectors = item_head.text if item_head is not None and can_match_text(self.model) else None
+            self._lookahead = ItemLookahead.from_trie(self.trie, text_vectors)
         lookahead = self._lookahead
         bonus = torch.zeros(len(chunk), len(lookahead.leaf_items), device=device)
         if text:
-            assert self.model.item_head is not None and batch.query_vector is not None  # can_match_text at init
+            assert batch.query_vector is not None
             weights = torch.tensor([self.text_lookahead if r.is_search else 0.0 for r in chunk], device=device)
-            bonus = bonus + lookahead.text_bonus(batch.query_vector, self.model.item_head.text, weights)
+            bonus = bonus + lookahead.text_bonus(batch.query_vector, weights)
         if head is not None:
             if summary is None:
                 raise ValueError("the decoder's encode() gave no summary for the item head to score")
