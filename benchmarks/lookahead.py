@@ -1,15 +1,13 @@
-"""The lookahead inside the beam search: quality and beam coverage per lookahead setting.
+"""The text lookahead inside the beam search: quality and beam coverage per lookahead weight.
 
-    .venv/bin/python benchmarks/lookahead.py --run runs/demo --part valid \\
-        --settings 0:0,8:0,8:0.5,8:1
+    .venv/bin/python benchmarks/lookahead.py --run runs/demo --part valid --weights 0,4,8,16
 
 One generative model (`RUN/align/generative` as the demo serves it — its beams,
 item-head mixes and text-match weight; `--model train` for `RUN/train/generative`)
-answers the split's requests for each setting `TEXT:HEAD` of
-`GenerativeRetriever(text_lookahead=TEXT, head_lookahead=HEAD)` (`genrec.decode.lookahead`;
-0:0 = the plain beam search). TEXT is the weight of a search's query–item cosine
-inside the search, HEAD the factor on the item head's term (mix × log-prob) for
-every request. Per setting and task (search, recommendation): Recall@10 / NDCG@10
+answers the split's requests for each weight of `GenerativeRetriever(text_lookahead=w)`
+(`genrec.decode.lookahead`; 0 = the plain beam search): the weight of a search's
+query–item cosine inside the search. Per weight and task (search, recommendation;
+recommendations have no query, so they are a control): Recall@10 / NDCG@10
 (95% bootstrap interval), how often the target is among the beams at all, and
 the paired difference from the first setting; for searches also Recall@10 on
 long-tail targets (outside the 20% most interacted items); and the process CPU
@@ -50,7 +48,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=Path("runs/demo"))
     parser.add_argument("--model", choices=("align", "train"), default="align")
     parser.add_argument("--part", choices=("valid", "test"), default="valid")
-    parser.add_argument("--settings", default="0:0,8:0", help="comma-separated TEXT:HEAD lookahead settings")
+    parser.add_argument("--weights", default="0,4,8", help="comma-separated text-lookahead weights")
     parser.add_argument("--max-requests", type=int, default=0, help="a seeded sample of this many requests (0: all)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None)
@@ -74,9 +72,8 @@ def main() -> None:
     retriever.retrieve(requests, beams)  # query vectors and lazy tables load outside the clock
 
     lines, reference = [], None
-    for setting in args.settings.split(","):
-        text, head = (float(v) for v in setting.split(":"))
-        retriever.text_lookahead, retriever.head_lookahead = (text if search.any() else 0.0), head
+    for text in (float(w) for w in args.weights.split(",")):
+        retriever.text_lookahead = text if search.any() else 0.0
         cpu = time.process_time()
         ranked = ranked_matrix(retriever.retrieve(requests, beams), beams)
         cpu = time.process_time() - cpu
@@ -84,7 +81,7 @@ def main() -> None:
         among = recall_at_k(ranked, targets, beams).values
         if reference is None:
             reference = (recall, ndcg)
-        cells = [f"{text:g} : {head:g}"]
+        cells = [f"{text:g}"]
         for rows, name in ((search, "search"), (~search, "rec")):
             if not rows.any():
                 cells += ["–"] * (6 if name == "search" else 5)
@@ -98,16 +95,16 @@ def main() -> None:
         print(lines[-1], flush=True)
     config = retriever.model.config
     table = [
-        "# Lookahead inside the beam search", "",
+        "# The text lookahead inside the beam search", "",
         f"Command: `.venv/bin/python benchmarks/lookahead.py --run {args.run} --model {args.model} --part {args.part} "
-        f"--settings {args.settings}" + (f" --max-requests {args.max_requests}" if args.max_requests else "") + "`  ",
+        f"--weights {args.weights}" + (f" --max-requests {args.max_requests}" if args.max_requests else "") + "`  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {args.threads} torch thread(s), CPU only "
         f"(shared machine); {len(requests)} {args.part} requests ({int(search.sum())} searches, "
         f"{int((search & tail).sum())} with a long-tail target); {(time.perf_counter() - began) / 60:.1f} min  ",
         f"Model: `{args.run}/{args.model}/generative`, {beams} beams, recommendation mix {retriever.item_head_mix:g}, "
         f"search mix {retriever.search_mix:g}, text-match weight {config.item_head_text_match:g} (the final score's "
-        f"terms; a lookahead setting only decides which items survive the beam)", "",
-        "| text : head lookahead | search R@10 | search N@10 | search target among the beams | search R@10, "
+        f"terms; the lookahead weight only decides which items survive the beam)", "",
+        "| text lookahead weight | search R@10 | search N@10 | search target among the beams | search R@10, "
         "long-tail targets | search R@10 − first | search N@10 − first | rec R@10 | rec N@10 | rec target among "
         "the beams | rec R@10 − first | rec N@10 − first | CPU ms / request |",
         "|---|---|---|---:|---:|---|---|---|---|---:|---|---|---:|", *lines]

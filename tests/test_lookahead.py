@@ -193,33 +193,3 @@ def test_align_chooses_the_lookahead_weight_where_validation_searches_gain_and_s
     with pytest.raises(ValueError, match="item_head_text_lookahead must be ≥ 0"):
         GenerativeConfig(item_head_text_lookahead=-1.0)
 
-
-def test_the_head_lookahead_brings_the_heads_favourite_into_two_beams_for_every_request():
-    """The item head is made to put nearly all its mass on one item the decoder ranks last for a
-    recommendation: two beams re-ranked by the head never see it; with the head lookahead every
-    request (search or not) gets it first, scored on the unguided scale."""
-    from genrec.model.retriever import GenerativeRetriever
-    from genrec.retrieval import Request
-
-    model, encoder, trie, searches, _ = _named_item_searches()
-    model.config = replace(model.config, item_head_text_match=0.0)
-    recommendation = Request(user_id=2, history=(int(trie.leaf_item_ids[0]),))
-    requests = [recommendation, searches[0]]
-    unmixed = GenerativeRetriever(model, encoder, trie, beams=16, item_head_mix=0.0).retrieve([recommendation], 16)
-    favourite = int(unmixed[0].item_ids[-1])
-    head = model.item_head
-    with torch.no_grad():
-        head.projection.weight.zero_()
-        head.projection.bias.fill_(1.0)
-        head.text_projection.weight.zero_()
-        head.table.zero_()
-        head.table[favourite] = 20.0 / head.table.shape[1]  # logit 20 for it, 0 for every other item
-    plain = GenerativeRetriever(model, encoder, trie, beams=2, item_head_mix=1.0)
-    guided = GenerativeRetriever(model, encoder, trie, beams=2, item_head_mix=1.0, head_lookahead=1.0)
-    assert favourite not in plain.retrieve([recommendation], 2)[0].item_ids.tolist()
-    found = guided.retrieve(requests, 2)
-    assert [int(r.item_ids[0]) for r in found] == [favourite, favourite]
-    np.testing.assert_allclose(guided.score(requests, np.stack([r.item_ids for r in found])),
-                               np.stack([r.scores for r in found]), rtol=1e-4, atol=1e-4)
-    with pytest.raises(ValueError, match="head_lookahead must be ≥ 0"):
-        GenerativeRetriever(model, encoder, trie, head_lookahead=-1.0)

@@ -69,8 +69,6 @@ class GenerativeRetriever:
     search's query text steer the beam search itself (`genrec.decode.lookahead`): each prefix is kept or dropped by its log-prob
     plus this weight × the best query–item cosine still reachable below it, so items the query
     describes can reach the beams; the scores they are finally ranked by are unchanged.
-    `head_lookahead` (≥ 0; None: 1 when the model's `item_head_lookahead` is set, else 0) does the
-    same for every request with this factor × its item-head term (mix × the head's log-prob).
     """
 
     name = "generative"
@@ -79,7 +77,7 @@ class GenerativeRetriever:
                  beams: int = 20, batch_size: int = 256, max_beams: int = 256, precision: str | None = None,
                  prune_margin: float | None = None, item_head_mix: float | None = None,
                  item_head_search_mix: float | None = None, item_head_text_match: float | None = None,
-                 text_lookahead: float | None = None, head_lookahead: float | None = None):
+                 text_lookahead: float | None = None):
         if not 1 <= beams <= max_beams:
             raise ValueError(f"beams must be in 1..max_beams ({max_beams}), got {beams}")
         if batch_size < 1:
@@ -111,13 +109,7 @@ class GenerativeRetriever:
         if text_lookahead and not can_match_text(model):
             raise ValueError("text_lookahead needs a text-aware item head and a model that reads query vectors "
                              "(InputSpec.query_vector_dim > 0)")
-        if head_lookahead is None:
-            head_lookahead = 1.0 if getattr(model.config, "item_head_lookahead", False) else 0.0
-        if not head_lookahead >= 0:
-            raise ValueError(f"head_lookahead must be ≥ 0, got {head_lookahead}")
-        if head_lookahead and getattr(model, "item_head", None) is None:
-            raise ValueError("head_lookahead needs a model with an item head")
-        self.text_lookahead, self.head_lookahead = text_lookahead, head_lookahead
+        self.text_lookahead = text_lookahead
         self._lookahead: ItemLookahead | None = None
         self.item_head_mix = model.config.item_head_mix if item_head_mix is None else item_head_mix
         self.item_head_search_mix = (item_head_search_mix if item_head_search_mix is not None
@@ -149,7 +141,7 @@ class GenerativeRetriever:
                 chunk = requests[start:start + self.batch_size]
                 batch = self.encoder.transform(chunk).to(device)
                 state = self.decoder.encode(batch)
-                guide = self._guide(batch, state.summary, chunk, device)
+                guide = self._guide(batch, chunk, device)
                 found, found_scores = constrained_beam_search(self.decoder, state, self.trie, beams,
                                                               k if head is None and guide is None else beams,
                                                               prune_margin=self.prune_margin, guide=guide)
@@ -216,30 +208,17 @@ class GenerativeRetriever:
             return None
         return self.item_head_text_match * self.model.item_head.text_match(batch.query_vector, items)
 
-    def _guide(self, batch: EncoderBatch, summary: torch.Tensor | None, chunk: Sequence[Request],
-               device: torch.device) -> LookaheadGuide | None:
-        """The lookahead of a batch (`genrec.decode.lookahead`): the text term of its searches and the
-        head term of every request, as the retriever's weights say; None when there is nothing to add."""
-        text = bool(self.text_lookahead) and batch.query_vector is not None and any(r.is_search for r in chunk)
-        head = self.model.item_head if self.head_lookahead else None
-        if not text and head is None:
+    def _guide(self, batch: EncoderBatch, chunk: Sequence[Request], device: torch.device) -> LookaheadGuide | None:
+        """The text lookahead of a batch's searches (`genrec.decode.lookahead`); None when it is off or
+        the batch has no search."""
+        if not self.text_lookahead or batch.query_vector is None or not any(r.is_search for r in chunk):
             return None
         if self._lookahead is None:
             item_head = self.model.item_head
-            text_vectors = item_head.text if item_head is not None and can_match_text(self.model) else None
-            self._lookahead = ItemLookahead.from_trie(self.trie, text_vectors)
-        lookahead = self._lookahead
-        bonus = torch.zeros(len(chunk), len(lookahead.leaf_items), device=device)
-        if text:
-            assert batch.query_vector is not None
-            weights = torch.tensor([self.text_lookahead if r.is_search else 0.0 for r in chunk], device=device)
-            bonus = bonus + lookahead.text_bonus(batch.query_vector, weights)
-        if head is not None:
-            if summary is None:
-                raise ValueError("the decoder's encode() gave no summary for the item head to score")
-            mixes = self.head_lookahead * self._mixes(chunk, device)
-            bonus = bonus + mixes[:, None] * head.log_probs(summary)[:, lookahead.leaf_items]
-        return lookahead.guide(bonus)
+            assert item_head is not None  # can_match_text, checked at construction
+            self._lookahead = ItemLookahead.from_trie(self.trie, item_head.text)
+        weights = torch.tensor([self.text_lookahead if r.is_search else 0.0 for r in chunk], device=device)
+        return self._lookahead.guide(self._lookahead.text_bonus(batch.query_vector, weights))
 
     @property
     def search_mix(self) -> float:
