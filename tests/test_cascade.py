@@ -294,3 +294,30 @@ def test_the_cascades_word_ids_are_the_same_in_every_process():
         out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
         seen.add(out.stdout.strip())
     assert seen == {str([("zeta", 0), ("alpha", 1), ("mu", 2), ("beta", 3), ("omega", 4), ("kappa", 5)])}
+
+
+def test_the_ranker_trains_on_one_thread_and_gives_the_callers_threads_back(toy, monkeypatch):
+    """Under two threads two trainings of the ranker on the same data gave different weights (up to
+    0.05 apart) and so a different cascade per run; on one thread they are bit-identical. The fit
+    must therefore train on one thread — and leave the process's thread count as it found it."""
+    import torch
+
+    import genrec.train.loop as loop
+
+    _, split, space = toy
+    samples = impression_samples(split.train, split.interactions, max_history=10)
+    seen: list[int] = []
+    real_train = loop.train
+
+    def recording_train(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train", recording_train)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        MultiTaskRanker(space, RankerConfig(epochs=1, batch_size=256, progress=False)).fit(samples)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -215,8 +215,16 @@ class MultiTaskRanker:
             steps=steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=min(50, steps // 10),
             eval_every=steps, checkpoint_every=steps, seed=cfg.seed, device=str(self.device_), progress=cfg.progress,
         )
-        with tempfile.TemporaryDirectory(dir=work_dir) as out_dir:
-            self.train_result_ = train(self.model_, funnel_loss, data, data.collate, train_config, Path(out_dir))
+        # One thread: under two, two runs of the same training gave weights up to 0.05 apart (some op
+        # in this model's backward is not reproducible multi-threaded), so the cascade — and the teacher
+        # `genrec align` distils — changed from run to run. This model is small: one thread is no slower.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with tempfile.TemporaryDirectory(dir=work_dir) as out_dir:
+                self.train_result_ = train(self.model_, funnel_loss, data, data.collate, train_config, Path(out_dir))
+        finally:
+            torch.set_num_threads(threads)
         self.model_.to(self.device_).eval()
         return self
 
