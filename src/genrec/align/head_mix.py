@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from genrec.decode.beam_search import constrained_beam_search
-from genrec.eval.metrics import ndcg_at_k, recall_at_k
+from genrec.eval.metrics import ndcg_at_k, ranked_matrix, recall_at_k
 from genrec.model.item_head import can_match_text
 from genrec.retrieval import Request
 
@@ -134,9 +134,7 @@ def choose_text_lookahead(model, encoder, trie, requests: list[Request], targets
     for weight in sorted(set(candidates)):
         retriever = GenerativeRetriever(model, encoder, trie, beams=beams, batch_size=batch_size,
                                         text_lookahead=weight)
-        ranked = np.full((len(searches), 10), -1, dtype=np.int64)
-        for row, answer in enumerate(retriever.retrieve(searches, 10)):
-            ranked[row, :len(answer.item_ids)] = answer.item_ids
+        ranked = ranked_matrix(retriever.retrieve(searches, 10), 10)
         table.append((float(weight), float(recall_at_k(ranked, targets[is_search], 10).mean)))
     best = max(table, key=lambda row: (row[1], -row[0]))
     return best[0], table

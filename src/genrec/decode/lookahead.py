@@ -1,13 +1,12 @@
-"""The final score's item-level terms as a lookahead inside the beam search, so the items they favour
-reach the beams.
+"""An item-level term of the served score as a lookahead inside the beam search, so the items it
+favours reach the beams.
 
-A generative retriever's served score is a beam's log-prob plus item-level terms:
-the item head's `mix · log p_head(item)` and, for a search, `w · cos(query, item)`
-(`genrec.model.item_head`). Those terms re-order the beams, but an item that fell
-out of the beam at an early level never gets them — long-tail items whose titles
-answer the query word for word, or the item the head ranks first under a prefix
-the decoder doubted. The lookahead adds, while searching, the best item-level
-term any item below a prefix could still get:
+A generative retriever's served score is a beam's log-prob plus item-level terms
+(`genrec.model.item_head`): for a search, `w · cos(query, item)`. Those terms
+re-order the finished beams, but an item that fell out of the beam at an early
+level never gets them — typically a long-tail item whose title answers the query
+word for word, under a prefix the decoder doubted. The lookahead adds, while
+searching, the best bonus any item below a prefix could still get:
 
     guided(prefix) = log p(prefix | request) + max_{item below prefix} bonus(item)
 
@@ -21,10 +20,11 @@ the lookahead, only the set of items that survive to be ranked differs. A prefix
 with one item below has the same bound as its child, so forced levels stay free
 (the pruned search's skipping of them stays exact).
 
-Cost: the bonus of every catalogue item per request `[batch, items]` (one
-matrix product for the text, the head's softmax the re-rank computes anyway) and
-one scatter-max per level, so it is for catalogues that fit a dense per-request
-item table; it is off unless the retriever is told to use it.
+`guide` takes any per-item bonus; the retriever uses the text match
+(`text_bonus`). Cost: the bonus of every catalogue item per request
+`[batch, items]` (one matrix product for the text) and one scatter-max per
+level, so it is for catalogues that fit a dense per-request item table; it is
+off unless the retriever is told to use it.
 """
 
 from __future__ import annotations
