@@ -174,7 +174,7 @@ def test_the_head_mix_is_chosen_per_task_on_validation():
     choice = choose_head_mixes(c.model, c.encoder, c.trie, c.examples.requests, targets, beams=16,
                                candidates=(0.0, 4.0))
     assert choice.search_mix == 4.0 and choice.rec_mix is None and choice.search_text_match == 0.0
-    assert [row[2] for row in choice.table] == [0.0, 1.0]  # search Recall@10 at mix 0 and 4
+    assert [row.search_recall for row in choice.table] == [0.0, 1.0]  # at mix 0 and 4
     with pytest.raises(ValueError, match="candidates"):
         choose_head_mixes(c.model, c.encoder, c.trie, c.examples.requests, targets, beams=16, candidates=())
 
@@ -206,7 +206,7 @@ def test_a_text_match_weight_is_chosen_for_searches_whose_targets_match_their_qu
     model.item_head.set_item_text(torch.from_numpy(ITEMS), torch.from_numpy(text))
     choice = choose_head_mixes(model, encoder, trie, requests, targets, beams=16, candidates=(1.0,),
                                text_matches=(0.0, 32.0))
-    assert choice.search_text_match == 32.0 and [row[2] for row in choice.table] == [0.0, 1.0]
+    assert choice.search_text_match == 32.0 and [row.search_recall for row in choice.table] == [0.0, 1.0]
     # The served path applies the chosen weight: each search's target comes first, as the chooser scored it.
     for precision in (None, "fp32"):
         served = GenerativeRetriever(model, encoder, trie, beams=16, item_head_mix=1.0, item_head_text_match=32.0,

@@ -56,13 +56,17 @@ def test_align_writes_a_model_folder_the_generative_retriever_loads(trained_run,
     # the head's mixes, chosen last on validation, are what the aligned model serves with
     chosen = result["head_mix"]
     candidates = list(AlignConfig().head_mixes)
-    assert [row[0] for row in chosen["table"]] == candidates
+    assert sorted({row[0] for row in chosen["table"]}) == candidates
     assert saved["model"]["item_head_mix"] == chosen["item_head_mix"] in candidates
     assert saved["model"]["item_head_search_mix"] == chosen["item_head_search_mix"] in candidates
     served = GenerativeRetriever.load(folder, SidTable.load(trained_run / "sid"))
     assert (served.item_head_mix, served.search_mix) == (chosen["item_head_mix"], chosen["item_head_search_mix"])
     # this model reads no query vectors, so the text-match weight stays 0, saved and served alike
     assert saved["model"]["item_head_text_match"] == chosen["item_head_text_match"] == served.item_head_text_match == 0
+    # keywords need no query vectors: their weight is chosen too, and the index travels with a model that uses it
+    assert sorted({row[2] for row in chosen["table"]}) == list(AlignConfig().keyword_matches)
+    assert saved["model"]["keyword_match"] == chosen["keyword_match"] == served.keyword_match
+    assert (folder / "keywords.npz").exists() == (served.keyword_match > 0) == (served.keywords is not None)
     split = leave_one_out(small_world.dataset.events)
     aligned = build_retriever("generative-aligned", trained_run, small_world.dataset, split)
     assert aligned.name == "generative-aligned"

@@ -171,23 +171,33 @@ def test_the_retriever_finds_a_searchs_named_item_with_the_lookahead_and_scores_
 
 
 def test_align_chooses_the_lookahead_weight_where_validation_searches_gain_and_serving_follows():
-    from genrec.align.head_mix import choose_text_lookahead
+    """The lookahead is chosen with the search's other weights, each weight's grid on the beams that
+    weight finds: two beams never hold a search's named item unguided, so weight 0 scores Recall@10 0
+    whatever its text-match weight, and 32 and 64 score 1 (ties: the smaller)."""
+    from genrec.align.head_mix import choose_search_scoring
     from genrec.model import GenerativeConfig
     from genrec.model.retriever import GenerativeRetriever
 
     model, encoder, trie, searches, targets = _named_item_searches()
-    weight, table = choose_text_lookahead(model, encoder, trie, searches, np.array(targets), beams=2,
-                                          candidates=(0.0, 32.0, 64.0))
-    assert weight == 32.0 and table == [(0.0, 0.0), (32.0, 1.0), (64.0, 1.0)]  # ties go to the smaller weight
-    model.config = replace(model.config, item_head_text_lookahead=weight)  # what align saves
+    scoring = choose_search_scoring(model, encoder, trie, searches, np.array(targets), beams=2, candidates=(1.0,),
+                                    text_matches=(0.0, 32.0), text_lookaheads=(0.0, 32.0, 64.0))
+    assert scoring.text_lookahead == 32.0 and scoring.lookahead_table == [(0.0, 0.0), (32.0, 1.0), (64.0, 1.0)]
+    assert scoring.choice.search_text_match == 0.0  # both guided beams are in the top 10 either way: ties, 0
+    assert scoring.choice.rec_mix is None  # no recommendation among the requests
+    only_guided = choose_search_scoring(model, encoder, trie, searches, np.array(targets), beams=2,
+                                        candidates=(1.0,), text_matches=(32.0,), text_lookaheads=(64.0,))
+    assert only_guided.text_lookahead == 64.0 and only_guided.lookahead_table == [(64.0, 1.0)]
+    model.config = replace(model.config, item_head_text_lookahead=scoring.text_lookahead)  # what align saves
     served = GenerativeRetriever(model, encoder, trie, beams=2)
     assert served.text_lookahead == 32.0
     assert [int(r.item_ids[0]) for r in served.retrieve(searches, 2)] == targets
     recommendations_only = [replace(r, query=None, scenario="home") for r in searches]
-    assert choose_text_lookahead(model, encoder, trie, recommendations_only, np.array(targets), beams=2,
-                                 candidates=(0.0, 32.0)) == (0.0, [])
+    unguided = choose_search_scoring(model, encoder, trie, recommendations_only, np.array(targets), beams=2,
+                                     candidates=(1.0,), text_lookaheads=(0.0, 32.0))
+    assert unguided.text_lookahead == 0.0 and unguided.lookahead_table == []
     with pytest.raises(ValueError, match="candidates"):
-        choose_text_lookahead(model, encoder, trie, searches, np.array(targets), beams=2, candidates=())
+        choose_search_scoring(model, encoder, trie, searches, np.array(targets), beams=2, candidates=(1.0,),
+                              text_lookaheads=())
     with pytest.raises(ValueError, match="item_head_text_lookahead needs a text-aware item head"):
         GenerativeConfig(item_head_text=False, item_head_text_lookahead=4.0)
     with pytest.raises(ValueError, match="item_head_text_lookahead must be ≥ 0"):

@@ -49,7 +49,9 @@ class AlignConfig:
     its mixes (recommendation, search) chosen from `head_mixes` on the same requests
     (`genrec.align.head_mix`; empty: the trained model's mixes are kept), and with the
     search mix a search's query–item text-match weight from `text_matches` (a model whose
-    head reads no text, or that reads no query vectors, keeps 0); then a search's text
+    head reads no text, or that reads no query vectors, keeps 0) and the weight of its BM25
+    keyword score from `keyword_matches` (`genrec.model.keywords`: the index is built from the
+    run's item texts and saved beside the aligned model; a run without searches keeps 0); then a search's text
     lookahead weight inside the beam search (`genrec.decode.lookahead`) from `text_lookaheads`,
     by the validation searches' Recall@10 (empty: 0, off).
     """
@@ -75,6 +77,7 @@ class AlignConfig:
     distill_sid: bool = False
     head_mixes: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
     text_matches: tuple[float, ...] = (0.0, 4.0, 8.0, 16.0, 32.0)
+    keyword_matches: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0)
     text_lookaheads: tuple[float, ...] = (0.0, 4.0, 8.0)
     distill_batch_size: int = 64
     grpo_steps: int = 30
@@ -106,6 +109,8 @@ class AlignConfig:
             raise ValueError(f"head_mixes must all be ≥ 0, got {self.head_mixes}")
         if any(not m >= 0 for m in self.text_matches):
             raise ValueError(f"text_matches must all be ≥ 0, got {self.text_matches}")
+        if any(not m >= 0 for m in self.keyword_matches):
+            raise ValueError(f"keyword_matches must all be ≥ 0, got {self.keyword_matches}")
         if any(not m >= 0 for m in self.text_lookaheads):
             raise ValueError(f"text_lookaheads must all be ≥ 0, got {self.text_lookaheads}")
         if not self.distill_sid and not self.head_weight:

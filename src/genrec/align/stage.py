@@ -26,7 +26,7 @@ import torch
 
 from genrec.align.config import PHASES, AlignConfig
 from genrec.align.examples import TeacherLists, align_examples, teacher_lists
-from genrec.align.head_mix import choose_head_mixes, choose_text_lookahead
+from genrec.align.head_mix import choose_search_scoring
 from genrec.align.phases import AlignmentContext, distillation_loss, grpo_rollout_loss, sft_loss
 from genrec.align.policy import CodeBook
 from genrec.align.rewards import OracleUtility, PARSReward, PreferenceWeights, RankerReward, build_reward
@@ -35,6 +35,9 @@ from genrec.cascade.retriever import CascadeRetriever
 from genrec.data.dataset import Dataset
 from genrec.data.splits import Split, build_requests, leave_one_out
 from genrec.eval.metrics import ndcg_at_k, ranked_matrix, recall_at_k
+from genrec.features import item_text
+from genrec.model.keywords import FILE as KEYWORDS_FILE
+from genrec.model.keywords import KeywordIndex
 from genrec.model.retriever import GenerativeRetriever
 from genrec.train.loop import LAST_CHECKPOINT, TrainConfig, load_best, train
 
@@ -128,49 +131,64 @@ def align_generative(run: str | Path, config: AlignConfig | None = None, *, data
         write_json_atomic(done, results[phase])
         say(f"{phase}: {'kept' if kept else 'dropped'} (best step {result.best_step}, select {result.best_metric:.4f})")
 
-    head_mix = None
+    head_mix, keywords = None, None
     if config.head_mixes and getattr(model, "item_head", None) is not None:
-        head_mix = _choose_mixes(model, encoder, trie, validation_requests(split, config), retriever.beams,
-                                 config.head_mixes, config.text_matches, say, config.text_lookaheads)
+        valid = validation_requests(split, config)
+        keywords = keyword_index(dataset) if any(config.keyword_matches) and any(r.is_search for r in valid[0]) else None
+        head_mix = _choose_mixes(model, encoder, trie, valid, retriever.beams, config.head_mixes, config.text_matches,
+                                 say, config.text_lookaheads, keywords, config.keyword_matches)
         start_scores = None  # the served order changed: measure it again
+        if not model.config.keyword_match:
+            keywords = None  # a model that does not weigh keywords carries no index
+        validate = validation(run, split, encoder, trie, config, dataset, ranker, oracle, beams=retriever.beams,
+                              keywords=keywords)
     final = _scores(validate, model) if start_scores is None else start_scores
-    return write_aligned(run, model, base, config, results, final, head_mix)
+    return write_aligned(run, model, base, config, results, final, head_mix, keywords)
+
+
+def keyword_index(dataset: Dataset) -> KeywordIndex:
+    """The catalogue's BM25 keyword index (`genrec.model.keywords`) over the texts the BM25 baseline reads."""
+    items = dataset.items
+    return KeywordIndex.build(items["item_id"].to_numpy(dtype=np.int64), item_text(items),
+                              int(items["item_id"].max()) + 1)
 
 
 def _choose_mixes(model, encoder, trie, valid: tuple[list, np.ndarray], beams: int, candidates: tuple[float, ...],
-                  text_matches: tuple[float, ...], say, text_lookaheads: tuple[float, ...] = ()) -> dict:
-    """Set the model's item-head mixes and a search's text-match weight to the best of the candidates
-    on validation (`genrec.align.head_mix`), then its text-lookahead weight to the best of
-    `text_lookaheads` by the validation searches' Recall@10 (none given: 0)."""
+                  text_matches: tuple[float, ...], say, text_lookaheads: tuple[float, ...] = (),
+                  keywords: KeywordIndex | None = None, keyword_matches: tuple[float, ...] = ()) -> dict:
+    """Set the model's item-head mixes and a search's text-match, keyword (given `keywords`) and
+    text-lookahead weights to the best of the candidates on validation, chosen together
+    (`genrec.align.head_mix.choose_search_scoring`; no lookahead candidates: 0)."""
     cpu = time.process_time()
-    choice = choose_head_mixes(model, encoder, trie, *valid, beams=beams, candidates=candidates,
-                               text_matches=text_matches or (0.0,))
-    before = (model.config.item_head_mix, model.config.item_head_search_mix, model.config.item_head_text_match)
+    scoring = choose_search_scoring(model, encoder, trie, *valid, beams=beams, candidates=candidates,
+                                    text_matches=text_matches or (0.0,), text_lookaheads=text_lookaheads or (0.0,),
+                                    keywords=keywords, keyword_matches=keyword_matches or (0.0,))
+    choice = scoring.choice
+    before = (model.config.item_head_mix, model.config.item_head_search_mix, model.config.item_head_text_match,
+              model.config.keyword_match, model.config.item_head_text_lookahead)
     model.config = replace(model.config,
                            item_head_mix=model.config.item_head_mix if choice.rec_mix is None else choice.rec_mix,
-                           item_head_search_mix=choice.search_mix,
-                           item_head_text_match=choice.search_text_match, item_head_text_lookahead=0.0)
+                           item_head_search_mix=choice.search_mix, item_head_text_match=choice.search_text_match,
+                           keyword_match=choice.search_keyword_match, item_head_text_lookahead=scoring.text_lookahead)
     say(f"head mix: recommendation {before[0]} → {model.config.item_head_mix}, "
-        f"search {before[1]} → {model.config.item_head_search_mix}, "
-        f"search text match {before[2]} → {model.config.item_head_text_match}")
-    lookahead, lookahead_table = (choose_text_lookahead(model, encoder, trie, *valid, beams=beams,
-                                                        candidates=text_lookaheads)
-                                  if text_lookaheads else (0.0, []))
-    model.config = replace(model.config, item_head_text_lookahead=lookahead)
-    if lookahead_table:
-        say("text lookahead: search Recall@10 " + ", ".join(f"{r:.4f} at {w:g}" for w, r in lookahead_table)
-            + f" → {lookahead:g}")
+        f"search {before[1]} → {model.config.item_head_search_mix}; search text match {before[2]} → "
+        f"{model.config.item_head_text_match}, keyword match {before[3]} → {model.config.keyword_match}, "
+        f"text lookahead {before[4]} → {model.config.item_head_text_lookahead}")
+    if scoring.lookahead_table:
+        say("text lookahead: best search Recall@10 " + ", ".join(f"{r:.4f} at {w:g}" for w, r in scoring.lookahead_table))
     return {"item_head_mix": model.config.item_head_mix,
             "item_head_search_mix": model.config.item_head_search_mix,
             "item_head_text_match": model.config.item_head_text_match,
             "item_head_text_lookahead": model.config.item_head_text_lookahead,
-            "text_lookahead_table": [list(row) for row in lookahead_table],
+            "keyword_match": model.config.keyword_match,
+            "text_lookahead_table": [list(row) for row in scoring.lookahead_table],
             "table": [list(row) for row in choice.table], "cpu_seconds": round(time.process_time() - cpu, 1)}
 
 
 def write_aligned(run: Path, model, base: Path, config: AlignConfig, results: dict, final: dict,
-                  head_mix: dict | None = None) -> Path:
-    """RUN/align/generative in the layout of RUN/train/generative; the manifest goes last."""
+                  head_mix: dict | None = None, keywords: KeywordIndex | None = None) -> Path:
+    """RUN/align/generative in the layout of RUN/train/generative (plus `keywords.npz` for a model
+    that weighs a search's keywords); the manifest goes last."""
     out = run.joinpath(*ALIGNED_DIR)
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)
@@ -178,9 +196,14 @@ def write_aligned(run: Path, model, base: Path, config: AlignConfig, results: di
     base_config["model"] = {**base_config["model"], "item_head_mix": model.config.item_head_mix,
                             "item_head_search_mix": model.config.item_head_search_mix,
                             "item_head_text_match": model.config.item_head_text_match,
-                            "item_head_text_lookahead": model.config.item_head_text_lookahead}
+                            "item_head_text_lookahead": model.config.item_head_text_lookahead,
+                            "keyword_match": model.config.keyword_match}
     with atomic_path(out / "best.pt") as tmp:
         torch.save({"model": model.state_dict()}, tmp)
+    if keywords is not None:
+        keywords.save(out / KEYWORDS_FILE)
+    else:
+        (out / KEYWORDS_FILE).unlink(missing_ok=True)
     write_json_atomic(out / "config.json", {**base_config, "align": config.to_dict()})
     shutil.copyfile(base / "encoder.json", out / ".encoder.json.tmp")
     (out / ".encoder.json.tmp").replace(out / "encoder.json")
@@ -237,7 +260,8 @@ def _teacher(run: Path, work: Path, c: AlignmentContext, data: tuple[Dataset, Sp
 
 
 def validation(run: Path, split: Split, encoder, trie, config: AlignConfig, dataset: Dataset,
-               ranker: RankerReward | None, oracle: OracleUtility | None, beams: int = 20) -> Callable:
+               ranker: RankerReward | None, oracle: OracleUtility | None, beams: int = 20,
+               keywords: KeywordIndex | None = None) -> Callable:
     """`evaluate(model)` for the loop on a seeded sample of validation requests: Recall@10 and
     NDCG@10 (all, search, recommendation), the selection metric, and the guards: item coverage
     of the top 10, mean log-popularity of the recommended items, mean ranker reward and (on a
@@ -250,7 +274,7 @@ def validation(run: Path, split: Split, encoder, trie, config: AlignConfig, data
     n_items = len(dataset.items)
 
     def evaluate(model) -> dict[str, float]:
-        answers = GenerativeRetriever(model, encoder, trie, beams=beams).retrieve(requests, 10)
+        answers = GenerativeRetriever(model, encoder, trie, beams=beams, keywords=keywords).retrieve(requests, 10)
         ranked = ranked_matrix(answers, 10)
         scores = {"recall@10": recall_at_k(ranked, targets, 10).mean, "ndcg@10": ndcg_at_k(ranked, targets, 10).mean}
         for name, rows in (("search", is_search), ("rec", ~is_search)):

@@ -65,6 +65,10 @@ class GenerativeConfig:
     query–item cosine, keeping the prefixes whose items could still match the query
     (`genrec.decode.lookahead`; the final scores are unchanged, only which items survive the
     beam; 0 = off), chosen on validation by `genrec align`.
+    `keyword_match`: a search's served score also adds this weight × the BM25 score of its
+    query's words in each beam item's text (`genrec.model.keywords`; needs the keyword index the
+    align stage saves beside the model; 0 = off), chosen on validation by `genrec align` with
+    the search mix and the text-match weight.
     `self_distill`: searches are also read as a teacher whose query carries its thought (the
     nearest catalogue items' leaf path and brand, `genrec.model.thoughts`), and the raw-query
     student matches the teacher's distribution with this KL weight (0 = off;
@@ -104,6 +108,7 @@ class GenerativeConfig:
     item_head_search_mix: float | None = None
     item_head_text_match: float = 0.0
     item_head_text_lookahead: float = 0.0
+    keyword_match: float = 0.0
     self_distill: float = 0.0
     diffusion_steps: int = 0
     diffusion_weight: float = 0.1
@@ -141,6 +146,8 @@ class GenerativeConfig:
         if self.item_head_text_lookahead and not (self.item_head and self.item_head_text):
             raise ValueError("item_head_text_lookahead needs a text-aware item head (item_head and item_head_text "
                              "true): it matches queries against the head's item text vectors")
+        if not self.keyword_match >= 0.0:
+            raise ValueError(f"keyword_match must be ≥ 0, got {self.keyword_match}")
         if self.item_head_search_mix is not None and not self.item_head_search_mix >= 0.0:
             raise ValueError(f"item_head_search_mix must be ≥ 0 or None, got {self.item_head_search_mix}")
         if not self.diffusion_weight >= 0.0:

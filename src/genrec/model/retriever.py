@@ -29,6 +29,8 @@ from genrec.model.checkpoint import load_model
 from genrec.model.inference import FastDecoder
 from genrec.model.inputs import RequestEncoder
 from genrec.model.item_head import ItemHead, can_match_text
+from genrec.model.keywords import FILE as KEYWORDS_FILE
+from genrec.model.keywords import KeywordIndex
 from genrec.model.model import GenerativeModel
 from genrec.retrieval import Ranked, Request
 from genrec.sid.table import SidTable
@@ -69,6 +71,11 @@ class GenerativeRetriever:
     search's query text steer the beam search itself (`genrec.decode.lookahead`): each prefix is kept or dropped by its log-prob
     plus this weight × the best query–item cosine still reachable below it, so items the query
     describes can reach the beams; the scores they are finally ranked by are unchanged.
+
+    `keyword_match` (≥ 0; None: the model's `keyword_match`) adds to a search's served score
+    that weight × the BM25 score of its query's words in each beam item's text
+    (`genrec.model.keywords`); it needs `keywords`, the index `load` finds beside the model
+    (`keywords.npz`, written by `genrec align`).
     """
 
     name = "generative"
@@ -77,7 +84,8 @@ class GenerativeRetriever:
                  beams: int = 20, batch_size: int = 256, max_beams: int = 256, precision: str | None = None,
                  prune_margin: float | None = None, item_head_mix: float | None = None,
                  item_head_search_mix: float | None = None, item_head_text_match: float | None = None,
-                 text_lookahead: float | None = None):
+                 text_lookahead: float | None = None, keywords: KeywordIndex | None = None,
+                 keyword_match: float | None = None):
         if not 1 <= beams <= max_beams:
             raise ValueError(f"beams must be in 1..max_beams ({max_beams}), got {beams}")
         if batch_size < 1:
@@ -110,6 +118,15 @@ class GenerativeRetriever:
             raise ValueError("text_lookahead needs a text-aware item head and a model that reads query vectors "
                              "(InputSpec.query_vector_dim > 0)")
         self.text_lookahead = text_lookahead
+        if keyword_match is None:
+            keyword_match = float(getattr(model.config, "keyword_match", 0.0))
+        if not keyword_match >= 0:
+            raise ValueError(f"keyword_match must be ≥ 0, got {keyword_match}")
+        if keyword_match and keywords is None:
+            raise ValueError(f"keyword_match ({keyword_match}) needs a keyword index: the {KEYWORDS_FILE} that "
+                             "genrec align writes beside the model (GenerativeRetriever.load reads it)")
+        self.keyword_match = keyword_match
+        self.keywords = keywords
         self._lookahead: ItemLookahead | None = None
         self.item_head_mix = model.config.item_head_mix if item_head_mix is None else item_head_mix
         self.item_head_search_mix = (item_head_search_mix if item_head_search_mix is not None
@@ -142,19 +159,22 @@ class GenerativeRetriever:
                 batch = self.encoder.transform(chunk).to(device)
                 state = self.decoder.encode(batch)
                 guide = self._guide(batch, chunk, device)
+                keywords = self.keyword_match > 0 and any(r.is_search for r in chunk)
+                reorder = head is not None or guide is not None or keywords
                 found, found_scores = constrained_beam_search(self.decoder, state, self.trie, beams,
-                                                              k if head is None and guide is None else beams,
+                                                              beams if reorder else k,
                                                               prune_margin=self.prune_margin, guide=guide)
                 if guide is not None:  # the lookahead chose the beams; the ranking is the unguided score's
                     found_scores = found_scores - guide.item_total(found)
-                    if head is None:
-                        top = torch.topk(found_scores, k, dim=1)
-                        found, found_scores = found.gather(1, top.indices), top.values
+                bonus = self._bonus(batch, chunk, found)
                 if head is not None:  # every beam is a candidate; the item head reorders them
                     if state.summary is None:
                         raise ValueError("the decoder's encode() gave no summary for the item head to score")
                     found, found_scores = head.rerank(state.summary, found, found_scores, self._mixes(chunk, device),
-                                                      k, self._text_bonus(batch, found))
+                                                      k, bonus)
+                elif reorder:
+                    top = torch.topk(found_scores if bonus is None else found_scores + bonus, k, dim=1)
+                    found, found_scores = found.gather(1, top.indices), top.values
                 items, scores = found.cpu().numpy(), found_scores.cpu().numpy()
                 for row in range(len(chunk)):
                     real = items[row] >= 0
@@ -187,9 +207,9 @@ class GenerativeRetriever:
                 scores = sid_log_probs(self.decoder, state, self.trie, codes.to(device))
                 if head is not None and state.summary is not None:  # what head.rerank adds to a beam's score
                     scores = scores + self._mixes(chunk, device)[:, None] * head.score(state.summary, items)
-                    bonus = self._text_bonus(batch, items)
-                    if bonus is not None:
-                        scores = scores + bonus
+                bonus = self._bonus(batch, chunk, items)
+                if bonus is not None:
+                    scores = scores + bonus
                 out[start:start + len(chunk)] = scores.float().cpu().numpy()
         return out
 
@@ -207,6 +227,17 @@ class GenerativeRetriever:
         if not self.item_head_text_match or batch.query_vector is None or self.model.item_head is None:
             return None
         return self.item_head_text_match * self.model.item_head.text_match(batch.query_vector, items)
+
+    def _bonus(self, batch: EncoderBatch, chunk: Sequence[Request], items: torch.Tensor) -> torch.Tensor | None:
+        """`[B, K]` what a search adds to each item's score beyond the model's log-probs: the
+        text-match term plus `keyword_match` × the item's BM25 score for the query (0 for
+        requests without a query, and for items -1); None when neither term counts."""
+        bonus = self._text_bonus(batch, items)
+        if not self.keyword_match or self.keywords is None or not any(r.is_search for r in chunk):
+            return bonus
+        scores = self.keywords.scores([r.query for r in chunk], items.cpu().numpy())
+        keyword = self.keyword_match * torch.from_numpy(scores).to(items.device)
+        return keyword if bonus is None else bonus + keyword
 
     def _guide(self, batch: EncoderBatch, chunk: Sequence[Request], device: torch.device) -> LookaheadGuide | None:
         """The text lookahead of a batch's searches (`genrec.decode.lookahead`); None when it is off or
@@ -240,7 +271,8 @@ class GenerativeRetriever:
         if encoder.query_vectors is not None:  # load MiniLM now, not inside the first search request
             encoder.query_vectors(["warm up"])
         trie = PrefixTrie.from_codes(sids.codes, sids.item_ids, list(sids.codebook_sizes))
-        return cls(model, encoder, trie, beams=beams or int(meta.get("beams", 20)))
+        keywords = KeywordIndex.load(folder / KEYWORDS_FILE) if (folder / KEYWORDS_FILE).exists() else None
+        return cls(model, encoder, trie, beams=beams or int(meta.get("beams", 20)), keywords=keywords)
 
     @classmethod
     def from_run(cls, run: str | Path, dataset: Dataset | None = None, split: Split | None = None) -> "GenerativeRetriever":

@@ -10,6 +10,7 @@ The folder:
     config.json         the run's training config and the input spec (usable as `genrec train --config`)
     encoder.json        the query vocabulary and the users' profile tokens
     sid/sids.parquet    each item's Semantic ID (the decoder's trie is built from it)
+    keywords.npz        the items' BM25 keyword index (when the model weighs a search's keywords)
     catalog.parquet     item id → original id and title (when the catalog was given)
     users.parquet       user id → original id (when the users were given)
     README.md           the model card: data, validation metrics, the command that made it

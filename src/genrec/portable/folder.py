@@ -43,6 +43,7 @@ def save_pretrained(retriever: Any, folder: str | os.PathLike, *, items: pd.Data
     """
     from safetensors.torch import save_model
 
+    from genrec.model.keywords import FILE as KEYWORDS_FILE
     from genrec.sid.table import SidTable
 
     model, encoder = retriever.model, retriever.encoder
@@ -56,6 +57,8 @@ def save_pretrained(retriever: Any, folder: str | os.PathLike, *, items: pd.Data
         write_json_atomic(tmp / CONFIG_FILE, saved)
         write_json_atomic(tmp / ENCODER_FILE, encoder.state())
         SidTable(encoder.item_ids, encoder.codes, list(model.spec.codebook_sizes)).save(tmp / SID_FOLDER)
+        if getattr(retriever, "keywords", None) is not None:  # a search's keyword term (genrec.model.keywords)
+            retriever.keywords.save(tmp / KEYWORDS_FILE)
         if items is not None:
             catalog_table(items, encoder.item_ids).to_parquet(tmp / CATALOG_FILE, index=False)
         if users is not None:
@@ -73,6 +76,8 @@ def from_pretrained(folder: str | os.PathLike, beams: int | None = None) -> Any:
     from genrec.decode.trie import PrefixTrie
     from genrec.model.config import load_model_config
     from genrec.model.inputs import RequestEncoder
+    from genrec.model.keywords import FILE as KEYWORDS_FILE
+    from genrec.model.keywords import KeywordIndex
     from genrec.model.model import GenerativeModel
     from genrec.model.retriever import GenerativeRetriever
     from genrec.sid.table import SidTable
@@ -93,7 +98,8 @@ def from_pretrained(folder: str | os.PathLike, beams: int | None = None) -> Any:
     if encoder.query_vectors is not None:  # load MiniLM now, not inside the first search
         encoder.query_vectors(["warm up"])
     trie = PrefixTrie.from_codes(sids.codes, sids.item_ids, list(sids.codebook_sizes))
-    return GenerativeRetriever(model.eval(), encoder, trie, beams=beams or int(meta.get("beams", 20)))
+    keywords = KeywordIndex.load(folder / KEYWORDS_FILE) if (folder / KEYWORDS_FILE).exists() else None
+    return GenerativeRetriever(model.eval(), encoder, trie, beams=beams or int(meta.get("beams", 20)), keywords=keywords)
 
 
 def export_run(run: str | os.PathLike, folder: str | os.PathLike) -> Path:

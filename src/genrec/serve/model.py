@@ -183,7 +183,7 @@ def fastest_exact(retriever: Retriever) -> Retriever:
         return retriever
     return module.GenerativeRetriever(generative.model, generative.encoder, generative.trie, beams=generative.beams,
                                       batch_size=generative.batch_size, max_beams=generative.max_beams,
-                                      precision=SERVED_PRECISION)
+                                      precision=SERVED_PRECISION, keywords=generative.keywords)
 
 
 def run_version(run: str | Path, weights: str = "") -> str:
