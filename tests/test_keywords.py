@@ -47,6 +47,8 @@ def test_scores_of_given_items_with_missing_items_and_queries():
     scores = index.scores(["red scarf", None], items)
     assert scores[0, 0] == pytest.approx(all_red[ids[2]]) and (scores[0, 1:] == 0).all()  # -1, outside: 0
     assert (scores[1] == 0).all()  # no query
+    twice = index.scores(["red scarf"], np.array([[ids[7], ids[2], ids[7], -1]]))[0]  # an item asked for twice
+    np.testing.assert_allclose(twice, [all_red[ids[7]], all_red[ids[2]], all_red[ids[7]], 0.0], rtol=1e-6)
     with pytest.raises(ValueError, match="shape"):
         index.scores(["red"], items)
 

@@ -92,25 +92,39 @@ class KeywordIndex:
 
     def score_all(self, query: str | None) -> np.ndarray:
         """`[n_slots]` float32: every item's BM25 score for `query` (zeros for None or no known word)."""
-        if not query:
-            return np.zeros(self.n_slots, dtype=np.float32)
-        columns = [self.term_id[t] for t in tokenize([query])[0] if t in self.term_id]
+        columns = self._columns(query)
         if not columns:
             return np.zeros(self.n_slots, dtype=np.float32)
         return np.asarray(self.weights[:, columns].sum(axis=1), dtype=np.float32).reshape(-1)
 
     def scores(self, queries: Sequence[str | None], items: np.ndarray) -> np.ndarray:
         """`[B, K]` float32: the score of each of `items [B, K]` for its row's query (0 for no
-        query, item -1, or an item outside the index)."""
+        query, item -1, or an item outside the index).
+
+        Only the postings of the query's words are read (not a catalogue-wide score vector), so
+        the cost per search follows how many items hold its words, not the catalogue's size."""
         items = np.asarray(items, dtype=np.int64)
         if items.ndim != 2 or len(items) != len(queries):
             raise ValueError(f"items must have shape [{len(queries)}, K], got {list(items.shape)}")
         out = np.zeros(items.shape, dtype=np.float32)
-        inside = (items >= 0) & (items < self.n_slots)
         for row, query in enumerate(queries):
-            if query:
-                out[row, inside[row]] = self.score_all(query)[items[row, inside[row]]]
+            columns = self._columns(query)
+            if not columns:
+                continue
+            postings = self.weights[:, columns]  # [n_slots, words]: the items holding each word, and its weight
+            wanted, where = np.unique(items[row], return_inverse=True)
+            at = np.minimum(np.searchsorted(wanted, postings.indices), len(wanted) - 1)
+            hit = wanted[at] == postings.indices
+            totals = np.zeros(len(wanted), dtype=np.float64)
+            np.add.at(totals, at[hit], postings.data[hit])
+            out[row] = totals[where.reshape(-1)]
         return out
+
+    def _columns(self, query: str | None) -> list[int]:
+        """The term columns of `query`'s known words, a repeated word once per repetition (as BM25 scores it)."""
+        if not query:
+            return []
+        return [self.term_id[t] for t in tokenize([query])[0] if t in self.term_id]
 
     def save(self, path: str | Path) -> Path:
         """One `.npz` (atomic: a crash leaves the old file or none)."""
