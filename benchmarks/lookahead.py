@@ -108,7 +108,8 @@ def main() -> None:
         print(lines[-1], flush=True)
     config = retriever.model.config
     table = [
-        "# The text lookahead inside the beam search", "",
+        "# A search's keyword weight beside the text lookahead" if args.keyword_weights
+        else "# The text lookahead inside the beam search", "",
         f"Command: `.venv/bin/python benchmarks/lookahead.py --run {args.run} --model {args.model} --part {args.part} "
         f"--weights {args.weights}" + (f" --keyword-weights {args.keyword_weights}" if args.keyword_weights else "")
         + (f" --max-requests {args.max_requests}" if args.max_requests else "") + "`  ",
