@@ -52,7 +52,7 @@ def test_step_bonuses_telescope_to_each_items_text_match_and_never_rise(seed):
     path_total = torch.zeros(len(queries), len(codes))
     for level in range(trie.levels):
         nodes = trie.advance(level, nodes, torch.as_tensor(codes[:, level]))
-        path_total += guide.steps[level][:, nodes]
+        path_total += guide.steps[level][guide.rows][:, nodes]
     torch.testing.assert_close(path_total, expected, atol=1e-5, rtol=0)
     torch.testing.assert_close(guide.item_total(torch.as_tensor(item_ids)[None].expand(len(queries), -1)),
                                expected, atol=1e-5, rtol=0)
@@ -85,6 +85,31 @@ def test_a_strong_lookahead_finds_the_item_the_query_names_in_a_greedy_search():
     unguided_again, _ = constrained_beam_search(model, model.initial_state(1), trie, beams=1, k=1,
                                                 guide=_text_guide(lookahead, query, vectors, torch.tensor([0.0])))
     assert int(unguided_again[0, 0]) == int(greedy[0, 0])
+
+
+def test_a_guide_for_some_requests_searches_the_others_as_if_unguided():
+    """Guiding only the searches of a batch (rows -1 for the others) gives the same beams and scores as
+    guiding every request with weight 0 for the non-searches, and an unguided request's beams are the
+    plain search's."""
+    codes, item_ids, trie, lookahead, vectors, queries, model = _setup(1)
+    searches = torch.tensor([True, False, True, False])
+    weights = torch.where(searches, 5.0, 0.0)
+    every_row = _text_guide(lookahead, queries, vectors, weights)
+    searches_only = lookahead.text_guide(queries, searches, 5.0)
+    assert searches_only.rows.tolist() == [0, 2, 1, 2] and len(searches_only.steps[0]) == 3  # 2 searches + zeros
+    state = model.initial_state(len(queries))
+    found, scores = constrained_beam_search(model, state, trie, beams=3, k=3, guide=searches_only)
+    want, want_scores = constrained_beam_search(model, model.initial_state(len(queries)), trie, beams=3, k=3,
+                                                guide=every_row)
+    assert torch.equal(found, want)
+    torch.testing.assert_close(scores, want_scores)
+    torch.testing.assert_close(searches_only.item_total(found), every_row.item_total(found))
+    plain, _ = constrained_beam_search(model, model.initial_state(len(queries)), trie, beams=3, k=3)
+    assert torch.equal(found[~searches], plain[~searches])
+    with pytest.raises(ValueError, match="rows must be in"):
+        lookahead.guide(torch.zeros(2, len(lookahead.leaf_items)), torch.tensor([0, 2]))
+    with pytest.raises(ValueError, match="searches must have"):
+        lookahead.text_guide(queries, searches[:2], 5.0)
 
 
 @pytest.mark.parametrize("beams", [2, 5])

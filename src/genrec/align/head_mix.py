@@ -146,8 +146,8 @@ def beams_and_head_scores(model, encoder, trie, requests: list[Request], beams: 
             state = model.encode(batch)
             guide = None
             if lookahead is not None and batch.query_vector is not None:
-                weights = torch.tensor([text_lookahead if r.is_search else 0.0 for r in chunk])
-                guide = lookahead.guide(lookahead.text_bonus(batch.query_vector, weights))
+                guide = lookahead.text_guide(batch.query_vector, torch.tensor([r.is_search for r in chunk]),
+                                             text_lookahead)
             found, scores = constrained_beam_search(model, state, trie, beams, beams, guide=guide)
             if guide is not None:
                 scores = scores - guide.item_total(found)

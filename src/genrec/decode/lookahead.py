@@ -21,10 +21,11 @@ with one item below has the same bound as its child, so forced levels stay free
 (the pruned search's skipping of them stays exact).
 
 `guide` takes any per-item bonus; the retriever uses the text match
-(`text_bonus`). Cost: the bonus of every catalogue item per request
-`[batch, items]` (one matrix product for the text) and one scatter-max per
-level, so it is for catalogues that fit a dense per-request item table; it is
-off unless the retriever is told to use it.
+(`text_guide`: the searches of a batch, the other requests unguided and free).
+Cost: the bonus of every catalogue item per guided request `[searches, items]`
+(one matrix product for the text) and one scatter-max per level, so it is for
+catalogues that fit a dense per-request item table; it is off unless the
+retriever is told to use it.
 """
 
 from __future__ import annotations
@@ -76,14 +77,26 @@ class ItemLookahead:
         return cls(leaf_items.to(device), tuple(a.to(device) for a in reversed(ancestors)),
                    tuple(p.to(device) for p in parents), leaf_of_item.to(device), leaf_text.to(device))
 
-    def guide(self, leaf_bonus: torch.Tensor) -> LookaheadGuide:
-        """The per-request step bonuses for `leaf_bonus [B, n_leaves]`: each request's item-level score
-        of every leaf's item (finite; a row of zeros leaves that request's search unguided)."""
+    def guide(self, leaf_bonus: torch.Tensor, rows: torch.Tensor | None = None) -> LookaheadGuide:
+        """The per-request step bonuses for `leaf_bonus [G, n_leaves]`: the item-level score of every
+        leaf's item (finite; a row of zeros leaves that search unguided) for G guided requests.
+
+        `rows [B]` says which row of `leaf_bonus` each of the batch's B requests takes (-1: none, the
+        request is not guided); None: request i takes row i. Why rows: in a batch that mixes searches and
+        recommendations only the searches have a query to look ahead with, and a recommendation row
+        would pay for the `[*, n_leaves]` bonus and every level's scatter-max only to add zeros."""
         if leaf_bonus.ndim != 2 or leaf_bonus.shape[1] != len(self.leaf_items):
             raise ValueError(f"leaf_bonus must be [B, {len(self.leaf_items)}], got {list(leaf_bonus.shape)}")
         if not bool(torch.isfinite(leaf_bonus).all()):
             raise ValueError("leaf_bonus must be finite (an item a request must not get belongs out of the trie)")
-        leaf_bonus = leaf_bonus.float()
+        if rows is None:
+            rows = torch.arange(len(leaf_bonus), device=leaf_bonus.device)
+        rows = torch.as_tensor(rows, dtype=torch.long, device=leaf_bonus.device).reshape(-1)
+        if len(rows) and (int(rows.min()) < -1 or int(rows.max()) >= len(leaf_bonus)):
+            raise ValueError(f"rows must be in [-1, {len(leaf_bonus)}), got [{int(rows.min())}, {int(rows.max())}]")
+        # One zero row after the guided ones: an unguided request reads it and gets bonus 0 everywhere.
+        leaf_bonus = torch.cat([leaf_bonus.float(), leaf_bonus.new_zeros(1, leaf_bonus.shape[1], dtype=torch.float)])
+        rows = torch.where(rows < 0, torch.full_like(rows, len(leaf_bonus) - 1), rows)
         root = leaf_bonus.max(1, keepdim=True).values  # the root's bound, [B, 1] (node 0 at depth 0)
         parent_bound = root
         steps = []
@@ -92,7 +105,17 @@ class ItemLookahead:
             bound.scatter_reduce_(1, ancestor.expand_as(leaf_bonus), leaf_bonus, "amax")
             steps.append(bound - parent_bound[:, self.parents[level]])
             parent_bound = bound
-        return LookaheadGuide(tuple(steps), leaf_bonus - root, self.leaf_of_item)
+        return LookaheadGuide(tuple(steps), leaf_bonus - root, self.leaf_of_item, rows)
+
+    def text_guide(self, query_vectors: torch.Tensor, searches: torch.Tensor, weight: float) -> LookaheadGuide:
+        """A batch's text lookahead: `weight` × the query–item cosine for the requests `searches [B]` (bool)
+        marks, of `query_vectors [B, d]`; the others are unguided and cost nothing."""
+        searches = torch.as_tensor(searches, dtype=torch.bool, device=query_vectors.device).reshape(-1)
+        if len(searches) != len(query_vectors):
+            raise ValueError(f"searches must have {len(query_vectors)} entries, got {len(searches)}")
+        rows = torch.where(searches, torch.cumsum(searches.long(), 0) - 1, -1)  # a search's row among the searches
+        query = query_vectors[searches]
+        return self.guide(self.text_bonus(query, torch.full((len(query),), float(weight), device=query.device)), rows)
 
     def text_bonus(self, query_vectors: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """`[B, n_leaves]` weight × cosine of each request's query vector `[B, d]` with each leaf item's
@@ -108,19 +131,21 @@ class ItemLookahead:
 
 @dataclass(frozen=True)
 class LookaheadGuide:
-    """One batch's bonuses: `steps[l] [B, nodes at depth l + 1]`, `leaf_total [B, n_leaves]` (their sum
-    along each leaf's path: bonus(item) − max bonus), `leaf_of_item` as in `ItemLookahead`."""
+    """One batch's bonuses: `steps[l] [G + 1, nodes at depth l + 1]`, `leaf_total [G + 1, n_leaves]` (their
+    sum along each leaf's path: bonus(item) − max bonus) for the G guided requests and a last row of zeros,
+    `leaf_of_item` as in `ItemLookahead`, and `rows [B]` the row each of the batch's requests reads."""
 
     steps: tuple[torch.Tensor, ...]
     leaf_total: torch.Tensor
     leaf_of_item: torch.Tensor
+    rows: torch.Tensor
 
     def bonus(self, level: int, child_ids: torch.Tensor, request: torch.Tensor) -> torch.Tensor:
         """`[N, C]` what level `level` adds to candidates `child_ids [N, C]` of rows of requests `request [N]`."""
-        return self.steps[level][request[:, None], child_ids]
+        return self.steps[level][self.rows[request][:, None], child_ids]
 
     def item_total(self, items: torch.Tensor) -> torch.Tensor:
         """`[B, K]` the guide's whole contribution to the scores of `items [B, K]` (-1: 0)."""
         leaves = self.leaf_of_item[items.clamp(min=0)]
-        total = self.leaf_total.gather(1, leaves.clamp(min=0))
+        total = self.leaf_total[self.rows].gather(1, leaves.clamp(min=0))
         return torch.where((items >= 0) & (leaves >= 0), total, torch.zeros_like(total))

@@ -248,8 +248,8 @@ class GenerativeRetriever:
             item_head = self.model.item_head
             assert item_head is not None  # can_match_text, checked at construction
             self._lookahead = ItemLookahead.from_trie(self.trie, item_head.text)
-        weights = torch.tensor([self.text_lookahead if r.is_search else 0.0 for r in chunk], device=device)
-        return self._lookahead.guide(self._lookahead.text_bonus(batch.query_vector, weights))
+        searches = torch.tensor([r.is_search for r in chunk], device=device)
+        return self._lookahead.text_guide(batch.query_vector, searches, self.text_lookahead)
 
     @property
     def search_mix(self) -> float:
