@@ -21,11 +21,11 @@ on the same beams.
 A search's text lookahead (`genrec.decode.lookahead`) is different: it changes which
 items the beam search finds, so `choose_search_scoring` decodes the validation
 searches once per lookahead weight and runs that grid on each weight's beams. The
-weights are chosen together because they trade against each other: a keyword
-term that lifts long-tail items in the final order matters more when the lookahead
-has brought more of them into the beams, and chosen one after the other (the grid on
-unguided beams, then the lookahead) they chose a combination worse on validation
-than either choice alone would have kept.
+weights are chosen together because they trade against each other: a keyword or
+text term that lifts long-tail items in the final order matters more when the
+lookahead has brought more of them into the beams. Chosen one after the other (the
+grid on unguided beams, then the lookahead) they reached validation search
+Recall@10 0.4724 on the demo's model; chosen together 0.4786 without keywords.
 """
 
 from __future__ import annotations
