@@ -185,6 +185,41 @@ def test_a_head_that_reads_text_scores_items_by_their_text_before_any_training()
         ItemHead(4, 5).set_item_text(torch.tensor([1]), torch.zeros(1, 3))
 
 
+def test_the_catalogue_item_vectors_are_reused_only_while_nothing_they_depend_on_changes():
+    """Served requests reuse the mapped item vectors; any change to a weight, a text vector or the
+    autocast state must give what a fresh computation gives, and training must get a graph."""
+    torch.manual_seed(0)
+    head = ItemHead(4, 6, text_dim=3)
+    head.set_item_text(torch.arange(1, 6), torch.randn(5, 3))
+
+    def fresh() -> torch.Tensor:
+        return head.table + head.text_projection(head.text.to(head.table.dtype))
+
+    with torch.no_grad():
+        first = head.item_vectors()
+        assert head.item_vectors() is first  # reused
+        torch.testing.assert_close(first, fresh())
+        head.text_projection.weight.add_(1.0)  # an optimizer step writes in place like this
+        assert torch.equal(head.item_vectors(), fresh()) and not torch.equal(head.item_vectors(), first)
+        head.table.mul_(2.0)
+        assert torch.equal(head.item_vectors(), fresh())
+        head.set_item_text(torch.tensor([2]), torch.ones(1, 3))
+        assert torch.equal(head.item_vectors(), fresh())
+        head.load_state_dict({name: value + 1 for name, value in head.state_dict().items() if name != "known"},
+                             strict=False)
+        assert torch.equal(head.item_vectors(), fresh())
+        exact = head.item_vectors()
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # the map runs in bf16 there: other numbers
+            assert torch.equal(head.item_vectors(), fresh()) and not torch.equal(head.item_vectors(), exact)
+        assert torch.equal(head.item_vectors(), exact)
+    with torch.inference_mode():
+        assert torch.equal(head.item_vectors(), fresh())
+    assert head.item_vectors().requires_grad  # with autograd on: computed afresh, with its graph
+    head.cache_item_vectors = False
+    with torch.no_grad():
+        assert head.item_vectors() is not head.item_vectors()
+
+
 def test_a_model_with_a_text_reading_head_builds():
     model = GenerativeModel(replace(CONFIG, item_head_text=True), replace(SPEC, item_text_dim=6))
     assert model.item_head.text.shape == (SPEC.n_item_slots, 6)

@@ -39,6 +39,10 @@ class ItemHead(nn.Module):
 
     known: torch.Tensor  # [n_item_slots] bool: the slot is a catalogue item with a SID
     text: torch.Tensor  # [n_item_slots, text_dim] float16 item text vectors (0 rows: none)
+    cache_item_vectors = True
+    """Keep `item_vectors` between calls when no gradient is recorded; False recomputes it every
+    call (what the speed benchmark compares against)."""
+    _vectors_cache: tuple[tuple[torch.Tensor, ...], tuple, torch.Tensor] | None = None
 
     def __init__(self, d_model: int, n_item_slots: int, text_dim: int = 0):
         super().__init__()
@@ -66,9 +70,34 @@ class ItemHead(nn.Module):
         self.text[item_ids.to(self.text.device)] = vectors.to(self.text.device, torch.float16)
 
     def item_vectors(self) -> torch.Tensor:
-        """`[n_item_slots, d]`: the learned rows, plus the mapped text vectors when the head reads text."""
+        """`[n_item_slots, d]`: the learned rows, plus the mapped text vectors when the head reads text.
+
+        Without autograd the result is kept until a weight or a text vector changes. Why: the map is
+        a `[n_item_slots, text_dim] x [text_dim, d]` product over the whole catalogue, the same for
+        every request, and recomputing it per call was most of a served request's head
+        (`benchmarks/results/item_vectors_cache.md`). The cache holds the very tensors it was made
+        from and their version counters (every in-place write, an optimizer step or
+        `load_state_dict`, bumps one) and the autocast state, so it is reused only where a fresh
+        call would compute the same matrix."""
         if self.text_projection is None:
             return self.table
+        if not self.cache_item_vectors or torch.is_grad_enabled():  # training needs the product's graph
+            return self._mapped_vectors()
+        inputs = (self.table, self.text_projection.weight, self.text)
+        device = self.table.device.type
+        try:
+            versions = tuple(t._version for t in inputs)
+        except RuntimeError:  # inference tensors (made under torch.inference_mode) keep no version
+            return self._mapped_vectors()
+        state = (versions, torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device))
+        cached = self._vectors_cache
+        if cached is None or state != cached[1] or any(a is not b for a, b in zip(inputs, cached[0])):
+            cached = (inputs, state, self._mapped_vectors())
+            self._vectors_cache = cached
+        return cached[2]
+
+    def _mapped_vectors(self) -> torch.Tensor:
+        assert self.text_projection is not None
         return self.table + self.text_projection(self.text.to(self.table.dtype))
 
     def set_known_items(self, item_ids: torch.Tensor) -> None:
