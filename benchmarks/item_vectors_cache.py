@@ -57,7 +57,9 @@ def main() -> None:
     pick = np.random.default_rng(0).choice(len(requests), min(len(requests), max(args.requests, 64 * args.batches)),
                                            replace=False)
     chosen = [requests[int(i)] for i in pick]
-    retriever.retrieve(chosen[:64], args.k)  # query vectors and lazy tables load outside the clock
+    # Every query's MiniLM vector is computed here, outside the clock: otherwise the first of the two
+    # calls of a new query would pay for encoding it and the second would find it cached.
+    retriever.retrieve(chosen, args.k)
 
     rows = []
     same = True
@@ -77,7 +79,8 @@ def main() -> None:
         f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared), {args.threads} torch thread(s), CPU only  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; the served retriever (`fastest_exact`), "
         f"k = {args.k}; item slots {head.table.shape[0]:,}, text dim {head.text.shape[1]}, d {head.table.shape[1]}; "
-        "cache on and off alternating call by call", "",
+        "cache on and off alternating call by call, each side first on every other call; every query's "
+        "vector encoded before the clock starts", "",
         "| calls | n | p50 ms, recomputed | p50 ms, kept | p50 ratio | CPU ms, recomputed (median) | "
         "CPU ms, kept (median) | same items and scores |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
@@ -101,9 +104,9 @@ def _paired(retriever, head, calls: list[list[Request]], k: int) -> tuple[int, f
     head.cache_item_vectors = True
     with torch.no_grad():
         head.item_vectors()  # kept from here on: switching the cache off and on does not drop it
-    for call in calls:
+    for i, call in enumerate(calls):
         answers = {}
-        for cached in (False, True):
+        for cached in ((False, True) if i % 2 == 0 else (True, False)):  # neither side always goes first
             head.cache_item_vectors = cached
             wall_start, cpu_start = time.perf_counter(), time.process_time()
             answers[cached] = retriever.retrieve(call, k)
