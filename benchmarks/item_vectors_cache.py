@@ -1,8 +1,9 @@
 """What a served request costs with the item head's catalogue vectors kept between calls, and without.
 
 The item head scores every catalogue item from `table + text_projection(item text)`. That
-`[items, text_dim] x [text_dim, d]` product is the same for every request, so `ItemHead.item_vectors`
-keeps it while no weight changes (`ItemHead.cache_item_vectors`). This benchmark answers the same
+`[items, text_dim] x [text_dim, d]` product is the same for every request, so a served retriever (one
+with a `precision`, whose weights are fixed) keeps it from its first call
+(`GenerativeRetriever.keep_item_vectors`). This benchmark answers the same
 test requests one at a time (batch 1, as a lightly loaded server does) and in batches of 64 with the
 server's retriever (`genrec.serve.model.fastest_exact` of the aligned model), the cache on and off
 alternating request by request so machine load slows both alike, and checks that both answer the
@@ -51,7 +52,7 @@ def main() -> None:
     split = leave_one_out(dataset.events)
     retriever = fastest_exact(build_retriever(args.retriever, args.run, dataset, split))
     head = getattr(getattr(retriever, "model", None), "item_head", None)
-    if head is None or head.text_projection is None:
+    if head is None or head.text_projection is None or not hasattr(retriever, "keep_item_vectors"):
         raise SystemExit(f"{args.retriever} in {args.run} has no text-reading item head: nothing to compare")
     requests, _ = build_requests(split, "test")
     pick = np.random.default_rng(0).choice(len(requests), min(len(requests), max(args.requests, 64 * args.batches)),
@@ -66,9 +67,9 @@ def main() -> None:
     singles = chosen[:args.requests]
     for label, kind in (("searches", True), ("recommendations", False)):
         subset = [[r] for r in singles if r.is_search == kind]
-        rows.append((f"{label}, one at a time", *_paired(retriever, head, subset, args.k)))
+        rows.append((f"{label}, one at a time", *_paired(retriever, subset, args.k)))
     batches = [chosen[i:i + 64] for i in range(0, 64 * args.batches, 64) if len(chosen[i:i + 64]) == 64]
-    rows.append(("mixed batches of 64", *_paired(retriever, head, batches, args.k)))
+    rows.append(("mixed batches of 64", *_paired(retriever, batches, args.k)))
     for row in rows:
         same = same and row[-1]
 
@@ -96,25 +97,22 @@ def main() -> None:
         raise SystemExit("the cache changed an answer")
 
 
-def _paired(retriever, head, calls: list[list[Request]], k: int) -> tuple[int, float, float, float, float, bool]:
+def _paired(retriever, calls: list[list[Request]], k: int) -> tuple[int, float, float, float, float, bool]:
     """Each call answered with the cache off, then on: medians of wall and CPU ms, and whether they agree."""
     wall: dict[bool, list[float]] = {False: [], True: []}
     cpu: dict[bool, list[float]] = {False: [], True: []}
     equal = True
-    head.cache_item_vectors = True
-    with torch.no_grad():
-        head.item_vectors()  # kept from here on: switching the cache off and on does not drop it
     for i, call in enumerate(calls):
         answers = {}
         for cached in ((False, True) if i % 2 == 0 else (True, False)):  # neither side always goes first
-            head.cache_item_vectors = cached
+            retriever.keep_item_vectors = cached  # the kept matrix stays while the switch is off
             wall_start, cpu_start = time.perf_counter(), time.process_time()
             answers[cached] = retriever.retrieve(call, k)
             wall[cached].append(1e3 * (time.perf_counter() - wall_start))
             cpu[cached].append(1e3 * (time.process_time() - cpu_start))
         equal = equal and all(np.array_equal(a.item_ids, b.item_ids) and np.array_equal(a.scores, b.scores)
                               for a, b in zip(answers[False], answers[True]))
-    head.cache_item_vectors = True
+    retriever.keep_item_vectors = True
     return (len(calls), float(np.median(wall[False])), float(np.median(wall[True])), float(np.median(cpu[False])),
             float(np.median(cpu[True])), equal)
 

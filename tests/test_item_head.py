@@ -185,39 +185,60 @@ def test_a_head_that_reads_text_scores_items_by_their_text_before_any_training()
         ItemHead(4, 5).set_item_text(torch.tensor([1]), torch.zeros(1, 3))
 
 
-def test_the_catalogue_item_vectors_are_reused_only_while_nothing_they_depend_on_changes():
-    """Served requests reuse the mapped item vectors; any change to a weight, a text vector or the
-    autocast state must give what a fresh computation gives, and training must get a graph."""
-    torch.manual_seed(0)
-    head = ItemHead(4, 6, text_dim=3)
-    head.set_item_text(torch.arange(1, 6), torch.randn(5, 3))
-
-    def fresh() -> torch.Tensor:
-        return head.table + head.text_projection(head.text.to(head.table.dtype))
-
+def _text_head_model(small_world, seed: int = 0):
+    """The tiny model with a text-reading item head whose text map matters (random item text vectors)."""
+    model, encoder, trie = tiny_generative(small_world, seed=seed, decoder_scale=3.0)
+    n_slots = int(small_world.dataset.items["item_id"].max()) + 1
+    headed = GenerativeModel(replace(model.config, item_head=True, item_head_text=True),
+                             replace(model.spec, n_item_slots=n_slots, item_text_dim=6)).eval()
+    headed.load_state_dict(model.state_dict(), strict=False)
+    item_ids = torch.tensor(small_world.dataset.items["item_id"].to_numpy())
+    torch.manual_seed(seed + 1)
+    headed.item_head.set_item_text(item_ids, torch.randn(len(item_ids), 6))
     with torch.no_grad():
-        first = head.item_vectors()
-        assert head.item_vectors() is first  # reused
-        torch.testing.assert_close(first, fresh())
-        head.text_projection.weight.add_(1.0)  # an optimizer step writes in place like this
-        assert torch.equal(head.item_vectors(), fresh()) and not torch.equal(head.item_vectors(), first)
-        head.table.mul_(2.0)
-        assert torch.equal(head.item_vectors(), fresh())
-        head.set_item_text(torch.tensor([2]), torch.ones(1, 3))
-        assert torch.equal(head.item_vectors(), fresh())
-        head.load_state_dict({name: value + 1 for name, value in head.state_dict().items() if name != "known"},
-                             strict=False)
-        assert torch.equal(head.item_vectors(), fresh())
-        exact = head.item_vectors()
-        with torch.autocast("cpu", dtype=torch.bfloat16):  # the map runs in bf16 there: other numbers
-            assert torch.equal(head.item_vectors(), fresh()) and not torch.equal(head.item_vectors(), exact)
-        assert torch.equal(head.item_vectors(), exact)
-    with torch.inference_mode():
-        assert torch.equal(head.item_vectors(), fresh())
-    assert head.item_vectors().requires_grad  # with autograd on: computed afresh, with its graph
-    head.cache_item_vectors = False
-    with torch.no_grad():
-        assert head.item_vectors() is not head.item_vectors()
+        headed.item_head.text_projection.weight.mul_(20.0)  # let the text map decide the head's order
+    return headed, encoder, trie
+
+
+def test_a_served_retriever_keeps_the_head_item_vectors_and_answers_as_if_it_did_not(small_world):
+    """The served path (a `precision`) computes the catalogue's item vectors once; its answers are
+    those of the same retriever recomputing them per call."""
+    model, encoder, trie = _text_head_model(small_world)
+    requests = [Request(user_id=1, history=(3, 4)), Request(user_id=2, history=(5,)), Request(user_id=3, history=())]
+    kept = GenerativeRetriever(model, encoder, trie, beams=16, item_head_mix=1.0, precision="fp32")
+    fresh = GenerativeRetriever(model, encoder, trie, beams=16, item_head_mix=1.0, precision="fp32")
+    fresh.keep_item_vectors = False
+    assert kept.keep_item_vectors and not GenerativeRetriever(model, encoder, trie).keep_item_vectors
+    calls = []
+    original = model.item_head.item_vectors
+    model.item_head.item_vectors = lambda: calls.append(1) or original()  # type: ignore[method-assign]
+    for _ in range(3):
+        for a, b in zip(kept.retrieve(requests, 5), fresh.retrieve(requests, 5)):
+            assert a.item_ids.tolist() == b.item_ids.tolist() and np.array_equal(a.scores, b.scores)
+    assert len(calls) == 1 + 3  # kept: once; fresh: every call
+    items = np.array([[int(a.item_ids[0]), int(a.item_ids[1])] for a in fresh.retrieve(requests, 5)])
+    assert np.array_equal(kept.score(requests, items), fresh.score(requests, items))
+
+
+def test_evaluation_during_training_sees_every_optimizer_step_of_the_head(small_world):
+    """Training evaluates with a retriever over the model it is training (no `precision`): after a
+    fused AdamW step — which writes the weights without bumping their version counters — its
+    scores must be a fresh retriever's, not those of the weights before the step."""
+    model, encoder, trie = _text_head_model(small_world)
+    requests = [Request(user_id=1, history=(3, 4)), Request(user_id=2, history=(5,))]
+    evaluator = GenerativeRetriever(model, encoder, trie, beams=16, item_head_mix=1.0)
+    items = np.array([[int(a.item_ids[0]), int(a.item_ids[-1])] for a in evaluator.retrieve(requests, 5)])
+    before = evaluator.score(requests, items)
+    head = model.item_head
+    optimizer = torch.optim.AdamW([head.table, head.text_projection.weight], lr=0.5, fused=True)
+    model.train()
+    head.loss(torch.randn(4, head.table.shape[1]), torch.tensor(items[:, 1].tolist() * 2)).backward()
+    optimizer.step()
+    model.eval()
+    after = evaluator.score(requests, items)
+    assert not np.allclose(after, before)
+    assert np.array_equal(after, GenerativeRetriever(model, encoder, trie, beams=16, item_head_mix=1.0)
+                          .score(requests, items))
 
 
 def test_a_model_with_a_text_reading_head_builds():

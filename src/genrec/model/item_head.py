@@ -39,10 +39,6 @@ class ItemHead(nn.Module):
 
     known: torch.Tensor  # [n_item_slots] bool: the slot is a catalogue item with a SID
     text: torch.Tensor  # [n_item_slots, text_dim] float16 item text vectors (0 rows: none)
-    cache_item_vectors = True
-    """Keep `item_vectors` between calls when no gradient is recorded; False recomputes it every
-    call (what the speed benchmark compares against)."""
-    _vectors_cache: tuple[tuple[torch.Tensor, ...], tuple, torch.Tensor] | None = None
 
     def __init__(self, d_model: int, n_item_slots: int, text_dim: int = 0):
         super().__init__()
@@ -70,34 +66,9 @@ class ItemHead(nn.Module):
         self.text[item_ids.to(self.text.device)] = vectors.to(self.text.device, torch.float16)
 
     def item_vectors(self) -> torch.Tensor:
-        """`[n_item_slots, d]`: the learned rows, plus the mapped text vectors when the head reads text.
-
-        Without autograd the result is kept until a weight or a text vector changes. Why: the map is
-        a `[n_item_slots, text_dim] x [text_dim, d]` product over the whole catalogue, the same for
-        every request, and recomputing it per call was most of a served request's head
-        (`benchmarks/results/item_vectors_cache.md`). The cache holds the very tensors it was made
-        from and their version counters (every in-place write, an optimizer step or
-        `load_state_dict`, bumps one) and the autocast state, so it is reused only where a fresh
-        call would compute the same matrix."""
+        """`[n_item_slots, d]`: the learned rows, plus the mapped text vectors when the head reads text."""
         if self.text_projection is None:
             return self.table
-        if not self.cache_item_vectors or torch.is_grad_enabled():  # training needs the product's graph
-            return self._mapped_vectors()
-        inputs = (self.table, self.text_projection.weight, self.text)
-        device = self.table.device.type
-        try:
-            versions = tuple(t._version for t in inputs)
-        except RuntimeError:  # inference tensors (made under torch.inference_mode) keep no version
-            return self._mapped_vectors()
-        state = (versions, torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device))
-        cached = self._vectors_cache
-        if cached is None or state != cached[1] or any(a is not b for a, b in zip(inputs, cached[0])):
-            cached = (inputs, state, self._mapped_vectors())
-            self._vectors_cache = cached
-        return cached[2]
-
-    def _mapped_vectors(self) -> torch.Tensor:
-        assert self.text_projection is not None
         return self.table + self.text_projection(self.text.to(self.table.dtype))
 
     def set_known_items(self, item_ids: torch.Tensor) -> None:
@@ -109,13 +80,16 @@ class ItemHead(nn.Module):
         self.known.zero_()
         self.known[item_ids.to(self.known.device)] = True
 
-    def logits(self, summary: torch.Tensor) -> torch.Tensor:
-        """`[B, n_item_slots]` fp32 logits, -inf outside the catalogue."""
-        scores = self.projection(summary).float() @ self.item_vectors().float().T
+    def logits(self, summary: torch.Tensor, vectors: torch.Tensor | None = None) -> torch.Tensor:
+        """`[B, n_item_slots]` fp32 logits, -inf outside the catalogue. `vectors`: `item_vectors()` computed
+        earlier by a caller that knows the weights have not changed since (a served retriever keeps them:
+        the text map is a product over the whole catalogue); None computes them now."""
+        vectors = self.item_vectors() if vectors is None else vectors
+        scores = self.projection(summary).float() @ vectors.float().T
         return scores.masked_fill(~self.known, float("-inf"))
 
-    def log_probs(self, summary: torch.Tensor) -> torch.Tensor:
-        return F.log_softmax(self.logits(summary), dim=-1)
+    def log_probs(self, summary: torch.Tensor, vectors: torch.Tensor | None = None) -> torch.Tensor:
+        return F.log_softmax(self.logits(summary, vectors), dim=-1)
 
     def loss(self, summary: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of the target items `[B]` (ids outside the catalogue are an error)."""
@@ -125,10 +99,10 @@ class ItemHead(nn.Module):
             raise ValueError("item head targets must be catalogue items with a SID")
         return F.cross_entropy(self.logits(summary), items)
 
-    def score(self, summary: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def score(self, summary: torch.Tensor, items: torch.Tensor, vectors: torch.Tensor | None = None) -> torch.Tensor:
         """`[B, K]` log p of `items [B, K]` (-1 = no item: scores 0, the caller keeps it last)."""
         real = items >= 0
-        picked = self.log_probs(summary).gather(1, items.clamp(min=0).long())
+        picked = self.log_probs(summary, vectors).gather(1, items.clamp(min=0).long())
         return torch.where(real, picked, torch.zeros_like(picked))
 
     def text_match(self, query_vector: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -148,13 +122,14 @@ class ItemHead(nn.Module):
         return torch.where(items >= 0, cosine, torch.zeros_like(cosine))
 
     def rerank(self, summary: torch.Tensor, items: torch.Tensor, scores: torch.Tensor, mix: float | torch.Tensor,
-               k: int, bonus: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               k: int, bonus: torch.Tensor | None = None,
+               vectors: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The best `k` of each request's beams `items [B, K]` (-1 = none, score -inf) by
         `scores + mix * log p(item) (+ bonus [B, K])` (`mix` one number, or one per request `[B]`):
         `(items [B, k], combined scores [B, k])`, -1 rows last."""
         if isinstance(mix, torch.Tensor):
             mix = mix.float().reshape(-1, 1)
-        combined = scores.float() + mix * self.score(summary, items)
+        combined = scores.float() + mix * self.score(summary, items, vectors)
         if bonus is not None:
             combined = combined + bonus.float()
         combined = combined.masked_fill(items < 0, float("-inf"))

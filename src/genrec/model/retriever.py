@@ -53,6 +53,8 @@ class GenerativeRetriever:
     evaluated); "fp32" or "bf16" decodes with a `FastDecoder` copy of it
     (`genrec.model.inference`): "fp32" returns the same items, faster; "bf16" is
     faster still on CPUs with bf16 arithmetic but may reorder near-tied items.
+    Such a retriever serves the weights it was built with, so it also keeps the item
+    head's catalogue vectors from its first call (`keep_item_vectors`); build it after training.
 
     `prune_margin` (nats; None, the default, is off) drops a beam after any level
     once it is that far below its request's best beam, so later levels decode
@@ -139,6 +141,8 @@ class GenerativeRetriever:
         self.precision = precision
         self.decoder: GenerativeModel | FastDecoder = (self.model if precision is None
                                                        else FastDecoder(self.model, precision))
+        self.keep_item_vectors = precision is not None
+        self._item_vectors: torch.Tensor | None = None
 
     def retrieve(self, requests: Sequence[Request], k: int) -> list[Ranked]:
         if k < 1:
@@ -171,7 +175,7 @@ class GenerativeRetriever:
                     if state.summary is None:
                         raise ValueError("the decoder's encode() gave no summary for the item head to score")
                     found, found_scores = head.rerank(state.summary, found, found_scores, self._mixes(chunk, device),
-                                                      k, bonus)
+                                                      k, bonus, self._head_vectors(head))
                 elif reorder:
                     top = torch.topk(found_scores if bonus is None else found_scores + bonus, k, dim=1)
                     found, found_scores = found.gather(1, top.indices), top.values
@@ -206,7 +210,8 @@ class GenerativeRetriever:
                 codes = torch.from_numpy(self.encoder.code_of_item[item_ids[start:start + len(chunk)]])
                 scores = sid_log_probs(self.decoder, state, self.trie, codes.to(device))
                 if head is not None and state.summary is not None:  # what head.rerank adds to a beam's score
-                    scores = scores + self._mixes(chunk, device)[:, None] * head.score(state.summary, items)
+                    scores = scores + (self._mixes(chunk, device)[:, None]
+                                       * head.score(state.summary, items, self._head_vectors(head)))
                 bonus = self._bonus(batch, chunk, items)
                 if bonus is not None:
                     scores = scores + bonus
@@ -217,6 +222,24 @@ class GenerativeRetriever:
         """The item head when any of its terms counts, else None."""
         return (self.model.item_head if max(self.item_head_mix, self.search_mix, self.item_head_text_match) > 0
                 else None)
+
+    def _head_vectors(self, head: ItemHead) -> torch.Tensor | None:
+        """The head's catalogue item vectors kept from the first call (`keep_item_vectors`), or None
+        (the head computes them per call).
+
+        Why: a head that reads item text builds every item's vector with a `[items, text_dim] x
+        [text_dim, d]` product, the same for every request, and most of a lone served request's head
+        (`benchmarks/results/item_vectors_cache.md`). Only a retriever with a `precision` keeps them:
+        its `FastDecoder` is a copy of the weights made at construction, so it already answers with
+        the model as it was then; one without (training's evaluation, whose model keeps changing)
+        computes them afresh. (Version counters cannot tell: a fused optimizer step writes
+        parameters without bumping them.)"""
+        if not self.keep_item_vectors:
+            return None
+        if self._item_vectors is None:
+            with torch.no_grad():
+                self._item_vectors = head.item_vectors().detach()
+        return self._item_vectors
 
     def _mixes(self, chunk: Sequence[Request], device: torch.device) -> torch.Tensor:
         """`[B]` the head's mix per request: the search mix for a query, the recommendation mix otherwise."""
