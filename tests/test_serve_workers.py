@@ -87,6 +87,34 @@ def test_the_server_decodes_a_generative_model_in_the_exact_fast_mode_and_leaves
     assert fastest_exact(fake) is fake
 
 
+def test_the_aligned_model_is_served_in_the_fast_mode_too_with_its_own_settings(small_world):
+    """`generative-aligned` (a subclass that answers with the base class's code) is served by the exact
+    fast decoder under its own name; settings given to the retriever, not read from the model, carry
+    over; a subclass with its own `retrieve` is left alone."""
+    from tiny_generative import tiny_generative
+
+    from genrec.align.retriever import AlignedGenerativeRetriever
+    from genrec.data.splits import build_requests, leave_one_out
+    from genrec.model.retriever import GenerativeRetriever
+
+    model, encoder, trie = tiny_generative(small_world, seed=5)
+    aligned = AlignedGenerativeRetriever(model, encoder, trie, beams=8, max_beams=16, item_head_mix=0.0)
+    served = fastest_exact(aligned)
+    assert type(served) is AlignedGenerativeRetriever and served.name == "generative-aligned"
+    assert served.precision == SERVED_PRECISION and served.item_head_mix == 0.0 and served.model is model
+    requests, _ = build_requests(leave_one_out(small_world.dataset.events), "test")
+    requests = requests[:12]
+    for want, got in zip(aligned.retrieve(requests, 5), served.retrieve(requests, 5)):
+        np.testing.assert_array_equal(got.item_ids, want.item_ids)
+
+    class Reranked(GenerativeRetriever):
+        def retrieve(self, requests, k):
+            return super().retrieve(requests, k)[::-1]
+
+    own = Reranked(model, encoder, trie, beams=8, max_beams=16)
+    assert fastest_exact(own) is own
+
+
 def test_torch_threads_are_shared_out_among_workers_unless_set(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     cores = os.cpu_count() or 1

@@ -172,18 +172,26 @@ SERVED_PRECISION = "fp32"
 
 def fastest_exact(retriever: Retriever) -> Retriever:
     """`retriever`, or for a `GenerativeRetriever` that decodes with the model's own code, the same
-    model, encoder and trie decoding with `SERVED_PRECISION`; any other retriever as it is.
+    model, encoder, trie and scoring settings decoding with `SERVED_PRECISION`; any other retriever as it is.
 
     Only the exact mode: a served answer must be what evaluation measured, so
     the faster bf16 mode (which reorders near-tied items) is never chosen here.
+    A subclass that answers with the base class's `retrieve` and `score` (`generative-aligned`)
+    is served the same way and keeps its class, so its name; one that answers otherwise is left alone.
     """
     module = sys.modules.get("genrec.model.retriever")  # loaded if and only if a generative retriever exists
     generative: Any = retriever
-    if module is None or type(generative) is not module.GenerativeRetriever or generative.precision is not None:
+    if module is None or not isinstance(generative, module.GenerativeRetriever) or generative.precision is not None:
         return retriever
-    return module.GenerativeRetriever(generative.model, generative.encoder, generative.trie, beams=generative.beams,
-                                      batch_size=generative.batch_size, max_beams=generative.max_beams,
-                                      precision=SERVED_PRECISION, keywords=generative.keywords)
+    base = module.GenerativeRetriever
+    kind = type(generative)
+    if kind.retrieve is not base.retrieve or kind.score is not base.score:
+        return retriever
+    return kind(generative.model, generative.encoder, generative.trie, beams=generative.beams,
+                batch_size=generative.batch_size, max_beams=generative.max_beams, precision=SERVED_PRECISION,
+                item_head_mix=generative.item_head_mix, item_head_search_mix=generative.item_head_search_mix,
+                item_head_text_match=generative.item_head_text_match, text_lookahead=generative.text_lookahead,
+                keywords=generative.keywords, keyword_match=generative.keyword_match)
 
 
 def run_version(run: str | Path, weights: str = "") -> str:
