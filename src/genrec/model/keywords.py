@@ -12,11 +12,11 @@ keeps beside its generated codes (KHQE's keyword-enhanced levels and query–ite
 relevance constraint). It only reorders the beams the model generated; its weight
 is chosen on validation by the align stage (`GenerativeConfig.keyword_match`).
 
-The scoring is BM25's Lucene variant over the same tokens as the BM25 baseline
-(`bm25s.tokenize`: lower case, words of two or more characters, English stop
-words dropped), held as one sparse item × term matrix of precomputed term
-weights, so scoring a query is a sum of a few columns and the index saves to one
-`.npz` file.
+The scoring is the BM25 baseline's (`bm25s`, Lucene variant, same tokens: lower
+case, words of two or more characters, English stop words dropped), whose index
+is one sparse document × term matrix of precomputed term weights; it is kept with
+rows numbered by item id, so scoring a query is a sum of a few columns and the
+index saves to one `.npz` file.
 """
 
 from __future__ import annotations
@@ -64,27 +64,18 @@ class KeywordIndex:
             raise ValueError("item ids must be unique")
         if k1 < 0 or not 0 <= b <= 1:
             raise ValueError(f"BM25 needs k1 ≥ 0 and 0 ≤ b ≤ 1, got k1={k1}, b={b}")
-        tokens = tokenize(texts)
-        vocabulary = sorted({t for doc in tokens for t in doc})
-        term_id = {t: i for i, t in enumerate(vocabulary)}
-        rows: list[int] = []
-        cols: list[int] = []
-        for item, doc in zip(item_ids, tokens):
-            rows.extend([int(item)] * len(doc))
-            cols.extend(term_id[t] for t in doc)
-        counts = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_slots, len(vocabulary))).tocsr()
-        counts.sum_duplicates()  # term frequency per (item, term)
-        lengths = np.zeros(n_slots)
-        lengths[item_ids] = [len(doc) for doc in tokens]
-        mean_length = max(lengths[item_ids].mean(), 1e-9) if len(item_ids) else 1.0
-        documents = max(len(item_ids), 1)
-        df = np.bincount(counts.indices, minlength=len(vocabulary))
-        idf = np.log(1.0 + (documents - df + 0.5) / (df + 0.5))
-        tf = counts.data
-        row_of = np.repeat(np.arange(n_slots), np.diff(counts.indptr))
-        norm = k1 * (1.0 - b + b * lengths[row_of] / mean_length)
-        counts.data = (tf / (tf + norm) * idf[counts.indices]).astype(np.float32)
-        return cls(counts.tocsc(), vocabulary)
+        # The BM25 baseline's own index (`bm25s`, Lucene variant) holds each term's weight per document as
+        # one sparse documents × terms matrix; its rows are renumbered here from text position to item id.
+        index = bm25s.BM25(k1=k1, b=b)
+        index.index(bm25s.tokenize(list(texts), show_progress=False), show_progress=False)
+        n_terms = len(index.scores["indptr"]) - 1  # bm25s gives its empty-text token no column
+        vocabulary = [t for t in sorted(index.vocab_dict, key=index.vocab_dict.__getitem__)
+                      if index.vocab_dict[t] < n_terms]
+        by_text = sp.csc_matrix((index.scores["data"], index.scores["indices"], index.scores["indptr"]),
+                                shape=(len(item_ids), n_terms)).tocoo()
+        weights = sp.csc_matrix((by_text.data.astype(np.float32), (item_ids[by_text.row], by_text.col)),
+                                shape=(n_slots, len(vocabulary)))
+        return cls(weights, vocabulary)
 
     @property
     def n_slots(self) -> int:
