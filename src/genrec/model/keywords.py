@@ -128,6 +128,12 @@ class KeywordIndex:
         return path
 
     @classmethod
+    def beside(cls, folder: str | Path) -> "KeywordIndex | None":
+        """The index saved in a model folder (`FILE`), or None where the model has none."""
+        path = Path(folder) / FILE
+        return cls.load(path) if path.exists() else None
+
+    @classmethod
     def load(cls, path: str | Path) -> "KeywordIndex":
         with np.load(Path(path), allow_pickle=False) as saved:
             shape = tuple(int(v) for v in saved["shape"])

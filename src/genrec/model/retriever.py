@@ -294,8 +294,7 @@ class GenerativeRetriever:
         if encoder.query_vectors is not None:  # load MiniLM now, not inside the first search request
             encoder.query_vectors(["warm up"])
         trie = PrefixTrie.from_codes(sids.codes, sids.item_ids, list(sids.codebook_sizes))
-        keywords = KeywordIndex.load(folder / KEYWORDS_FILE) if (folder / KEYWORDS_FILE).exists() else None
-        return cls(model, encoder, trie, beams=beams or int(meta.get("beams", 20)), keywords=keywords)
+        return cls(model, encoder, trie, beams=beams or int(meta.get("beams", 20)), keywords=KeywordIndex.beside(folder))
 
     @classmethod
     def from_run(cls, run: str | Path, dataset: Dataset | None = None, split: Split | None = None) -> "GenerativeRetriever":

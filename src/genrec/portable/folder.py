@@ -76,7 +76,6 @@ def from_pretrained(folder: str | os.PathLike, beams: int | None = None) -> Any:
     from genrec.decode.trie import PrefixTrie
     from genrec.model.config import load_model_config
     from genrec.model.inputs import RequestEncoder
-    from genrec.model.keywords import FILE as KEYWORDS_FILE
     from genrec.model.keywords import KeywordIndex
     from genrec.model.model import GenerativeModel
     from genrec.model.retriever import GenerativeRetriever
@@ -98,8 +97,8 @@ def from_pretrained(folder: str | os.PathLike, beams: int | None = None) -> Any:
     if encoder.query_vectors is not None:  # load MiniLM now, not inside the first search
         encoder.query_vectors(["warm up"])
     trie = PrefixTrie.from_codes(sids.codes, sids.item_ids, list(sids.codebook_sizes))
-    keywords = KeywordIndex.load(folder / KEYWORDS_FILE) if (folder / KEYWORDS_FILE).exists() else None
-    return GenerativeRetriever(model.eval(), encoder, trie, beams=beams or int(meta.get("beams", 20)), keywords=keywords)
+    return GenerativeRetriever(model.eval(), encoder, trie, beams=beams or int(meta.get("beams", 20)),
+                               keywords=KeywordIndex.beside(folder))
 
 
 def export_run(run: str | os.PathLike, folder: str | os.PathLike) -> Path:
