@@ -209,3 +209,45 @@ def test_loading_never_trains_an_absent_or_interrupted_model(small_world, world_
         GenerativeRetriever.from_run(run, small_world.dataset, split)
     assert (folder / "last.pt").read_bytes() == b"an interrupted run's resume point"  # untouched
     assert sorted(p.name for p in folder.iterdir()) == ["last.pt"]
+
+
+@pytest.mark.parametrize("head", [False, True])
+def test_excluding_history_answers_the_same_beams_without_the_users_items(small_world, head):
+    from dataclasses import replace
+
+    from tiny_generative import tiny_generative
+
+    model, encoder, trie = tiny_generative(small_world, seed=5, decoder_scale=3.0)
+    if head:
+        spec = replace(model.spec, n_item_slots=int(small_world.dataset.items["item_id"].max()) + 1)
+        headed = GenerativeModel(replace(model.config, item_head=True, item_head_text=False), spec).eval()
+        headed.load_state_dict(model.state_dict(), strict=False)
+        model = headed
+    asked = [Request(user_id=1, history=(3, 4)), Request(user_id=2, history=(5,)), Request(user_id=3)]
+    first = GenerativeRetriever(model, encoder, trie, beams=16).retrieve(asked, 16)
+    # each user now "has" every other item the model proposed to them, beside their own history
+    owning = [Request(r.user_id, history=r.history + tuple(int(i) for i in a.item_ids[::2]))
+              for r, a in zip(asked, first)]
+    kept = GenerativeRetriever(model, encoder, trie, beams=16).retrieve(owning, 16)
+    for precision in (None, "fp32"):
+        dropped = GenerativeRetriever(model, encoder, trie, beams=16, precision=precision,
+                                      exclude_history=True).retrieve(owning, 16)
+        for request, all_beams, answer in zip(owning, kept, dropped):
+            expected = [int(i) for i in all_beams.item_ids if int(i) not in request.history]
+            assert answer.item_ids.tolist() == expected  # the same beams in the same order, minus owned items
+            assert len(expected) < 16 or not request.history
+            assert np.all(np.isfinite(answer.scores))
+        short = GenerativeRetriever(model, encoder, trie, beams=16, precision=precision,
+                                    exclude_history=True).retrieve(owning, 3)
+        assert [a.item_ids.tolist() for a in short] == [e.item_ids[:3].tolist() for e in dropped]
+    assert GenerativeRetriever(replace_config(model, exclude_history=True), encoder, trie).exclude_history
+    assert not GenerativeRetriever(replace_config(model, exclude_history=True), encoder, trie,
+                                   exclude_history=False).exclude_history
+
+
+def replace_config(model: GenerativeModel, **changes) -> GenerativeModel:
+    """The same weights under a config with `changes` (serving settings only)."""
+    from dataclasses import replace
+
+    model.config = replace(model.config, **changes)
+    return model

@@ -69,6 +69,12 @@ class GenerativeConfig:
     query's words in each beam item's text (`genrec.model.keywords`; needs the keyword index the
     align stage saves beside the model; 0 = off), chosen on validation by `genrec align` with
     the search mix and the text-match weight.
+    `exclude_history`: answers never hold an item of the request's own history (the beams are
+    ranked without them), for catalogues where nobody takes an item twice — Amazon Beauty and
+    MovieLens, where no training interaction repeats an earlier item of its user
+    (`benchmarks/seen_targets.py`), so a history item in an answer is a wasted slot. Off by
+    default: on the generated world users do buy again. A serving choice (SASRec's
+    `exclude_history`, the harness's `exclude_seen` for every row): training is the same either way.
     `self_distill`: searches are also read as a teacher whose query carries its thought (the
     nearest catalogue items' leaf path and brand, `genrec.model.thoughts`), and the raw-query
     student matches the teacher's distribution with this KL weight (0 = off;
@@ -109,6 +115,7 @@ class GenerativeConfig:
     item_head_text_match: float = 0.0
     item_head_text_lookahead: float = 0.0
     keyword_match: float = 0.0
+    exclude_history: bool = False
     self_distill: float = 0.0
     diffusion_steps: int = 0
     diffusion_weight: float = 0.1

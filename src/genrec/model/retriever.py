@@ -78,6 +78,10 @@ class GenerativeRetriever:
     that weight × the BM25 score of its query's words in each beam item's text
     (`genrec.model.keywords`); it needs `keywords`, the index `load` finds beside the model
     (`keywords.npz`, written by `genrec align`).
+
+    `exclude_history` (None: the model's `exclude_history`) removes each request's own history
+    items from its beams before the cut to k, so an answer holds no item the user already has;
+    the answer is shorter than k only when fewer than k of the `beams` candidates are new.
     """
 
     name = "generative"
@@ -87,7 +91,7 @@ class GenerativeRetriever:
                  prune_margin: float | None = None, item_head_mix: float | None = None,
                  item_head_search_mix: float | None = None, item_head_text_match: float | None = None,
                  text_lookahead: float | None = None, keywords: KeywordIndex | None = None,
-                 keyword_match: float | None = None):
+                 keyword_match: float | None = None, exclude_history: bool | None = None):
         if not 1 <= beams <= max_beams:
             raise ValueError(f"beams must be in 1..max_beams ({max_beams}), got {beams}")
         if batch_size < 1:
@@ -129,6 +133,8 @@ class GenerativeRetriever:
                              "genrec align writes beside the model (GenerativeRetriever.load reads it)")
         self.keyword_match = keyword_match
         self.keywords = keywords
+        self.exclude_history = bool(getattr(model.config, "exclude_history", False) if exclude_history is None
+                                    else exclude_history)
         self._lookahead: ItemLookahead | None = None
         self.item_head_mix = model.config.item_head_mix if item_head_mix is None else item_head_mix
         self.item_head_search_mix = (item_head_search_mix if item_head_search_mix is not None
@@ -164,13 +170,16 @@ class GenerativeRetriever:
                 state = self.decoder.encode(batch)
                 guide = self._guide(batch, chunk, device)
                 keywords = self.keyword_match > 0 and any(r.is_search for r in chunk)
-                reorder = head is not None or guide is not None or keywords
+                reorder = head is not None or guide is not None or keywords or self.exclude_history
                 found, found_scores = constrained_beam_search(self.decoder, state, self.trie, beams,
                                                               beams if reorder else k,
                                                               prune_margin=self.prune_margin, guide=guide)
                 if guide is not None:  # the lookahead chose the beams; the ranking is the unguided score's
                     found_scores = found_scores - guide.item_total(found)
                 bonus = self._bonus(batch, chunk, found)
+                if self.exclude_history:
+                    owned = history_mask(chunk, found)
+                    bonus = owned if bonus is None else bonus + owned
                 if head is not None:  # every beam is a candidate; the item head reorders them
                     if state.summary is None:
                         raise ValueError("the decoder's encode() gave no summary for the item head to score")
@@ -179,6 +188,8 @@ class GenerativeRetriever:
                 elif reorder:
                     top = torch.topk(found_scores if bonus is None else found_scores + bonus, k, dim=1)
                     found, found_scores = found.gather(1, top.indices), top.values
+                if self.exclude_history:  # a history item scores -inf: it is never part of the answer
+                    found = found.masked_fill(torch.isneginf(found_scores), -1)
                 items, scores = found.cpu().numpy(), found_scores.cpu().numpy()
                 for row in range(len(chunk)):
                     real = items[row] >= 0
@@ -305,6 +316,17 @@ class GenerativeRetriever:
             raise MissingStageError(folder, f"genrec train --run {run} --model generative")
         warn_if_other_code(folder)
         return cls.load(folder, SidTable.load(Path(run) / "sid"))
+
+
+def history_mask(requests: Sequence[Request], items: torch.Tensor) -> torch.Tensor:
+    """`[B, K]` -inf where `items [B, K]` is one of its request's history items, else 0."""
+    longest = max((len(r.history) for r in requests), default=0)
+    history = torch.full((len(requests), max(longest, 1)), -2, dtype=torch.int64)  # -2 matches no slot
+    for row, request in enumerate(requests):
+        if request.history:
+            history[row, :len(request.history)] = torch.as_tensor(request.history, dtype=torch.int64)
+    owned = (items[:, :, None] == history.to(items.device)[:, None, :]).any(-1)
+    return torch.zeros(items.shape, device=items.device).masked_fill(owned, float("-inf"))
 
 
 def warn_if_other_code(folder: Path) -> bool:

@@ -191,7 +191,8 @@ def fastest_exact(retriever: Retriever) -> Retriever:
                 batch_size=generative.batch_size, max_beams=generative.max_beams, precision=SERVED_PRECISION,
                 item_head_mix=generative.item_head_mix, item_head_search_mix=generative.item_head_search_mix,
                 item_head_text_match=generative.item_head_text_match, text_lookahead=generative.text_lookahead,
-                keywords=generative.keywords, keyword_match=generative.keyword_match)
+                keywords=generative.keywords, keyword_match=generative.keyword_match,
+                exclude_history=generative.exclude_history)
 
 
 def run_version(run: str | Path, weights: str = "") -> str:
