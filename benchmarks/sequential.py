@@ -74,6 +74,9 @@ def parse_args(description: str, default_run: str) -> argparse.Namespace:
     parser.add_argument("--item-head-mix", type=float, default=None,
                         help="re-rank weight of a generative model's item head (default: the model's; "
                              "choose it on validation with benchmarks/item_head_mix.py)")
+    parser.add_argument("--item-head-candidates", type=int, default=None,
+                        help="the item head's most likely items added to a generative row's beams (default: the "
+                             "model's; GenerativeConfig.item_head_candidates)")
     parser.add_argument("--exclude-seen", action="store_true",
                         help="remove each request's history items from every row's answer (the harness's exclude_seen)")
     return parser.parse_args()
@@ -164,6 +167,10 @@ def run_benchmark(
                 retriever.item_head_mix = args.item_head_mix
             if args.beams is not None:
                 retriever.beams = args.beams
+            if args.item_head_candidates is not None:
+                if args.item_head_candidates < 0 or retriever.model.item_head is None:
+                    raise SystemExit("--item-head-candidates needs a value ≥ 0 and a model with an item head")
+                retriever.item_head_candidates = args.item_head_candidates
         return retriever
 
     retrievers = [stage(f"build {n}", lambda n=n: build(n)) for n in names]

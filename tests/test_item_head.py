@@ -244,3 +244,36 @@ def test_evaluation_during_training_sees_every_optimizer_step_of_the_head(small_
 def test_a_model_with_a_text_reading_head_builds():
     model = GenerativeModel(replace(CONFIG, item_head_text=True), replace(SPEC, item_text_dim=6))
     assert model.item_head.text.shape == (SPEC.n_item_slots, 6)
+
+
+def test_head_candidates_add_an_item_beam_search_pruned_scored_as_score_would(small_world):
+    model, encoder, trie = tiny_generative(small_world, seed=0, decoder_scale=3.0)
+    spec = replace(model.spec, n_item_slots=int(small_world.dataset.items["item_id"].max()) + 1)
+    with_head = GenerativeModel(replace(model.config, item_head=True, item_head_text=False), spec).eval()
+    with_head.load_state_dict(model.state_dict(), strict=False)
+    requests = [Request(user_id=1, history=(3, 4)), Request(user_id=2, history=(5,))]
+    beams = GenerativeRetriever(with_head, encoder, trie, beams=8, item_head_mix=0.0).retrieve(requests, 8)
+    outside = next(int(i) for i in encoder.item_ids if all(int(i) not in set(b.item_ids.tolist()) for b in beams))
+    with torch.no_grad():  # the head is sure of one item no beam holds
+        with_head.item_head.projection.weight.zero_()
+        with_head.item_head.projection.bias.fill_(1.0)
+        with_head.item_head.table.zero_()
+        with_head.item_head.table[outside] = 50.0
+    alone = GenerativeRetriever(with_head, encoder, trie, beams=8, item_head_mix=1.0)
+    assert all(outside not in r.item_ids.tolist() for r in alone.retrieve(requests, 8))  # beams only: unreachable
+    for precision in (None, "fp32"):
+        union = GenerativeRetriever(with_head, encoder, trie, beams=8, item_head_mix=1.0, precision=precision,
+                                    item_head_candidates=3)
+        for request, answer in zip(requests, union.retrieve(requests, 5)):
+            assert int(answer.item_ids[0]) == outside
+            assert len(set(answer.item_ids.tolist())) == len(answer.item_ids)  # a head pick already a beam is not doubled
+            scored = union.score([request], answer.item_ids[None, :])[0]
+            np.testing.assert_allclose(answer.scores, scored, rtol=1e-4, atol=1e-4)  # one scale for beams and picks
+        wide = GenerativeRetriever(with_head, encoder, trie, beams=8, item_head_mix=1.0, precision=precision,
+                                   item_head_candidates=len(encoder.item_ids))  # every item: each beam again too
+        for answer in wide.retrieve(requests, 20):
+            assert len(answer.item_ids) == 20 and len(set(answer.item_ids.tolist())) == 20
+    with pytest.raises(ValueError, match="item_head_candidates"):
+        GenerativeRetriever(model, encoder, trie, item_head_candidates=3)  # no head to propose them
+    with pytest.raises(ValueError, match="item_head_candidates"):
+        GenerativeConfig(item_head=False, item_head_candidates=3)

@@ -69,6 +69,10 @@ class GenerativeConfig:
     query's words in each beam item's text (`genrec.model.keywords`; needs the keyword index the
     align stage saves beside the model; 0 = off), chosen on validation by `genrec align` with
     the search mix and the text-match weight.
+    `item_head_candidates`: the item head's that-many most likely catalogue items join each
+    request's beams as candidates (those not among them already), scored on the beams' scale
+    (their SID's log-prob by teacher forcing, plus the head's term), so an item the head is sure
+    of but beam search pruned can still be answered (0 = off; the beams alone).
     `exclude_history`: answers never hold an item of the request's own history (the beams are
     ranked without them), for catalogues where nobody takes an item twice — Amazon Beauty and
     MovieLens, where no training interaction repeats an earlier item of its user
@@ -115,6 +119,7 @@ class GenerativeConfig:
     item_head_text_match: float = 0.0
     item_head_text_lookahead: float = 0.0
     keyword_match: float = 0.0
+    item_head_candidates: int = 0
     exclude_history: bool = False
     self_distill: float = 0.0
     diffusion_steps: int = 0
@@ -130,7 +135,7 @@ class GenerativeConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         for name in ("n_encoder_layers", "n_decoder_layers", "item_buckets", "copy_recent", "moe_experts",
-                     "long_queries", "user_id_levels", "action_fusion", "diffusion_steps"):
+                     "long_queries", "user_id_levels", "action_fusion", "diffusion_steps", "item_head_candidates"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
@@ -153,6 +158,8 @@ class GenerativeConfig:
         if self.item_head_text_lookahead and not (self.item_head and self.item_head_text):
             raise ValueError("item_head_text_lookahead needs a text-aware item head (item_head and item_head_text "
                              "true): it matches queries against the head's item text vectors")
+        if self.item_head_candidates and not self.item_head:
+            raise ValueError("item_head_candidates needs the item head (item_head true): the head proposes them")
         if not self.keyword_match >= 0.0:
             raise ValueError(f"keyword_match must be ≥ 0, got {self.keyword_match}")
         if self.item_head_search_mix is not None and not self.item_head_search_mix >= 0.0:

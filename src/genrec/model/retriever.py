@@ -79,6 +79,11 @@ class GenerativeRetriever:
     (`genrec.model.keywords`); it needs `keywords`, the index `load` finds beside the model
     (`keywords.npz`, written by `genrec align`).
 
+    `item_head_candidates` (≥ 0; None: the model's) adds to each request's beams the item head's
+    that-many most likely items not already among them, each scored as a beam would be (its SID's
+    log-prob by teacher forcing, `genrec.decode.score`) before the head re-ranks them all: beam
+    search prunes by the SID's prefixes alone, and the head can be sure of an item it pruned.
+
     `exclude_history` (None: the model's `exclude_history`) removes each request's own history
     items from its beams before the cut to k, so an answer holds no item the user already has;
     the answer is shorter than k only when fewer than k of the `beams` candidates are new.
@@ -91,7 +96,8 @@ class GenerativeRetriever:
                  prune_margin: float | None = None, item_head_mix: float | None = None,
                  item_head_search_mix: float | None = None, item_head_text_match: float | None = None,
                  text_lookahead: float | None = None, keywords: KeywordIndex | None = None,
-                 keyword_match: float | None = None, exclude_history: bool | None = None):
+                 keyword_match: float | None = None, exclude_history: bool | None = None,
+                 item_head_candidates: int | None = None):
         if not 1 <= beams <= max_beams:
             raise ValueError(f"beams must be in 1..max_beams ({max_beams}), got {beams}")
         if batch_size < 1:
@@ -133,6 +139,13 @@ class GenerativeRetriever:
                              "genrec align writes beside the model (GenerativeRetriever.load reads it)")
         self.keyword_match = keyword_match
         self.keywords = keywords
+        if item_head_candidates is None:
+            item_head_candidates = int(getattr(model.config, "item_head_candidates", 0))
+        if item_head_candidates < 0:
+            raise ValueError(f"item_head_candidates must be ≥ 0, got {item_head_candidates}")
+        if item_head_candidates and model.item_head is None:
+            raise ValueError("item_head_candidates needs a model with an item head")
+        self.item_head_candidates = item_head_candidates
         self.exclude_history = bool(getattr(model.config, "exclude_history", False) if exclude_history is None
                                     else exclude_history)
         self._lookahead: ItemLookahead | None = None
@@ -176,6 +189,8 @@ class GenerativeRetriever:
                                                               prune_margin=self.prune_margin, guide=guide)
                 if guide is not None:  # the lookahead chose the beams; the ranking is the unguided score's
                     found_scores = found_scores - guide.item_total(found)
+                if head is not None and self.item_head_candidates:
+                    found, found_scores = self._with_head_candidates(state, head, found, found_scores)
                 bonus = self._bonus(batch, chunk, found)
                 if self.exclude_history:
                     owned = history_mask(chunk, found)
@@ -228,6 +243,20 @@ class GenerativeRetriever:
                     scores = scores + bonus
                 out[start:start + len(chunk)] = scores.float().cpu().numpy()
         return out
+
+    def _with_head_candidates(self, state: Any, head: ItemHead, found: torch.Tensor,
+                              found_scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The beams `[B, K]` and their scores, followed by the head's `item_head_candidates` most likely
+        items (-1 and score -inf where one is already a beam) scored by their SID's log-prob."""
+        if state.summary is None:
+            raise ValueError("the decoder's encode() gave no summary for the item head to score")
+        log_p = head.log_probs(state.summary, self._head_vectors(head))
+        top = torch.topk(log_p, min(self.item_head_candidates, int(head.known.sum())), dim=1).indices
+        fresh = ~(top[:, :, None] == found[:, None, :]).any(-1)
+        codes = torch.from_numpy(self.encoder.code_of_item[top.cpu().numpy()]).to(top.device)
+        sid = sid_log_probs(self.decoder, state, self.trie, codes).to(found_scores.dtype)
+        return (torch.cat([found, top.masked_fill(~fresh, -1)], 1),
+                torch.cat([found_scores, sid.masked_fill(~fresh, float("-inf"))], 1))
 
     def _head(self) -> ItemHead | None:
         """The item head when any of its terms counts, else None."""

@@ -192,7 +192,8 @@ def fastest_exact(retriever: Retriever) -> Retriever:
                 item_head_mix=generative.item_head_mix, item_head_search_mix=generative.item_head_search_mix,
                 item_head_text_match=generative.item_head_text_match, text_lookahead=generative.text_lookahead,
                 keywords=generative.keywords, keyword_match=generative.keyword_match,
-                exclude_history=generative.exclude_history)
+                exclude_history=generative.exclude_history,
+                item_head_candidates=generative.item_head_candidates)
 
 
 def run_version(run: str | Path, weights: str = "") -> str:
