@@ -7,10 +7,12 @@ means little. Item-level models (SASRec's softmax over items, the cascade's
 ranker) tell those items apart and win. This head gives the generative model the
 same ability without leaving it: a softmax over the catalogue from the decoder's
 summary vector, trained beside the level losses, and at inference each beam's
-score becomes `beam log-prob + mix * item log-prob`. The candidates still come
-from constrained generation only, and the head costs one `[d] x [d, items]`
-product per request, so the model still answers alone (no ranker, no second
-retriever); `mix` is chosen on validation (`GenerativeConfig.item_head_mix`).
+score becomes `beam log-prob + mix * item log-prob`. By default the candidates
+come from constrained generation only; `GenerativeConfig.item_head_candidates`
+lets the head add its own most likely items, scored on the same scale. The head
+costs one `[d] x [d, items]` product per request, so the model still answers
+alone (no ranker, no second retriever); `mix` is chosen on validation
+(`GenerativeConfig.item_head_mix`).
 The hybrid of generated candidates and a dense item score follows the
 dense-plus-generative line of work (e.g. LIGER, Yang et al. 2024).
 """
