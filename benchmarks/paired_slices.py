@@ -6,6 +6,8 @@ This script answers the split once with each named retriever (as evaluation buil
 every pair's mean difference, 95% bootstrap interval and randomization p-value (`genrec.eval.bootstrap`).
 
     .venv/bin/python benchmarks/paired_slices.py --run runs/demo
+    .venv/bin/python benchmarks/paired_slices.py --run runs/beauty --pairs generative:cascade --max-history 20 \
+        --exclude-seen --item-head-candidates 20 --item-head-mix 1 --out benchmarks/results/paired_beauty.md
 
 Writes benchmarks/results/paired_slices.md.
 """
@@ -13,6 +15,7 @@ Writes benchmarks/results/paired_slices.md.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -23,8 +26,10 @@ import torch
 from genrec.data.dataset import Dataset
 from genrec.data.splits import build_requests, leave_one_out
 from genrec.eval.bootstrap import paired_test
+from genrec.eval.harness import remove_seen
 from genrec.eval.metrics import ndcg_at_k, ranked_matrix, recall_at_k
 from genrec.eval.slices import request_slices
+from genrec.model.retriever import GenerativeRetriever
 from genrec.registry import build_retriever
 
 RESULTS = Path(__file__).parent / "results"
@@ -41,6 +46,12 @@ def main() -> None:
     parser.add_argument("--pairs", default=PAIRS, help="comma-separated A:B pairs of retriever names")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS / "paired_slices.md")
+    parser.add_argument("--max-history", type=int, default=None, help="history items per request (default: all)")
+    parser.add_argument("--exclude-seen", action="store_true",
+                        help="remove each request's history items from every answer (the harness's exclude_seen)")
+    parser.add_argument("--item-head-candidates", type=int, default=None,
+                        help="the generative rows' item_head_candidates (default: the model's)")
+    parser.add_argument("--item-head-mix", type=float, default=None, help="the generative rows' mix (default: the model's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pairs = [tuple(pair.split(":")) for pair in args.pairs.split(",")]
@@ -49,18 +60,25 @@ def main() -> None:
 
     dataset = Dataset.load(args.run / "data")
     split = leave_one_out(dataset.events)
-    requests, targets = build_requests(split, args.part)
+    requests, targets = build_requests(split, args.part, max_history=args.max_history)
     targets = np.asarray(targets)
     slices = request_slices(requests, targets, split.train, dataset.items)
     metrics = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a model made by other code still answers: that is what is measured
         for name in dict.fromkeys(name for pair in pairs for name in pair):
-            ranked = ranked_matrix(build_retriever(name, args.run, dataset, split).retrieve(requests, 50), 50)
+            retriever = build_retriever(name, args.run, dataset, split)
+            if isinstance(retriever, GenerativeRetriever):
+                if args.item_head_candidates is not None:
+                    retriever.item_head_candidates = args.item_head_candidates
+                if args.item_head_mix is not None:
+                    retriever.item_head_mix = args.item_head_mix
+            answers = retriever.retrieve(requests, 50)
+            ranked = ranked_matrix(remove_seen(answers, requests, 10) if args.exclude_seen else answers, 50)
             metrics[name] = {"R@10": recall_at_k(ranked, targets, 10).values, "NDCG@10": ndcg_at_k(ranked, targets, 10).values}
 
     lines = ["# Paired tests by slice", "",
-             f"Command: `.venv/bin/python benchmarks/paired_slices.py --run {args.run} --part {args.part}`  ",
+             f"Command: `.venv/bin/python {' '.join(sys.argv)}`  ",
              f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {len(requests)} {args.part} requests; "
              "A − B, mean [95% bootstrap interval], randomization p-value (1,000 resamples)", "",
              "| slice | n | A | B | metric | A | B | A − B | p |", "|---|---:|---|---|---|---:|---:|---|---:|"]
