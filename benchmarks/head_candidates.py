@@ -24,18 +24,11 @@ import torch
 from genrec.data.dataset import Dataset
 from genrec.data.splits import build_requests, leave_one_out
 from genrec.decode.beam_search import constrained_beam_search
-from genrec.eval.metrics import ndcg_at_k, recall_at_k
+from genrec.eval.metrics import ndcg_at_k, ranked_matrix, recall_at_k
 from genrec.model.retriever import MODEL_DIR, GenerativeRetriever
 from genrec.train.generative import load_sid_table
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def ranked_matrix(answers, k: int) -> np.ndarray:
-    out = np.full((len(answers), k), -1, dtype=np.int64)
-    for row, answer in enumerate(answers):
-        out[row, :len(answer.item_ids[:k])] = answer.item_ids[:k]
-    return out
 
 
 def reachable(retriever: GenerativeRetriever, requests, targets: np.ndarray, candidates: int) -> float:
