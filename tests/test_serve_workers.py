@@ -98,10 +98,12 @@ def test_the_aligned_model_is_served_in_the_fast_mode_too_with_its_own_settings(
     from genrec.model.retriever import GenerativeRetriever
 
     model, encoder, trie = tiny_generative(small_world, seed=5)
-    aligned = AlignedGenerativeRetriever(model, encoder, trie, beams=8, max_beams=16, item_head_mix=0.0)
+    aligned = AlignedGenerativeRetriever(model, encoder, trie, beams=8, max_beams=16, item_head_mix=0.0,
+                                         exclude_history=True)
     served = fastest_exact(aligned)
     assert type(served) is AlignedGenerativeRetriever and served.name == "generative-aligned"
     assert served.precision == SERVED_PRECISION and served.item_head_mix == 0.0 and served.model is model
+    assert served.exclude_history and served.keep_item_vectors and aligned.precision is None  # the original untouched
     requests, _ = build_requests(leave_one_out(small_world.dataset.events), "test")
     requests = requests[:12]
     for want, got in zip(aligned.retrieve(requests, 5), served.retrieve(requests, 5)):

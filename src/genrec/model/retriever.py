@@ -10,6 +10,7 @@ the same weights in the same batch.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any, Self, Sequence
@@ -163,6 +164,16 @@ class GenerativeRetriever:
         self.keep_item_vectors = precision is not None
         self._item_vectors: torch.Tensor | None = None
 
+    def with_precision(self, precision: str) -> Self:
+        """The same model, encoder, trie and every scoring setting, decoding with a `FastDecoder` of
+        `precision`: a copy, so a setting added to the constructor is carried without being listed here."""
+        twin = copy.copy(self)
+        twin.precision = precision
+        twin.decoder = FastDecoder(self.model, precision)
+        twin.keep_item_vectors = True  # the FastDecoder's weights are fixed: see `_head_vectors`
+        twin._item_vectors = None
+        return twin
+
     def retrieve(self, requests: Sequence[Request], k: int) -> list[Ranked]:
         if k < 1:
             raise ValueError(f"k must be ≥ 1, got {k}")
@@ -203,11 +214,9 @@ class GenerativeRetriever:
                 elif reorder:
                     top = torch.topk(found_scores if bonus is None else found_scores + bonus, k, dim=1)
                     found, found_scores = found.gather(1, top.indices), top.values
-                if self.exclude_history:  # a history item scores -inf: it is never part of the answer
-                    found = found.masked_fill(torch.isneginf(found_scores), -1)
                 items, scores = found.cpu().numpy(), found_scores.cpu().numpy()
                 for row in range(len(chunk)):
-                    real = items[row] >= 0
+                    real = (items[row] >= 0) & (scores[row] > -np.inf)  # -inf: no item, or a history item left out
                     out.append(Ranked(items[row][real], scores[row][real]))
         return out
 

@@ -187,13 +187,7 @@ def fastest_exact(retriever: Retriever) -> Retriever:
     kind = type(generative)
     if kind.retrieve is not base.retrieve or kind.score is not base.score:
         return retriever
-    return kind(generative.model, generative.encoder, generative.trie, beams=generative.beams,
-                batch_size=generative.batch_size, max_beams=generative.max_beams, precision=SERVED_PRECISION,
-                item_head_mix=generative.item_head_mix, item_head_search_mix=generative.item_head_search_mix,
-                item_head_text_match=generative.item_head_text_match, text_lookahead=generative.text_lookahead,
-                keywords=generative.keywords, keyword_match=generative.keyword_match,
-                exclude_history=generative.exclude_history,
-                item_head_candidates=generative.item_head_candidates)
+    return generative.with_precision(SERVED_PRECISION)
 
 
 def run_version(run: str | Path, weights: str = "") -> str:
