@@ -32,18 +32,20 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def reachable(retriever: GenerativeRetriever, requests, targets: np.ndarray, candidates: int) -> float:
-    """The share of requests whose target is among the beams or the head's `candidates` most likely items."""
+    """The share of requests whose target is among the candidates `retrieve` ranks: the beams, plus the
+    head's `candidates` most likely items (the retriever's own `_with_head_candidates`)."""
     head = retriever.model.item_head
     assert head is not None
+    retriever.item_head_candidates = candidates
     hits = []
     with torch.no_grad():
         for start in range(0, len(requests), retriever.batch_size):
             chunk = requests[start:start + retriever.batch_size]
-            state = retriever.model.encode(retriever.encoder.transform(chunk))
-            found, _ = constrained_beam_search(retriever.model, state, retriever.trie, retriever.beams, retriever.beams)
-            pool = found
+            state = retriever.decoder.encode(retriever.encoder.transform(chunk))
+            pool, scores = constrained_beam_search(retriever.decoder, state, retriever.trie, retriever.beams,
+                                                   retriever.beams)
             if candidates:
-                pool = torch.cat([found, torch.topk(head.log_probs(state.summary), candidates, dim=1).indices], 1)
+                pool, _ = retriever._with_head_candidates(state, head, pool, scores)
             hits.append((pool.numpy() == targets[start:start + len(chunk), None]).any(axis=1))
     return float(np.concatenate(hits).mean())
 
