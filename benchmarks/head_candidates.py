@@ -33,7 +33,7 @@ RESULTS = Path(__file__).parent / "results"
 
 def reachable(retriever: GenerativeRetriever, requests, targets: np.ndarray, candidates: int) -> float:
     """The share of requests whose target is among the candidates `retrieve` ranks: the beams, plus the
-    head's `candidates` most likely items (the retriever's own `_with_head_candidates`)."""
+    head's `candidates` most likely items (the retriever's own `with_head_candidates`)."""
     head = retriever.model.item_head
     assert head is not None
     retriever.item_head_candidates = candidates
@@ -45,7 +45,7 @@ def reachable(retriever: GenerativeRetriever, requests, targets: np.ndarray, can
             pool, scores = constrained_beam_search(retriever.decoder, state, retriever.trie, retriever.beams,
                                                    retriever.beams)
             if candidates:
-                pool, _ = retriever._with_head_candidates(state, head, pool, scores)
+                pool, _ = retriever.with_head_candidates(state, head, pool, scores)
             hits.append((pool.numpy() == targets[start:start + len(chunk), None]).any(axis=1))
     return float(np.concatenate(hits).mean())
 

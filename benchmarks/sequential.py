@@ -72,10 +72,11 @@ def parse_args(description: str, default_run: str) -> argparse.Namespace:
     parser.add_argument("--beams", type=int, default=None,
                         help="beam width of the generative rows (default: the one the model was trained with)")
     parser.add_argument("--item-head-mix", type=float, default=None,
-                        help="re-rank weight of a generative model's item head (default: the model's; "
-                             "choose it on validation with benchmarks/item_head_mix.py)")
+                        help="re-rank weight of the generative row's item head (default: the model's; "
+                             "choose it on validation with benchmarks/item_head_mix.py; the generative-aligned "
+                             "row keeps the settings its align config chose)")
     parser.add_argument("--item-head-candidates", type=int, default=None,
-                        help="the item head's most likely items added to a generative row's beams (default: the "
+                        help="the item head's most likely items added to the generative row's beams (default: the "
                              "model's; GenerativeConfig.item_head_candidates)")
     parser.add_argument("--exclude-seen", action="store_true",
                         help="remove each request's history items from every row's answer (the harness's exclude_seen)")
@@ -162,7 +163,8 @@ def run_benchmark(
             align_if_stale(run, load_config(AlignConfig, args.align_config))
         train_missing(run, [retriever_name], dataset, split)
         retriever = build_retriever(retriever_name, run, dataset, split)
-        if isinstance(retriever, GenerativeRetriever):  # generative and generative-aligned rows
+        if retriever_name == "generative" and isinstance(retriever, GenerativeRetriever):  # not the aligned row:
+            # it serves with the settings its align config chose
             if args.item_head_mix is not None:
                 retriever.item_head_mix = args.item_head_mix
             if args.beams is not None:

@@ -6,7 +6,7 @@ import torch
 
 from genrec.align.config import AlignConfig
 from genrec.align.examples import AlignExamples, TeacherLists
-from genrec.align.head_mix import beams_and_head_scores, choose_head_mixes
+from genrec.align.head_mix import beams_and_head_scores, choose_head_mixes, ranked_by
 from genrec.align.objectives import group_advantages, level_kl
 from genrec.align.phases import AlignmentContext, distillation_loss, grpo_rollout_loss
 from genrec.align.policy import CodeBook, head_log_probs, item_log_probs, propose, repeat_rows, trajectory
@@ -266,3 +266,64 @@ def test_a_sid_outside_the_catalogue_is_refused():
     bad = PrefixTrie.from_codes(CODES[:8], ITEMS[:8], [4, 4])
     with pytest.raises(ValueError, match="not in the trie"):
         item_log_probs(c.model, batch, torch.tensor([[3, 3]]), bad)
+
+
+def test_distill_encoder_teaches_the_head_through_the_encoder_and_anchors_the_sid_path():
+    """Head alone (the default) leaves every encoder weight as trained; with `distill_encoder` the
+    encoder learns the lists too, the head's top 5 become them, and the anchor raises the SID path's
+    probability of each logged target (its NLL is part of the loss)."""
+    rng = np.random.default_rng(2)
+    lists = np.stack([rng.choice(ITEMS, 5, replace=False) for _ in range(4)])
+    weights = np.tile(np.array([0.4, 0.25, 0.15, 0.12, 0.08], np.float32), (4, 1))
+    for through_encoder in (False, True):
+        c = _context(seed=8, item_head=True, distill_encoder=through_encoder)
+        encoder_weights = {k: v.detach().clone() for k, v in c.model.named_parameters() if k.startswith("encoder")}
+        assert encoder_weights
+        targets = np.searchsorted(ITEMS, c.examples.targets)
+        before = _log_probs(c, c.examples.requests)[torch.arange(4), targets]
+        _optimise(c, distillation_loss(c, TeacherLists(lists, weights)), steps=150, lr=0.02)
+        moved = [k for k, v in c.model.named_parameters() if k in encoder_weights and not torch.equal(v, encoder_weights[k])]
+        with torch.no_grad():
+            head = head_log_probs(c.model.eval(), c.encoder.transform(c.examples.requests),
+                                  torch.from_numpy(np.tile(ITEMS, (4, 1))))
+        np.testing.assert_array_equal(ITEMS[torch.argsort(head, dim=1, descending=True)[:, :5].numpy()], lists)
+        if through_encoder:
+            assert moved
+            assert bool((_log_probs(c, c.examples.requests)[torch.arange(4), targets] > before).all())
+        else:
+            assert not moved
+
+
+def test_the_mix_chooser_ranks_the_candidates_and_history_the_model_serves_with():
+    """With the model's `item_head_candidates` and `exclude_history`, the chooser's pool is the served
+    one: its order at a mix equals `retrieve`'s at that mix, and no history item is ranked."""
+    from dataclasses import replace
+
+    c = _context(seed=9, item_head=True)
+    c.model.config = replace(c.model.config, item_head_candidates=4, exclude_history=True)
+    requests = [Request(user_id=1, history=(int(ITEMS[i]), int(ITEMS[i + 5])), scenario="feed") for i in range(4)]
+    items, beam_scores, head_scores, _ = beams_and_head_scores(c.model, c.encoder, c.trie, requests, beams=6)
+    assert items.shape == (4, 10)  # 6 beams, then the head's 4 most likely items (-1 where already a beam)
+    for mix in (0.5, 2.0):
+        chosen = ranked_by(items, beam_scores, head_scores, mix, 6)
+        served = GenerativeRetriever(c.model, c.encoder, c.trie, beams=6, item_head_mix=mix).retrieve(requests, 6)
+        for row, (request, answer) in enumerate(zip(requests, served)):
+            assert chosen[row][chosen[row] >= 0].tolist() == answer.item_ids.tolist()
+            assert not set(answer.item_ids.tolist()) & set(request.history)
+
+
+def test_a_teacher_is_named_and_a_missing_one_says_how_to_make_it(tmp_path, small_world):
+    from genrec.align.teachers import load_teacher
+    from genrec.data.splits import leave_one_out
+
+    with pytest.raises(ValueError, match="teacher must be one of"):
+        AlignConfig(teacher="popularity")
+    with pytest.raises(ValueError, match="choose one"):
+        AlignConfig(distill_encoder=True, distill_sid=True)
+    assert not AlignConfig(teacher="sasrec", grpo_steps=0).needs_cascade
+    assert AlignConfig(teacher="cascade", grpo_steps=0).needs_cascade
+    split = leave_one_out(small_world.dataset.events)
+    with pytest.raises(ValueError, match=r"SASRec, is missing.*genrec train --run .* --model sasrec"):
+        load_teacher("sasrec", tmp_path, small_world.dataset, split)
+    with pytest.raises(ValueError, match=r"the cascade, is missing.*genrec cascade train"):
+        load_teacher("cascade", tmp_path, small_world.dataset, split)

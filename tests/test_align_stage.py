@@ -156,3 +156,29 @@ def test_teacher_lists_add_the_logged_target_and_teach_only_the_chosen_rows(smal
     assert list(lists.item_ids[1]) == [1, 2, 3, 4, 500] and lists.weights[1, 4] == pytest.approx(0.3)
     assert list(lists.item_ids[5]) == [-1, -1, -1, -1, 500] and lists.weights[5, 4] == pytest.approx(1.0)
     assert lists.item_ids[4, 4] == 1 and lists.weights[4, 4] == pytest.approx(1.0)  # untaught: all on its target
+
+
+def test_sasrec_teaches_through_the_encoder_and_the_serving_settings_travel(trained_run, small_world):
+    """A run without SASRec names the command that trains it; with one, the distill phase reads
+    its lists (cached under the teacher's name) and the aligned model serves with the config's
+    `exclude_history` and `item_head_candidates`."""
+    from genrec.baselines.sasrec import SASRecConfig, SASRecRetriever
+    from genrec.model.retriever import GenerativeRetriever
+    from genrec.sid.table import SidTable
+
+    config = AlignConfig(**{**QUICK, "sft_steps": 0, "high_value_steps": 0, "grpo_steps": 0, "distill_steps": 2,
+                            "teacher": "sasrec", "teacher_for": "all", "teacher_size": 5, "teacher_temperature": 1.0,
+                            "distill_encoder": True, "exclude_history": True, "item_head_candidates": 3, "item_head_mix": 2.0, "head_mixes": ()})
+    with pytest.raises(ValueError, match=r"SASRec, is missing.*--model sasrec"):
+        align_generative(trained_run, config, resume=False)
+    split = leave_one_out(small_world.dataset.events)
+    SASRecRetriever.train(trained_run, small_world.dataset, split,
+                          SASRecConfig(max_history=7, train=TrainConfig(steps=3, batch_size=16, eval_every=3,
+                                                                         checkpoint_every=3, progress=False)))
+    folder = align_generative(trained_run, config, resume=False)
+    assert list((trained_run / "align" / "work").glob("teacher-sasrec-5-*.npz"))
+    assert "distill" in json.loads((folder / "manifest.json").read_text())["result"]["phases"]
+    saved = json.loads((folder / "config.json").read_text())["model"]
+    assert (saved["exclude_history"], saved["item_head_candidates"], saved["item_head_mix"]) == (True, 3, 2.0)
+    served = GenerativeRetriever.load(folder, SidTable.load(trained_run / "sid"))
+    assert (served.exclude_history, served.item_head_candidates, served.item_head_mix) == (True, 3, 2.0)

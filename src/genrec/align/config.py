@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from genrec.align.rewards import TRAINING_REWARDS
+from genrec.align.teachers import TEACHERS
 from genrec.config_check import build_config
 
 PHASES: tuple[str, ...] = ("sft", "high_value", "distill", "grpo")
@@ -27,14 +28,21 @@ class AlignConfig:
     * `sft_steps` — SFT on every logged target (clicks, carts, orders alike);
     * `high_value_steps` — SFT on carts and orders only; with `pars_weighted`, every
       example of both SFT phases is weighted by its PARS weight (depth × position);
-    * `distill_steps` — list-wise distillation of the cascade's top-`teacher_size` list
-      (softmax of its calibrated scores / `teacher_temperature`) plus `target_share` on the
-      logged target; `teacher_for` = "search" distils search requests only (on
-      recommendation the cascade is the weaker model), "all" every request. A model with an
-      item head learns the lists in its head, weighted by `head_weight`; `distill_sid`
-      also teaches them to the SID path (and the encoder under it). Off by default: on
-      the default world that moved the beams and cost recommendation, while the head
-      alone learns the teacher's order among the beams without touching them;
+    * `distill_steps` — list-wise distillation of the `teacher`'s top-`teacher_size` list
+      (softmax of its scores / `teacher_temperature`) plus `target_share` on the logged
+      target; the teacher is the cascade (its calibrated scores) or the run's SASRec (its
+      logits: temperature 1 is its own distribution; `genrec.align.teachers`);
+      `teacher_for` = "search" distils search requests only (on recommendation the
+      cascade is the weaker model), "all" every request. A model with an item head
+      learns the lists in its head, weighted by `head_weight`; `distill_sid` also
+      teaches them to the SID path (and the encoder under it). Off by default: on the
+      default world that moved the beams and cost recommendation, while the head alone
+      learns the teacher's order among the beams without touching them.
+      `distill_encoder` lets the head's lists train the encoder too (the summary the head
+      reads), with the SID path's NLL of the logged target beside them (`anchor_weight`)
+      so the beams stay the model's own: a head on a frozen summary could not learn
+      SASRec's order on Beauty (validation N@10 +0.002), through the encoder it did
+      (`benchmarks/results/align_teacher.md`);
     * `grpo_steps` — GRPO over the policy's `grpo_group` beams per request, rewarded by
       `reward` (one of `TRAINING_REWARDS`; `pars_reward_weight` weighs PARS inside
       "ranker+pars"), with `kl_weight` · KL to the model that entered the phase;
@@ -54,6 +62,12 @@ class AlignConfig:
     run's item texts and saved beside the aligned model; a run without searches keeps 0); then a search's text
     lookahead weight inside the beam search (`genrec.decode.lookahead`) from `text_lookaheads`,
     by the validation searches' Recall@10 (empty: 0, off).
+
+    `exclude_history`, `item_head_candidates` and `item_head_mix` (None: the trained model's)
+    are the aligned model's serving settings (`GenerativeConfig`): its validation and
+    checkpoint choice measure the answers it will serve with them (the mix until the last
+    step re-chooses it from `head_mixes`; a distilled head deserves more weight than the
+    trained model's).
     """
 
     seed: int = 0
@@ -69,12 +83,15 @@ class AlignConfig:
     high_value_steps: int = 0
     pars_weighted: bool = True
     distill_steps: int = 200
+    teacher: str = "cascade"
     teacher_size: int = 10
     teacher_temperature: float = 0.01
     target_share: float = 0.3
     teacher_for: str = "search"
     head_weight: float = 1.0
     distill_sid: bool = False
+    distill_encoder: bool = False
+    anchor_weight: float = 1.0
     head_mixes: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
     text_matches: tuple[float, ...] = (0.0, 4.0, 8.0, 16.0, 32.0)
     keyword_matches: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0)
@@ -89,6 +106,9 @@ class AlignConfig:
     kl_weight: float = 0.1
     debiased: bool = True
     dropout: bool = False
+    exclude_history: bool | None = None
+    item_head_candidates: int | None = None
+    item_head_mix: float | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -128,6 +148,17 @@ class AlignConfig:
             raise ValueError(f"target_share must be in [0, 1], got {self.target_share}")
         if self.teacher_for not in ("search", "all"):
             raise ValueError(f"teacher_for must be 'search' or 'all', got {self.teacher_for!r}")
+        if self.teacher not in TEACHERS:
+            raise ValueError(f"teacher must be one of {list(TEACHERS)}, got {self.teacher!r}")
+        if self.distill_encoder and self.distill_sid:
+            raise ValueError("distill_encoder and distill_sid both train the encoder on the teacher's lists: "
+                             "choose one (distill_encoder keeps the SID path on the logged targets)")
+        if self.anchor_weight < 0:
+            raise ValueError(f"anchor_weight must be ≥ 0, got {self.anchor_weight}")
+        if self.item_head_mix is not None and not self.item_head_mix >= 0:
+            raise ValueError(f"item_head_mix must be ≥ 0 or None, got {self.item_head_mix}")
+        if self.item_head_candidates is not None and self.item_head_candidates < 0:
+            raise ValueError(f"item_head_candidates must be ≥ 0 or None, got {self.item_head_candidates}")
         if self.kl_weight < 0:
             raise ValueError(f"kl_weight must be ≥ 0, got {self.kl_weight}")
 
@@ -137,8 +168,8 @@ class AlignConfig:
 
     @property
     def needs_cascade(self) -> bool:
-        """Whether a phase reads the cascade: distillation (its lists are the teacher) or GRPO on a ranker reward."""
-        return bool(self.distill_steps or (self.grpo_steps and "ranker" in self.reward))
+        """Whether a phase reads the cascade: distillation from it, or GRPO on a ranker reward."""
+        return bool((self.distill_steps and self.teacher == "cascade") or (self.grpo_steps and "ranker" in self.reward))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

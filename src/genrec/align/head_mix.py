@@ -41,6 +41,7 @@ from genrec.decode.lookahead import ItemLookahead
 from genrec.eval.metrics import ndcg_at_k, recall_at_k
 from genrec.model.item_head import can_match_text
 from genrec.model.keywords import KeywordIndex
+from genrec.model.retriever import GenerativeRetriever, history_mask
 from genrec.retrieval import Request
 
 
@@ -127,6 +128,10 @@ def beams_and_head_scores(model, encoder, trie, requests: list[Request], beams: 
     (head scores 0 for a model without a head: its beams' own order is then the only one), and
     with `with_text` the query–item text cosines (`ItemHead.text_match`; else 0).
 
+    The candidates are the ones the model serves: with its `item_head_candidates` the head's most
+    likely items follow the beams (`GenerativeRetriever.with_head_candidates`, more columns), and
+    with its `exclude_history` a request's history items get beam score -inf (never ranked).
+
     With `text_lookahead` > 0 (a model that can match text) searches are decoded as
     `GenerativeRetriever(text_lookahead=…)` decodes them; the beam scores are still the unguided
     log-probs."""
@@ -138,6 +143,9 @@ def beams_and_head_scores(model, encoder, trie, requests: list[Request], beams: 
     if text_lookahead:
         assert head is not None  # can_match_text
         lookahead = ItemLookahead.from_trie(trie, head.text)
+    served = GenerativeRetriever(model, encoder, trie, beams=beams, item_head_text_match=0.0, text_lookahead=0.0,
+                                 keyword_match=0.0)  # candidates and history as the model's config serves them
+    pooled = head is not None and served.item_head_candidates > 0
     items, beam_scores, head_scores, cosines = [], [], [], []
     with torch.no_grad():
         for start in range(0, len(requests), batch_size):
@@ -151,6 +159,10 @@ def beams_and_head_scores(model, encoder, trie, requests: list[Request], beams: 
             found, scores = constrained_beam_search(model, state, trie, beams, beams, guide=guide)
             if guide is not None:
                 scores = scores - guide.item_total(found)
+            if pooled and head is not None:
+                found, scores = served.with_head_candidates(state, head, found, scores)
+            if served.exclude_history:
+                scores = scores + history_mask(chunk, found)
             items.append(found.numpy())
             beam_scores.append(scores.float().numpy())
             head_scores.append(np.zeros(found.shape, np.float32) if head is None
@@ -162,10 +174,11 @@ def beams_and_head_scores(model, encoder, trie, requests: list[Request], beams: 
 
 
 def ranked_by(items: np.ndarray, beam_scores: np.ndarray, head_scores: np.ndarray, mix: float, k: int) -> np.ndarray:
-    """`[n, k]` item ids by beam score + mix × head score (-1 = none, always last)."""
+    """`[n, k]` item ids by beam score + mix × head score (-1 = none, or a -inf score: always last)."""
     combined = np.where(items >= 0, beam_scores + mix * head_scores, -np.inf)
     order = np.argsort(-combined, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(items, order, axis=1)
+    ranked = np.take_along_axis(items, order, axis=1)
+    return np.where(np.take_along_axis(combined, order, axis=1) > -np.inf, ranked, -1)
 
 
 

@@ -54,7 +54,9 @@ def distillation_loss(c: AlignmentContext, lists: TeacherLists) -> Callable:
     is where the teacher's order among them (look-alike items the SID path cannot tell
     apart) is learned. Into the SID path as well with `distill_sid`, and always for a
     model without a head. Head alone, the gradient stops at the summary vector, so the
-    beams the model generates stay exactly the trained model's."""
+    beams the model generates stay exactly the trained model's. With `distill_encoder` the
+    head's lists also train the encoder, and the SID path's NLL of the logged target
+    (weight `anchor_weight`) keeps it generating what it did."""
     def loss(model, rows: np.ndarray) -> torch.Tensor:
         _dropout(model, c.config.dropout)
         requests = [c.examples.requests[i] for i in rows]
@@ -72,9 +74,14 @@ def distillation_loss(c: AlignmentContext, lists: TeacherLists) -> Callable:
             log_p, _ = trajectory(model, repeat_rows(encoded, width), codes, c.trie)
             total = listwise_distillation(log_p.view(len(rows), width), teacher, valid)
         if has_head and c.config.head_weight:
-            head = head_log_probs(model, encoded, torch.from_numpy(items), head_only=not into_sid)
+            through_encoder = into_sid or c.config.distill_encoder
+            head = head_log_probs(model, encoded, torch.from_numpy(items), head_only=not through_encoder)
             assert head is not None  # has_head
             total = total + c.config.head_weight * listwise_distillation(head, teacher, valid)
+        if has_head and c.config.distill_encoder and c.config.anchor_weight:  # the beams stay the model's own
+            codes = torch.from_numpy(c.codebook.codes_of(c.examples.targets[rows]))
+            log_p, _ = trajectory(model, encoded, codes, c.trie)
+            total = total + c.config.anchor_weight * weighted_nll(log_p, torch.ones(len(rows)))
         return total
     return loss
 

@@ -30,6 +30,7 @@ from genrec.align.head_mix import choose_search_scoring
 from genrec.align.phases import AlignmentContext, distillation_loss, grpo_rollout_loss, sft_loss
 from genrec.align.policy import CodeBook
 from genrec.align.rewards import OracleUtility, PARSReward, PreferenceWeights, RankerReward, build_reward
+from genrec.align.teachers import load_teacher
 from genrec.artifacts import atomic_path, code_fingerprint, folder_sha256, manifest, write_json_atomic
 from genrec.cascade.retriever import CascadeRetriever
 from genrec.data.dataset import Dataset
@@ -77,13 +78,14 @@ def align_generative(run: str | Path, config: AlignConfig | None = None, *, data
 
     retriever = GenerativeRetriever.load(base, sids, beams=config.beams)
     model, encoder, trie = retriever.model, retriever.encoder, retriever.trie
+    model.config = serving_settings(model.config, config)
     codebook = CodeBook(sids.item_ids, sids.codes)
     examples = align_examples(split, config.per_user, limit=config.max_examples, seed=config.seed)
     examples = examples.subset(np.flatnonzero(codebook.has(examples.targets)))
     weights = PreferenceWeights().fit(split.train)
     pars = PARSReward.from_events(split.train, examples.visits(), weights)
     cascade = run / "cascade" / "model"
-    if config.distill_steps and not (cascade / "manifest.json").exists():
+    if config.distill_steps and config.teacher == "cascade" and not (cascade / "manifest.json").exists():
         raise ValueError(f"the distill phase needs the cascade as teacher: {cascade} is missing; "
                          f"make it with: genrec cascade train --run {run} (or set distill_steps=0)")
     needs_ranker = config.grpo_steps > 0 and "ranker" in config.reward
@@ -146,6 +148,17 @@ def align_generative(run: str | Path, config: AlignConfig | None = None, *, data
     return write_aligned(run, model, base, config, results, final, head_mix, keywords)
 
 
+def serving_settings(model_config, config: AlignConfig):
+    """`model_config` with the serving settings `config` sets (`exclude_history`, `item_head_candidates`,
+    `item_head_mix`; None keeps the trained model's)."""
+    changes = {name: getattr(config, name) for name in ("exclude_history", "item_head_candidates", "item_head_mix")
+               if getattr(config, name) is not None}
+    for name in ("item_head_candidates", "item_head_mix"):
+        if changes.get(name) and not model_config.item_head:
+            raise ValueError(f"{name} needs a model with an item head; this model has none")
+    return replace(model_config, **changes)
+
+
 def keyword_index(dataset: Dataset) -> KeywordIndex:
     """The catalogue's BM25 keyword index (`genrec.model.keywords`) over the texts the BM25 baseline reads."""
     items = dataset.items
@@ -197,7 +210,9 @@ def write_aligned(run: Path, model, base: Path, config: AlignConfig, results: di
                             "item_head_search_mix": model.config.item_head_search_mix,
                             "item_head_text_match": model.config.item_head_text_match,
                             "item_head_text_lookahead": model.config.item_head_text_lookahead,
-                            "keyword_match": model.config.keyword_match}
+                            "keyword_match": model.config.keyword_match,
+                            "exclude_history": model.config.exclude_history,
+                            "item_head_candidates": model.config.item_head_candidates}
     with atomic_path(out / "best.pt") as tmp:
         torch.save({"model": model.state_dict()}, tmp)
     if keywords is not None:
@@ -240,16 +255,17 @@ def _phase(phase: str, c: AlignmentContext, run: Path, work: Path, pars: PARSRew
 
 
 def _teacher(run: Path, work: Path, c: AlignmentContext, data: tuple[Dataset, Split], say) -> TeacherLists:
-    """The cascade's lists for the examples, computed once and cached in RUN/align/work."""
+    """The teacher's lists for the examples, computed once and cached in RUN/align/work."""
     config = c.config
-    path = work / (f"teacher-{config.teacher_size}-{config.teacher_temperature}-{config.target_share}"
+    path = work / (f"teacher-{config.teacher}-{config.teacher_size}-{config.teacher_temperature}-{config.target_share}"
                    f"-{config.teacher_for}.npz")
     if path.exists():
         return TeacherLists.load(path)
     taught = c.examples.is_search if config.teacher_for == "search" else None
-    say(f"teacher: the cascade ranks {len(c.examples) if taught is None else int(taught.sum()):,} alignment requests")
-    cascade = CascadeRetriever.from_run(run, *data)  # loads; never trains (the dataset is align's own)
-    lists = teacher_lists(cascade, c.examples, config.teacher_size, config.teacher_temperature, config.target_share,
+    say(f"teacher: {config.teacher} ranks {len(c.examples) if taught is None else int(taught.sum()):,} "
+        "alignment requests")
+    teacher = load_teacher(config.teacher, run, *data)  # loads; never trains (the dataset is align's own)
+    lists = teacher_lists(teacher, c.examples, config.teacher_size, config.teacher_temperature, config.target_share,
                           taught=taught,
                           progress=lambda done, total: say(f"teacher {done}/{total}") if done % 1024 < 256 else None)
     lists.save(path)

@@ -201,7 +201,7 @@ class GenerativeRetriever:
                 if guide is not None:  # the lookahead chose the beams; the ranking is the unguided score's
                     found_scores = found_scores - guide.item_total(found)
                 if head is not None and self.item_head_candidates:
-                    found, found_scores = self._with_head_candidates(state, head, found, found_scores)
+                    found, found_scores = self.with_head_candidates(state, head, found, found_scores)
                 bonus = self._bonus(batch, chunk, found)
                 if self.exclude_history:
                     owned = history_mask(chunk, found)
@@ -253,7 +253,7 @@ class GenerativeRetriever:
                 out[start:start + len(chunk)] = scores.float().cpu().numpy()
         return out
 
-    def _with_head_candidates(self, state: Any, head: ItemHead, found: torch.Tensor,
+    def with_head_candidates(self, state: Any, head: ItemHead, found: torch.Tensor,
                               found_scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The beams `[B, K]` and their scores, followed by the head's `item_head_candidates` most likely
         items (-1 and score -inf where one is already a beam) scored by their SID's log-prob."""
