@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genrec.align.teachers import load_teacher
 from genrec.data.dataset import Dataset
 from genrec.data.splits import build_requests, leave_one_out
 from genrec.eval.bootstrap import paired_test
@@ -50,8 +51,8 @@ def main() -> None:
     parser.add_argument("--exclude-seen", action="store_true",
                         help="remove each request's history items from every answer (the harness's exclude_seen)")
     parser.add_argument("--item-head-candidates", type=int, default=None,
-                        help="the generative rows' item_head_candidates (default: the model's)")
-    parser.add_argument("--item-head-mix", type=float, default=None, help="the generative rows' mix (default: the model's)")
+                        help="the generative row's item_head_candidates (default: the model's; generative-aligned keeps its own)")
+    parser.add_argument("--item-head-mix", type=float, default=None, help="the generative row's mix (default: the model's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pairs = [tuple(pair.split(":")) for pair in args.pairs.split(",")]
@@ -67,8 +68,9 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a model made by other code still answers: that is what is measured
         for name in dict.fromkeys(name for pair in pairs for name in pair):
-            retriever = build_retriever(name, args.run, dataset, split)
-            if isinstance(retriever, GenerativeRetriever):
+            retriever = (load_teacher("sasrec", args.run, dataset, split) if name == "sasrec"  # with the config it was
+                         else build_retriever(name, args.run, dataset, split))  # trained with, not the default one
+            if name == "generative" and isinstance(retriever, GenerativeRetriever):  # the aligned row keeps its own
                 if args.item_head_candidates is not None:
                     retriever.item_head_candidates = args.item_head_candidates
                 if args.item_head_mix is not None:

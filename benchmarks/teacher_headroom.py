@@ -11,7 +11,8 @@ validation requests; the teacher's own top 10 (history left out the same way) is
 other yardstick. A pool re-ranked above both says the model finds the right items and
 the teacher orders them better: the case distillation into the item head is for.
 
-Writes `benchmarks/results/teacher_headroom_<run name>.md` (or `--out`).
+Writes `benchmarks/results/teacher_headroom_<run name>.md` (`..._<run name>-align.md` for `--model-dir
+RUN/align/generative`; or `--out`).
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def main() -> None:
     lines.append(metrics_row(f"generative's candidates by {args.teacher} alone", np.take_along_axis(pool, order, 1),
                              targets))
     print("\n".join(lines))
-    out = Path(args.out) if args.out else RESULTS / f"teacher_headroom_{run.name}.md"
+    suffix = f"-{folder.parent.name}" if args.model_dir else ""  # RUN/align/generative: "-align"
+    out = Path(args.out) if args.out else RESULTS / f"teacher_headroom_{run.name}{suffix}.md"
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
 

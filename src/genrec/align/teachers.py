@@ -4,11 +4,12 @@ Why more than the cascade: a teacher helps only where it is the stronger model, 
 which model that is depends on the data. On the default world's searches it is the
 cascade; on Amazon Beauty, under the policy that leaves history items out of every
 answer, it is SASRec (validation N@10 0.069 against the generative model's 0.060),
-and the generative model's own candidates re-ranked by SASRec's scores would reach
-0.073 (`benchmarks/results/align_teacher.md`). The generative model's beams find the
-right items; its item head orders them worse than an item-level model does. So the
-distill phase can take that model's lists, and the aligned model still answers alone:
-the teacher is read while aligning, never while serving.
+and the generative model's own candidates re-ranked by its served score + 4 × SASRec's
+log-probability would reach 0.072 (`benchmarks/teacher_headroom.py`,
+`benchmarks/results/align_teacher.md`). The generative model finds the right items;
+its item head orders them worse than an item-level model does. So the distill phase
+can take that model's lists, and the aligned model still answers alone: the teacher
+is read while aligning, never while serving.
 
 A teacher is a `Retriever` whose `retrieve` scores are logits (softmaxed with
 `AlignConfig.teacher_temperature` into the lists' weights). It is loaded from what
