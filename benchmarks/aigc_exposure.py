@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from genrec.data.dataset import Dataset
-from genrec.data.splits import build_requests, leave_one_out
+from genrec.data.splits import build_requests, leave_one_out, sample_requests
 from genrec.eval.bootstrap import bootstrap_means, percentile_interval
 from genrec.eval.harness import EvalConfig, EvalReport, evaluate, paired_comparison
 from genrec.exposure_control import AIGCControlConfig, AIGCExposureControl
@@ -59,9 +59,7 @@ class _Cached:
 
 def _sample(split, part: str, n: int):
     requests, targets = build_requests(split, part)
-    if n and len(requests) > n:
-        pick = np.sort(np.random.default_rng(0).choice(len(requests), n, replace=False))
-        requests, targets = [requests[i] for i in pick], targets[pick]
+    requests, targets = sample_requests(requests, targets, n)
     return requests, targets
 
 

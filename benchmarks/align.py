@@ -83,7 +83,7 @@ def main() -> None:
     from genrec.align.retriever import AlignedGenerativeRetriever
     from genrec.cascade.retriever import CascadeRetriever
     from genrec.data.dataset import Dataset
-    from genrec.data.splits import build_requests, leave_one_out
+    from genrec.data.splits import build_requests, leave_one_out, sample_requests
     from genrec.eval.harness import EvalConfig, evaluate
     from genrec.model.retriever import GenerativeRetriever
     from genrec.train.generative import load_sid_table
@@ -110,9 +110,7 @@ def main() -> None:
         phases[name], mixes[name] = result["phases"], result.get("head_mix")
 
     requests, targets = build_requests(split, args.part)
-    if args.max_requests and args.max_requests < len(requests):
-        pick = np.sort(np.random.default_rng(0).choice(len(requests), args.max_requests, replace=False))
-        requests, targets = [requests[i] for i in pick], targets[pick]
+    requests, targets = sample_requests(requests, targets, args.max_requests)
     retrievers = [CascadeRetriever.from_run(run, dataset, split), GenerativeRetriever.load(folders["generative"], sids)]
     for name in rows:
         model = AlignedGenerativeRetriever.load(folders[name], sids)

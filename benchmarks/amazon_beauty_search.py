@@ -33,7 +33,7 @@ from sequential import RESULTS, SHARED, _commit, _device
 from genrec.data.category_queries import item_queries, with_category_queries
 from genrec.data.dataset import Dataset
 from genrec.data.loaders import load_p5_amazon
-from genrec.data.splits import build_requests, leave_one_out
+from genrec.data.splits import build_requests, leave_one_out, sample_requests
 from genrec.eval.harness import EvalConfig, EvalReport, evaluate
 
 NAME = "amazon_beauty_search"
@@ -150,9 +150,7 @@ def main() -> None:
     measured: dict[str, tuple[EvalReport, int]] = {}
     for part in [p.strip() for p in args.parts.split(",") if p.strip()]:
         requests, targets = build_requests(split, part, max_history=MAX_HISTORY)
-        if args.max_requests and args.max_requests < len(requests):
-            chosen = np.sort(np.random.default_rng(0).choice(len(requests), args.max_requests, replace=False))
-            requests, targets = [requests[i] for i in chosen], targets[chosen]
+        requests, targets = sample_requests(requests, targets, args.max_requests)
         report = stage(f"evaluate {part}", lambda r=requests, t=targets: evaluate(
             retrievers, r, t, dataset=dataset, split=split, config=EvalConfig(k=10, bootstrap=1000)))
         measured[part] = (report, len(requests))

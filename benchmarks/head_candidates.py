@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from genrec.data.dataset import Dataset
-from genrec.data.splits import build_requests, leave_one_out
+from genrec.data.splits import build_requests, leave_one_out, sample_requests
 from genrec.decode.beam_search import constrained_beam_search
 from genrec.eval.metrics import ndcg_at_k, ranked_matrix, recall_at_k
 from genrec.model.retriever import MODEL_DIR, GenerativeRetriever
@@ -65,9 +65,7 @@ def main() -> None:
     run = Path(args.run)
     split = leave_one_out(Dataset.load(run / "data").events)
     requests, targets = build_requests(split, "valid", max_history=args.max_history)
-    if args.max_requests and len(requests) > args.max_requests:
-        pick = np.sort(np.random.default_rng(0).choice(len(requests), args.max_requests, replace=False))
-        requests, targets = [requests[i] for i in pick], targets[pick]
+    requests, targets = sample_requests(requests, targets, args.max_requests)
     retriever = GenerativeRetriever.load(run.joinpath(*MODEL_DIR), load_sid_table(run), beams=args.beams)
     if retriever.model.item_head is None:
         raise SystemExit(f"{run} has no item head: nothing to propose candidates or re-rank")

@@ -23,7 +23,7 @@ import torch
 
 from genrec.align.head_mix import beams_and_head_scores, ranked_by
 from genrec.data.dataset import Dataset
-from genrec.data.splits import build_requests, leave_one_out
+from genrec.data.splits import build_requests, leave_one_out, sample_requests
 from genrec.eval.metrics import ndcg_at_k, recall_at_k
 from genrec.model.retriever import MODEL_DIR, GenerativeRetriever
 from genrec.train.generative import load_sid_table
@@ -47,9 +47,7 @@ def main() -> None:
     dataset = Dataset.load(run / "data")
     split = leave_one_out(dataset.events)
     requests, targets = build_requests(split, "valid", max_history=args.max_history)
-    if args.max_requests and len(requests) > args.max_requests:
-        pick = np.sort(np.random.default_rng(0).choice(len(requests), args.max_requests, replace=False))
-        requests, targets = [requests[i] for i in pick], targets[pick]
+    requests, targets = sample_requests(requests, targets, args.max_requests)
     folder = Path(args.model) if args.model else run.joinpath(*MODEL_DIR)
     retriever = GenerativeRetriever.load(folder, load_sid_table(run))
     lines = [f"# Item-head mix and beam width on the validation split: {run.name}", "",

@@ -40,7 +40,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from genrec.data.dataset import Dataset
-from genrec.data.splits import build_requests, leave_one_out
+from genrec.data.splits import build_requests, leave_one_out, sample_requests
 from genrec.eval.metrics import ndcg_at_k, ranked_matrix, recall_at_k
 from genrec.model.retriever import MODEL_DIR, GenerativeRetriever
 from genrec.train.generative import load_sid_table
@@ -113,9 +113,7 @@ def train_variant(name: str, folder: Path, steps: int, threads: int) -> float:
 def validation_sample(source: Path, n: int, max_history: int):
     dataset = Dataset.load(source / "data")
     requests, targets = build_requests(leave_one_out(dataset.events), "valid", max_history=max_history)
-    if n and len(requests) > n:
-        pick = np.sort(np.random.default_rng(0).choice(len(requests), n, replace=False))
-        requests, targets = [requests[i] for i in pick], targets[pick]
+    requests, targets = sample_requests(requests, targets, n)
     return requests, targets
 
 

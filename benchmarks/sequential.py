@@ -21,11 +21,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from genrec.data.dataset import Dataset
-from genrec.data.splits import build_requests, leave_one_out
+from genrec.data.splits import build_requests, leave_one_out, sample_requests
 from genrec.eval.harness import EvalConfig, evaluate
 
 RESULTS = Path(__file__).parent / "results"
@@ -178,9 +177,7 @@ def run_benchmark(
     retrievers = [stage(f"build {n}", lambda n=n: build(n)) for n in names]
 
     requests, targets = build_requests(split, args.part, max_history=max_history)
-    if args.max_requests and args.max_requests < len(requests):
-        chosen = np.sort(np.random.default_rng(0).choice(len(requests), args.max_requests, replace=False))
-        requests, targets = [requests[i] for i in chosen], targets[chosen]
+    requests, targets = sample_requests(requests, targets, args.max_requests)
     report = stage("evaluate", lambda: evaluate(retrievers, requests, targets, dataset=dataset, split=split,
                                                  config=EvalConfig(k=10, bootstrap=1000, exclude_seen=args.exclude_seen)))
     times = (stage_seconds, stage_cpu, time.perf_counter() - began, time.process_time() - began_cpu)

@@ -26,7 +26,7 @@ import torch
 
 from genrec.align.teachers import TEACHERS, load_teacher
 from genrec.data.dataset import Dataset
-from genrec.data.splits import build_requests, leave_one_out
+from genrec.data.splits import build_requests, leave_one_out, sample_requests
 from genrec.eval.metrics import ndcg_at_k, ranked_matrix, recall_at_k
 from genrec.model.retriever import MODEL_DIR, GenerativeRetriever
 from genrec.train.generative import load_sid_table
@@ -74,9 +74,7 @@ def main() -> None:
     dataset = Dataset.load(run / "data")
     split = leave_one_out(dataset.events)
     requests, targets = build_requests(split, "valid", max_history=args.max_history)
-    if args.max_requests and len(requests) > args.max_requests:
-        pick = np.sort(np.random.default_rng(0).choice(len(requests), args.max_requests, replace=False))
-        requests, targets = [requests[i] for i in pick], targets[pick]
+    requests, targets = sample_requests(requests, targets, args.max_requests)
     folder = Path(args.model_dir) if args.model_dir else run.joinpath(*MODEL_DIR)
     model = GenerativeRetriever.load(folder, load_sid_table(run))
     if args.item_head_mix is not None:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrec.data.splits import build_requests, interactions, leave_one_out, temporal_split
+from genrec.data.splits import build_requests, interactions, leave_one_out, sample_requests, temporal_split
 
 
 def _events(rows):
@@ -67,3 +67,20 @@ def test_temporal_split_cuts_at_the_given_times():
     assert dict(zip(split.test.user_id, split.test.item_id)) == {1: 8}
     with pytest.raises(ValueError, match="valid_start"):
         temporal_split(EVENTS, 40, 20)
+
+
+def test_a_sample_of_requests_is_seeded_ordered_and_whole_when_not_smaller():
+    from genrec.retrieval import Request
+
+    requests = [Request(user_id=u) for u in range(100)]
+    targets = np.arange(100) + 1000
+    picked, picked_targets = sample_requests(requests, targets, 10)
+    users = [r.user_id for r in picked]
+    assert users == sorted(users) and len(set(users)) == 10  # original order, no repeats
+    np.testing.assert_array_equal(picked_targets, np.asarray(users) + 1000)  # targets stay with their requests
+    assert [r.user_id for r in sample_requests(requests, targets, 10)[0]] == users  # the same users every time
+    # the draw the benchmarks made before this function existed, so earlier results name the same users
+    assert users == np.sort(np.random.default_rng(0).choice(100, 10, replace=False)).tolist()
+    assert sample_requests(requests, targets, 7, seed=1)[0] != sample_requests(requests, targets, 7)[0]
+    for whole in (0, 100, 500):
+        assert sample_requests(requests, targets, whole)[0] is requests

@@ -126,6 +126,17 @@ def build_requests(split: Split, part: Literal["valid", "test"], max_history: in
     return requests, targets["item_id"].to_numpy(dtype=np.int64)
 
 
+def sample_requests(requests: list[Request], targets: np.ndarray, n: int,
+                    seed: int = 0) -> tuple[list[Request], np.ndarray]:
+    """A seeded sample of `n` requests and their targets, in their original order (all of them when `n` is
+    0 or not below their count). Why one function: benchmarks that compare numbers on "5,000 validation
+    users" must mean the same 5,000, so every one draws them the same way."""
+    if not n or n >= len(requests):
+        return requests, targets
+    pick = np.sort(np.random.default_rng(seed).choice(len(requests), n, replace=False))
+    return [requests[i] for i in pick], targets[pick]
+
+
 def _events_before(events: pd.DataFrame, cutoff: pd.Series) -> pd.DataFrame:
     """Events strictly before each user's cutoff time; users without one keep all."""
     limit = events["user_id"].map(cutoff).fillna(np.inf).to_numpy()
