@@ -20,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from validation_sample import metric_cells, validation_sample
 
-from genrec.data.dataset import Dataset
-from genrec.data.splits import build_requests, leave_one_out, sample_requests
 from genrec.decode.beam_search import constrained_beam_search
-from genrec.eval.metrics import ndcg_at_k, ranked_matrix, recall_at_k
+from genrec.eval.metrics import ranked_matrix
 from genrec.model.retriever import MODEL_DIR, GenerativeRetriever
 from genrec.train.generative import load_sid_table
 
@@ -63,9 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     run = Path(args.run)
-    split = leave_one_out(Dataset.load(run / "data").events)
-    requests, targets = build_requests(split, "valid", max_history=args.max_history)
-    requests, targets = sample_requests(requests, targets, args.max_requests)
+    _, _, requests, targets = validation_sample(run, args.max_requests, args.max_history)
     retriever = GenerativeRetriever.load(run.joinpath(*MODEL_DIR), load_sid_table(run), beams=args.beams)
     if retriever.model.item_head is None:
         raise SystemExit(f"{run} has no item head: nothing to propose candidates or re-rank")
@@ -90,10 +87,8 @@ def main() -> None:
         if candidates not in coverage:  # depends on the candidates only
             coverage[candidates] = reachable(retriever, requests, targets, candidates)
         covered = coverage[candidates]
-        cells = [recall_at_k(ranked, targets, 5).mean, ndcg_at_k(ranked, targets, 5).mean,
-                 recall_at_k(ranked, targets, 10).mean, ndcg_at_k(ranked, targets, 10).mean]
         lines.append(f"| {candidates} | {mix:g} | {'left out' if exclude else 'kept'} | "
-                     + " | ".join(f"{v:.4f}" for v in cells) + f" | {covered:.4f} | {seconds:.0f} |")
+                     f"{metric_cells(ranked, targets)} | {covered:.4f} | {seconds:.0f} |")
         print(lines[-1], flush=True)
     out = RESULTS / f"head_candidates_{run.name}.md"
     out.write_text("\n".join(lines) + "\n")

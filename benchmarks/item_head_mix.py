@@ -20,11 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from validation_sample import metric_cells, validation_sample
 
 from genrec.align.head_mix import beams_and_head_scores, ranked_by
-from genrec.data.dataset import Dataset
-from genrec.data.splits import build_requests, leave_one_out, sample_requests
-from genrec.eval.metrics import ndcg_at_k, recall_at_k
 from genrec.model.retriever import MODEL_DIR, GenerativeRetriever
 from genrec.train.generative import load_sid_table
 
@@ -44,10 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     run = Path(args.run)
-    dataset = Dataset.load(run / "data")
-    split = leave_one_out(dataset.events)
-    requests, targets = build_requests(split, "valid", max_history=args.max_history)
-    requests, targets = sample_requests(requests, targets, args.max_requests)
+    _, _, requests, targets = validation_sample(run, args.max_requests, args.max_history)
     folder = Path(args.model) if args.model else run.joinpath(*MODEL_DIR)
     retriever = GenerativeRetriever.load(folder, load_sid_table(run))
     lines = [f"# Item-head mix and beam width on the validation split: {run.name}", "",
@@ -73,11 +68,8 @@ def main() -> None:
         for mix in mixes:
             ranked = ranked_by(items, beam_scores, head_scores, mix, 10)
             for name, rows in groups:
-                cells = [recall_at_k(ranked[rows], targets[rows], 5).mean, ndcg_at_k(ranked[rows], targets[rows], 5).mean,
-                         recall_at_k(ranked[rows], targets[rows], 10).mean,
-                         ndcg_at_k(ranked[rows], targets[rows], 10).mean]
                 lines.append(f"| {beams} | {mix:g} | {name} ({int(rows.sum())}) | "
-                             + " | ".join(f"{v:.4f}" for v in cells) + f" | {covered[rows].mean():.4f} | {seconds:.0f} |")
+                             f"{metric_cells(ranked[rows], targets[rows])} | {covered[rows].mean():.4f} | {seconds:.0f} |")
                 print(lines[-1], flush=True)
     out = RESULTS / f"item_head_mix_{run.name}{'_' + folder.parent.name if args.model else ''}.md"
     out.write_text("\n".join(lines) + "\n")

@@ -38,9 +38,8 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+from validation_sample import validation_sample
 
-from genrec.data.dataset import Dataset
-from genrec.data.splits import build_requests, leave_one_out, sample_requests
 from genrec.eval.metrics import ndcg_at_k, ranked_matrix, recall_at_k
 from genrec.model.retriever import MODEL_DIR, GenerativeRetriever
 from genrec.train.generative import load_sid_table
@@ -108,13 +107,6 @@ def train_variant(name: str, folder: Path, steps: int, threads: int) -> float:
     if os.waitstatus_to_exitcode(status) != 0:
         raise subprocess.CalledProcessError(os.waitstatus_to_exitcode(status), command)
     return usage.ru_utime + usage.ru_stime
-
-
-def validation_sample(source: Path, n: int, max_history: int):
-    dataset = Dataset.load(source / "data")
-    requests, targets = build_requests(leave_one_out(dataset.events), "valid", max_history=max_history)
-    requests, targets = sample_requests(requests, targets, n)
-    return requests, targets
 
 
 def measure(folder: Path, requests, targets, flop_requests: int) -> dict:
@@ -237,7 +229,7 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         train_cpu = dict(zip(names, pool.map(lambda n: train_variant(n, folders[n], args.steps, args.threads), names)))
     torch.set_num_threads(2)
-    requests, targets = validation_sample(args.source, args.valid_requests, max_history=20)
+    _, _, requests, targets = validation_sample(args.source, args.valid_requests, max_history=20)
     rows = {}
     for name in names:
         rows[name] = measure(folders[name], requests, targets, args.flop_requests)

@@ -23,11 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from validation_sample import metric_cells, validation_sample
 
 from genrec.align.teachers import TEACHERS, load_teacher
-from genrec.data.dataset import Dataset
-from genrec.data.splits import build_requests, leave_one_out, sample_requests
-from genrec.eval.metrics import ndcg_at_k, ranked_matrix, recall_at_k
+from genrec.eval.metrics import ranked_matrix
 from genrec.model.retriever import MODEL_DIR, GenerativeRetriever
 from genrec.train.generative import load_sid_table
 
@@ -50,9 +49,7 @@ def teacher_log_probs(teacher, requests, n_slots: int, exclude_history: bool, ba
 
 
 def metrics_row(name: str, ranked: np.ndarray, targets: np.ndarray) -> str:
-    cells = [recall_at_k(ranked, targets, 5).mean, ndcg_at_k(ranked, targets, 5).mean,
-             recall_at_k(ranked, targets, 10).mean, ndcg_at_k(ranked, targets, 10).mean]
-    return f"| {name} | " + " | ".join(f"{v:.4f}" for v in cells) + " |"
+    return f"| {name} | {metric_cells(ranked, targets)} |"
 
 
 def main() -> None:
@@ -71,10 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     run = Path(args.run)
-    dataset = Dataset.load(run / "data")
-    split = leave_one_out(dataset.events)
-    requests, targets = build_requests(split, "valid", max_history=args.max_history)
-    requests, targets = sample_requests(requests, targets, args.max_requests)
+    dataset, split, requests, targets = validation_sample(run, args.max_requests, args.max_history)
     folder = Path(args.model_dir) if args.model_dir else run.joinpath(*MODEL_DIR)
     model = GenerativeRetriever.load(folder, load_sid_table(run))
     if args.item_head_mix is not None:
