@@ -182,3 +182,15 @@ def test_sasrec_teaches_through_the_encoder_and_the_serving_settings_travel(trai
     assert (saved["exclude_history"], saved["item_head_candidates"], saved["item_head_mix"]) == (True, 3, 2.0)
     served = GenerativeRetriever.load(folder, SidTable.load(trained_run / "sid"))
     assert (served.exclude_history, served.item_head_candidates, served.item_head_mix) == (True, 3, 2.0)
+
+
+def test_serving_settings_on_a_model_without_an_item_head_are_refused():
+    from genrec.align.stage import serving_settings
+
+    headless = GenerativeConfig(**TINY, item_head=False)
+    with pytest.raises(ValueError, match="item_head_candidates needs the item head"):
+        serving_settings(headless, AlignConfig(item_head_candidates=5))
+    with pytest.raises(ValueError, match="item_head_mix needs a model with an item head"):
+        serving_settings(headless, AlignConfig(item_head_mix=1.0))
+    assert serving_settings(headless, AlignConfig(exclude_history=True)).exclude_history
+    assert serving_settings(headless, AlignConfig()) == headless  # None keeps the trained model's

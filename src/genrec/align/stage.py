@@ -153,9 +153,8 @@ def serving_settings(model_config, config: AlignConfig):
     `item_head_mix`; None keeps the trained model's)."""
     changes = {name: getattr(config, name) for name in ("exclude_history", "item_head_candidates", "item_head_mix")
                if getattr(config, name) is not None}
-    for name in ("item_head_candidates", "item_head_mix"):
-        if changes.get(name) and not model_config.item_head:
-            raise ValueError(f"{name} needs a model with an item head; this model has none")
+    if changes.get("item_head_mix") and not model_config.item_head:  # GenerativeConfig checks the candidates itself
+        raise ValueError("item_head_mix needs a model with an item head; this model has none")
     return replace(model_config, **changes)
 
 
