@@ -194,28 +194,3 @@ def test_serving_settings_on_a_model_without_an_item_head_are_refused():
         serving_settings(headless, AlignConfig(item_head_mix=1.0))
     assert serving_settings(headless, AlignConfig(exclude_history=True)).exclude_history
     assert serving_settings(headless, AlignConfig()) == headless  # None keeps the trained model's
-
-
-def test_item_cf_teaches_only_the_candidates_the_model_serves(trained_run, small_world):
-    """`teacher_pool_mix`: the distill phase's lists are the model's own served candidates re-ranked
-    with item-CF (cached under a name that says so), so the head learns an order over what it serves."""
-    from genrec.align.examples import TeacherLists
-    from genrec.model.retriever import GenerativeRetriever
-    from genrec.sid.table import SidTable
-
-    config = AlignConfig(**{**QUICK, "sft_steps": 0, "high_value_steps": 0, "grpo_steps": 0, "distill_steps": 2,
-                            "teacher": "itemcf", "teacher_pool_mix": 1.0, "teacher_pool": 6, "teacher_for": "all",
-                            "teacher_size": 4, "teacher_temperature": 1.0, "head_mixes": ()})
-    folder = align_generative(trained_run, config, resume=False)
-    assert "distill" in json.loads((folder / "manifest.json").read_text())["result"]["phases"]
-    [cached] = (trained_run / "align" / "work").glob("teacher-itemcf-pool6x1.0-4-*.npz")
-    lists = TeacherLists.load(cached)
-    examples = align_examples(leave_one_out(small_world.dataset.events), config.per_user, limit=config.max_examples,
-                              seed=config.seed)
-    student = GenerativeRetriever.load(trained_run / "train" / "generative", SidTable.load(trained_run / "sid"),
-                                       beams=config.beams)
-    served = student.retrieve(examples.requests, config.teacher_pool)
-    for row, answer in enumerate(served):
-        taught = lists.item_ids[row, :config.teacher_size]  # the last column holds a missed logged target
-        taught = taught[taught >= 0]
-        assert len(taught) and set(taught) <= set(answer.item_ids.tolist())

@@ -32,10 +32,6 @@ class AlignConfig:
       (softmax of its scores / `teacher_temperature`) plus `target_share` on the logged
       target; the teacher is the cascade (its calibrated scores) or the run's SASRec (its
       logits: temperature 1 is its own distribution; `genrec.align.teachers`);
-      With `teacher_pool_mix` = w the teacher instead re-ranks the model's own `teacher_pool`
-      served candidates (as the phase begins) by served score + w × its log-probability: the
-      two models together, stronger than either where they disagree (`PoolTeacher`; item-CF
-      (`teacher` = "itemcf") is a teacher only this way: its scores are not logits).
       `teacher_for` = "search" distils search requests only (on recommendation the
       cascade is the weaker model), "all" every request. A model with an item head
       learns the lists in its head, weighted by `head_weight`; `distill_sid` also
@@ -92,8 +88,6 @@ class AlignConfig:
     teacher_temperature: float = 0.01
     target_share: float = 0.3
     teacher_for: str = "search"
-    teacher_pool_mix: float | None = None
-    teacher_pool: int = 100
     head_weight: float = 1.0
     distill_sid: bool = False
     distill_encoder: bool = False
@@ -141,12 +135,7 @@ class AlignConfig:
             raise ValueError(f"text_lookaheads must all be ≥ 0, got {self.text_lookaheads}")
         if not self.distill_sid and not self.head_weight:
             raise ValueError("distill_sid=false leaves only the item head to distil into: head_weight must be > 0")
-        if self.teacher_pool_mix is not None and not self.teacher_pool_mix >= 0:
-            raise ValueError(f"teacher_pool_mix must be ≥ 0 or None, got {self.teacher_pool_mix}")
-        if self.teacher == "itemcf" and self.teacher_pool_mix is None:
-            raise ValueError("item-CF's scores are not logits: teacher='itemcf' needs teacher_pool_mix "
-                             "(it re-ranks the model's own candidates)")
-        for name in ("per_user", "eval_every", "batch_size", "teacher_size", "grpo_group", "teacher_pool",
+        for name in ("per_user", "eval_every", "batch_size", "teacher_size", "grpo_group",
                      "distill_batch_size", "grpo_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")

@@ -30,7 +30,7 @@ from genrec.align.head_mix import choose_search_scoring
 from genrec.align.phases import AlignmentContext, distillation_loss, grpo_rollout_loss, sft_loss
 from genrec.align.policy import CodeBook
 from genrec.align.rewards import OracleUtility, PARSReward, PreferenceWeights, RankerReward, build_reward
-from genrec.align.teachers import PoolTeacher, load_teacher
+from genrec.align.teachers import load_teacher
 from genrec.artifacts import atomic_path, code_fingerprint, folder_sha256, manifest, write_json_atomic
 from genrec.cascade.retriever import CascadeRetriever
 from genrec.data.dataset import Dataset
@@ -110,8 +110,7 @@ def align_generative(run: str | Path, config: AlignConfig | None = None, *, data
             start_scores = _scores(validate, model)
             say(f"start: {_fmt(start_scores)}")
         phase_start = start_scores
-        loss, rows, batch_size, lr = _phase(phase, context, run, work, pars, ranker, (dataset, split), say,
-                                          beams=retriever.beams)
+        loss, rows, batch_size, lr = _phase(phase, context, run, work, pars, ranker, (dataset, split), say)
         if not len(rows):
             say(f"{phase}: no examples, skipped")
             continue
@@ -236,9 +235,8 @@ def write_aligned(run: Path, model, base: Path, config: AlignConfig, results: di
 
 
 def _phase(phase: str, c: AlignmentContext, run: Path, work: Path, pars: PARSReward, ranker,
-           data: tuple[Dataset, Split], say, beams: int):
-    """(loss_fn, example rows, batch size, lr) of `phase`; the model's state at its start is kept.
-    `beams`: the width the model serves with (a pool teacher's student decodes at it)."""
+           data: tuple[Dataset, Split], say):
+    """(loss_fn, example rows, batch size, lr) of `phase`; the model's state at its start is kept."""
     config = c.config
     c.starts[phase] = {k: v.detach().clone() for k, v in c.model.state_dict().items()}
     n = len(c.examples)
@@ -247,7 +245,7 @@ def _phase(phase: str, c: AlignmentContext, run: Path, work: Path, pars: PARSRew
         weights = c.pars_weights if config.pars_weighted else np.ones(n, dtype=np.float32)
         return sft_loss(c, weights), rows, config.batch_size, config.lr
     if phase == "distill":
-        lists = _teacher(run, work, c, data, say, beams)
+        lists = _teacher(run, work, c, data, say)
         rows = np.flatnonzero(c.examples.is_search) if config.teacher_for == "search" else np.arange(n)
         return distillation_loss(c, lists), rows, config.distill_batch_size, config.lr
     reward = build_reward(config.reward, run, pars=pars, pars_weight=config.pars_reward_weight, ranker=ranker)
@@ -255,26 +253,17 @@ def _phase(phase: str, c: AlignmentContext, run: Path, work: Path, pars: PARSRew
     return grpo_rollout_loss(c, reward), np.arange(n), config.grpo_batch_size, config.grpo_lr
 
 
-def _teacher(run: Path, work: Path, c: AlignmentContext, data: tuple[Dataset, Split], say, beams: int) -> TeacherLists:
-    """The teacher's lists for the examples, computed once and cached in RUN/align/work.
-
-    With `teacher_pool_mix` the teacher re-ranks the candidates the model serves as the
-    phase begins (`PoolTeacher`); the cache is only reused by a run with the same config
-    on the same base model (`_check_same_run`), so the pool it holds is this model's."""
+def _teacher(run: Path, work: Path, c: AlignmentContext, data: tuple[Dataset, Split], say) -> TeacherLists:
+    """The teacher's lists for the examples, computed once and cached in RUN/align/work."""
     config = c.config
-    pooled = "" if config.teacher_pool_mix is None else f"-pool{config.teacher_pool}x{config.teacher_pool_mix}"
-    path = work / (f"teacher-{config.teacher}{pooled}-{config.teacher_size}-{config.teacher_temperature}"
-                   f"-{config.target_share}-{config.teacher_for}.npz")
+    path = work / (f"teacher-{config.teacher}-{config.teacher_size}-{config.teacher_temperature}-{config.target_share}"
+                   f"-{config.teacher_for}.npz")
     if path.exists():
         return TeacherLists.load(path)
     taught = c.examples.is_search if config.teacher_for == "search" else None
-    say(f"teacher: {config.teacher}{' on the model’s own candidates' if pooled else ''} ranks "
-        f"{len(c.examples) if taught is None else int(taught.sum()):,} alignment requests")
+    say(f"teacher: {config.teacher} ranks {len(c.examples) if taught is None else int(taught.sum()):,} "
+        "alignment requests")
     teacher = load_teacher(config.teacher, run, *data)  # loads; never trains (the dataset is align's own)
-    if config.teacher_pool_mix is not None:
-        student = GenerativeRetriever(c.model, c.encoder, c.trie, beams=beams)  # serves with c.model's settings
-        teacher = PoolTeacher(student, teacher, config.teacher_pool_mix, config.teacher_pool,
-                              n_slots=int(data[0].items["item_id"].max()) + 1)
     lists = teacher_lists(teacher, c.examples, config.teacher_size, config.teacher_temperature, config.target_share,
                           taught=taught,
                           progress=lambda done, total: say(f"teacher {done}/{total}") if done % 1024 < 256 else None)
