@@ -1,7 +1,9 @@
-"""Post-training ladder on the default world: head mixes, SFT → +PARS, +distillation → +GRPO / +debiased GRPO.
+"""Post-training ladder: head mixes, SFT → +PARS, +distillation → +GRPO / +debiased GRPO.
 
     .venv/bin/python benchmarks/align.py --run runs/demo --part valid --max-requests 1000   # screening
     .venv/bin/python benchmarks/align.py --run runs/demo                                    # the test table
+    .venv/bin/python benchmarks/align.py --run runs/ml100k --config configs/align_ml100k.toml \
+        --exclude-seen --max-history 50 --set +distillation:distill_steps=3000 --plot '' --out …  # another data set
 
 Each row post-trains the model of the row it names in ROWS (the aligned folder has the
 trained model's layout, so it can be the next row's base): row folders live under
@@ -13,7 +15,10 @@ one), so the two differ only in the advantage scale. Every row chooses its check
 split inside `align_generative`; the test part is evaluated once per row.
 
 Writes benchmarks/results/align.md (test) or align_valid.md (valid) and, from the
-GRPO rows' validation history, docs/align_reward.png.
+GRPO rows' validation history, docs/align_reward.png. `--config FILE` (an AlignConfig file, e.g. a
+data set's recipe) sets every row's fields but the phases' step counts, which stay the ladder's
+(`--set` changes them); `--exclude-seen` and `--max-history` give the rows the protocol of that
+data set's benchmark.
 """
 
 from __future__ import annotations
@@ -59,6 +64,9 @@ def main() -> None:
                         help="override one AlignConfig field of one row (ROW may be * for every row)")
     parser.add_argument("--ladder", default="align-ladder", help="folder under RUN for the rows' runs")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--config", default=None, help="an AlignConfig file under every row (its step counts excepted)")
+    parser.add_argument("--exclude-seen", action="store_true", help="leave history items out of every row's answer")
+    parser.add_argument("--max-history", type=int, default=50, help="history items per request")
     parser.add_argument("--out", default=None)
     parser.add_argument("--plot", default=str(ROOT / "docs" / "align_reward.png"))
     parser.add_argument("--plot-only", action="store_true", help="redraw the plot from the ladder's manifests")
@@ -94,13 +102,19 @@ def main() -> None:
     sids = load_sid_table(run)
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     overrides = _overrides(args.set)
+    base = {}
+    if args.config:
+        from genrec.config_file import read_config_file
+
+        steps = {"sft_steps", "high_value_steps", "distill_steps", "grpo_steps"}
+        base = {k: v for k, v in read_config_file(args.config).items() if k not in steps}
     folders = {"generative": run / "train" / "generative"}
     cpu, wall, phases, mixes = {}, {}, {}, {}
     for name in ROWS:
         if name not in rows and not _needed_by(name, rows):
             continue
         start_from, values = ROWS[name]
-        values = {**COMMON, **values, **overrides.get("*", {}), **overrides.get(name, {})}
+        values = {**COMMON, **base, **values, **overrides.get("*", {}), **overrides.get(name, {})}
         row_run = _row_run(run, args.ladder, name, folders[start_from])
         tick_cpu, tick = time.process_time(), time.perf_counter()
         print(f"== {name}: from {start_from}, {values}", file=sys.stderr, flush=True)
@@ -109,7 +123,7 @@ def main() -> None:
         result = json.loads((folders[name] / "manifest.json").read_text())["result"]
         phases[name], mixes[name] = result["phases"], result.get("head_mix")
 
-    requests, targets = build_requests(split, args.part)
+    requests, targets = build_requests(split, args.part, max_history=args.max_history)
     requests, targets = sample_requests(requests, targets, args.max_requests)
     retrievers = [CascadeRetriever.from_run(run, dataset, split), GenerativeRetriever.load(folders["generative"], sids)]
     for name in rows:
@@ -118,7 +132,7 @@ def main() -> None:
         retrievers.append(model)
     tick = time.perf_counter()
     report = evaluate(retrievers, requests, targets, dataset=dataset, split=split,
-                      config=replace(EvalConfig(), k=50), progress=False)
+                      config=replace(EvalConfig(), k=50, exclude_seen=args.exclude_seen), progress=False)
     eval_seconds = time.perf_counter() - tick
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"align{'' if args.part == 'test' else '_valid'}.md"
     _write(out, report, args, rows, cpu, wall, phases, mixes, eval_seconds, len(requests))
@@ -138,13 +152,17 @@ def _needed_by(name: str, rows: list[str]) -> bool:
 
 
 def _row_run(run: Path, ladder: str, name: str, base: Path) -> Path:
-    """RUN/<ladder>/<row>/ linking RUN's inputs, with train/generative → the model it starts from."""
+    """RUN/<ladder>/<row>/ linking RUN's inputs and its other trained models (a teacher), with
+    train/generative → the model it starts from."""
     folder = run / ladder / _folder_name(name)
     (folder / "train").mkdir(parents=True, exist_ok=True)
     for part in LINKED:
         link = folder / part
         if not link.exists() and (run / part).exists():
             link.symlink_to(run / part)
+    for trained in (run / "train").iterdir() if (run / "train").is_dir() else ():  # a teacher such as SASRec
+        if trained.name != "generative" and not (folder / "train" / trained.name).exists():
+            (folder / "train" / trained.name).symlink_to(trained.resolve())
     link = folder / "train" / "generative"
     if link.is_symlink() and link.resolve() != base.resolve():
         link.unlink()
@@ -212,6 +230,8 @@ def _overrides(items: list[str]) -> dict[str, dict]:
 
 
 def _cell(report, name: str, metric: str, part: str) -> str:
+    if not report.slices[part].any():  # a data set without searches
+        return "—"
     mean, low, high = report.value(name, metric, part)
     return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
 
@@ -219,7 +239,7 @@ def _cell(report, name: str, metric: str, part: str) -> str:
 def _write(out: Path, report, args, rows, cpu, wall, phases, mixes, eval_seconds, n_requests) -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     command = "PYTHONPATH=src .venv/bin/python benchmarks/align.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    lines = [f"# Post-training ladder ({args.part} split)", "",
+    lines = [f"# Post-training ladder ({args.part} split): {Path(args.run).name}", "",
              f"Command: `{command}`  ",
              f"Split part: **{args.part}** ({n_requests} requests; search {int(report.slices['search'].sum())}, "
              f"recommendation {int(report.slices['recommendation'].sum())})  ",
