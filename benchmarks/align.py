@@ -258,14 +258,18 @@ def _write(out: Path, report, args, rows, cpu, wall, phases, mixes, eval_seconds
               "", "## Phases (validation, inside `align_generative`)", "",
               "| row | phase | kept | best step | select (valid) | search R@10 | rec NDCG@10 | coverage@10 | popularity@10 | ranker reward@10 | true R@10 | CPU s |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    def value(entry: dict, key: str, digits: int) -> str:  # "—": a metric the data set has no requests or truth for
+        number = entry.get(key, float("nan"))
+        return "—" if number != number else f"{number:.{digits}f}"
+
     for name in rows:
         for phase, result in phases.get(name, {}).items():
             best = next((h for h in result["history"] if h["step"] == result["best_step"]), {})
             lines.append(f"| {name} | {phase} | {'yes' if result['kept'] else 'no'} | {result['best_step']} "
-                         f"| {result['best_select']:.4f} | {best.get('search_recall@10', float('nan')):.3f} "
-                         f"| {best.get('rec_ndcg@10', float('nan')):.4f} | {best.get('coverage@10', float('nan')):.3f} "
-                         f"| {best.get('popularity@10', float('nan')):.2f} | {best.get('ranker_reward@10', float('nan')):.4f} "
-                         f"| {best.get('true_recall@10', float('nan')):.4f} | {result['cpu_seconds']:.0f} |")
+                         f"| {result['best_select']:.4f} | {value(best, 'search_recall@10', 3)} "
+                         f"| {value(best, 'rec_ndcg@10', 4)} | {value(best, 'coverage@10', 3)} "
+                         f"| {value(best, 'popularity@10', 2)} | {value(best, 'ranker_reward@10', 4)} "
+                         f"| {value(best, 'true_recall@10', 4)} | {result['cpu_seconds']:.0f} |")
     chosen = [(name, mixes[name]) for name in rows if mixes.get(name)]
     if chosen:
         lines += ["", "## The item head's mixes (chosen last, on the same validation requests)", "",
