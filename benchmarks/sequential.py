@@ -134,15 +134,9 @@ def run_benchmark(
             stage("Semantic IDs from item text (MiniLM + RQ-KMeans)",
                   lambda: build_sids(run, levels=sid_levels, codebook_size=sid_codebook_size, prefix=sid_prefix))
         if not (run.joinpath(*MODEL_DIR) / "manifest.json").exists():
-            from genrec.train.loop import LAST_CHECKPOINT
-
             config = load_train_config(args.config or generative_config, args.overrides)
             config.train = replace(config.train, device=args.device, **({"steps": args.steps} if args.steps else {}))
-            # an interrupted training (an hour on Beauty) continues from its last checkpoint instead of step 0;
-            # the loop refuses a checkpoint made with another training config (delete the folder to start over)
-            resume = (run.joinpath(*MODEL_DIR) / LAST_CHECKPOINT).exists()
-            stage("train the generative retriever" + (" (resumed from its last checkpoint)" if resume else ""),
-                  lambda: train_generative(run, config, dataset=dataset, split=split, resume=resume))
+            stage("train the generative retriever", lambda: train_generative(run, config, dataset=dataset, split=split))
 
     def build(retriever_name: str):
         if retriever_name in ("sasrec", "hstu", "dimerec"):  # the protocol's history length, not SASRec's default
