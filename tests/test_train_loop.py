@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,26 @@ def test_resume_with_a_different_trajectory_config_is_refused(tmp_path):
     train(make_model(), mse, toy_examples(), collate, _config(), tmp_path, stop_after=3)
     with pytest.raises(ValueError, match="batch_size"):
         train(make_model(), mse, toy_examples(), collate, _config(batch_size=32), tmp_path, resume=True)
+
+
+@dataclass(frozen=True)
+class _ToyConfig:
+    dropout: float
+
+
+def _configured_model(dropout: float):
+    model = make_model(dropout=dropout)
+    model.config = _ToyConfig(dropout)
+    return model
+
+
+def test_resume_with_a_model_built_another_way_is_refused_even_when_the_weights_fit(tmp_path):
+    train(_configured_model(0.3), mse, toy_examples(), collate, _config(), tmp_path, stop_after=3)
+    with pytest.raises(ValueError, match="dropout: saved 0.3, now 0.0"):
+        train(_configured_model(0.0), mse, toy_examples(), collate, _config(), tmp_path, resume=True)
+    # The same model continues.
+    result = train(_configured_model(0.3), mse, toy_examples(), collate, _config(), tmp_path, resume=True)
+    assert result.last_step == _config().steps
 
 
 def test_loss_goes_down_on_a_learnable_problem(tmp_path):

@@ -299,6 +299,7 @@ def _train(model, loss_fn, examples, collate, config, out_dir, evaluate, metric,
         state = read_checkpoint(last_path, device, _LAST_KEYS, "delete it and train without --resume to start "
                                  "from step 0")
         _check_same_trajectory(config, state["config"])
+        _check_same_model(model, state.get("model_config"))
         try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -549,6 +550,21 @@ def _check_same_trajectory(config: TrainConfig, saved: dict[str, Any]) -> None:
     if changed:
         raise ValueError("cannot resume last.pt with a different TrainConfig (" + "; ".join(changed)
                          + "); expected the configuration the run started with, or resume=False")
+
+
+def _check_same_model(model: nn.Module, saved: dict[str, Any] | None) -> None:
+    """Weights of the same shapes load into a model built another way (another dropout,
+    another mix weight), so a resume would silently continue the old model's trajectory
+    under the new name: the saved model config must equal this model's. Checkpoints of
+    models without a config (saved as None) have nothing to compare."""
+    now = _plain(getattr(model, "config", None))
+    if saved is None or now is None:
+        return
+    changed = [f"{name}: saved {saved.get(name)!r}, now {now.get(name)!r}"
+               for name in sorted(set(saved) | set(now)) if saved.get(name) != now.get(name)]
+    if changed:
+        raise ValueError("cannot resume last.pt with a different model configuration (" + "; ".join(changed)
+                         + "); expected the model the run started with, or resume=False")
 
 
 # --------------------------------------------------------------------------- RNG
