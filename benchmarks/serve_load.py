@@ -38,7 +38,10 @@ from loopback_server import stop, wait_until_healthy
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "serve.md"
 CONCURRENCY = (1, 8, 32)
-MODES = {"on": ("64", "5"), "off": ("1", "0")}
+MODES = {"on": ("64", "5", "32"), "on, all threads": ("64", "5", "1"), "off": ("1", "0", "32")}
+"""Server settings compared in one run: --max-batch, --max-wait-ms, --parallel-from. `on` is `genrec serve`'s
+default (batches of 32 or more on every torch thread, smaller ones on one); `on, all threads` puts every batch
+on every thread (what the server did before batches were sized), measured only when the server has threads to share."""
 
 
 @dataclass
@@ -97,9 +100,15 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--workers", type=int, default=1, help="`genrec serve --workers`: server processes per server")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="`genrec serve --threads`: torch threads per server process (default: the cores shared "
+                             "out among the workers)")
     parser.add_argument("--note", action="append", default=[], help="a line to add to the report (how RUN was made)")
     args = parser.parse_args()
 
+    if args.threads is None:
+        args.threads = max(1, (os.cpu_count() or 1) // args.workers)
+    modes = {mode: options for mode, options in MODES.items() if args.threads > 1 or mode != "on, all threads"}
     wanted = [n.strip() for n in args.retrievers.split(",") if n.strip()]
     served, notes = usable_retrievers(args.run, wanted)
     if not served:
@@ -110,18 +119,19 @@ def main() -> int:
     levels: dict[tuple[str, str, int], Level] = {}
     harness = Harness(args.run, served, queries, users, args.k, args.requests)
     with contextlib.ExitStack() as stack:
-        servers = {mode: stack.enter_context(Server(args.run, served, *options, workers=args.workers))
-                   for mode, options in MODES.items()}
+        servers = {mode: stack.enter_context(Server(args.run, served, *options, workers=args.workers,
+                                                    threads=args.threads))
+                   for mode, options in modes.items()}
         for server in servers.values():
             for name in served:  # warm-up: first calls, caches, worker threads
                 drive(server.url, name, queries[:100], users[:100], args.k, 8, 100, args.max_seconds)
         for round_ in range(args.rounds):
             # Modes alternate within each round (and swap order between rounds), and each retriever's harness
             # pass follows its served levels, so drift in the machine's load hits all of them alike.
-            modes = list(MODES) if round_ % 2 == 0 else list(MODES)[::-1]
+            order = list(modes) if round_ % 2 == 0 else list(modes)[::-1]
             for name in served:
                 for concurrency in CONCURRENCY:
-                    for mode in modes:
+                    for mode in order:
                         url = servers[mode].url
                         before, cpu_before = batch_totals(url, name, args.workers), servers[mode].cpu_seconds()
                         n, errors, seconds, latencies = drive(url, name, queries, users, args.k, concurrency,
@@ -130,7 +140,7 @@ def main() -> int:
                         level = levels.setdefault((name, mode, concurrency), Level(name, mode, concurrency))
                         level.add(n, errors, seconds, latencies, after[0] - before[0], after[1] - before[1],
                                   cpu_after - cpu_before)
-                        print(f"round {round_ + 1} {name:>12} batching {mode:>3} c={concurrency:>2}: "
+                        print(f"round {round_ + 1} {name:>12} batching {mode:>15} c={concurrency:>2}: "
                               f"{n / seconds:7.1f} req/s p50 {np.percentile(latencies, 50):7.2f} ms "
                               f"p99 {np.percentile(latencies, 99):7.2f} ms errors {errors}", flush=True)
                 rate = harness.run_pass(name)
@@ -139,7 +149,7 @@ def main() -> int:
         print(f"RSS before {memory['before_mib']:.1f} MiB, after {memory['after_mib']:.1f} MiB "
               f"({memory['n']} requests, {memory['errors']} errors)", flush=True)
 
-    levels = [levels[(name, mode, c)] for name in served for mode in MODES for c in CONCURRENCY]
+    levels = [levels[(name, mode, c)] for name in served for mode in modes for c in CONCURRENCY]
     write_report(args, served, notes, levels, memory, harness.timings)
     total_errors = sum(level.errors for level in levels) + int(memory.get("errors", 0))
     print(f"wrote {args.out}; errors: {total_errors}")
@@ -227,7 +237,8 @@ def workload(run: Path, seed: int, n: int) -> tuple[list[str], list[int]]:
 class Server:
     """`genrec serve` in a subprocess on a free loopback port; waits for /healthz."""
 
-    def __init__(self, run: Path, retrievers: list[str], max_batch: str, max_wait_ms: str, workers: int = 1):
+    def __init__(self, run: Path, retrievers: list[str], max_batch: str, max_wait_ms: str, parallel_from: str,
+                 workers: int = 1, threads: int = 1):
         self.workers = workers
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -235,11 +246,11 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = [sys.executable, "-m", "genrec.cli", "serve", str(run), "--host", "127.0.0.1",
                         "--port", str(self.port), "--retrievers", ",".join(retrievers),
-                        "--max-batch", max_batch, "--max-wait-ms", max_wait_ms, "--workers", str(workers)]
+                        "--max-batch", max_batch, "--max-wait-ms", max_wait_ms, "--parallel-from", parallel_from,
+                        "--workers", str(workers), "--threads", str(threads)]
 
     def __enter__(self) -> "Server":
-        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-        self.process = subprocess.Popen(self.command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_until_healthy(self.process, self.url, lambda: self.process.stderr.read().decode()[-2000:])
         return self
 
@@ -380,7 +391,7 @@ def write_report(args, served: list[str], notes: list[str], levels: list[Level],
         "",
         f"Command: `.venv/bin/python benchmarks/serve_load.py --run {args.run} --retrievers {args.retrievers} "
         f"--requests {args.requests} --max-seconds {args.max_seconds:g} --rounds {args.rounds} --memory-requests {args.memory_requests} "
-        f"--workers {args.workers} --seed {args.seed}`",
+        f"--workers {args.workers} --threads {args.threads} --seed {args.seed}`",
         "",
         f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: {platform.platform()}, "
         f"{os.cpu_count()} CPU cores (client and server share them), Python {platform.python_version()}; "
@@ -388,12 +399,15 @@ def write_report(args, served: list[str], notes: list[str], levels: list[Level],
         f"- Data: `{args.run}/data` — {counts['items']} items, {counts['users']} users, {counts['events']} events; "
         f"queries and users drawn from the logged searches with seed {args.seed}; `GET /search`, k={args.k}",
         f"- Each level: up to {args.requests} requests or {args.max_seconds:g} s, repeated in {args.rounds} rounds "
-        "that interleave batching on/off (two servers side by side, each warmed up with 100 requests per retriever); "
-        "throughput = median over rounds. Batching on = max batch 64, max wait 5 ms (adaptive: waits only after a "
-        "batch larger than one); off = max batch 1 (one `retrieve` call per request, on the retriever's single "
+        f"that interleave the server settings ({len({lv.batching for lv in levels})} servers side by side, each warmed up with 100 requests per "
+        "retriever); throughput = median over rounds. Batching on = max batch 64, max wait 5 ms (adaptive: waits only "
+        "after a batch larger than one), a batch of 32 or more requests on every torch thread of the process and a "
+        "smaller one on one thread (`genrec serve`'s defaults); on, all threads = the same with every batch on every "
+        "thread (`--parallel-from 1`); off = max batch 1 (one `retrieve` call per request, on the retriever's single "
         "worker thread either way)",
         f"- Server: `genrec serve --workers {args.workers}` ({args.workers} process{'es' if args.workers > 1 else ''} on one "
-        "port, each with its own model and micro-batcher, torch on one thread each: `OMP_NUM_THREADS=1`); the "
+        f"port, each with its own model and micro-batcher, {args.threads} torch thread{'s' if args.threads > 1 else ''} "
+        f"each: `--threads {args.threads}`); the "
         "generative model decodes with its exact fp32 `FastDecoder` copy (`genrec.serve.model.fastest_exact`)",
         "- Server CPU ms/request = the server processes' user+system CPU time (all threads, from /proc) over the "
         "level's requests: unlike wall-clock numbers it barely moves with other load on the machine, so it is the "
@@ -408,7 +422,7 @@ def write_report(args, served: list[str], notes: list[str], levels: list[Level],
     ]
     for lv in levels:
         base = off.get((lv.retriever, lv.concurrency))
-        on = lv.batching == "on" and base is not None
+        on = lv.batching != "off" and base is not None
         ratio = f"{lv.throughput / base.throughput:.2f}×" if on and base.throughput else ""
         cpu_ratio = f"{base.cpu_ms_per_request / lv.cpu_ms_per_request:.2f}×" if on and lv.cpu_ms_per_request else ""
         lines.append(f"| {lv.retriever} | {lv.batching} | {lv.concurrency} | {lv.n} | {lv.errors} | {lv.throughput:.1f} | "
@@ -424,7 +438,7 @@ def write_report(args, served: list[str], notes: list[str], levels: list[Level],
             + ", ".join(f"{name} {count:,}" for name, count in memory["counts"].items()) + ".",
         ]
     busiest = max(CONCURRENCY)
-    served_on = {lv.retriever: lv for lv in levels if lv.batching == "on" and lv.concurrency == busiest}
+    served_on = {(lv.retriever, lv.batching): lv for lv in levels if lv.batching != "off" and lv.concurrency == busiest}
     lines += [
         "",
         f"Served against the harness (same run; the harness = the retriever called in process on the first "
@@ -434,16 +448,16 @@ def write_report(args, served: list[str], notes: list[str], levels: list[Level],
         "Load from other work on the machine drifts within seconds, so the ratio is also given per round "
         "(each round's served throughput over the harness pass that followed it) and as the median of those:",
         "",
-        f"| retriever | harness req/s | served req/s (batching on, {busiest} clients) | served / harness (medians) | "
+        f"| retriever | batching | harness req/s | served req/s ({busiest} clients) | served / harness (medians) | "
         "served / harness per round | median of per-round ratios | served p99 ms |",
-        "|---|---:|---:|---:|---|---:|---:|",
+        "|---|---|---:|---:|---:|---|---:|---:|",
     ]
-    for name, rates in harness.items():
-        lv = served_on.get(name)
-        if lv is not None and rates:
+    for (name, mode), lv in served_on.items():
+        rates = harness.get(name)
+        if rates:
             rate = float(np.median(rates))
             paired = [s / h for s, h in zip(lv.throughputs, rates)]
-            lines.append(f"| {name} | {rate:.1f} | {lv.throughput:.1f} | {lv.throughput / rate:.0%} | "
+            lines.append(f"| {name} | {mode} | {rate:.1f} | {lv.throughput:.1f} | {lv.throughput / rate:.0%} | "
                          + ", ".join(f"{r:.0%}" for r in paired) + f" | {float(np.median(paired)):.0%} | "
                          f"{lv.percentile(99):.1f} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -261,6 +261,38 @@ def test_under_load_a_request_waits_for_companions_up_to_the_bound():
     assert fake.batch_sizes == [3, 2]
 
 
+def test_a_small_batch_runs_on_one_torch_thread_and_a_large_one_on_every_thread_of_the_process(monkeypatch):
+    import torch
+
+    from genrec.serve import batching
+
+    class ThreadsSeen(FakeRetriever):
+        def retrieve(self, requests, k):
+            self.threads_seen.append((len(requests), torch.get_num_threads()))
+            return super().retrieve(requests, k)
+
+    fake = ThreadsSeen(tiny_dataset())
+    fake.threads_seen = []
+    batcher = MicroBatcher("fake", fake, BatchingConfig(max_batch=64, max_wait_s=0.05, parallel_from=4))
+    before = torch.get_num_threads()
+    monkeypatch.setattr(batching, "_process_threads", None)  # as in a fresh server process
+    torch.set_num_threads(3)
+    try:
+        async def burst(n):
+            await asyncio.gather(*(batcher.submit(Request(user_id=u, query="hat"), 1) for u in range(n)))
+
+        for n in (1, 6, 2, 4):
+            asyncio.run(burst(n))
+    finally:
+        torch.set_num_threads(before)
+    assert fake.threads_seen == [(1, 1), (6, 3), (2, 1), (4, 3)]
+
+
+def test_batching_config_rejects_a_parallel_threshold_below_one():
+    with pytest.raises(ValueError, match="parallel_from"):
+        BatchingConfig(parallel_from=0)
+
+
 def test_micro_batcher_hands_a_retriever_failure_to_every_waiter():
     class Broken:
         name = "broken"

@@ -17,11 +17,20 @@ request ever waits more than `max_wait_s` plus the batch already running.
 
 Requests in one batch that ask for different `k` go to separate calls (one per
 `k`), so a request's answer never depends on what else was in flight.
+
+A small batch runs on one torch thread, a large one on all of the process's:
+splitting a few requests' matrix products across cores costs more in thread
+hand-offs than it gains, and the other core is better left to the event loop
+and the clients; a batch of tens of requests fills both cores
+(`benchmarks/results/serve.md`, batch threads). The thread count changes no
+answer, only who computes it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,10 +48,14 @@ class BatchingConfig:
 
     max_batch: int = 64
     max_wait_s: float = 0.005
+    parallel_from: int = 32
+    """Batches of at least this many requests use every torch thread of the process; smaller ones use one."""
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be ≥ 1, got {self.max_batch}")
+        if self.parallel_from < 1:
+            raise ValueError(f"parallel_from must be ≥ 1, got {self.parallel_from}")
         if not 0 <= self.max_wait_s <= 60:
             raise ValueError(f"max_wait_s must be in [0, 60] seconds, got {self.max_wait_s}")
 
@@ -154,12 +167,34 @@ class MicroBatcher:
 
     def _retrieve(self, requests: Sequence[Request], k: int) -> list[Ranked]:
         start = time.perf_counter()
+        _size_torch_threads(len(requests) >= self.config.parallel_from)
         results = self.retriever.retrieve(requests, k)
         if len(results) != len(requests):
             raise RuntimeError(f"retriever {self.name!r} returned {len(results)} answers for {len(requests)} requests")
         if self.observer is not None:
             self.observer(self.name, len(requests), time.perf_counter() - start)
         return results
+
+
+_threads_lock = threading.Lock()
+_process_threads: int | None = None  # the process's torch threads before any batch resized them
+
+
+def _size_torch_threads(parallel: bool) -> None:
+    """Give the calling (worker) thread's next products every torch thread of the process, or one.
+
+    torch's thread count is process-wide state that this function changes, so the process's own
+    count is read once, before the first change, and kept. A retriever that never imported torch
+    has no threads to size.
+    """
+    global _process_threads
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    with _threads_lock:
+        if _process_threads is None:
+            _process_threads = int(torch.get_num_threads())
+        torch.set_num_threads(_process_threads if parallel else 1)  # always: another batcher may have changed it
 
 
 def _settle(future: asyncio.Future, result: Ranked | None = None, error: BaseException | None = None) -> None:

@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help=f"comma-separated registry names, first is the default (default: {DEFAULT_RETRIEVERS})")
     serve.add_argument("--max-batch", type=int, default=64, help="micro-batch size bound; 1 turns batching off")
     serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for companions")
+    serve.add_argument("--parallel-from", type=int, default=32,
+                       help="batches of at least this many requests use every torch thread (--threads), "
+                            "smaller ones one thread")
     serve.add_argument("--workers", type=int, default=1,
                        help="server processes sharing the port, each with its own model and micro-batcher "
                             "(docs/serve.md, 'Workers and replicas'); reload them with SIGHUP to the main process")
@@ -67,7 +70,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"run folder {args.run_folder} has no data/ folder; expected RUN/data with the dataset", file=sys.stderr)
         return 2
     try:
-        batching = BatchingConfig(max_batch=args.max_batch, max_wait_s=args.max_wait_ms / 1000)
+        batching = BatchingConfig(max_batch=args.max_batch, max_wait_s=args.max_wait_ms / 1000,
+                                  parallel_from=args.parallel_from)
         limits = ServeLimits(**{limit.name: getattr(args, limit.name) for limit in fields(ServeLimits)})
         if args.workers < 1:
             raise ValueError(f"workers must be ≥ 1, got {args.workers}")
