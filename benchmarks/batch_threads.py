@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/batch_threads.py --run runs/demo
 
 The served generative retriever (built as `genrec serve` builds it, `load_served_model`) answers
-batches of the run's logged searches on one worker thread, as the server's micro-batcher calls it,
+batches of the run's logged searches (drawn as `serve_load.py` draws them) on one worker thread, as the server's micro-batcher calls it,
 once with one torch thread and once with every thread of the process, the two interleaved
 `--rounds` times so both see the same machine load. A few requests' matrix products are too small
 to split across cores with profit; the batch size where the second thread starts to pay is the
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from serve_load import workload
 
-from genrec.data.dataset import Dataset
 from genrec.malloc import keep_freed_memory
 from genrec.serve.model import load_served_model
 
@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--batches", default="1,8,16,24,32,64", help="batch sizes to time")
     parser.add_argument("--rounds", type=int, default=6, help="interleaved passes over the two thread counts")
     parser.add_argument("--calls", type=int, default=5, help="timed calls per batch size, thread count and round")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the searches drawn from the run's log")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -45,11 +46,9 @@ def main() -> None:
     keep_freed_memory()  # as `genrec serve` does
     model = load_served_model(args.run, [args.retriever])
     retriever = model.retrievers[args.retriever]
-    events = Dataset.load(args.run / "data").events
-    searches = events[events["query"].fillna("").astype(str).str.len() > 0]
     sizes = [int(b) for b in args.batches.split(",")]
-    requests = [model.request(int(user), query) for user, query in
-                zip(searches["user_id"].head(max(sizes)), searches["query"].head(max(sizes)))]
+    queries, users = workload(args.run, args.seed, max(sizes))  # the searches serve_load.py sends
+    requests = [model.request(int(user), query) for query, user in zip(queries, users)]
     worker = ThreadPoolExecutor(max_workers=1)  # the server's retrieve thread
 
     def timed(batch, count: int) -> list[float]:
@@ -78,13 +77,14 @@ def main() -> None:
         "# One torch thread or all of them, by batch size (`genrec serve --parallel-from`)",
         "",
         f"Command: `.venv/bin/python benchmarks/batch_threads.py --run {args.run} --batches {args.batches} "
-        f"--rounds {args.rounds} --calls {args.calls}`  ",
+        f"--rounds {args.rounds} --calls {args.calls} --seed {args.seed}`  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: {platform.machine()} "
         f"({threads} cores), torch {torch.__version__}; load average at the end "
         f"{os.getloadavg()[0]:.1f}; {time.perf_counter() - began:.0f} s",
         "",
         f"The served `{args.retriever}` retriever of `{args.run}` (as `genrec serve` loads it), called on one "
-        "worker thread with batches of the run's first logged searches; 1 thread and all threads interleaved "
+        "worker thread with batches of searches drawn from the run's log as `serve_load.py` draws them "
+        f"(seed {args.seed}); 1 thread and all threads interleaved "
         f"{args.rounds} times, {args.calls} timed calls each after an untimed one; medians.",
         "",
         f"| batch | 1 thread (ms) | {threads} threads (ms) | speed-up of {threads} threads |",

@@ -1,9 +1,10 @@
 """Load test of `genrec serve` over loopback: throughput, p50/p99, batching on vs off, memory.
 
-Starts the real server (`python -m genrec.cli serve RUN`) as a subprocess on
-127.0.0.1, once with micro-batching on (max batch 64, 5 ms) and once off (max
-batch 1), and drives `GET /search` from an asyncio client at concurrency 1, 8
-and 32 for each retriever. Every level is bounded in count and in time. Then,
+Starts the real server (`python -m genrec.cli serve RUN`) as subprocesses on
+127.0.0.1 — micro-batching on (max batch 64, 5 ms, `genrec serve`'s thread
+sizing), on with every batch on every thread, and off (max batch 1) — and
+drives `GET /search` from an asyncio client at concurrency 1, 8 and 32 for
+each retriever. Every level is bounded in count and in time. Then,
 with batching on, it sends 10,000 requests and reads the server's resident
 memory (VmRSS) before and after. Queries and users come from the run's own
 event log (seeded). Writes `benchmarks/results/serve.md`.

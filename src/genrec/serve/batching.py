@@ -22,7 +22,7 @@ A small batch runs on one torch thread, a large one on all of the process's:
 splitting a few requests' matrix products across cores costs more in thread
 hand-offs than it gains, and the other core is better left to the event loop
 and the clients; a batch of tens of requests fills both cores
-(`benchmarks/results/serve.md`, batch threads). The thread count changes no
+(`benchmarks/results/batch_threads.md`). The thread count changes no
 answer, only who computes it.
 """
 
