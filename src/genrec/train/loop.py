@@ -545,11 +545,8 @@ def _save_atomic(checkpoint: dict, path: Path) -> None:
 
 
 def _check_same_trajectory(config: TrainConfig, saved: dict[str, Any]) -> None:
-    changed = [f"{name}: saved {saved.get(name)!r}, now {getattr(config, name)!r}"
-               for name in _TRAJECTORY_FIELDS if saved.get(name) != getattr(config, name)]
-    if changed:
-        raise ValueError("cannot resume last.pt with a different TrainConfig (" + "; ".join(changed)
-                         + "); expected the configuration the run started with, or resume=False")
+    now = {name: getattr(config, name) for name in _TRAJECTORY_FIELDS}
+    _refuse_changes("TrainConfig", saved, now, _TRAJECTORY_FIELDS, "the configuration the run started with")
 
 
 def _check_same_model(model: nn.Module, saved: dict[str, Any] | None) -> None:
@@ -560,11 +557,16 @@ def _check_same_model(model: nn.Module, saved: dict[str, Any] | None) -> None:
     now = _plain(getattr(model, "config", None))
     if saved is None or now is None:
         return
-    changed = [f"{name}: saved {saved.get(name)!r}, now {now.get(name)!r}"
-               for name in sorted(set(saved) | set(now)) if saved.get(name) != now.get(name)]
+    _refuse_changes("model configuration", saved, now, sorted(set(saved) | set(now)), "the model the run started with")
+
+
+def _refuse_changes(what: str, saved: dict[str, Any], now: dict[str, Any], names, expected: str) -> None:
+    """A ValueError naming every field of `names` whose saved value differs from the current one."""
+    changed = [f"{name}: saved {saved.get(name)!r}, now {now.get(name)!r}" for name in names
+               if saved.get(name) != now.get(name)]
     if changed:
-        raise ValueError("cannot resume last.pt with a different model configuration (" + "; ".join(changed)
-                         + "); expected the model the run started with, or resume=False")
+        raise ValueError(f"cannot resume last.pt with a different {what} (" + "; ".join(changed)
+                         + f"); expected {expected}, or resume=False")
 
 
 # --------------------------------------------------------------------------- RNG
